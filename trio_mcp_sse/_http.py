@@ -1,0 +1,70 @@
+"""Small ASGI vocabulary and the one table that maps outcomes to HTTP responses."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["ASGIApp", "Outcome", "Receive", "Scope", "Send", "header", "send_outcome"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Outcome(enum.Enum):
+    """Every answer the transport gives that is not an event stream.
+
+    This table is the single place that decides status codes and reason texts
+    (documented in ``docs/security.md``).  Texts are fixed: a request body is
+    never echoed back.
+    """
+
+    ACCEPTED = (202, "Accepted")
+    INVALID_MESSAGE = (400, "Invalid JSON-RPC message")
+    MISSING_SESSION_ID = (400, "Missing or malformed session_id query parameter")
+    FORBIDDEN_ORIGIN = (403, "Origin not allowed")
+    NOT_FOUND = (404, "Not found")
+    UNKNOWN_SESSION = (404, "Could not find session")
+    METHOD_NOT_ALLOWED = (405, "Method not allowed")
+    BODY_TOO_LARGE = (413, "Request body too large")
+    UNSUPPORTED_MEDIA_TYPE = (415, "Content-Type must be application/json")
+    MISDIRECTED_HOST = (421, "Host not allowed")
+    SESSION_BUSY = (503, "Session inbound queue is full; retry later")
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+_RETRY_AFTER = {Outcome.SESSION_BUSY: b"1"}
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """First value of a request header (``name`` lowercase), decoded as latin-1."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def send_outcome(
+    send: Send, outcome: Outcome, *, allow: bytes = b"", detail: str | None = None
+) -> None:
+    """Answer a request with ``outcome``'s status and a short plain-text reason."""
+    text = outcome.reason if detail is None else f"{outcome.reason}: {detail}"
+    body = text.encode("utf-8")
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
+    if outcome is Outcome.METHOD_NOT_ALLOWED:
+        headers.append((b"allow", allow))
+    retry_after = _RETRY_AFTER.get(outcome)
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

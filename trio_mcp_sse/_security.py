@@ -1,0 +1,107 @@
+"""Request admission rules: DNS-rebinding protection and body limits.
+
+A browser page on ``evil.example`` can resolve its own name to 127.0.0.1 and
+then talk to a server on the user's machine; the tell-tale is the ``Host`` (and
+``Origin``) header, which still says ``evil.example``.  So a server bound to a
+loopback address only accepts loopback names unless told otherwise.  A server
+bound to a routable address cannot guess its public names, so by default it does
+not check ``Host``; it still refuses cross-origin browser requests.
+
+Patterns (documented in ``docs/security.md``):
+
+* hosts: ``"example.com"`` (exactly that Host header), ``"example.com:*"``
+  (that name with any port, or none), ``"*"`` (any Host).
+* origins: ``"https://app.example.com"`` (exact), ``"https://app.example.com:*"``
+  (any port), ``"*"`` (any Origin).  Requests without ``Origin`` (every
+  non-browser client) are never refused for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "SecuritySettings"]
+
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+LOOPBACK_ORIGINS: tuple[str, ...] = (
+    "http://127.0.0.1:*",
+    "http://localhost:*",
+    "http://[::1]:*",
+    "https://127.0.0.1:*",
+    "https://localhost:*",
+    "https://[::1]:*",
+)
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    for pattern in patterns:
+        if pattern == "*" or pattern == value:
+            return True
+        if pattern.endswith(":*"):
+            base = pattern[:-2]
+            if value == base:
+                return True
+            if value.startswith(base + ":") and value[len(base) + 1 :].isdigit():
+                return True
+    return False
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """Who may talk to the transport, and how much they may send.
+
+    ``allowed_hosts`` / ``allowed_origins``: ``None`` (the default) means
+    *automatic*: when the server is bound to a loopback address only loopback
+    names and origins are allowed; otherwise any Host is accepted and an Origin
+    must name the same host as the Host header.  A list is enforced as given on
+    every address.  ``max_body_size`` caps one POST body in bytes.
+    """
+
+    allowed_hosts: Sequence[str] | None = None
+    allowed_origins: Sequence[str] | None = None
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+
+    def __post_init__(self) -> None:
+        if self.max_body_size < 1:
+            raise ValueError("max_body_size must be >= 1")
+        for name in ("allowed_hosts", "allowed_origins"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(f"{name} must be a sequence of patterns, not a single string")
+
+    def host_allowed(self, host: str | None, server_host: str | None) -> bool:
+        """Is this ``Host`` header acceptable on a server bound to ``server_host``?"""
+        if self.allowed_hosts is not None:
+            return host is not None and _matches(host.lower(), self.allowed_hosts)
+        if is_loopback(server_host):
+            return host is not None and _matches(host.lower(), LOOPBACK_HOSTS)
+        return True
+
+    def origin_allowed(self, origin: str | None, host: str | None, server_host: str | None) -> bool:
+        """Is this ``Origin`` header (absent for non-browser clients) acceptable?"""
+        if origin is None:
+            return True
+        origin = origin.lower()
+        if self.allowed_origins is not None:
+            return _matches(origin, self.allowed_origins)
+        if is_loopback(server_host):
+            return _matches(origin, LOOPBACK_ORIGINS)
+        # Routable address, nothing configured: same-origin requests only.
+        scheme, sep, authority = origin.partition("://")
+        if not sep or host is None or scheme not in ("http", "https"):
+            return False
+        return authority == host.lower()

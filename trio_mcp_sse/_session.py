@@ -1,0 +1,361 @@
+"""The session core: one MCP session as a Trio task owning two memory channels.
+
+Theory of operation
+-------------------
+A :class:`Session` is transport-agnostic.  It has an id (128 random bits), the
+principal that opened it, an *inbound* channel (messages the peer sent, fed by a
+transport: today an HTTP POST, later a WebSocket frame or a broker) and an
+*outbound* channel (JSON bytes the server layer wants delivered, drained by the
+transport that holds the peer's stream).  Both channels are bounded, so neither
+a flood of POSTs nor a peer that stops reading can grow memory without limit.
+
+The :class:`SessionManager` starts each session's *handler* (the MCP server
+layer) as a task in a nursery the manager owns, inside the session's own cancel
+scope and error boundary:
+
+* handler returns or raises -> the outbound channel closes, the transport ends
+  the stream, the registry forgets the session.  An exception is logged once and
+  ends only that session.
+* the transport sees the peer go away -> :meth:`Session.close` cancels the
+  session's scope; the same cleanup runs.
+* the manager is drained -> every session is asked to finish (see
+  :meth:`SessionManager.drain`).
+
+Lookups go through a :class:`SessionRegistry`, the seam where a cross-process
+registry (a broker that forwards a POST to the worker that holds the stream)
+plugs in later.  A lookup that names a session owned by another principal looks
+exactly like a lookup of an unknown one.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+import trio
+
+from ._jsonrpc import JSONRPCMessage
+
+__all__ = [
+    "Delivery",
+    "Incoming",
+    "LocalSessionRegistry",
+    "Session",
+    "SessionClosed",
+    "SessionHandler",
+    "SessionLimits",
+    "SessionManager",
+    "SessionRegistry",
+    "new_session_id",
+]
+
+log = logging.getLogger("trio_mcp_sse")
+
+SESSION_ID_HEX_LENGTH = 32
+
+
+def new_session_id() -> str:
+    """128 bits from the OS CSPRNG, as 32 lowercase hex digits."""
+    return secrets.token_hex(SESSION_ID_HEX_LENGTH // 2)
+
+
+def is_session_id(text: str) -> bool:
+    return len(text) == SESSION_ID_HEX_LENGTH and all(c in "0123456789abcdef" for c in text)
+
+
+class SessionClosed(Exception):
+    """The session ended (peer gone, handler finished, or dropped as too slow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One inbound message and the HTTP headers of the request that carried it."""
+
+    message: JSONRPCMessage
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Delivery(enum.Enum):
+    """What happened to a message handed to :meth:`Session.deliver`."""
+
+    ACCEPTED = "accepted"
+    """In the session's inbound channel: the session will see it."""
+    GONE = "gone"
+    """The session ended before the message could be queued."""
+    BUSY = "busy"
+    """The inbound channel stayed full for the whole delivery bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Bounds that keep one session from costing unbounded memory or time.
+
+    ``inbound_buffer`` / ``outbound_buffer`` are channel capacities in messages.
+    ``deliver_timeout`` is how long a POST may wait for room in a full inbound
+    channel before it is refused (503): never a 202 for a dropped message.
+    ``send_timeout`` is how long the server layer may wait for room in a full
+    outbound channel -- i.e. for a peer that stopped reading -- before the
+    session is closed as too slow.  ``close_timeout`` bounds how long a closing
+    session may take to unwind its handler.
+    """
+
+    inbound_buffer: int = 64
+    outbound_buffer: int = 256
+    deliver_timeout: float = 10.0
+    send_timeout: float = 30.0
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("inbound_buffer", "outbound_buffer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("deliver_timeout", "send_timeout", "close_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+class Session:
+    """One MCP session.  Created by :class:`SessionManager`, not directly."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        principal: str | None,
+        headers: Mapping[str, str],
+        limits: SessionLimits,
+    ) -> None:
+        self.id = session_id
+        self.principal = principal
+        self.headers = headers
+        """Headers of the request that opened the session (e.g. the SSE GET)."""
+        self._limits = limits
+        self._inbound_send, self.incoming = trio.open_memory_channel[Incoming](limits.inbound_buffer)
+        self._outbound_send, self.outgoing = trio.open_memory_channel[bytes](limits.outbound_buffer)
+        self.cancel_scope = trio.CancelScope()
+        self.finished = trio.Event()
+        self.close_reason: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id[:8]}…>"
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None or self.finished.is_set()
+
+    # -- called by the server layer ------------------------------------------------
+    async def send(self, data: bytes) -> None:
+        """Queue one encoded JSON-RPC message for the peer.
+
+        Waits at most ``send_timeout`` for room.  A peer that leaves the buffer
+        full that long is not reading; holding its messages would cost memory
+        for nothing, so the session is closed and :class:`SessionClosed` raised.
+        """
+        try:
+            self._outbound_send.send_nowait(data)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise SessionClosed(self.close_reason or "session closed") from None
+        with trio.move_on_after(self._limits.send_timeout):
+            try:
+                await self._outbound_send.send(data)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise SessionClosed(self.close_reason or "session closed") from None
+            return
+        log.warning(
+            "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
+            self.id,
+            self._limits.send_timeout,
+        )
+        self.close("slow consumer")
+        raise SessionClosed("slow consumer")
+
+    # -- called by transports --------------------------------------------------------
+    async def deliver(self, item: Incoming) -> Delivery:
+        """Put one inbound message into the session, waiting a bounded time for room."""
+        if self.closed:
+            return Delivery.GONE
+        try:
+            self._inbound_send.send_nowait(item)
+            return Delivery.ACCEPTED
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return Delivery.GONE
+        with trio.move_on_after(self._limits.deliver_timeout):
+            try:
+                await self._inbound_send.send(item)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return Delivery.GONE
+            return Delivery.ACCEPTED
+        return Delivery.BUSY
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Queue an outbound message if there is room right now; report whether it was."""
+        try:
+            self._outbound_send.send_nowait(data)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    def close(self, reason: str = "closed") -> None:
+        """Ask the session to end: cancels its handler.  Idempotent, never blocks."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.cancel_scope.cancel()
+
+    def _close_channels(self) -> None:
+        self._inbound_send.close()
+        self.incoming.close()
+        self._outbound_send.close()
+
+
+SessionHandler = Callable[[Session], Awaitable[None]]
+"""The server layer: runs for the session's lifetime, reading ``session.incoming``."""
+
+
+class SessionRegistry(Protocol):
+    """Where sessions are found by id.  In-process today; a broker can implement it later."""
+
+    def add(self, session: Session) -> None: ...
+
+    def discard(self, session: Session) -> None: ...
+
+    def lookup(self, session_id: str, principal: str | None) -> Session | None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Session]: ...
+
+
+class LocalSessionRegistry:
+    """Sessions of this process, in a dict."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+
+    def add(self, session: Session) -> None:
+        if session.id in self._sessions:
+            raise ValueError(f"duplicate session id {session.id}")
+        self._sessions[session.id] = session
+
+    def discard(self, session: Session) -> None:
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+
+    def lookup(self, session_id: str, principal: str | None) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is None or session.principal != principal:
+            return None
+        return session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+
+class SessionManager:
+    """Starts, tracks and ends sessions; owns the nursery their tasks run in."""
+
+    def __init__(
+        self,
+        handler: SessionHandler,
+        *,
+        limits: SessionLimits | None = None,
+        registry: SessionRegistry | None = None,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits or SessionLimits()
+        self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[SessionManager]:
+        """Own a nursery for session tasks for the duration of the block.
+
+        On exit every remaining session is closed (their handlers cancelled)
+        and waited for, so nothing outlives the block.
+        """
+        if self._nursery is not None:
+            raise RuntimeError("SessionManager is already running")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    yield self
+                finally:
+                    self._nursery = None
+                    for session in self.registry:
+                        session.close("server shutting down")
+        finally:
+            self._nursery = None
+
+    async def open_session(
+        self,
+        *,
+        principal: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        nursery: trio.Nursery | None = None,
+    ) -> Session:
+        """Register a new session and start its handler task.
+
+        The task runs in the manager's nursery when it is running, else in the
+        ``nursery`` the caller passes (a transport that was not given a lifespan
+        hosts the session in its own request's nursery).
+        """
+        host = self._nursery or nursery
+        if host is None:
+            raise RuntimeError("SessionManager is not running and no nursery was given")
+        session = Session(new_session_id(), principal=principal, headers=headers or {}, limits=self.limits)
+        self.registry.add(session)
+        try:
+            await host.start(self._run_session, session)
+        except BaseException:
+            self.registry.discard(session)
+            session._close_channels()
+            session.finished.set()
+            raise
+        return session
+
+    async def _run_session(
+        self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The session task: the handler inside the session's scope and error boundary."""
+        try:
+            with session.cancel_scope:
+                task_status.started()
+                try:
+                    await self.handler(session)
+                except* SessionClosed:
+                    pass
+                except* Exception:
+                    # The error boundary: one broken session must not take the
+                    # manager's nursery (and every other session) down with it.
+                    log.exception("session %s: handler failed; closing this session", session.id)
+                    session.close("handler failed")
+        finally:
+            self.registry.discard(session)
+            session._close_channels()
+            session.finished.set()
+            log.debug("session %s ended (%s)", session.id, session.close_reason or "handler returned")
+
+    async def close_session(self, session: Session, reason: str) -> None:
+        """Close a session and wait (bounded, shielded) until its task has unwound."""
+        session.close(reason)
+        with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
+            await session.finished.wait()
+        if not session.finished.is_set():
+            log.warning("session %s did not unwind within %.1fs", session.id, self.limits.close_timeout)
