@@ -15,11 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "client":
         from .client._cli import main as client_main
 
-        return client_main(rest)
+        return int(client_main(rest))
     if command == "serve":
         from ._serve import main as serve_main
 
-        return serve_main(rest)
+        return int(serve_main(rest))
     sys.stderr.write(f"unknown command {command!r}\n{usage}")
     return 2
 
