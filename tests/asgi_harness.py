@@ -158,12 +158,17 @@ class Harness:
         headers: Headers = DEFAULT_HEADERS,
         root_path: str = "",
         server: tuple[str, int] = ("127.0.0.1", 8000),
+        buffer: float = math.inf,
     ) -> AsyncIterator[Stream]:
-        """Open a streaming request; on exit the client disconnects and the app must return."""
+        """Open a streaming request; on exit the client disconnects and the app must return.
+
+        ``buffer`` is how many body chunks the "network" holds before the app's
+        ``send`` blocks: 0 models a client that reads nothing until asked.
+        """
         scope = make_scope(method, path, query=query, headers=headers, root_path=root_path, server=server)
         inbox_send, inbox = trio.open_memory_channel[dict[str, Any]](math.inf)
         inbox_send.send_nowait({"type": "http.request", "body": b"", "more_body": False})
-        chunk_send, chunk_receive = trio.open_memory_channel[bytes | None](math.inf)
+        chunk_send, chunk_receive = trio.open_memory_channel[bytes | None](buffer)
         start: list[dict[str, Any]] = []
         started = trio.Event()
         starts = 0
@@ -177,9 +182,9 @@ class Harness:
                 started.set()
                 return
             assert started.is_set(), "body before response start"
-            chunk_send.send_nowait(message.get("body", b""))
+            await chunk_send.send(message.get("body", b""))
             if not message.get("more_body", False):
-                chunk_send.send_nowait(None)
+                await chunk_send.send(None)
 
         done = trio.Event()
 

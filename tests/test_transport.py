@@ -126,7 +126,8 @@ async def test_keepalive_interval_restarts_after_traffic(autojump_clock: trio.te
 
 
 async def test_keepalive_can_be_disabled(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve(SseServerTransport(echo_handler, keepalive_interval=None)) as h, h.stream() as stream:
+    transport = SseServerTransport(echo_handler, keepalive_interval=None, limits=SessionLimits(idle_timeout=None))
+    async with serve(transport) as h, h.stream() as stream:
         await stream.endpoint()
         with trio.move_on_after(3600) as waited:
             await stream.read_chunk()

@@ -3,6 +3,8 @@
 Public API; everything in ``_modules`` is private.
 """
 
+from ._auth import AuthSettings, StaticTokens, TokenVerifier
+from ._cors import CorsSettings
 from ._errors import MCPError, ToolError
 from ._jsonrpc import InvalidMessage, parse_message
 from ._security import SecuritySettings
@@ -15,16 +17,19 @@ from ._session import (
     SessionHandler,
     SessionLimits,
     SessionManager,
+    SessionRefused,
     SessionRegistry,
 )
 from ._sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
-from ._transport import SseServerTransport
+from ._transport import SseServerTransport, drain_all
 from .server import Context, MCPServer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthSettings",
     "Context",
+    "CorsSettings",
     "Delivery",
     "Incoming",
     "InvalidMessage",
@@ -39,10 +44,14 @@ __all__ = [
     "SessionHandler",
     "SessionLimits",
     "SessionManager",
+    "SessionRefused",
     "SessionRegistry",
     "SseServerTransport",
+    "StaticTokens",
+    "TokenVerifier",
     "ToolError",
     "__version__",
+    "drain_all",
     "encode_comment",
     "encode_event",
     "parse_message",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 __all__ = ["ASGIApp", "Outcome", "Receive", "Scope", "Send", "header", "send_outcome"]
@@ -13,6 +13,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
 class Outcome(enum.Enum):
@@ -20,12 +21,16 @@ class Outcome(enum.Enum):
 
     This table is the single place that decides status codes and reason texts
     (documented in ``docs/security.md``).  Texts are fixed: a request body is
-    never echoed back.
+    never echoed.
     """
 
+    OK = (200, "ok")
     ACCEPTED = (202, "Accepted")
+    PREFLIGHT = (204, "")
     INVALID_MESSAGE = (400, "Invalid JSON-RPC message")
     MISSING_SESSION_ID = (400, "Missing or malformed session_id query parameter")
+    UNAUTHORIZED = (401, "Authentication required")
+    INVALID_TOKEN = (401, "Invalid or expired token")
     FORBIDDEN_ORIGIN = (403, "Origin not allowed")
     NOT_FOUND = (404, "Not found")
     UNKNOWN_SESSION = (404, "Could not find session")
@@ -33,14 +38,27 @@ class Outcome(enum.Enum):
     BODY_TOO_LARGE = (413, "Request body too large")
     UNSUPPORTED_MEDIA_TYPE = (415, "Content-Type must be application/json")
     MISDIRECTED_HOST = (421, "Host not allowed")
+    AUTH_UNAVAILABLE = (503, "Authentication is temporarily unavailable")
     SESSION_BUSY = (503, "Session inbound queue is full; retry later")
+    SHUTTING_DOWN = (503, "Server is shutting down")
+    TOO_MANY_SESSIONS = (503, "Too many sessions; retry later")
 
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
 
+    @property
+    def label(self) -> str:
+        """Name used in metrics and logs."""
+        return self.name.lower()
 
-_RETRY_AFTER = {Outcome.SESSION_BUSY: b"1"}
+
+_RETRY_AFTER = {
+    Outcome.SESSION_BUSY: b"1",
+    Outcome.TOO_MANY_SESSIONS: b"5",
+    Outcome.SHUTTING_DOWN: b"5",
+    Outcome.AUTH_UNAVAILABLE: b"5",
+}
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -52,7 +70,12 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def send_outcome(
-    send: Send, outcome: Outcome, *, allow: bytes = b"", detail: str | None = None
+    send: Send,
+    outcome: Outcome,
+    *,
+    allow: bytes = b"",
+    detail: str | None = None,
+    extra_headers: RawHeaders = (),
 ) -> None:
     """Answer a request with ``outcome``'s status and a short plain-text reason."""
     text = outcome.reason if detail is None else f"{outcome.reason}: {detail}"
@@ -60,11 +83,13 @@ async def send_outcome(
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
     ]
     if outcome is Outcome.METHOD_NOT_ALLOWED:
         headers.append((b"allow", allow))
     retry_after = _RETRY_AFTER.get(outcome)
     if retry_after is not None:
         headers.append((b"retry-after", retry_after))
+    headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -36,7 +36,8 @@ LOOPBACK_ORIGINS: tuple[str, ...] = (
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 
 
-def _matches(value: str, patterns: Sequence[str]) -> bool:
+def matches_pattern(value: str, patterns: Sequence[str]) -> bool:
+    """Does ``value`` (lower-case) match one of the documented patterns?"""
     for pattern in patterns:
         if pattern == "*" or pattern == value:
             return True
@@ -86,9 +87,9 @@ class SecuritySettings:
     def host_allowed(self, host: str | None, server_host: str | None) -> bool:
         """Is this ``Host`` header acceptable on a server bound to ``server_host``?"""
         if self.allowed_hosts is not None:
-            return host is not None and _matches(host.lower(), self.allowed_hosts)
+            return host is not None and matches_pattern(host.lower(), self.allowed_hosts)
         if is_loopback(server_host):
-            return host is not None and _matches(host.lower(), LOOPBACK_HOSTS)
+            return host is not None and matches_pattern(host.lower(), LOOPBACK_HOSTS)
         return True
 
     def origin_allowed(self, origin: str | None, host: str | None, server_host: str | None) -> bool:
@@ -97,9 +98,9 @@ class SecuritySettings:
             return True
         origin = origin.lower()
         if self.allowed_origins is not None:
-            return _matches(origin, self.allowed_origins)
+            return matches_pattern(origin, self.allowed_origins)
         if is_loopback(server_host):
-            return _matches(origin, LOOPBACK_ORIGINS)
+            return matches_pattern(origin, LOOPBACK_ORIGINS)
         # Routable address, nothing configured: same-origin requests only.
         scheme, sep, authority = origin.partition("://")
         if not sep or host is None or scheme not in ("http", "https"):

@@ -40,16 +40,19 @@ from typing import Protocol
 import trio
 
 from ._jsonrpc import JSONRPCMessage
+from ._metrics import Metrics
 
 __all__ = [
     "Delivery",
     "Incoming",
     "LocalSessionRegistry",
+    "Refusal",
     "Session",
     "SessionClosed",
     "SessionHandler",
     "SessionLimits",
     "SessionManager",
+    "SessionRefused",
     "SessionRegistry",
     "new_session_id",
 ]
@@ -89,6 +92,21 @@ class Delivery(enum.Enum):
     """The session ended before the message could be queued."""
     BUSY = "busy"
     """The inbound channel stayed full for the whole delivery bound."""
+    DRAINING = "draining"
+    """The session is finishing its work before the server stops; it takes no more."""
+
+
+class Refusal(enum.Enum):
+    """Why :meth:`SessionManager.open_session` would not open a session."""
+
+    DRAINING = "draining"
+    AT_CAPACITY = "at capacity"
+
+
+class SessionRefused(Exception):
+    def __init__(self, reason: Refusal) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +119,14 @@ class SessionLimits:
     ``send_timeout`` is how long the server layer may wait for room in a full
     outbound channel -- i.e. for a peer that stopped reading -- before the
     session is closed as too slow.  ``close_timeout`` bounds how long a closing
-    session may take to unwind its handler.
+    session may take to unwind its handler.  ``max_sessions`` caps concurrent
+    sessions per process (further streams get 503); ``idle_timeout`` closes a
+    session that saw no message in either direction for that many seconds
+    (keepalives do not count).  ``None`` disables either.
     """
 
+    max_sessions: int | None = 10_000
+    idle_timeout: float | None = 30 * 60.0
     inbound_buffer: int = 64
     outbound_buffer: int = 256
     deliver_timeout: float = 10.0
@@ -111,11 +134,13 @@ class SessionLimits:
     close_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("inbound_buffer", "outbound_buffer"):
-            if getattr(self, name) < 1:
+        for name in ("inbound_buffer", "outbound_buffer", "max_sessions"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("deliver_timeout", "send_timeout", "close_timeout"):
-            if getattr(self, name) <= 0:
+        for name in ("deliver_timeout", "send_timeout", "close_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
 
 
@@ -129,6 +154,7 @@ class Session:
         principal: str | None,
         headers: Mapping[str, str],
         limits: SessionLimits,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -140,6 +166,15 @@ class Session:
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self.close_reason: str | None = None
+        self.draining = False
+        self._metrics = metrics or Metrics()
+        self._idle_timeout = limits.idle_timeout
+        self._touch()
+
+    def _touch(self) -> None:
+        """Push the idle deadline back: the session's own cancel scope expires when idle."""
+        if self._idle_timeout is not None and self.close_reason is None:
+            self.cancel_scope.deadline = trio.current_time() + self._idle_timeout
 
     def __repr__(self) -> str:
         return f"<Session {self.id[:8]}…>"
@@ -158,21 +193,27 @@ class Session:
         """
         try:
             self._outbound_send.send_nowait(data)
-            return
         except trio.WouldBlock:
             pass
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise SessionClosed(self.close_reason or "session closed") from None
+        else:
+            self._metrics.messages_out += 1
+            self._touch()
+            return
         with trio.move_on_after(self._limits.send_timeout):
             try:
                 await self._outbound_send.send(data)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise SessionClosed(self.close_reason or "session closed") from None
+            self._metrics.messages_out += 1
+            self._touch()
             return
         log.warning(
             "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
             self.id,
             self._limits.send_timeout,
+            extra={"event": "session_slow_consumer", "session_id": self.id},
         )
         self.close("slow consumer")
         raise SessionClosed("slow consumer")
@@ -182,20 +223,30 @@ class Session:
         """Put one inbound message into the session, waiting a bounded time for room."""
         if self.closed:
             return Delivery.GONE
+        if self.draining:
+            return Delivery.DRAINING
         try:
             self._inbound_send.send_nowait(item)
-            return Delivery.ACCEPTED
         except trio.WouldBlock:
             pass
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return Delivery.GONE
+            return self._refusal()
+        else:
+            self._metrics.messages_in += 1
+            self._touch()
+            return Delivery.ACCEPTED
         with trio.move_on_after(self._limits.deliver_timeout):
             try:
                 await self._inbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return Delivery.GONE
+                return self._refusal()
+            self._metrics.messages_in += 1
+            self._touch()
             return Delivery.ACCEPTED
         return Delivery.BUSY
+
+    def _refusal(self) -> Delivery:
+        return Delivery.DRAINING if self.draining and not self.closed else Delivery.GONE
 
     def send_nowait(self, data: bytes) -> bool:
         """Queue an outbound message if there is room right now; report whether it was."""
@@ -203,6 +254,7 @@ class Session:
             self._outbound_send.send_nowait(data)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
+        self._metrics.messages_out += 1
         return True
 
     def close(self, reason: str = "closed") -> None:
@@ -210,6 +262,12 @@ class Session:
         if self.close_reason is None:
             self.close_reason = reason
         self.cancel_scope.cancel()
+
+    def drain(self) -> None:
+        """Ask the session to finish: no new inbound messages, the handler sees the end of
+        ``incoming`` after the ones already accepted, and the stream ends once it returns."""
+        self.draining = True
+        self._inbound_send.close()
 
     def _close_channels(self) -> None:
         self._inbound_send.close()
@@ -272,11 +330,17 @@ class SessionManager:
         *,
         limits: SessionLimits | None = None,
         registry: SessionRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
         self.limits = limits or SessionLimits()
         self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
+        self.metrics = metrics or Metrics()
+        self.draining = False
         self._nursery: trio.Nursery | None = None
+        self._all_finished = trio.Event()
+        self._all_finished.set()
+        self._live = 0
 
     @property
     def running(self) -> bool:
@@ -291,6 +355,7 @@ class SessionManager:
         """
         if self._nursery is not None:
             raise RuntimeError("SessionManager is already running")
+        self.draining = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -303,6 +368,15 @@ class SessionManager:
         finally:
             self._nursery = None
 
+    def check_admission(self) -> Refusal | None:
+        """Would a new session be refused right now, and why?"""
+        if self.draining:
+            return Refusal.DRAINING
+        limit = self.limits.max_sessions
+        if limit is not None and self._live >= limit:
+            return Refusal.AT_CAPACITY
+        return None
+
     async def open_session(
         self,
         *,
@@ -314,21 +388,42 @@ class SessionManager:
 
         The task runs in the manager's nursery when it is running, else in the
         ``nursery`` the caller passes (a transport that was not given a lifespan
-        hosts the session in its own request's nursery).
+        hosts the session in its own request's nursery).  Raises
+        :class:`SessionRefused` while draining or at ``max_sessions``.
         """
+        refusal = self.check_admission()
+        if refusal is not None:
+            raise SessionRefused(refusal)
         host = self._nursery or nursery
         if host is None:
             raise RuntimeError("SessionManager is not running and no nursery was given")
-        session = Session(new_session_id(), principal=principal, headers=headers or {}, limits=self.limits)
+        session = Session(
+            new_session_id(), principal=principal, headers=headers or {}, limits=self.limits, metrics=self.metrics
+        )
         self.registry.add(session)
+        self._live += 1
+        if self._all_finished.is_set():
+            self._all_finished = trio.Event()
         try:
             await host.start(self._run_session, session)
         except BaseException:
-            self.registry.discard(session)
+            self._forget(session)
             session._close_channels()
             session.finished.set()
             raise
+        self.metrics.sessions_opened += 1
+        log.debug(
+            "session %s opened",
+            session.id,
+            extra={"event": "session_opened", "session_id": session.id, "principal": principal},
+        )
         return session
+
+    def _forget(self, session: Session) -> None:
+        self.registry.discard(session)
+        self._live -= 1
+        if self._live == 0:
+            self._all_finished.set()
 
     async def _run_session(
         self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -344,13 +439,32 @@ class SessionManager:
                 except* Exception:
                     # The error boundary: one broken session must not take the
                     # manager's nursery (and every other session) down with it.
-                    log.exception("session %s: handler failed; closing this session", session.id)
+                    log.exception(
+                        "session %s: handler failed; closing this session",
+                        session.id,
+                        extra={"event": "session_failed", "session_id": session.id},
+                    )
                     session.close("handler failed")
+            if session.cancel_scope.cancelled_caught and session.close_reason is None:
+                session.close_reason = "idle timeout"
+                log.info(
+                    "session %s: idle for %.0fs; closing it",
+                    session.id,
+                    self.limits.idle_timeout,
+                    extra={"event": "session_idle", "session_id": session.id},
+                )
         finally:
-            self.registry.discard(session)
+            self._forget(session)
             session._close_channels()
             session.finished.set()
-            log.debug("session %s ended (%s)", session.id, session.close_reason or "handler returned")
+            reason = session.close_reason or ("drained" if session.draining else "handler returned")
+            self.metrics.sessions_closed[reason] += 1
+            log.debug(
+                "session %s closed (%s)",
+                session.id,
+                reason,
+                extra={"event": "session_closed", "session_id": session.id, "reason": reason},
+            )
 
     async def close_session(self, session: Session, reason: str) -> None:
         """Close a session and wait (bounded, shielded) until its task has unwound."""
@@ -358,4 +472,35 @@ class SessionManager:
         with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
             await session.finished.wait()
         if not session.finished.is_set():
-            log.warning("session %s did not unwind within %.1fs", session.id, self.limits.close_timeout)
+            log.warning(
+                "session %s did not unwind within %.1fs",
+                session.id,
+                self.limits.close_timeout,
+                extra={"event": "session_stuck", "session_id": session.id},
+            )
+
+    async def drain(self, grace_period: float) -> None:
+        """Stop taking sessions, let every session finish its accepted work, then close the rest.
+
+        New sessions are refused at once.  Each session stops taking messages and
+        its handler sees the end of ``incoming``; a handler that returns within
+        ``grace_period`` seconds ends its stream cleanly.  Whatever is still
+        running after that is cancelled.  Returns once every session task is gone (or
+        ``close_timeout`` later, for handlers that ignore cancellation).
+        """
+        self.draining = True
+        for session in self.registry:
+            session.drain()
+        with trio.move_on_after(grace_period):
+            await self._all_finished.wait()
+        leftovers = list(self.registry)
+        if leftovers:
+            log.warning(
+                "%d session(s) still busy after the %.1fs drain; cancelling them",
+                len(leftovers),
+                grace_period,
+                extra={"event": "drain_timeout", "sessions": len(leftovers)},
+            )
+            async with trio.open_nursery() as nursery:
+                for session in leftovers:
+                    nursery.start_soon(self.close_session, session, "server shutting down")

@@ -1,0 +1,78 @@
+"""Authentication hook: a bearer token becomes a principal, and sessions are bound to it.
+
+The transport knows nothing about tokens beyond the ``Authorization: Bearer``
+header; *which* tokens are valid is the application's business, expressed as
+one async callable.  The principal it returns is bound to every session opened
+with it, and a POST carrying another principal (or none) is answered exactly
+like a POST for an unknown session: a session id alone never grants access.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["AuthSettings", "StaticTokens", "TokenVerifier"]
+
+TokenVerifier = Callable[[str], Awaitable[str | None]]
+"""``async def verify(token) -> principal or None`` (``None``: the token is not valid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """How the transport authenticates requests.
+
+    ``verify_token``
+        Called with the bearer token of every GET and POST; returns the
+        principal (any string naming the caller) or ``None`` for an invalid token.
+    ``required``
+        With ``True`` (default) a request without a token gets ``401``.  With
+        ``False`` it is served anonymously (principal ``None``), and can only
+        reach anonymous sessions; an *invalid* token still gets ``401``.
+    ``realm``
+        The ``realm`` of the ``WWW-Authenticate`` challenge.
+    ``resource_metadata``
+        Optional URL of the OAuth protected-resource metadata, advertised in the
+        challenge so OAuth-aware clients can discover the authorization server.
+    ``timeout``
+        Seconds a verification may take before the request gets ``503``.
+    """
+
+    verify_token: TokenVerifier
+    required: bool = True
+    realm: str = "mcp"
+    resource_metadata: str | None = None
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if '"' in self.realm or "\\" in self.realm:
+            raise ValueError("realm must not contain quotes or backslashes")
+        if self.resource_metadata is not None and '"' in self.resource_metadata:
+            raise ValueError("resource_metadata must not contain quotes")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+
+    def challenge(self, error: str | None) -> bytes:
+        """The ``WWW-Authenticate`` value (RFC 6750) for a missing or rejected token."""
+        parts = [f'Bearer realm="{self.realm}"']
+        if error is not None:
+            parts.append(f'error="{error}"')
+        if self.resource_metadata is not None:
+            parts.append(f'resource_metadata="{self.resource_metadata}"')
+        return ", ".join(parts).encode("latin-1")
+
+
+class StaticTokens:
+    """A verifier for a fixed token -> principal table (compared in constant time)."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._tokens = [(token.encode(), principal) for token, principal in tokens.items()]
+
+    async def __call__(self, token: str) -> str | None:
+        candidate = token.encode()
+        found: str | None = None
+        for known, principal in self._tokens:
+            if hmac.compare_digest(known, candidate):
+                found = principal
+        return found
