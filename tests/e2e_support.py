@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -12,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +81,70 @@ async def running_server(argv: Sequence[str], *, port_pattern: re.Pattern[bytes]
 
 def hypercorn_argv(app: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind", "127.0.0.1:0", *extra, app]
+
+
+async def server_state(server: ServerProcess) -> dict[str, int]:
+    """Live sessions, Trio tasks and RSS of the server process (see tests/apps/debug.py)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{server.url}/debug/state")
+        response.raise_for_status()
+        return {key: int(value) for key, value in response.json().items()}
+
+
+async def read_until(stream: trio.SocketStream, buffer: bytearray, marker: bytes) -> None:
+    while marker not in buffer:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise EOFError(f"connection closed before {marker!r}")
+        buffer += chunk
+
+
+async def open_sse(port: int, *, headers: str = "") -> tuple[trio.SocketStream, bytearray, str]:
+    """A raw HTTP/1.1 SSE stream: returns the socket, what was read, and the endpoint URI."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(f"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n".encode())
+    buffer = bytearray()
+    await read_until(stream, buffer, b"session_id=")
+    await read_until(stream, buffer, b"\n\n")
+    endpoint = bytes(buffer).split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()
+    return stream, buffer, endpoint
+
+
+async def post_json(port: int, endpoint: str, message: dict[str, object]) -> bytes:
+    """One POST on its own connection (``Connection: close``); returns the raw response."""
+    body = json.dumps(message).encode()
+    poster = await trio.open_tcp_stream("127.0.0.1", port)
+    async with poster:
+        await poster.send_all(
+            f"POST {endpoint} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        reply = b""
+        while chunk := await poster.receive_some(65536):
+            reply += chunk
+    return reply
+
+
+INIT = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
+
+
+def reset(stream: trio.SocketStream) -> None:
+    """Make the coming close a TCP reset: the abrupt way to leave."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def abrupt_session(port: int, index: int) -> None:
+    """Open a stream, initialize, call echo through it, then reset the connection."""
+    stream, buffer, endpoint = await open_sse(port)
+    try:
+        for message in (
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": f"n{index}"}}},
+        ):
+            reply = await post_json(port, endpoint, message)
+            assert reply.startswith(b"HTTP/1.1 202"), reply[:100]
+        await read_until(stream, buffer, f'"text":"n{index}"'.encode())
+    finally:
+        reset(stream)
+        await stream.aclose()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
 import trio
 from mcp import ClientSession, MCPError
 from mcp.client.sse import sse_client
 
-from .e2e_support import ServerProcess, hypercorn_argv, running_server
+from .e2e_support import ServerProcess, abrupt_session, hypercorn_argv, running_server, server_state
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +19,7 @@ async def echo_server() -> ServerProcess:  # type: ignore[misc]
 
 
 async def session_count(server: ServerProcess) -> int:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"{server.url}/debug/sessions")
-        return int(response.json()["sessions"])
+    return (await server_state(server))["sessions"]
 
 
 async def test_official_sdk_client_round_trip(echo_server: ServerProcess) -> None:
@@ -54,54 +49,11 @@ async def test_official_sdk_client_round_trip(echo_server: ServerProcess) -> Non
     assert "Traceback" not in echo_server.log
 
 
-async def _abrupt_session(url_port: int, index: int) -> None:
-    """Open a stream, call echo through it, then drop the connection without a goodbye."""
-    stream = await trio.open_tcp_stream("127.0.0.1", url_port)
-    try:
-        await stream.send_all(b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
-        buffer = b""
-        while b"session_id=" not in buffer or b"\n\n" not in buffer.split(b"event: endpoint", 1)[-1]:
-            chunk = await stream.receive_some(65536)
-            assert chunk, "stream closed before the endpoint event"
-            buffer += chunk
-        endpoint = buffer.split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()
-
-        async def post(message: dict[str, object]) -> None:
-            body = json.dumps(message).encode()
-            poster = await trio.open_tcp_stream("127.0.0.1", url_port)
-            async with poster:
-                await poster.send_all(
-                    f"POST {endpoint} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-                )
-                reply = b""
-                while chunk := await poster.receive_some(65536):
-                    reply += chunk
-                assert reply.startswith(b"HTTP/1.1 202"), reply[:100]
-
-        init = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
-        await post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
-        await post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        await post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": f"n{index}"}}})
-        while f'"text":"n{index}"'.encode() not in buffer:
-            chunk = await stream.receive_some(65536)
-            assert chunk, "stream closed before the tool result"
-            buffer += chunk
-    finally:
-        # Abrupt: no more reads, reset the connection if the platform allows it.
-        sock = stream.socket
-        import socket
-        import struct
-
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await stream.aclose()
-
-
 async def test_many_abrupt_disconnects_leave_no_trace(echo_server: ServerProcess) -> None:
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             for index in range(200):
-                nursery.start_soon(_abrupt_session, echo_server.port, index)
+                nursery.start_soon(abrupt_session, echo_server.port, index)
         while await session_count(echo_server):
             await trio.sleep(0.05)
     assert "Traceback" not in echo_server.log

@@ -65,6 +65,7 @@ def _install_bounded_writes(options: ServeOptions) -> weakref.WeakSet[Any]:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.writing = False
             connections.add(self)
 
         async def protocol_send(self, event: Any) -> None:
@@ -76,7 +77,11 @@ def _install_bounded_writes(options: ServeOptions) -> weakref.WeakSet[Any]:
                     # Shielded as in hypercorn (a cancelled request must not tear a
                     # half-written frame), but no longer unbounded.
                     with trio.CancelScope(shield=True), trio.move_on_after(options.write_timeout) as timer:
-                        await self.stream.send_all(event.data)
+                        self.writing = True
+                        try:
+                            await self.stream.send_all(event.data)
+                        finally:
+                            self.writing = False
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     await self.protocol.handle(Closed())
                     return
@@ -142,6 +147,11 @@ async def serve(
 
             async def abort_leftovers() -> None:
                 await shutting_down.wait()
+                # Streams had the whole drain to finish; one still stuck in a write
+                # belongs to a client that stopped reading.  Others get the graceful period.
+                for connection in list(connections):
+                    if connection.writing:
+                        await connection.abort()
                 await trio.sleep(config.graceful_timeout)
                 for connection in list(connections):
                     await connection.abort()
@@ -194,7 +204,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("-b", "--bind", action="append", help="address to bind, HOST:PORT (repeatable; default 127.0.0.1:8000)")
     parser.add_argument("-w", "--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish on shutdown (default 10)")
-    parser.add_argument("--graceful-timeout", type=float, default=3.0, help="seconds other connections get after the drain (default 3)")
+    parser.add_argument("--graceful-timeout", type=float, default=1.0, help="seconds other connections get after the drain before they are closed (default 1)")
     parser.add_argument("--write-timeout", type=float, default=30.0, help="seconds a write to a client may block before its connection is closed (default 30)")
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")

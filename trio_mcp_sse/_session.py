@@ -501,6 +501,7 @@ class SessionManager:
                 grace_period,
                 extra={"event": "drain_timeout", "sessions": len(leftovers)},
             )
-            async with trio.open_nursery() as nursery:
-                for session in leftovers:
-                    nursery.start_soon(self.close_session, session, "server shutting down")
+            for session in leftovers:
+                session.close("server shutting down")
+            with trio.move_on_after(self.limits.close_timeout):
+                await self._all_finished.wait()

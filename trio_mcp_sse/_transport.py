@@ -59,6 +59,7 @@ _STREAM_HEADERS: Final = [
 ]
 _KEEPALIVE: Final = b": ping\n\n"
 _MAX_COALESCED: Final = 64
+_FLUSH_TIME: Final = 0.25  # after a drain, how long ended streams get to flush their last bytes
 _NO_HEADERS: Final[RawHeaders] = ()
 
 _running: weakref.WeakSet[SseServerTransport] = weakref.WeakSet()
@@ -274,15 +275,18 @@ class SseServerTransport:
         session stops taking new messages (POSTs get ``503``), its handler
         finishes the requests it accepted, and its stream ends with a complete
         body.  Sessions still busy after ``grace_period`` seconds are cancelled.
-        Returns when every stream has ended, or ``close_timeout`` after that.
+        Returns when every stream has ended, and never much later than
+        ``grace_period``: a stream whose client stopped reading cannot be
+        finished from here (see ``python -m trio_mcp_sse serve``).
         """
+        deadline = trio.current_time() + grace_period
         log.info(
             "draining (up to %.1fs)",
             grace_period,
             extra={"event": "drain_started", "sessions": len(self.sessions.registry)},
         )
         await self.sessions.drain(grace_period)
-        with trio.move_on_after(self.sessions.limits.close_timeout):
+        with trio.move_on_at(max(deadline, trio.current_time() + _FLUSH_TIME)):
             await self._streams_closed.wait()
         log.info("drained", extra={"event": "drain_finished", "streams_left": self._open_streams})
 

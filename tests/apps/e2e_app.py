@@ -1,15 +1,12 @@
-"""The echo server plus a route that reports the live session count, for end-to-end tests."""
+"""The echo server plus a debug route (sessions, tasks, RSS), for end-to-end tests."""
 
 from __future__ import annotations
 
 from examples.echo_server import app, server
 
+from .debug import install_debug_route
+
 transport = app.extensions["trio_mcp_sse"]
-
-
-@app.route("/debug/sessions")
-async def session_count() -> dict[str, int]:
-    return {"sessions": len(transport.sessions.registry)}
-
+install_debug_route(app, transport)
 
 __all__ = ["app", "server"]
