@@ -18,7 +18,15 @@ import orjson
 import trio
 import trio.testing
 
-from trio_mcp_sse import Delivery, Incoming, Session, SessionLimits, SessionManager, parse_message
+from trio_mcp_sse import (
+    Delivery,
+    Incoming,
+    Session,
+    SessionHandler,
+    SessionLimits,
+    SessionManager,
+    parse_message,
+)
 from trio_mcp_sse.server import MCPServer
 
 RECEIVE_TIMEOUT = 10.0
@@ -164,8 +172,10 @@ class Host:
 
 
 @asynccontextmanager
-async def serve(server: MCPServer, *, limits: SessionLimits | None = None) -> AsyncIterator[Host]:
-    manager = SessionManager(server.run_session, limits=limits)
+async def serve(server: MCPServer | SessionHandler, *, limits: SessionLimits | None = None) -> AsyncIterator[Host]:
+    """Sessions served by ``server`` (an MCPServer, or any session handler)."""
+    handler = server.run_session if isinstance(server, MCPServer) else server
+    manager = SessionManager(handler, limits=limits)
     async with manager.run():
         yield Host(manager)
 
