@@ -116,6 +116,34 @@ async def test_official_client_drives_the_notes_server() -> None:
                 # The session is still fine afterwards.
                 await session.send_ping()
 
+            # Disconnect in the middle of a slow call: the server cancels it.
+            started = trio.Event()
+
+            async def note_start(value: float, total: float | None, message: str | None) -> None:
+                started.set()
+
+            with trio.CancelScope() as scope:
+                async with (
+                    sse_client(server.sse_url) as (read, write),
+                    ClientSession(read, write) as session,
+                    trio.open_nursery() as nursery,
+                ):
+                    await session.initialize()
+                    nursery.start_soon(
+                        lambda: session.call_tool(
+                            "process_notes", {"steps": 1000, "delay": 0.05}, progress_callback=note_start
+                        )
+                    )
+                    await started.wait()
+                    scope.cancel()
+            async with sse_client(server.sse_url) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                while stats.get("cancelled") != 2:
+                    await trio.sleep(0.05)
+                    contents = (await session.read_resource("notes://stats")).contents[0]
+                    assert isinstance(contents, mcp_types.TextResourceContents)
+                    stats = pydantic_json(contents.text)
+
             assert updates == ["note://groceries"]
             assert any("created note groceries" in str(entry.data) for entry in logs)
             await trio.sleep(0.3)  # let the server log the disconnect, if it were to

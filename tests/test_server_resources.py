@@ -235,3 +235,22 @@ def test_template_registration_errors() -> None:
     server.add_resource("a://{x}", lambda x: x)
     with pytest.raises(ValueError, match="already registered"):
         server.add_resource("a://{x}", lambda x: x)
+
+
+async def test_sync_code_in_a_worker_thread_can_announce_changes() -> None:
+    server = make_server()
+
+    @server.tool
+    def touch(uri: str) -> str:
+        # Runs in a worker thread: the server hops to the Trio thread to announce.
+        server.notify_resource_updated(uri)
+        server.add_resource(f"{uri}/copy", "copy")
+        return "touched"
+
+    async with connected(server) as client:
+        await client.call("resources/subscribe", {"uri": "config://app"})
+        result = await client.call("tools/call", {"name": "touch", "arguments": {"uri": "config://app"}})
+        assert result["content"][0]["text"] == "touched"
+        update = await client.notification("notifications/resources/updated")
+        assert update["params"]["uri"] == "config://app"
+        await client.notification("notifications/resources/list_changed")
