@@ -332,3 +332,24 @@ async def test_a_slow_tool_does_not_block_ping(autojump_clock: trio.abc.Clock) -
         first = await client.receive()
         assert first["id"] == ping_id
         assert (await client.response(slow_id))["result"]["content"][0]["text"] == "done"
+
+
+async def test_a_complete_call_tool_result_passes_through() -> None:
+    server = MCPServer("raw")
+
+    @server.tool
+    async def raw() -> Weather:
+        return mcp_types.CallToolResult(  # type: ignore[return-value]
+            content=[mcp_types.TextContent(type="text", text="partial")],
+            is_error=True,
+            _meta={"com.example/trace": "t1"},
+        )
+
+    async with connected(server) as client:
+        result = await client.call("tools/call", {"name": "raw"})
+        conforms("tools/call", result)
+        assert result == {
+            "content": [{"type": "text", "text": "partial"}],
+            "isError": True,
+            "_meta": {"com.example/trace": "t1"},
+        }

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import mcp_types
 import pydantic
 
 if TYPE_CHECKING:
-    import mcp_types
-
     from .._jsonrpc import RequestId
     from ._connection import ServerConnection
     from ._protocol import LoggingLevel
@@ -167,8 +166,6 @@ class Context:
         ``trio.move_on_after`` for a shorter bound: the client is told to stop
         either way).
         """
-        import mcp_types
-
         params: dict[str, Any] = {"messages": _sampling_messages(messages), "maxTokens": max_tokens}
         if system_prompt is not None:
             params["systemPrompt"] = system_prompt
@@ -199,8 +196,6 @@ class Context:
         (with ``content``), ``decline`` or ``cancel``; validate ``content``
         with your model (``Model.model_validate(result.content)``).
         """
-        import mcp_types
-
         if isinstance(schema, type) and issubclass(schema, pydantic.BaseModel):
             requested = schema.model_json_schema()
         else:
@@ -214,8 +209,6 @@ class Context:
 
     async def list_roots(self) -> list[mcp_types.Root]:
         """The client's roots (``roots/list``): the directories or files it lets the server see."""
-        import mcp_types
-
         result = await self._connection.send_request("roots/list", None, capability="roots")
         return mcp_types.ListRootsResult.model_validate(result).roots
 

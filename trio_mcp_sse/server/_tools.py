@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import mcp_types
 import pydantic
 import typing_extensions
 
@@ -146,7 +147,7 @@ class Tool:
 
     def to_result(self, value: Any) -> dict[str, Any]:
         """The ``CallToolResult`` for what the function returned."""
-        if self.structured is None:
+        if self.structured is None or isinstance(value, mcp_types.CallToolResult):
             return to_call_result(value)
         structured = self.structured(value)
         return {"content": [json_text(structured)], "structuredContent": structured}
@@ -156,14 +157,20 @@ def to_call_result(value: Any) -> dict[str, Any]:
     """Turn what a tool without an output schema returned into a ``CallToolResult``.
 
     ``str`` becomes one text block; a content block (dict or model) or a list
-    of them passes through; ``None`` is an empty result; a dict or model that
-    is not a content block is sent as structured content plus its JSON text;
-    anything else is sent as JSON text.
+    of them passes through; ``None`` is an empty result; an
+    ``mcp_types.CallToolResult`` is the result as it is (the way to set
+    ``isError`` or ``_meta`` yourself); a dict or model that is not a content
+    block is sent as structured content plus its JSON text; anything else is
+    sent as JSON text.
     """
     if isinstance(value, str):
         return {"content": [{"type": "text", "text": value}]}
     if value is None:
         return {"content": []}
+    if isinstance(value, mcp_types.CallToolResult):
+        dumped: dict[str, Any] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dumped.pop("resultType", None)  # a 2026-07-28 field; not part of the revisions served here
+        return dumped
     if isinstance(value, dict | pydantic.BaseModel):
         if is_content_block(value):
             return {"content": [to_content_block(value)]}
