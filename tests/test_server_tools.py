@@ -12,7 +12,7 @@ import mcp_types
 import pydantic
 import pytest
 import trio
-from server_helpers import conforms, connected
+from server_helpers import conforms, connected, serve
 from typing_extensions import TypedDict
 
 from trio_mcp_sse.server import (
@@ -353,3 +353,25 @@ async def test_a_complete_call_tool_result_passes_through() -> None:
             "isError": True,
             "_meta": {"com.example/trace": "t1"},
         }
+
+
+async def test_tools_list_changed_reaches_every_initialized_session() -> None:
+    server = make_server()
+    async with serve(server) as host:
+        clients = [await host.initialized_client() for _ in range(2)]
+        pending = await host.connect()  # not initialized: not told
+
+        @server.tool
+        async def late() -> str:
+            return "late"
+
+        server.remove_tool("echo")
+        for client in clients:
+            await client.notification("notifications/tools/list_changed")
+            await client.notification("notifications/tools/list_changed")
+            names = {tool["name"] for tool in (await client.call("tools/list"))["tools"]}
+            assert "late" in names
+            assert "echo" not in names
+        assert await pending.drain() == []
+        with pytest.raises(KeyError):
+            server.remove_tool("echo")
