@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,14 +13,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(usage)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "client":
-        from .client._cli import main as client_main
-
-        return client_main(rest)
-    if command == "serve":
-        from ._serve import main as serve_main
-
-        return serve_main(rest)
+    if command in ("client", "serve"):
+        # Imported by name: each command's module pulls in its own dependencies.
+        module = import_module(".client._cli" if command == "client" else "._serve", __package__)
+        return int(module.main(rest))
     sys.stderr.write(f"unknown command {command!r}\n{usage}")
     return 2
 
