@@ -254,3 +254,16 @@ async def test_sync_code_in_a_worker_thread_can_announce_changes() -> None:
         update = await client.notification("notifications/resources/updated")
         assert update["params"]["uri"] == "config://app"
         await client.notification("notifications/resources/list_changed")
+
+
+async def test_subscriptions_per_session_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trio_mcp_sse.server import _handlers
+
+    monkeypatch.setattr(_handlers, "MAX_SUBSCRIPTIONS", 8)
+    async with connected(make_server()) as client:
+        for index in range(8):
+            assert await client.call("resources/subscribe", {"uri": f"notes://n{index}"}) == {}
+        error = await client.call_error("resources/subscribe", {"uri": "notes://one-too-many"})
+        assert error["code"] == -32000
+        # Subscribing again to a URI already held is fine.
+        assert await client.call("resources/subscribe", {"uri": "notes://n0"}) == {}

@@ -17,7 +17,7 @@ from .._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from ._completion import CompletionRequest, to_complete_result
 from ._functions import describe_validation_error
 from ._prompts import to_prompt_messages
-from ._protocol import LOG_LEVELS
+from ._protocol import LOG_LEVELS, SERVER_BUSY
 from ._resources import Resource, ResourceTemplate, to_read_result
 
 if TYPE_CHECKING:
@@ -140,8 +140,15 @@ async def read_resource(connection: ServerConnection, params: Mapping[str, Any],
     return to_read_result(uri, resource.mime_type, value)
 
 
+MAX_SUBSCRIPTIONS: Final = 1024
+"""Per session: subscriptions cost memory, and so do the updates queued for a slow reader."""
+
+
 async def subscribe(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    connection.subscriptions.add(_string(params, "uri", "resources/subscribe"))
+    uri = _string(params, "uri", "resources/subscribe")
+    if uri not in connection.subscriptions and len(connection.subscriptions) >= MAX_SUBSCRIPTIONS:
+        raise MCPError(SERVER_BUSY, f"resources/subscribe: at most {MAX_SUBSCRIPTIONS} subscriptions per session")
+    connection.subscriptions.add(uri)
     return {}
 
 
