@@ -375,3 +375,36 @@ async def test_tools_list_changed_reaches_every_initialized_session() -> None:
         assert await pending.drain() == []
         with pytest.raises(KeyError):
             server.remove_tool("echo")
+
+
+def test_unresolvable_type_hints_are_a_registration_error() -> None:
+    server = MCPServer("hints")
+
+    async def tool(value: Missing) -> str:  # noqa: F821
+        return ""
+
+    with pytest.raises(TypeError, match="cannot resolve the type hints"):
+        server.add_tool(tool)
+
+
+async def test_partials_and_callable_objects_are_tools() -> None:
+    import functools
+
+    server = MCPServer("callables")
+
+    async def scaled(factor: int, value: int) -> str:
+        return str(factor * value)
+
+    class Counter:
+        async def __call__(self, step: int) -> str:
+            return f"+{step}"
+
+    server.add_tool(functools.partial(scaled, 10), name="times_ten")
+    server.add_tool(Counter(), name="count")
+    async with connected(server) as client:
+        tools = {tool["name"]: tool for tool in (await client.call("tools/list"))["tools"]}
+        assert list(tools["times_ten"]["inputSchema"]["properties"]) == ["value"]
+        result = await client.call("tools/call", {"name": "times_ten", "arguments": {"value": 4}})
+        assert result["content"][0]["text"] == "40"
+        result = await client.call("tools/call", {"name": "count", "arguments": {"step": 2}})
+        assert result["content"][0]["text"] == "+2"

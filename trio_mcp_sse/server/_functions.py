@@ -27,6 +27,17 @@ def is_context(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Context)
 
 
+def _underlying(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the hints live: a partial's function, a callable object's ``__call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and not isinstance(fn, type):
+        call = getattr(fn, "__call__", None)  # noqa: B004 - the method itself is needed
+        if call is not None:
+            return call  # type: ignore[no-any-return]
+    return fn
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """The calling convention of one registered function."""
@@ -48,13 +59,14 @@ class Signature:
         """
         if not callable(fn):
             raise TypeError(f"{what}: {fn!r} is not callable")
+        target = _underlying(fn)
         try:
-            hints = typing.get_type_hints(fn, include_extras=True)
-        except (NameError, TypeError):
-            # A hint that cannot be resolved (e.g. a name only imported under
-            # TYPE_CHECKING) must not make registration impossible: fall back
-            # to the raw annotations, which pydantic treats as opaque.
-            hints = dict(getattr(fn, "__annotations__", {}))
+            hints = typing.get_type_hints(target, include_extras=True)
+        except (NameError, TypeError) as unresolved:
+            # The schema is built from the hints, so one that cannot be
+            # resolved (e.g. a name imported only under TYPE_CHECKING) is a
+            # registration error, named here rather than at the first call.
+            raise TypeError(f"{what}: cannot resolve the type hints: {unresolved}") from None
         fields: dict[str, Any] = {}
         context_parameter: str | None = None
         parameters = inspect.signature(fn).parameters.values()
@@ -76,10 +88,7 @@ class Signature:
             __config__=pydantic.ConfigDict(extra="forbid"),
             **fields,
         )
-        target = fn.func if isinstance(fn, functools.partial) else fn
-        is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-            getattr(target, "__call__", None)  # noqa: B004 - async callable objects count too
-        )
+        is_async = inspect.iscoroutinefunction(target)
         return cls(
             fn=fn,
             arguments_model=model,
