@@ -7,7 +7,7 @@ from typing import Any
 import mcp_types
 import pytest
 import trio
-from mcp import ClientSession
+from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from server_helpers_e2e import hypercorn_server
 
@@ -143,6 +143,12 @@ async def test_official_client_drives_the_notes_server() -> None:
                     contents = (await session.read_resource("notes://stats")).contents[0]
                     assert isinstance(contents, mcp_types.TextResourceContents)
                     stats = pydantic_json(contents.text)
+
+            # The newer Client probes server/discover first and falls back to initialize on -32601.
+            async with Client(sse_client(server.sse_url)) as newer:
+                assert newer.protocol_version == "2025-11-25"
+                found = await newer.call_tool("find_notes", {"word": "bread"})
+                assert isinstance(found.content[0], mcp_types.ResourceLink)
 
             assert updates == ["note://groceries"]
             assert any("created note groceries" in str(entry.data) for entry in logs)
