@@ -16,7 +16,9 @@ and reads the session's inbound channel in order:
   request sends no response, the others carry on.
 * Responses from the client settle the server->client request that is waiting
   for them (``_pending``, keyed by the id we chose).
-* Notifications are handled inline.
+* Notifications are handled inline (``notifications/cancelled`` cancels a
+  scope); one with a handler registered on the server runs that handler as
+  a task, inside its own error boundary.
 
 A request task sends exactly one response unless the client cancelled it.  An
 exception in a handler becomes a JSON-RPC error for that request only (-32603,
