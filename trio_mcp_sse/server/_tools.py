@@ -20,7 +20,6 @@ from typing import Any
 
 import mcp_types
 import pydantic
-import typing_extensions
 
 from ._content import is_content_block, json_text, to_content_block
 from ._functions import Signature
@@ -32,6 +31,12 @@ _Serializer = Callable[[Any], Any]
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _is_typeddict(annotation: Any) -> bool:
+    # typing.is_typeddict does not know typing_extensions.TypedDict (which
+    # pydantic requires before 3.12); both make dict subclasses with __total__.
+    return isinstance(annotation, type) and issubclass(annotation, dict) and hasattr(annotation, "__total__")
 
 
 def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None:
@@ -52,9 +57,7 @@ def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None
 
         return model.model_json_schema(mode="serialization"), dump_model
     origin = typing.get_origin(annotation) or annotation
-    if typing_extensions.is_typeddict(annotation) or (
-        isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
-    ):
+    if _is_typeddict(annotation) or (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
 
         def dump(value: Any) -> Any:
