@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MCPError", "ToolError"]
+__all__ = [
+    "ClientCapabilityError",
+    "ClientRequestTimeout",
+    "MCPError",
+    "ResourceNotFound",
+    "ToolError",
+]
 
 
 class MCPError(Exception):
-    """A JSON-RPC error: raised by handlers to answer with it, raised by clients on receiving one."""
+    """A JSON-RPC error: raised by handlers to answer with it, raised by clients on receiving one.
+
+    Raised from any server handler (a tool included), it becomes the JSON-RPC
+    error response of that request, with this code, message and data.  It is
+    also what a server->client request raises when the client answers with an
+    error.
+    """
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(f"{message} (code {code})")
@@ -17,9 +29,50 @@ class MCPError(Exception):
         self.data = data
 
 
+class ResourceNotFound(MCPError):
+    """``resources/read`` of a URI nobody serves (code -32002, as the spec asks).
+
+    Raise it from a templated resource when the URI matched the template but
+    names nothing that exists.
+    """
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(-32002, f"Resource not found: {uri}", {"uri": uri})
+        self.uri = uri
+
+
 class ToolError(Exception):
     """Raise from a tool to report a failure *to the model* (``isError: true``).
 
     The message is the whole story: it is sent as the result's text and no
-    traceback is logged, unlike an unexpected exception.
+    traceback is logged, unlike an unexpected exception, which is answered
+    with a JSON-RPC internal error (-32603) and logged.
     """
+
+
+class ClientCapabilityError(Exception):
+    """A server->client request the client did not declare it could answer.
+
+    Sampling, elicitation and roots are optional client features announced in
+    ``initialize``; sending such a request to a client that did not announce
+    it would at best earn a "method not found", so it is refused locally.
+    """
+
+    def __init__(self, method: str, capability: str) -> None:
+        super().__init__(
+            f"the client did not declare the {capability!r} capability, so it cannot answer {method}"
+        )
+        self.method = method
+        self.capability = capability
+
+
+class ClientRequestTimeout(TimeoutError):
+    """A server->client request got no answer within its timeout.
+
+    The client was told to stop working on it (``notifications/cancelled``).
+    """
+
+    def __init__(self, method: str, timeout: float) -> None:
+        super().__init__(f"the client did not answer {method} within {timeout:g}s")
+        self.method = method
+        self.timeout = timeout

@@ -1,8 +1,57 @@
-"""The Trio-native MCP server layer."""
+"""The Trio-native MCP server layer.
 
-from ._connection import SUPPORTED_PROTOCOL_VERSIONS, ServerConnection
+Public API of :mod:`trio_mcp_sse.server`; the ``_modules`` are private.
+"""
+
+from .._errors import (
+    ClientCapabilityError,
+    ClientRequestTimeout,
+    MCPError,
+    ResourceNotFound,
+    ToolError,
+)
+from ._completion import Completion, CompletionRequest
+from ._connection import RequestHandler, ServerConnection
+from ._content import (
+    audio_content,
+    embedded_resource,
+    image_content,
+    resource_contents,
+    resource_link,
+    text_content,
+)
 from ._context import Context
+from ._prompts import Prompt, assistant_message, user_message
+from ._protocol import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, LoggingLevel
+from ._resources import Resource, ResourceTemplate
 from ._server import MCPServer
 from ._tools import Tool
 
-__all__ = ["SUPPORTED_PROTOCOL_VERSIONS", "Context", "MCPServer", "ServerConnection", "Tool"]
+__all__ = [
+    "LATEST_PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "ClientCapabilityError",
+    "ClientRequestTimeout",
+    "Completion",
+    "CompletionRequest",
+    "Context",
+    "LoggingLevel",
+    "MCPError",
+    "MCPServer",
+    "Prompt",
+    "RequestHandler",
+    "Resource",
+    "ResourceNotFound",
+    "ResourceTemplate",
+    "ServerConnection",
+    "Tool",
+    "ToolError",
+    "assistant_message",
+    "audio_content",
+    "embedded_resource",
+    "image_content",
+    "resource_contents",
+    "resource_link",
+    "text_content",
+    "user_message",
+]

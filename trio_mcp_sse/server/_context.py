@@ -2,37 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import mcp_types
+import pydantic
 
 if TYPE_CHECKING:
     from .._jsonrpc import RequestId
     from ._connection import ServerConnection
+    from ._protocol import LoggingLevel
+    from ._server import MCPServer
 
 __all__ = ["Context"]
 
 
 class Context:
-    """Handed to a tool (or other handler) that declares a parameter of this type.
+    """Handed to a tool, resource, prompt or completion function that declares a parameter of this type.
 
-    It names the request being served and the session it belongs to, and is the
-    handle for talking back to the client while the request runs.
+    It names the request being served and the session it belongs to, and is
+    the handle for talking back to the client while the request runs:
+    progress, log messages, and requests *to* the client (sampling,
+    elicitation, roots).  It is only meaningful while its request runs; the
+    request's cancel scope covers everything awaited through it.
     """
 
-    __slots__ = ("_connection", "_headers", "meta", "request_id")
+    __slots__ = ("_connection", "_headers", "meta", "method", "request_id")
 
     def __init__(
         self,
         connection: ServerConnection,
         request_id: RequestId,
+        method: str,
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None,
     ) -> None:
         self._connection = connection
         self._headers = headers
         self.request_id = request_id
+        """The JSON-RPC id of the request being served."""
+        self.method = method
+        """The request's method, e.g. ``tools/call``."""
         self.meta: Mapping[str, Any] = meta or {}
         """The request's ``_meta`` (progress token and the like)."""
+
+    # -- who and where -----------------------------------------------------------------------
+    @property
+    def connection(self) -> ServerConnection:
+        """The session's server-side state (subscriptions, log level, negotiated version)."""
+        return self._connection
+
+    @property
+    def server(self) -> MCPServer:
+        return self._connection.server
 
     @property
     def session_id(self) -> str:
@@ -45,7 +67,7 @@ class Context:
 
     @property
     def headers(self) -> Mapping[str, str]:
-        """HTTP headers of the request that carried this message (names lower-case)."""
+        """HTTP headers of the request (the POST) that carried this message; names lower-case."""
         return self._headers
 
     @property
@@ -54,5 +76,159 @@ class Context:
         return self._connection.client_info
 
     @property
+    def client_capabilities(self) -> Mapping[str, Any]:
+        """``capabilities`` from the client's ``initialize``."""
+        return self._connection.client_capabilities
+
+    @property
     def protocol_version(self) -> str | None:
+        """The protocol revision negotiated for this session."""
         return self._connection.protocol_version
+
+    @property
+    def progress_token(self) -> str | int | None:
+        """The request's ``_meta.progressToken``: progress is only reported when there is one."""
+        token = self.meta.get("progressToken")
+        return token if isinstance(token, str | int) and not isinstance(token, bool) else None
+
+    def client_supports(self, capability: str) -> bool:
+        """Whether the client declared ``capability`` (``"sampling"``, ``"elicitation"``, ``"roots"``...)."""
+        return self._connection.client_supports(capability)
+
+    # -- talking back ------------------------------------------------------------------------
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Send ``notifications/progress`` for this request.
+
+        Does nothing when the client did not ask for progress (no
+        ``progressToken``).  ``progress`` must increase from one call to the
+        next; ``message`` reaches clients on protocol 2025-03-26 and later.
+        Notifications are queued before the request's result, so a client sees
+        them in order and before the result.
+        """
+        token = self.progress_token
+        if token is not None:
+            await self._connection.send_progress(token, progress, total, message)
+
+    async def log(self, level: LoggingLevel, data: Any, *, logger: str | None = None) -> None:
+        """Send a ``notifications/message`` log entry, if the session's level lets it through.
+
+        ``data`` is any JSON-serialisable value (often a string).  The client
+        sets the threshold with ``logging/setLevel``; until then the server's
+        ``log_level`` applies.
+        """
+        await self._connection.log(level, data, logger=logger)
+
+    async def debug(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("debug", data, logger=logger)
+
+    async def info(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("info", data, logger=logger)
+
+    async def notice(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("notice", data, logger=logger)
+
+    async def warning(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("warning", data, logger=logger)
+
+    async def error(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("error", data, logger=logger)
+
+    async def send_request(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Send any request to the client and return its ``result``.
+
+        See :meth:`ServerConnection.send_request` for the failure modes and
+        the timeout.
+        """
+        return await self._connection.send_request(method, params)
+
+    async def sample(
+        self,
+        messages: str | Sequence[str | Mapping[str, Any] | pydantic.BaseModel],
+        *,
+        max_tokens: int,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        stop_sequences: Sequence[str] | None = None,
+        model_preferences: Mapping[str, Any] | pydantic.BaseModel | None = None,
+        include_context: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> mcp_types.CreateMessageResult:
+        """Ask the client's model for a completion (``sampling/createMessage``).
+
+        ``messages`` is a string (one user message) or a list of strings and
+        ``{"role": ..., "content": ...}`` messages.  Raises
+        :class:`ClientCapabilityError` if the client did not declare
+        ``sampling``, :class:`MCPError` if it refuses, and
+        :class:`ClientRequestTimeout` if it does not answer within the
+        server's ``client_request_timeout`` (wrap the call in
+        ``trio.move_on_after`` for a shorter bound: the client is told to stop
+        either way).
+        """
+        params: dict[str, Any] = {"messages": _sampling_messages(messages), "maxTokens": max_tokens}
+        if system_prompt is not None:
+            params["systemPrompt"] = system_prompt
+        if temperature is not None:
+            params["temperature"] = temperature
+        if stop_sequences is not None:
+            params["stopSequences"] = list(stop_sequences)
+        if model_preferences is not None:
+            params["modelPreferences"] = _dump(model_preferences)
+        if include_context is not None:
+            params["includeContext"] = include_context
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
+        result = await self._connection.send_request(
+            "sampling/createMessage", params, capability="sampling"
+        )
+        return mcp_types.CreateMessageResult.model_validate(result)
+
+    async def elicit(
+        self,
+        message: str,
+        schema: type[pydantic.BaseModel] | Mapping[str, Any],
+    ) -> mcp_types.ElicitResult:
+        """Ask the user for structured input through the client (``elicitation/create``).
+
+        ``schema`` is a pydantic model class or a JSON schema of a flat object
+        with primitive properties.  The result's ``action`` is ``accept``
+        (with ``content``), ``decline`` or ``cancel``; validate ``content``
+        with your model (``Model.model_validate(result.content)``).
+        """
+        if isinstance(schema, type) and issubclass(schema, pydantic.BaseModel):
+            requested = schema.model_json_schema()
+        else:
+            requested = dict(schema)
+        result = await self._connection.send_request(
+            "elicitation/create",
+            {"message": message, "requestedSchema": requested},
+            capability="elicitation",
+        )
+        return mcp_types.ElicitResult.model_validate(result)
+
+    async def list_roots(self) -> list[mcp_types.Root]:
+        """The client's roots (``roots/list``): the directories or files it lets the server see."""
+        result = await self._connection.send_request("roots/list", None, capability="roots")
+        return mcp_types.ListRootsResult.model_validate(result).roots
+
+
+def _dump(value: Mapping[str, Any] | pydantic.BaseModel) -> dict[str, Any]:
+    if isinstance(value, pydantic.BaseModel):
+        dumped: dict[str, Any] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return dumped
+    return dict(value)
+
+
+def _sampling_messages(
+    messages: str | Sequence[str | Mapping[str, Any] | pydantic.BaseModel],
+) -> list[dict[str, Any]]:
+    if isinstance(messages, str):
+        messages = [messages]
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message, str):
+            converted.append({"role": "user", "content": {"type": "text", "text": message}})
+        else:
+            converted.append(_dump(message))
+    return converted

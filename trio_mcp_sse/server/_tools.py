@@ -1,41 +1,90 @@
-"""Tools: a Python function plus the JSON schema and validator derived from its signature."""
+"""Tools: a Python function plus the JSON schemas derived from its signature.
+
+The input schema comes from the parameters.  The *output* schema comes from the
+return annotation, when it describes a JSON object: a pydantic model, a
+``TypedDict``, a dataclass, or a ``dict``.  Such a tool answers with
+``structuredContent`` (validated by clients against ``outputSchema``) and, as
+the spec recommends for older clients, the same JSON as a text block.  Any
+other return annotation (``str``, ``int``, content blocks, none at all) keeps
+the plain ``content`` result.
+"""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+import mcp_types
 import pydantic
-import trio
 
-from ._context import Context
+from ._content import is_content_block, json_text, to_content_block
+from ._functions import Signature
 
 __all__ = ["Tool", "to_call_result"]
 
+_Serializer = Callable[[Any], Any]
 
-def _is_context(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, Context)
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _is_typeddict(annotation: Any) -> bool:
+    # typing.is_typeddict does not know typing_extensions.TypedDict (which
+    # pydantic requires before 3.12); both make dict subclasses with __total__.
+    return isinstance(annotation, type) and issubclass(annotation, dict) and hasattr(annotation, "__total__")
+
+
+def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None:
+    """The output schema for a return annotation, and how to turn a value into structured content.
+
+    ``None`` when the annotation does not describe a JSON object, since the
+    spec's ``outputSchema`` must be of type ``object``.
+    """
+    if annotation is inspect.Signature.empty or annotation is None:
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        model = annotation
+
+        def dump_model(value: Any) -> Any:
+            if isinstance(value, model):
+                return value.model_dump(mode="json", by_alias=True)
+            return value
+
+        return model.model_json_schema(mode="serialization"), dump_model
+    origin = typing.get_origin(annotation) or annotation
+    if _is_typeddict(annotation) or (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
+
+        def dump(value: Any) -> Any:
+            return adapter.dump_python(value, mode="json", by_alias=True)
+
+        return adapter.json_schema(mode="serialization"), dump
+    if origin in (dict, Mapping, typing.Mapping):
+        schema = pydantic.TypeAdapter(annotation).json_schema(mode="serialization")
+        return schema, _identity
+    return None
 
 
 @dataclass(slots=True)
 class Tool:
-    """A registered tool.  Built by :meth:`MCPServer.tool`."""
+    """A registered tool.  Built by :meth:`MCPServer.tool` / :meth:`MCPServer.add_tool`."""
 
     name: str
-    fn: Callable[..., Any]
-    description: str | None
-    title: str | None
-    annotations: dict[str, Any] | None
-    arguments_model: type[pydantic.BaseModel]
-    input_schema: dict[str, Any]
-    context_parameter: str | None
-    is_async: bool
+    signature: Signature
+    description: str | None = None
+    title: str | None = None
+    annotations: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    structured: _Serializer | None = None
     definition: dict[str, Any] = field(init=False)
+    """The entry of ``tools/list``, built once."""
 
     def __post_init__(self) -> None:
         definition: dict[str, Any] = {"name": self.name, "inputSchema": self.input_schema}
@@ -43,9 +92,17 @@ class Tool:
             definition["title"] = self.title
         if self.description:
             definition["description"] = self.description
+        if self.output_schema is not None:
+            definition["outputSchema"] = self.output_schema
         if self.annotations:
             definition["annotations"] = self.annotations
+        if self.meta:
+            definition["_meta"] = self.meta
         self.definition = definition
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self.signature.fn
 
     @classmethod
     def from_function(
@@ -55,109 +112,75 @@ class Tool:
         name: str | None = None,
         title: str | None = None,
         description: str | None = None,
-        annotations: dict[str, Any] | None = None,
+        annotations: Mapping[str, Any] | pydantic.BaseModel | None = None,
+        structured_output: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Tool:
-        """Derive the tool from ``fn``'s signature.
+        """Derive the tool from ``fn``'s signature and docstring.
 
-        Every parameter becomes a property of the input schema, typed by its
-        annotation (``Annotated[..., pydantic.Field(description=...)]`` works),
-        required unless it has a default.  A parameter annotated with
-        :class:`Context` is filled in by the server instead.
+        ``annotations`` are the spec's tool hints (``readOnlyHint``,
+        ``destructiveHint``, ``idempotentHint``, ``openWorldHint``, ``title``),
+        as a dict or an ``mcp_types.ToolAnnotations``.  ``structured_output``
+        forces (``True``) or suppresses (``False``) structured results; by
+        default they follow the return annotation.
         """
-        tool_name = name or fn.__name__
-        hints = typing.get_type_hints(fn, include_extras=True)
-        fields: dict[str, Any] = {}
-        context_parameter: str | None = None
-        for parameter in inspect.signature(fn).parameters.values():
-            annotation = hints.get(parameter.name, Any)
-            if _is_context(annotation):
-                context_parameter = parameter.name
-                continue
-            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                raise TypeError(f"tool {tool_name!r}: *args / **kwargs cannot be described by a schema")
-            if parameter.kind is parameter.POSITIONAL_ONLY:
-                raise TypeError(f"tool {tool_name!r}: positional-only parameters are not supported")
-            default = ... if parameter.default is parameter.empty else parameter.default
-            fields[parameter.name] = (annotation, default)
-        model = pydantic.create_model(
-            f"{tool_name}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
-            **fields,
-        )
-        schema = model.model_json_schema()
-        schema.pop("title", None)
-        schema.setdefault("properties", {})
+        tool_name = name or getattr(fn, "__name__", None)
+        if not tool_name:
+            raise TypeError(f"cannot tell the name of tool {fn!r}: pass name=")
+        signature = Signature.of(fn, what=f"tool {tool_name!r}")
+        output = None if structured_output is False else _output_schema(signature.return_annotation)
+        if structured_output and output is None:
+            raise TypeError(
+                f"tool {tool_name!r}: structured output needs a return annotation that describes "
+                "a JSON object (a pydantic model, TypedDict, dataclass or dict)"
+            )
+        if isinstance(annotations, pydantic.BaseModel):
+            annotations = annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
         return cls(
             name=tool_name,
-            fn=fn,
+            signature=signature,
             description=description if description is not None else inspect.getdoc(fn),
             title=title,
-            annotations=annotations,
-            arguments_model=model,
-            input_schema=schema,
-            context_parameter=context_parameter,
-            is_async=inspect.iscoroutinefunction(fn),
+            annotations=dict(annotations) if annotations else None,
+            meta=dict(meta) if meta else None,
+            input_schema=signature.json_schema(),
+            output_schema=output[0] if output else None,
+            structured=output[1] if output else None,
         )
 
-    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Validated keyword arguments; raises :class:`pydantic.ValidationError`."""
-        validated = self.arguments_model.model_validate(arguments)
-        return {key: getattr(validated, key) for key in type(validated).model_fields}
-
-    async def call(self, kwargs: dict[str, Any], context: Context | None) -> Any:
-        if self.context_parameter is not None:
-            kwargs[self.context_parameter] = context
-        if self.is_async:
-            return await self.fn(**kwargs)
-        # Blocking code must not stall every other request of the session.
-        return await trio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+    def to_result(self, value: Any) -> dict[str, Any]:
+        """The ``CallToolResult`` for what the function returned."""
+        if self.structured is None or isinstance(value, mcp_types.CallToolResult):
+            return to_call_result(value)
+        structured = self.structured(value)
+        return {"content": [json_text(structured)], "structuredContent": structured}
 
 
 def to_call_result(value: Any) -> dict[str, Any]:
-    """Turn what a tool returned into a ``CallToolResult``.
+    """Turn what a tool without an output schema returned into a ``CallToolResult``.
 
-    ``str`` becomes one text block; a dict or pydantic model is returned both as
-    ``structuredContent`` and as its JSON text (for clients that read only
-    ``content``); content-block dicts and models pass through.
+    ``str`` becomes one text block; a content block (dict or model) or a list
+    of them passes through; ``None`` is an empty result; an
+    ``mcp_types.CallToolResult`` is the result as it is (the way to set
+    ``isError`` or ``_meta`` yourself); a dict or model that is not a content
+    block is sent as structured content plus its JSON text; anything else is
+    sent as JSON text.
     """
-    if value is None:
-        return {"content": []}
     if isinstance(value, str):
         return {"content": [{"type": "text", "text": value}]}
-    if isinstance(value, pydantic.BaseModel):
-        if _is_content_block(value):
-            return {"content": [_dump(value)]}
-        structured = value.model_dump(mode="json", by_alias=True)
-        return {"content": [_json_text(structured)], "structuredContent": structured}
-    if isinstance(value, dict):
-        if _is_content_block(value):
-            return {"content": [value]}
-        return {"content": [_json_text(value)], "structuredContent": value}
-    if isinstance(value, list | tuple) and value and all(_is_content_block(item) for item in value):
-        return {"content": [_dump(item) for item in value]}
-    return {"content": [_json_text(value)]}
-
-
-_CONTENT_TYPES = frozenset({"text", "image", "audio", "resource", "resource_link"})
-
-
-def _is_content_block(value: Any) -> bool:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return isinstance(kind, str) and kind in _CONTENT_TYPES
-
-
-def _dump(value: Any) -> dict[str, Any]:
-    if isinstance(value, pydantic.BaseModel):
+    if value is None:
+        return {"content": []}
+    if isinstance(value, mcp_types.CallToolResult):
         dumped: dict[str, Any] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dumped.pop("resultType", None)  # a 2026-07-28 field; not part of the revisions served here
         return dumped
-    return dict(value)
-
-
-def _json_text(value: Any) -> dict[str, Any]:
-    return {"type": "text", "text": orjson.dumps(value, default=_fallback).decode("utf-8")}
-
-
-def _fallback(value: Any) -> Any:
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
-    return str(value)
+    if isinstance(value, dict | pydantic.BaseModel):
+        if is_content_block(value):
+            return {"content": [to_content_block(value)]}
+        structured = value.model_dump(mode="json", by_alias=True) if isinstance(value, pydantic.BaseModel) else value
+        return {"content": [json_text(structured)], "structuredContent": structured}
+    if isinstance(value, list | tuple) and value and all(
+        isinstance(item, str) or is_content_block(item) for item in value
+    ):
+        return {"content": [to_content_block(item) for item in value]}
+    return {"content": [json_text(value)]}

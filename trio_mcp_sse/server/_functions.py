@@ -1,0 +1,131 @@
+"""What tools, resource templates and prompts share: a Python function described by its signature.
+
+A :class:`Signature` is built once, at registration, so a call costs one
+pydantic validation and one function call: the arguments model, the name of the
+parameter that wants the :class:`Context`, and whether the function is a
+coroutine function are all decided up front.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import trio
+
+from ._context import Context
+
+__all__ = ["Signature", "describe_validation_error", "is_context"]
+
+
+def is_context(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Context)
+
+
+def _underlying(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the hints live: a partial's function, a callable object's ``__call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and not isinstance(fn, type):
+        call = getattr(fn, "__call__", None)  # noqa: B004 - the method itself is needed
+        if call is not None:
+            return call  # type: ignore[no-any-return]
+    return fn
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The calling convention of one registered function."""
+
+    fn: Callable[..., Any]
+    arguments_model: type[pydantic.BaseModel]
+    context_parameter: str | None
+    is_async: bool
+    return_annotation: Any
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], *, what: str) -> Signature:
+        """Analyse ``fn``; ``what`` names it in errors (e.g. ``"tool 'add'"``).
+
+        Every parameter becomes a field of the arguments model, typed by its
+        annotation (``Annotated[..., pydantic.Field(description=...)]`` works),
+        required unless it has a default.  A parameter annotated with
+        :class:`Context` is filled in by the server instead.
+        """
+        if not callable(fn):
+            raise TypeError(f"{what}: {fn!r} is not callable")
+        target = _underlying(fn)
+        try:
+            hints = typing.get_type_hints(target, include_extras=True)
+        except (NameError, TypeError) as unresolved:
+            # The schema is built from the hints, so one that cannot be
+            # resolved (e.g. a name imported only under TYPE_CHECKING) is a
+            # registration error, named here rather than at the first call.
+            raise TypeError(f"{what}: cannot resolve the type hints: {unresolved}") from None
+        fields: dict[str, Any] = {}
+        context_parameter: str | None = None
+        parameters = inspect.signature(fn).parameters.values()
+        for parameter in parameters:
+            annotation = hints.get(parameter.name, Any)
+            if is_context(annotation):
+                context_parameter = parameter.name
+                continue
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                raise TypeError(f"{what}: *args / **kwargs cannot be described by a schema")
+            if parameter.kind is parameter.POSITIONAL_ONLY:
+                raise TypeError(f"{what}: positional-only parameters are not supported")
+            if parameter.name.startswith("_"):
+                raise TypeError(f"{what}: parameter names may not start with '_' ({parameter.name})")
+            default = ... if parameter.default is parameter.empty else parameter.default
+            fields[parameter.name] = (annotation, default)
+        model = pydantic.create_model(
+            "arguments",
+            __config__=pydantic.ConfigDict(extra="forbid"),
+            **fields,
+        )
+        is_async = inspect.iscoroutinefunction(target)
+        return cls(
+            fn=fn,
+            arguments_model=model,
+            context_parameter=context_parameter,
+            is_async=is_async,
+            return_annotation=hints.get("return", inspect.Signature.empty),
+        )
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(self.arguments_model.model_fields)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        schema.setdefault("properties", {})
+        return schema
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        """Validated keyword arguments; raises :class:`pydantic.ValidationError`."""
+        validated = self.arguments_model.model_validate(arguments)
+        # Fields are exactly the parameters (extra="forbid"), so the instance
+        # dict is the keyword arguments; cheaper than a getattr per field.
+        return dict(validated.__dict__)
+
+    async def call(self, kwargs: dict[str, Any], context: Context | None) -> Any:
+        if self.context_parameter is not None:
+            kwargs[self.context_parameter] = context
+        if self.is_async:
+            return await self.fn(**kwargs)
+        # Blocking code must not stall every other request of the session.
+        return await trio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+
+
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """One line naming every invalid argument, without echoing the input."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'arguments'}: {item['msg']}"
+        for item in error.errors(include_url=False, include_input=False)
+    )

@@ -1,0 +1,267 @@
+"""The request handlers behind every MCP method the server answers.
+
+Each is ``(connection, params, context) -> result dict``; a bad request raises
+:class:`MCPError` with the code the spec names.  Results are built as plain
+dicts and encoded once by the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import pydantic
+
+from .._errors import (
+    ClientCapabilityError,
+    ClientRequestTimeout,
+    MCPError,
+    ResourceNotFound,
+    ToolError,
+)
+from .._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
+from .._session import SessionClosed
+from ._completion import CompletionRequest, to_complete_result
+from ._functions import describe_validation_error
+from ._prompts import to_prompt_messages
+from ._protocol import LOG_LEVELS, SERVER_BUSY
+from ._resources import Resource, ResourceTemplate, to_read_result
+
+if TYPE_CHECKING:
+    from ._connection import RequestHandler, ServerConnection
+    from ._context import Context
+
+__all__ = ["HANDLERS"]
+
+log = logging.getLogger("trio_mcp_sse.server")
+
+T = TypeVar("T")
+
+
+def _string(params: Mapping[str, Any], key: str, method: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str):
+        raise MCPError(INVALID_PARAMS, f"{method}: params.{key} must be a string")
+    return value
+
+
+def _page(items: Sequence[T], params: Mapping[str, Any], page_size: int | None, method: str) -> tuple[Sequence[T], str | None]:
+    """One page of a list result and the cursor of the next, if any.
+
+    The cursor is opaque to clients; here it is the offset of the next page.
+    Without a page size the whole list is one page, and any cursor is one we
+    never issued, hence invalid (-32602, as the spec asks).
+    """
+    cursor = params.get("cursor")
+    start = 0
+    if cursor is not None:
+        if not (isinstance(cursor, str) and cursor.isdigit() and page_size is not None):
+            raise MCPError(INVALID_PARAMS, f"{method}: invalid cursor")
+        start = int(cursor)
+    if page_size is None:
+        return items, None
+    end = start + page_size
+    return items[start:end], (str(end) if end < len(items) else None)
+
+
+def _listing(key: str, definitions: Sequence[dict[str, Any]], params: Mapping[str, Any], page_size: int | None, method: str) -> dict[str, Any]:
+    page, next_cursor = _page(definitions, params, page_size, method)
+    result: dict[str, Any] = {key: list(page)}
+    if next_cursor is not None:
+        result["nextCursor"] = next_cursor
+    return result
+
+
+# -- tools -----------------------------------------------------------------------------------------
+async def list_tools(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    server = connection.server
+    definitions = [tool.definition for tool in server.tools.values()]
+    return _listing("tools", definitions, params, server.page_size, "tools/list")
+
+
+async def call_tool(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    name = params.get("name")
+    if not isinstance(name, str):
+        raise MCPError(INVALID_PARAMS, "tools/call: params.name must be a string")
+    tool = connection.server.tools.get(name)
+    if tool is None:
+        raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    elif not isinstance(arguments, dict):
+        raise MCPError(INVALID_PARAMS, "tools/call: params.arguments must be an object")
+    signature = tool.signature
+    try:
+        kwargs = signature.validate(arguments)
+    except pydantic.ValidationError as invalid:
+        raise MCPError(
+            INVALID_PARAMS, f"Invalid arguments for tool {name}: {describe_validation_error(invalid)}"
+        ) from None
+    try:
+        value = await signature.call(kwargs, context)
+    except (ToolError, ClientCapabilityError, ClientRequestTimeout) as failure:
+        return _tool_failure(str(failure))
+    except (MCPError, SessionClosed):
+        raise
+    except Exception:
+        # A tool's failure is the model's business (it may retry or change course),
+        # so it is a result, not a protocol error; the details stay in the log.
+        log.exception("session %s: tool %s raised", connection.session.id, name)
+        return _tool_failure(f"Tool {name!r} failed with an internal error")
+    return tool.to_result(value)
+
+
+def _tool_failure(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+# -- resources -------------------------------------------------------------------------------------
+async def list_resources(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    server = connection.server
+    definitions = [resource.definition for resource in server.resources.values()]
+    return _listing("resources", definitions, params, server.page_size, "resources/list")
+
+
+async def list_resource_templates(
+    connection: ServerConnection, params: Mapping[str, Any], context: Context
+) -> dict[str, Any]:
+    server = connection.server
+    definitions = [template.definition for template in server.resource_templates.values()]
+    return _listing("resourceTemplates", definitions, params, server.page_size, "resources/templates/list")
+
+
+def _find_resource(
+    connection: ServerConnection, uri: str
+) -> tuple[Resource | ResourceTemplate, dict[str, Any]]:
+    server = connection.server
+    resource = server.resources.get(uri)
+    if resource is not None:
+        return resource, {}
+    for template in server.resource_templates.values():
+        variables = template.uri_template.match(uri)
+        if variables is None:
+            continue
+        try:
+            return template, template.signature.validate(variables)
+        except pydantic.ValidationError as invalid:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"resources/read: {uri} does not fit {template.uri_template.template}: "
+                f"{describe_validation_error(invalid)}",
+            ) from None
+    raise ResourceNotFound(uri)
+
+
+async def read_resource(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    uri = _string(params, "uri", "resources/read")
+    resource, kwargs = _find_resource(connection, uri)
+    value = await resource.signature.call(kwargs, context)
+    return to_read_result(uri, resource.mime_type, value)
+
+
+MAX_SUBSCRIPTIONS: Final = 1024
+"""Per session: subscriptions cost memory, and so do the updates queued for a slow reader."""
+
+
+async def subscribe(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    uri = _string(params, "uri", "resources/subscribe")
+    if uri not in connection.subscriptions and len(connection.subscriptions) >= MAX_SUBSCRIPTIONS:
+        raise MCPError(SERVER_BUSY, f"resources/subscribe: at most {MAX_SUBSCRIPTIONS} subscriptions per session")
+    connection.subscriptions.add(uri)
+    return {}
+
+
+async def unsubscribe(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    connection.subscriptions.discard(_string(params, "uri", "resources/unsubscribe"))
+    return {}
+
+
+# -- prompts ---------------------------------------------------------------------------------------
+async def list_prompts(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    server = connection.server
+    definitions = [prompt.definition for prompt in server.prompts.values()]
+    return _listing("prompts", definitions, params, server.page_size, "prompts/list")
+
+
+async def get_prompt(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    name = _string(params, "name", "prompts/get")
+    prompt = connection.server.prompts.get(name)
+    if prompt is None:
+        raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    elif not isinstance(arguments, dict):
+        raise MCPError(INVALID_PARAMS, "prompts/get: params.arguments must be an object")
+    try:
+        kwargs = prompt.signature.validate(arguments)
+    except pydantic.ValidationError as invalid:
+        raise MCPError(
+            INVALID_PARAMS, f"Invalid arguments for prompt {name}: {describe_validation_error(invalid)}"
+        ) from None
+    value = await prompt.signature.call(kwargs, context)
+    result: dict[str, Any] = {"messages": to_prompt_messages(value)}
+    if prompt.description:
+        result["description"] = prompt.description
+    return result
+
+
+# -- completion ------------------------------------------------------------------------------------
+_REF_TYPES: Final = {"ref/prompt": ("prompt", "name"), "ref/resource": ("resource", "uri")}
+
+
+async def complete(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    handler = connection.server.completion_handler
+    if handler is None:
+        raise MCPError(METHOD_NOT_FOUND, "Method not found: completion/complete (no completion handler)")
+    ref = params.get("ref")
+    argument = params.get("argument")
+    if not isinstance(ref, dict) or ref.get("type") not in _REF_TYPES:
+        raise MCPError(INVALID_PARAMS, "completion/complete: params.ref must be a ref/prompt or ref/resource")
+    ref_type, key = _REF_TYPES[ref["type"]]
+    ref_value = ref.get(key)
+    if not isinstance(ref_value, str):
+        raise MCPError(INVALID_PARAMS, f"completion/complete: params.ref.{key} must be a string")
+    if not (
+        isinstance(argument, dict)
+        and isinstance(argument.get("name"), str)
+        and isinstance(argument.get("value"), str)
+    ):
+        raise MCPError(INVALID_PARAMS, "completion/complete: params.argument needs string name and value")
+    extra = params.get("context")
+    chosen = extra.get("arguments") if isinstance(extra, dict) else None
+    request = CompletionRequest(
+        ref_type=ref_type,  # type: ignore[arg-type]
+        ref=ref_value,
+        argument=argument["name"],
+        value=argument["value"],
+        context=chosen if isinstance(chosen, dict) else {},
+    )
+    return to_complete_result(await handler(request, context))
+
+
+# -- logging ---------------------------------------------------------------------------------------
+async def set_level(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    level = params.get("level")
+    if not isinstance(level, str) or level not in LOG_LEVELS:
+        raise MCPError(INVALID_PARAMS, f"logging/setLevel: level must be one of {', '.join(LOG_LEVELS)}")
+    connection.log_level = level
+    return {}
+
+
+HANDLERS: Final[dict[str, RequestHandler]] = {
+    "tools/list": list_tools,
+    "tools/call": call_tool,
+    "resources/list": list_resources,
+    "resources/templates/list": list_resource_templates,
+    "resources/read": read_resource,
+    "resources/subscribe": subscribe,
+    "resources/unsubscribe": unsubscribe,
+    "prompts/list": list_prompts,
+    "prompts/get": get_prompt,
+    "completion/complete": complete,
+    "logging/setLevel": set_level,
+}
+"""Every method the server answers besides ``initialize`` and ``ping`` (handled inline)."""

@@ -1,0 +1,245 @@
+"""Resources: fixed URIs and URI templates, read by calling a function.
+
+A *resource* has one URI and is listed by ``resources/list``.  A *resource
+template* (``resources/templates/list``) has a URI template such as
+``notes://{name}``; reading a URI that matches it calls its function with the
+template's variables as keyword arguments (validated and converted to the
+parameters' types, like a tool's arguments).
+
+Templates support the two RFC 6570 forms that describe a path: ``{var}``
+(one segment: no ``/``, ``?`` or ``#``, percent-decoded) and ``{+var}``
+(reserved expansion: anything, slashes included).  Other operators are
+refused at registration rather than matched wrongly.
+
+What a read function may return:
+
+* ``str`` -> one text entry (``mimeType`` as registered, else ``text/plain``);
+* ``bytes`` -> one binary entry sent as base64 (else ``application/octet-stream``);
+* a list of entries built with :func:`resource_contents` -> sent as they are;
+* anything else JSON-serialisable (dict, list, pydantic model) -> JSON text,
+  ``application/json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import unquote
+
+import orjson
+import pydantic
+
+from ._functions import Signature
+
+__all__ = ["Resource", "ResourceTemplate", "UriTemplate", "to_read_result"]
+
+_EXPRESSION: Final = re.compile(r"\{([^{}]*)\}")
+_NAME: Final = re.compile(r"[A-Za-z0-9_]+\Z")
+
+
+class UriTemplate:
+    """A URI template reduced to a regular expression over the two supported forms."""
+
+    __slots__ = ("pattern", "template", "variables")
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        parts: list[str] = []
+        variables: list[str] = []
+        position = 0
+        for match in _EXPRESSION.finditer(template):
+            parts.append(re.escape(template[position : match.start()]))
+            expression = match.group(1)
+            reserved = expression.startswith("+")
+            name = expression[1:] if reserved else expression
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"URI template {template!r}: unsupported expression {{{expression}}} "
+                    "(only {name} and {+name} are supported)"
+                )
+            if name in variables:
+                raise ValueError(f"URI template {template!r}: variable {name!r} appears twice")
+            variables.append(name)
+            parts.append(f"(?P<{name}>.+?)" if reserved else f"(?P<{name}>[^/?#]+)")
+            position = match.end()
+        if "{" in template[position:] or "}" in template[position:]:
+            raise ValueError(f"URI template {template!r}: unbalanced braces")
+        parts.append(re.escape(template[position:]))
+        self.pattern = re.compile("".join(parts) + r"\Z")
+        self.variables = tuple(variables)
+
+    @staticmethod
+    def is_template(uri: str) -> bool:
+        return _EXPRESSION.search(uri) is not None
+
+    def match(self, uri: str) -> dict[str, str] | None:
+        """The variables of ``uri``, percent-decoded, or ``None`` if it does not match."""
+        found = self.pattern.match(uri)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in found.groupdict().items()}
+
+
+def _definition(
+    key: str,
+    value: str,
+    name: str,
+    title: str | None,
+    description: str | None,
+    mime_type: str | None,
+    size: int | None,
+    annotations: Mapping[str, Any] | None,
+    meta: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    definition: dict[str, Any] = {key: value, "name": name}
+    if title is not None:
+        definition["title"] = title
+    if description:
+        definition["description"] = description
+    if mime_type is not None:
+        definition["mimeType"] = mime_type
+    if size is not None:
+        definition["size"] = size
+    if annotations:
+        definition["annotations"] = dict(annotations)
+    if meta:
+        definition["_meta"] = dict(meta)
+    return definition
+
+
+@dataclass(slots=True)
+class Resource:
+    """A resource with a fixed URI.  Built by :meth:`MCPServer.resource` / ``add_resource``."""
+
+    uri: str
+    name: str
+    signature: Signature
+    title: str | None = None
+    description: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    annotations: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    definition: dict[str, Any] = field(init=False)
+    """The entry of ``resources/list``, built once."""
+
+    def __post_init__(self) -> None:
+        self.definition = _definition(
+            "uri", self.uri, self.name, self.title, self.description, self.mime_type, self.size,
+            self.annotations, self.meta,
+        )
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self.signature.fn
+
+
+@dataclass(slots=True)
+class ResourceTemplate:
+    """A family of resources whose URIs match a template."""
+
+    uri_template: UriTemplate
+    name: str
+    signature: Signature
+    title: str | None = None
+    description: str | None = None
+    mime_type: str | None = None
+    annotations: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    definition: dict[str, Any] = field(init=False)
+    """The entry of ``resources/templates/list``, built once."""
+
+    def __post_init__(self) -> None:
+        self.definition = _definition(
+            "uriTemplate", self.uri_template.template, self.name, self.title, self.description,
+            self.mime_type, None, self.annotations, self.meta,
+        )
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self.signature.fn
+
+
+def build_resource(
+    uri: str,
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    title: str | None,
+    description: str | None,
+    mime_type: str | None,
+    size: int | None,
+    annotations: Mapping[str, Any] | pydantic.BaseModel | None,
+    meta: Mapping[str, Any] | None,
+) -> Resource | ResourceTemplate:
+    """A :class:`Resource` for a plain URI, a :class:`ResourceTemplate` for a template.
+
+    The function's parameters (other than a :class:`Context`) must be exactly
+    the template's variables: a mismatch would only show up as a failed read.
+    """
+    if isinstance(annotations, pydantic.BaseModel):
+        annotations = annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+    resource_name = name or getattr(fn, "__name__", None) or uri
+    if resource_name == "<lambda>":
+        resource_name = uri
+    doc = description if description is not None else inspect.getdoc(fn)
+    signature = Signature.of(fn, what=f"resource {uri!r}")
+    parameters = set(signature.parameter_names)
+    if not UriTemplate.is_template(uri):
+        if parameters:
+            raise TypeError(
+                f"resource {uri!r}: the function takes {sorted(parameters)} but the URI has no "
+                "template variables to fill them"
+            )
+        return Resource(
+            uri=uri, name=resource_name, signature=signature, title=title, description=doc,
+            mime_type=mime_type, size=size, annotations=dict(annotations) if annotations else None,
+            meta=dict(meta) if meta else None,
+        )
+    template = UriTemplate(uri)
+    if set(template.variables) != parameters:
+        raise TypeError(
+            f"resource template {uri!r}: variables {sorted(template.variables)} do not match the "
+            f"function's parameters {sorted(parameters)}"
+        )
+    return ResourceTemplate(
+        uri_template=template, name=resource_name, signature=signature, title=title,
+        description=doc, mime_type=mime_type, annotations=dict(annotations) if annotations else None,
+        meta=dict(meta) if meta else None,
+    )
+
+
+def _is_contents_list(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, dict) and "uri" in item and ("text" in item or "blob" in item) for item in value)
+    )
+
+
+def to_read_result(uri: str, mime_type: str | None, value: Any) -> dict[str, Any]:
+    """The ``ReadResourceResult`` for what a read function returned (see the module docstring)."""
+    entry: dict[str, Any]
+    if isinstance(value, str):
+        entry = {"uri": uri, "mimeType": mime_type or "text/plain", "text": value}
+    elif isinstance(value, bytes | bytearray | memoryview):
+        entry = {
+            "uri": uri,
+            "mimeType": mime_type or "application/octet-stream",
+            "blob": base64.b64encode(value).decode("ascii"),
+        }
+    elif _is_contents_list(value):
+        return {"contents": value}
+    else:
+        if isinstance(value, pydantic.BaseModel):
+            value = value.model_dump(mode="json", by_alias=True)
+        entry = {
+            "uri": uri,
+            "mimeType": mime_type or "application/json",
+            "text": orjson.dumps(value).decode("utf-8"),
+        }
+    return {"contents": [entry]}
