@@ -407,3 +407,40 @@ def test_connection_repr_names_url_and_state() -> None:
         SSE_URL, client=httpx.AsyncClient(), headers={}, auth=None, timeout=1, read_timeout=1
     )
     assert repr(connection) == f"<SSEConnection {SSE_URL} open>"
+
+
+async def test_leaving_while_the_reader_waits_on_a_full_buffer_is_clean() -> None:
+    server = FakeServer()
+    with trio.fail_after(10):
+        async with asgi_http_client(server, lifespan=False) as http:
+            async with connect_sse(SSE_URL, http_client=http) as connection:
+                for index in range(100):  # more than the incoming buffer holds
+                    await server.push({"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": index}})
+                await server.push({"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": 100}})
+                first = await connection.incoming.receive()
+                assert first.params == {"i": 0}  # type: ignore[union-attr]
+                await trio.sleep(0.05)  # let the reader fill the buffer and block
+            # Left normally: no ClosedResourceError from the blocked reader.
+            assert connection.closed
+
+
+async def test_an_injected_clients_short_read_timeout_does_not_cut_the_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = FakeServer()
+    with trio.fail_after(600):
+        async with asgi_http_client(server, lifespan=False) as http:
+            http.timeout = httpx.Timeout(1)
+            async with connect_sse(SSE_URL, http_client=http, read_timeout=60) as connection:
+                seen: list[float] = []
+
+                async def requests_extensions() -> None:
+                    # The in-memory transport does not enforce timeouts; check what was asked for.
+                    get = http.transport_under_test.requests[0]  # type: ignore[attr-defined]
+                    seen.append(get.extensions["timeout"]["read"])
+
+                await requests_extensions()
+                assert seen == [60]
+                await connection.send({"jsonrpc": "2.0", "method": "notifications/x"})
+                post = http.transport_under_test.requests[1]  # type: ignore[attr-defined]
+                assert post.extensions["timeout"]["read"] == 10

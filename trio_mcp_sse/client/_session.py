@@ -291,6 +291,7 @@ class ClientSession:
         the session's), and :class:`SSEConnectionError` subclasses when the
         request cannot be delivered or the connection ends first.
         """
+        await trio.lowlevel.checkpoint()  # a failing connection cancels us before we raise
         self._check_usable()
         limit = self._request_timeout if request_timeout is None else request_timeout
         if not limit > 0:
@@ -351,6 +352,7 @@ class ClientSession:
 
     async def send_notification(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no response is expected)."""
+        await trio.lowlevel.checkpoint()
         self._check_usable()
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:

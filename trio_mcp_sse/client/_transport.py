@@ -192,6 +192,9 @@ class SSEConnection:
         failure of the :attr:`outgoing` channel's writer, this does not end the
         connection: the caller decides.
         """
+        # Checkpoint first: if the connection just failed, this caller's block
+        # is being cancelled, and Cancelled must win over a second error.
+        await trio.lowlevel.checkpoint()
         if self._closed:
             raise ConnectionClosedError("the connection is closed")
         body = _encode(message)
@@ -199,7 +202,12 @@ class SSEConnection:
         with trio.move_on_after(self._timeout):
             try:
                 response = await self._client.post(
-                    self.endpoint, content=body, headers=headers, follow_redirects=False, **self._auth
+                    self.endpoint,
+                    content=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                    **self._auth,
                 )
             except httpx.HTTPError as error:
                 raise PostError(f"POST to {self.endpoint} failed: {_describe(error)}", status_code=None) from error
@@ -228,12 +236,18 @@ class SSEConnection:
             finally:
                 await _close_response(response)
         finally:
+            # The incoming channel stays open: closing it here would make a
+            # consumer in the caller's block see EndOfChannel *besides* this
+            # task's error.  The caller's block is cancelled instead, and the
+            # channel closed when it ends.
             self._closed = True
-            self._incoming_send.close()
 
     async def _open_stream(self, deadline: float) -> httpx.Response:
         headers = {"accept": "text/event-stream", "cache-control": "no-cache", **self._headers}
-        request = self._client.build_request("GET", self.url, headers=headers)
+        # An injected client's own read timeout must not cut a quiet stream
+        # before read_timeout does.
+        timeout = httpx.Timeout(self._timeout, read=self._read_timeout)
+        request = self._client.build_request("GET", self.url, headers=headers, timeout=timeout)
         with trio.move_on_at(deadline):
             try:
                 response = await self._client.send(request, stream=True, follow_redirects=False, **self._auth)
@@ -287,6 +301,10 @@ class SSEConnection:
                                 f"the event stream at {self.url} ended before an endpoint event"
                             ) from None
                         raise ConnectionClosedError(f"the server closed the event stream at {self.url}") from None
+                    except httpx.ReadTimeout as error:
+                        raise ReadTimeoutError(
+                            f"nothing received on the event stream at {self.url} for {self._read_timeout:g} s"
+                        ) from error
                     except httpx.HTTPError as error:
                         raise ConnectionClosedError(
                             f"the event stream at {self.url} broke: {_describe(error)}"
@@ -313,7 +331,7 @@ class SSEConnection:
                 log.warning("%s: ignoring an invalid message from the server: %s", self.url, invalid.message)
                 return
             # A consumer that closed its end wants no more messages.
-            with contextlib.suppress(trio.BrokenResourceError):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._incoming_send.send(message)
         elif event.event == "endpoint":
             if self.endpoint:
@@ -400,3 +418,8 @@ async def connect_sse(
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise_collapsed(group)
+        finally:
+            # Only now, with the reader gone: closing the channel under a reader
+            # blocked on a full buffer would raise in it instead of cancelling it.
+            connection._closed = True
+            connection._incoming_send.close()
