@@ -61,7 +61,9 @@ class _AppBody(httpx.AsyncByteStream):
                     yield body
                 if not message.get("more_body", False):
                     return
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+        raise httpx.RemoteProtocolError(
+            "peer closed connection without sending complete message body"
+        )
 
     async def aclose(self) -> None:
         self._disconnect.set()
@@ -134,7 +136,9 @@ class InMemoryASGITransport(httpx.AsyncBaseTransport):
         try:
             start = await from_app.receive()
         except trio.EndOfChannel:
-            raise httpx.RemoteProtocolError("server closed the connection without a response") from None
+            raise httpx.RemoteProtocolError(
+                "server closed the connection without a response"
+            ) from None
         if isinstance(start, _Crash) or start["type"] != "http.response.start":
             raise httpx.RemoteProtocolError(f"server failed before responding: {start!r}")
         headers = [(bytes(key), bytes(value)) for key, value in start.get("headers", [])]
@@ -144,7 +148,9 @@ class InMemoryASGITransport(httpx.AsyncBaseTransport):
 
 
 @asynccontextmanager
-async def in_memory_transport(app: ASGIApp, *, lifespan: bool = True) -> AsyncIterator[InMemoryASGITransport]:
+async def in_memory_transport(
+    app: ASGIApp, *, lifespan: bool = True
+) -> AsyncIterator[InMemoryASGITransport]:
     """The transport, with the app's lifespan run around it when ``lifespan``."""
     try:
         async with _nursery_for(app, lifespan=lifespan) as transport:
@@ -176,7 +182,9 @@ async def _nursery_for(app: ASGIApp, *, lifespan: bool) -> AsyncIterator[InMemor
                     if message["type"].startswith("lifespan.startup"):
                         started.set()
 
-                await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+                await app(
+                    {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send
+                )
 
             nursery.start_soon(run_lifespan)
             with trio.fail_after(5):
@@ -189,10 +197,13 @@ async def _nursery_for(app: ASGIApp, *, lifespan: bool) -> AsyncIterator[InMemor
 
 
 @asynccontextmanager
-async def asgi_http_client(app: ASGIApp, *, lifespan: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_memory_transport(app, lifespan=lifespan) as transport, httpx.AsyncClient(
-        transport=transport, base_url=BASE_URL
-    ) as client:
+async def asgi_http_client(
+    app: ASGIApp, *, lifespan: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        in_memory_transport(app, lifespan=lifespan) as transport,
+        httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client,
+    ):
         client.transport_under_test = transport  # type: ignore[attr-defined]
         yield client
 
@@ -256,7 +267,9 @@ class FakeServer:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
         if scope["method"] == "GET":
             self.get_headers = headers
             await self._stream(receive, send)
@@ -274,7 +287,11 @@ class FakeServer:
             status = self.post_status(parsed) if callable(self.post_status) else self.post_status
             text = b"Accepted" if status == 202 else b"Internal Server Error: boom"
             await send(
-                {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
             )
             await send({"type": "http.response.body", "body": text})
             if status < 300 and self.on_post is not None:
@@ -395,7 +412,9 @@ def start_sdk_server() -> tuple[Any, str]:
         match = re.match(rb"PORT (\d+)", line)
         if match is None:
             log.seek(0)
-            raise RuntimeError(f"the SDK server did not start: {line!r}\n{log.read().decode(errors='replace')}")
+            raise RuntimeError(
+                f"the SDK server did not start: {line!r}\n{log.read().decode(errors='replace')}"
+            )
         return process, f"http://127.0.0.1:{int(match.group(1))}"
     except BaseException:
         stop_process(process)

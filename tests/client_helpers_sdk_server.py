@@ -47,7 +47,9 @@ async def count(n: int, ctx: Context) -> str:
 
 @server.tool()
 async def wait_forever(ctx: Context) -> str:
+    """Run until cancelled; a progress report says it has started."""
     try:
+        await ctx.report_progress(0, None, "started")
         await anyio.sleep_forever()
     except anyio.get_cancelled_exc_class():
         cancelled_calls.append(str(ctx.request_id))
@@ -64,7 +66,11 @@ async def was_cancelled() -> list[str]:
 @server.tool()
 async def ask_model(question: str, ctx: Context) -> str:
     result = await ctx.session.create_message(
-        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=question))],
+        messages=[
+            types.SamplingMessage(
+                role="user", content=types.TextContent(type="text", text=question)
+            )
+        ],
         max_tokens=20,
     )
     content = result.content

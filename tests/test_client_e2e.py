@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import mcp_types
@@ -99,7 +100,9 @@ async def test_initialize_list_call_ping_against_the_sdk_server(sdk_url: str) ->
             names = {tool.name for tool in (await session.list_tools()).tools}
             assert {"echo", "add", "count"} <= names
             assert _text(await session.call_tool("echo", {"text": "hi"})) == "hi"
-            assert (await session.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3.0}
+            assert (await session.call_tool("add", {"a": 1, "b": 2})).structured_content == {
+                "result": 3.0
+            }
             await session.ping()
         # The oldest revision is still spoken by both.
         async with open_session(sdk_url, protocol_version="2024-11-05") as session:
@@ -118,7 +121,9 @@ async def test_progress_and_log_notifications_from_the_sdk_server(sdk_url: str) 
         logs.append((notification.params or {}).get("data"))
 
     with trio.fail_after(20):
-        async with open_session(sdk_url, notification_handlers={"notifications/message": on_log}) as session:
+        async with open_session(
+            sdk_url, notification_handlers={"notifications/message": on_log}
+        ) as session:
             result = await session.call_tool("count", {"n": 3}, progress=on_progress)
             assert _text(result) == "counted to 3"
             with trio.fail_after(5):
@@ -148,7 +153,9 @@ async def test_sampling_elicitation_and_roots_handlers_with_the_sdk_server(sdk_u
     async def sample(params: mcp_types.CreateMessageRequestParams) -> mcp_types.CreateMessageResult:
         question = params.messages[0].content.text  # type: ignore[union-attr]
         return mcp_types.CreateMessageResult(
-            role="assistant", content=mcp_types.TextContent(type="text", text=question[::-1]), model="reverser"
+            role="assistant",
+            content=mcp_types.TextContent(type="text", text=question[::-1]),
+            model="reverser",
         )
 
     async def elicit(params: Any) -> dict[str, Any]:
@@ -161,7 +168,10 @@ async def test_sampling_elicitation_and_roots_handlers_with_the_sdk_server(sdk_u
         async with open_session(
             sdk_url, sampling_handler=sample, elicitation_handler=elicit, roots_handler=roots
         ) as session:
-            assert _text(await session.call_tool("ask_model", {"question": "abc"})) == "model said: cba"
+            assert (
+                _text(await session.call_tool("ask_model", {"question": "abc"}))
+                == "model said: cba"
+            )
             assert _text(await session.call_tool("ask_user")) == "accept: Ada"
             listed = await session.call_tool("roots")
             assert listed.structured_content == {"result": ["file:///work/project"]}
@@ -170,8 +180,15 @@ async def test_sampling_elicitation_and_roots_handlers_with_the_sdk_server(sdk_u
 async def test_cancelling_a_call_cancels_it_on_the_sdk_server(sdk_url: str) -> None:
     with trio.fail_after(20):
         async with open_session(sdk_url) as session:
-            with trio.move_on_after(0.5):
-                await session.call_tool("wait_forever")
+            with trio.CancelScope() as scope:
+
+                async def cancel_once_started(
+                    progress: float, total: float | None, message: str | None
+                ) -> None:
+                    scope.cancel()
+
+                await session.call_tool("wait_forever", progress=cancel_once_started)
+            assert scope.cancelled_caught
             cancelled: Any = []
             while not cancelled:
                 result = await session.call_tool("was_cancelled")
@@ -184,9 +201,14 @@ async def test_server_dying_mid_request_fails_the_connection() -> None:
     process, base = await trio.to_thread.run_sync(start_sdk_server)
 
     async def scenario() -> None:
+        started = trio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            started.set()
+
         async with open_session(f"{base}/sse") as session, trio.open_nursery() as nursery:
-            nursery.start_soon(session.call_tool, "wait_forever")
-            await trio.sleep(0.3)
+            nursery.start_soon(partial(session.call_tool, "wait_forever", progress=on_progress))
+            await started.wait()  # the tool is running on the server
             process.kill()
             await trio.sleep_forever()  # must be cancelled by the connection's failure
 
@@ -205,7 +227,10 @@ async def test_nothing_listening_is_a_prompt_connection_error() -> None:
 
 async def test_session_over_raw_connection_against_the_sdk_server(sdk_url: str) -> None:
     with trio.fail_after(20):
-        async with connect_sse(sdk_url, timeout=5) as connection, ClientSession(connection) as session:
+        async with (
+            connect_sse(sdk_url, timeout=5) as connection,
+            ClientSession(connection) as session,
+        ):
             assert connection.session_id
             await session.initialize()
             await session.ping()
@@ -227,7 +252,9 @@ async def test_cli_lists_and_calls_tools(capsys: pytest.CaptureFixture[str]) -> 
 
             assert await _cli(url, "--call", "echo", "--arg", "text=123") == 0
             called = orjson.loads(capsys.readouterr().out)
-            assert called["content"] == [{"type": "text", "text": "123"}]  # kept a string, as the schema says
+            assert called["content"] == [
+                {"type": "text", "text": "123"}
+            ]  # kept a string, as the schema says
 
             assert await _cli(url, "--call", "add", "--arg", "a=1", "--arg", "b=2.5") == 0
             assert orjson.loads(capsys.readouterr().out)["content"][0]["text"] == "3.5"
@@ -241,7 +268,10 @@ async def test_cli_lists_and_calls_tools(capsys: pytest.CaptureFixture[str]) -> 
             assert captured.err == "error: tool 'fail' reported an error: failed because testing\n"
 
             assert await _cli(url, "--call", "nope", "--arg", "x=1") == 1
-            assert capsys.readouterr().err == "error: the server has no tool named 'nope' (its tools: add, echo, fail)\n"
+            assert (
+                capsys.readouterr().err
+                == "error: the server has no tool named 'nope' (its tools: add, echo, fail)\n"
+            )
 
             assert await _cli(url, "--call", "nope") == 1
             assert capsys.readouterr().err == "error: Unknown tool: nope (code -32602)\n"
@@ -278,7 +308,17 @@ async def test_python_dash_m_dispatches_to_the_client_command() -> None:
     with trio.fail_after(30):
         async with serve_in_process(_tool_server().sse_app()) as base:
             result = await trio.run_process(
-                [sys.executable, "-m", "trio_mcp_sse", "client", f"{base}/sse", "--call", "echo", "--arg", "text=hi"],
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_mcp_sse",
+                    "client",
+                    f"{base}/sse",
+                    "--call",
+                    "echo",
+                    "--arg",
+                    "text=hi",
+                ],
                 capture_stdout=True,
                 capture_stderr=True,
                 cwd=str(ROOT),
@@ -286,4 +326,3 @@ async def test_python_dash_m_dispatches_to_the_client_command() -> None:
             )
     assert result.returncode == 0, result.stderr
     assert orjson.loads(result.stdout)["content"] == [{"type": "text", "text": "hi"}]
-

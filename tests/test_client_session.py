@@ -63,9 +63,10 @@ class SlowTools:
 
 @asynccontextmanager
 async def our_session(server: MCPServer, **options: Any) -> AsyncIterator[ClientSession]:
-    async with asgi_http_client(server.sse_app()) as http, open_session(
-        SSE_URL, http_client=http, **options
-    ) as session:
+    async with (
+        asgi_http_client(server.sse_app()) as http,
+        open_session(SSE_URL, http_client=http, **options) as session,
+    ):
         yield session
 
 
@@ -73,9 +74,11 @@ async def our_session(server: MCPServer, **options: Any) -> AsyncIterator[Client
 async def fake_session(
     server: FakeServer, *, initialize: bool = True, **options: Any
 ) -> AsyncIterator[ClientSession]:
-    async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-        SSE_URL, http_client=http
-    ) as connection, ClientSession(connection, **options) as session:
+    async with (
+        asgi_http_client(server, lifespan=False) as http,
+        connect_sse(SSE_URL, http_client=http) as connection,
+        ClientSession(connection, **options) as session,
+    ):
         if initialize:
             await session.initialize()
         yield session
@@ -166,10 +169,14 @@ async def test_cancelling_call_tool_cancels_the_tool_on_the_server() -> None:
                     await tools.started.wait()
                     scope.cancel()
             await tools.cancelled.wait()  # notifications/cancelled reached the server's tool
-            assert (await session.call_tool("echo", {"text": "still here"})).content[0].text == "still here"  # type: ignore[union-attr]
+            assert (await session.call_tool("echo", {"text": "still here"})).content[
+                0
+            ].text == "still here"  # type: ignore[union-attr]
 
 
-async def test_request_timeout_raises_and_cancels_on_the_server(autojump_clock: trio.testing.MockClock) -> None:
+async def test_request_timeout_raises_and_cancels_on_the_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     tools = SlowTools()
     with trio.fail_after(100):
         async with our_session(tools.server, request_timeout=5) as session:
@@ -198,7 +205,9 @@ async def test_initialize_sends_version_capabilities_and_initialized() -> None:
             server, protocol_version="2025-03-26", sampling_handler=sample, roots_handler=roots
         ) as session:
             assert session.protocol_version == "2025-03-26"
-            initialized = await server.wait_for_post(lambda m: m.get("method") == "notifications/initialized")
+            initialized = await server.wait_for_post(
+                lambda m: m.get("method") == "notifications/initialized"
+            )
     initialize = server.posted[0]
     assert initialize["method"] == "initialize"
     assert initialize["params"]["protocolVersion"] == "2025-03-26"
@@ -218,7 +227,9 @@ async def test_a_version_the_client_does_not_speak_is_refused() -> None:
             with pytest.raises(ProtocolVersionError, match="'1999-01-01'"):
                 await session.initialize()
             assert session.initialize_result is None
-    assert [m.get("method") for m in server.posted] == ["initialize"]  # no notifications/initialized
+    assert [m.get("method") for m in server.posted] == [
+        "initialize"
+    ]  # no notifications/initialized
 
 
 def test_unknown_protocol_version_or_bad_timeout_is_refused_up_front() -> None:
@@ -231,11 +242,16 @@ def test_unknown_protocol_version_or_bad_timeout_is_refused_up_front() -> None:
 
 async def test_an_invalid_result_is_a_protocol_error() -> None:
     async def reply(server: FakeServer, message: dict[str, Any]) -> None:
-        await server.push({"jsonrpc": "2.0", "id": message["id"], "result": {"tools": "not a list"}})
+        await server.push(
+            {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": "not a list"}}
+        )
 
     with trio.fail_after(10):
         async with fake_session(scripted(reply)) as session:
-            with pytest.raises(ProtocolError, match="tools/list: the server's result is not a valid ListToolsResult: tools"):
+            with pytest.raises(
+                ProtocolError,
+                match="tools/list: the server's result is not a valid ListToolsResult: tools",
+            ):
                 await session.list_tools()
 
 
@@ -248,21 +264,33 @@ async def test_json_rpc_errors_keep_code_message_and_data() -> None:
         async with fake_session(scripted(reply)) as session:
             with pytest.raises(MCPError) as caught:
                 await session.read_resource("file:///x")
-    assert (caught.value.code, caught.value.message, caught.value.data) == (-32002, "Resource not found", {"uri": "file:///x"})
+    assert (caught.value.code, caught.value.message, caught.value.data) == (
+        -32002,
+        "Resource not found",
+        {"uri": "file:///x"},
+    )
 
 
 async def test_resources_and_prompts_requests_and_typed_results() -> None:
     results = {
         "resources/list": {"resources": [{"uri": "file:///a", "name": "a"}], "nextCursor": "p2"},
-        "resources/templates/list": {"resourceTemplates": [{"uriTemplate": "file:///{x}", "name": "x"}]},
+        "resources/templates/list": {
+            "resourceTemplates": [{"uriTemplate": "file:///{x}", "name": "x"}]
+        },
         "resources/read": {"contents": [{"uri": "file:///a", "text": "A"}]},
-        "prompts/list": {"prompts": [{"name": "greet", "arguments": [{"name": "who", "required": True}]}]},
-        "prompts/get": {"messages": [{"role": "user", "content": {"type": "text", "text": "hi bob"}}]},
+        "prompts/list": {
+            "prompts": [{"name": "greet", "arguments": [{"name": "who", "required": True}]}]
+        },
+        "prompts/get": {
+            "messages": [{"role": "user", "content": {"type": "text", "text": "hi bob"}}]
+        },
         "logging/setLevel": {},
     }
 
     async def reply(server: FakeServer, message: dict[str, Any]) -> None:
-        await server.push({"jsonrpc": "2.0", "id": message["id"], "result": results[message["method"]]})
+        await server.push(
+            {"jsonrpc": "2.0", "id": message["id"], "result": results[message["method"]]}
+        )
 
     server = scripted(reply)
     with trio.fail_after(10):
@@ -291,9 +319,22 @@ async def test_progress_arrives_in_order_before_the_result() -> None:
     async def reply(server: FakeServer, message: dict[str, Any]) -> None:
         token = message["params"]["_meta"]["progressToken"]
         for step in range(1, 4):
-            params = {"progressToken": token, "progress": step, "total": 3, "message": f"step {step}"}
-            await server.push({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
-        await server.push({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "other", "progress": 1}})
+            params = {
+                "progressToken": token,
+                "progress": step,
+                "total": 3,
+                "message": f"step {step}",
+            }
+            await server.push(
+                {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+            )
+        await server.push(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {"progressToken": "other", "progress": 1},
+            }
+        )
         result = {"content": [{"type": "text", "text": "done"}]}
         await server.push({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
@@ -317,10 +358,14 @@ async def test_server_requests_are_answered_by_handlers_or_refused() -> None:
         assert params.max_tokens == 10
         text = params.messages[0].content.text  # type: ignore[union-attr]
         return mcp_types.CreateMessageResult(
-            role="assistant", content=mcp_types.TextContent(type="text", text=text.upper()), model="upper"
+            role="assistant",
+            content=mcp_types.TextContent(type="text", text=text.upper()),
+            model="upper",
         )
 
-    async def elicit(params: mcp_types.ElicitRequestFormParams | mcp_types.ElicitRequestURLParams) -> dict[str, Any]:
+    async def elicit(
+        params: mcp_types.ElicitRequestFormParams | mcp_types.ElicitRequestURLParams,
+    ) -> dict[str, Any]:
         assert isinstance(params, mcp_types.ElicitRequestFormParams)
         return {"action": "accept", "content": {"name": params.message}}
 
@@ -328,8 +373,19 @@ async def test_server_requests_are_answered_by_handlers_or_refused() -> None:
         return mcp_types.ListRootsResult(roots=[mcp_types.Root(uri="file:///work", name="work")])
 
     requests = [
-        ("s", "sampling/createMessage", {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10}),
-        ("e", "elicitation/create", {"message": "who?", "requestedSchema": {"type": "object", "properties": {}}}),
+        (
+            "s",
+            "sampling/createMessage",
+            {
+                "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}],
+                "maxTokens": 10,
+            },
+        ),
+        (
+            "e",
+            "elicitation/create",
+            {"message": "who?", "requestedSchema": {"type": "object", "properties": {}}},
+        ),
         ("r", "roots/list", None),
         ("p", "ping", None),
         ("u", "something/else", {}),
@@ -337,15 +393,23 @@ async def test_server_requests_are_answered_by_handlers_or_refused() -> None:
     ]
     server = scripted(nothing)
     with trio.fail_after(10):
-        async with fake_session(server, sampling_handler=sample, elicitation_handler=elicit, roots_handler=roots):
+        async with fake_session(
+            server, sampling_handler=sample, elicitation_handler=elicit, roots_handler=roots
+        ):
             for request_id, method, params in requests:
                 message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
                 if params is not None:
                     message["params"] = params
                 await server.push(message)
             for request_id, _, _ in requests:
-                replies[request_id] = await server.wait_for_post(lambda m, i=request_id: m.get("id") == i)  # type: ignore[misc]
-    assert replies["s"]["result"] == {"role": "assistant", "content": {"type": "text", "text": "HI"}, "model": "upper"}
+                replies[request_id] = await server.wait_for_post(
+                    lambda m, i=request_id: m.get("id") == i
+                )  # type: ignore[misc]
+    assert replies["s"]["result"] == {
+        "role": "assistant",
+        "content": {"type": "text", "text": "HI"},
+        "model": "upper",
+    }
     assert replies["e"]["result"] == {"action": "accept", "content": {"name": "who?"}}
     assert replies["r"]["result"]["roots"] == [{"uri": "file:///work", "name": "work"}]
     assert replies["p"]["result"] == {}
@@ -358,15 +422,23 @@ async def test_without_handlers_server_requests_get_method_not_found() -> None:
     server = scripted(nothing)
     with trio.fail_after(10):
         async with fake_session(server):
-            for index, method in enumerate(["sampling/createMessage", "elicitation/create", "roots/list"]):
-                await server.push({"jsonrpc": "2.0", "id": f"s{index}", "method": method, "params": {}})
-            answers = [await server.wait_for_post(lambda m, i=i: m.get("id") == f"s{i}") for i in range(3)]  # type: ignore[misc]
+            for index, method in enumerate(
+                ["sampling/createMessage", "elicitation/create", "roots/list"]
+            ):
+                await server.push(
+                    {"jsonrpc": "2.0", "id": f"s{index}", "method": method, "params": {}}
+                )
+            answers = [
+                await server.wait_for_post(lambda m, i=i: m.get("id") == f"s{i}") for i in range(3)
+            ]  # type: ignore[misc]
     assert [a["error"]["code"] for a in answers] == [-32601] * 3
     assert "does not support sampling" in answers[0]["error"]["message"]
     assert "does not support roots" in answers[2]["error"]["message"]
 
 
-async def test_handler_failures_become_errors_for_the_server(caplog: pytest.LogCaptureFixture) -> None:
+async def test_handler_failures_become_errors_for_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def refuse(params: Any) -> Any:
         raise MCPError(-1, "User rejected sampling")
 
@@ -377,7 +449,9 @@ async def test_handler_failures_become_errors_for_the_server(caplog: pytest.LogC
     with trio.fail_after(10):
         async with fake_session(server, sampling_handler=refuse, roots_handler=broken):
             params = {"messages": [], "maxTokens": 1}
-            await server.push({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": params})
+            await server.push(
+                {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": params}
+            )
             await server.push({"jsonrpc": "2.0", "id": "s2", "method": "roots/list"})
             refused = await server.wait_for_post(lambda m: m.get("id") == "s1")
             failed = await server.wait_for_post(lambda m: m.get("id") == "s2")
@@ -402,24 +476,34 @@ async def test_the_server_can_cancel_its_own_request() -> None:
     with trio.fail_after(10):
         async with fake_session(server, elicitation_handler=elicit):
             params = {"message": "?", "requestedSchema": {"type": "object", "properties": {}}}
-            await server.push({"jsonrpc": "2.0", "id": "q", "method": "elicitation/create", "params": params})
+            await server.push(
+                {"jsonrpc": "2.0", "id": "q", "method": "elicitation/create", "params": params}
+            )
             await started.wait()
             cancel = {"requestId": "q", "reason": "user left"}
-            await server.push({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel})
+            await server.push(
+                {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel}
+            )
             await cancelled.wait()
             await server.push({"jsonrpc": "2.0", "id": "after", "method": "ping"})
             await server.wait_for_post(lambda m: m.get("id") == "after")
-    assert not [m for m in server.posted if m.get("id") == "q"]  # no response for a cancelled request
+    assert not [
+        m for m in server.posted if m.get("id") == "q"
+    ]  # no response for a cancelled request
 
 
-async def test_server_log_messages_go_to_python_logging_by_default(caplog: pytest.LogCaptureFixture) -> None:
+async def test_server_log_messages_go_to_python_logging_by_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG, logger="trio_mcp_sse.client.server")
     server = scripted(nothing)
     with trio.fail_after(10):
         async with fake_session(server):
             for level, data in [("warning", "disk low"), ("debug", {"n": 1})]:
                 params = {"level": level, "logger": "db", "data": data}
-                await server.push({"jsonrpc": "2.0", "method": "notifications/message", "params": params})
+                await server.push(
+                    {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+                )
             await server.push({"jsonrpc": "2.0", "id": "sync", "method": "ping"})
             await server.wait_for_post(lambda m: m.get("id") == "sync")
             while len([r for r in caplog.records if r.name == "trio_mcp_sse.client.server"]) < 2:
@@ -473,7 +557,9 @@ async def test_a_refused_post_fails_only_its_request() -> None:
         if not await answer_initialize(server, message) and "id" in message:
             await server.push({"jsonrpc": "2.0", "id": message["id"], "result": {}})
 
-    server = FakeServer(on_post=on_post, post_status=lambda m: 500 if m.get("method") == "tools/list" else 202)
+    server = FakeServer(
+        on_post=on_post, post_status=lambda m: 500 if m.get("method") == "tools/list" else 202
+    )
     with trio.fail_after(10):
         async with fake_session(server) as session:
             with pytest.raises(PostError, match="answered 500"):
@@ -499,7 +585,10 @@ async def test_pending_requests_end_when_the_stream_ends() -> None:
 async def test_the_session_is_unusable_after_its_block() -> None:
     server = scripted(nothing)
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(SSE_URL, http_client=http) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             session = ClientSession(connection)
             with pytest.raises(RuntimeError, match="inside 'async with"):
                 await session.ping()
@@ -541,7 +630,10 @@ async def test_requests_waiting_when_the_session_closes_fail_at_once() -> None:
 async def test_open_session_initializes() -> None:
     server = scripted(nothing)
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, open_session(SSE_URL, http_client=http) as session:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            open_session(SSE_URL, http_client=http) as session,
+        ):
             assert session.server_info is not None
             assert session.server_info.name == "fake"
             assert session.instructions is None

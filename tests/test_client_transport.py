@@ -41,7 +41,11 @@ INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
-    "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    "params": {
+        "protocolVersion": "2024-11-05",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
 }
 
 
@@ -58,7 +62,10 @@ def _echo_server() -> MCPServer:
 async def test_handshake_with_our_server_resolves_the_endpoint_and_carries_messages() -> None:
     app = _echo_server().sse_app()
     with trio.fail_after(10):
-        async with asgi_http_client(app) as http, connect_sse(SSE_URL, http_client=http) as connection:
+        async with (
+            asgi_http_client(app) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             assert connection.endpoint.startswith(f"{BASE_URL}/messages/?session_id=")
             assert connection.session_id is not None
             assert len(connection.session_id) == 32
@@ -77,9 +84,12 @@ async def test_handshake_with_our_server_resolves_the_endpoint_and_carries_messa
 async def test_the_get_asks_for_an_event_stream_and_carries_headers_and_auth() -> None:
     server = FakeServer(on_post=answer_initialize)
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http, headers={"x-tenant": "blue"}, auth=("user", "secret")
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(
+                SSE_URL, http_client=http, headers={"x-tenant": "blue"}, auth=("user", "secret")
+            ) as connection,
+        ):
             await connection.send(INITIALIZE)
     assert server.get_headers["accept"] == "text/event-stream"
     assert server.get_headers["x-tenant"] == "blue"
@@ -98,12 +108,15 @@ async def test_the_get_asks_for_an_event_stream_and_carries_headers_and_auth() -
         ("http://TESTSERVER:80/m?session_id=abc", "http://testserver/m?session_id=abc"),
     ],
 )
-async def test_same_origin_endpoints_are_resolved_against_the_stream_url(endpoint: str, expected: str) -> None:
+async def test_same_origin_endpoints_are_resolved_against_the_stream_url(
+    endpoint: str, expected: str
+) -> None:
     server = FakeServer(endpoint=endpoint)
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             assert connection.endpoint == expected
             assert connection.session_id == "abc"
 
@@ -120,10 +133,15 @@ async def test_same_origin_endpoints_are_resolved_against_the_stream_url(endpoin
 async def test_an_endpoint_on_another_origin_is_refused(endpoint: str) -> None:
     server = FakeServer(endpoint=endpoint)
     with trio.fail_after(10), pytest.raises(EndpointOriginError) as caught:
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(SSE_URL, http_client=http):
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http),
+        ):
             pytest.fail("connected to another origin")
     assert "another origin" in str(caught.value)
-    assert caught.value.endpoint.startswith(("http://evil.example/", "https://testserver/", "http://testserver:8080/"))
+    assert caught.value.endpoint.startswith(
+        ("http://evil.example/", "https://testserver/", "http://testserver:8080/")
+    )
     assert server.posted == []
 
 
@@ -133,8 +151,9 @@ async def test_no_endpoint_event_times_out(autojump_clock: trio.testing.MockCloc
     with trio.fail_after(60):
         start = trio.current_time()
         with pytest.raises(EndpointError, match="no endpoint event"):
-            async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-                SSE_URL, http_client=http, timeout=5
+            async with (
+                asgi_http_client(server, lifespan=False) as http,
+                connect_sse(SSE_URL, http_client=http, timeout=5),
             ):
                 pytest.fail("connected without an endpoint")
         assert trio.current_time() - start == pytest.approx(5)
@@ -143,7 +162,10 @@ async def test_no_endpoint_event_times_out(autojump_clock: trio.testing.MockCloc
 async def test_an_empty_endpoint_event_is_refused() -> None:
     server = FakeServer(endpoint="  ")
     with trio.fail_after(10), pytest.raises(EndpointError, match="empty"):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(SSE_URL, http_client=http):
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http),
+        ):
             pass
 
 
@@ -151,7 +173,10 @@ async def test_a_stream_ending_before_the_endpoint_fails() -> None:
     server = FakeServer(endpoint=None)
     server.end_stream()
     with trio.fail_after(10), pytest.raises(EndpointError, match="ended before an endpoint"):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(SSE_URL, http_client=http):
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http),
+        ):
             pass
 
 
@@ -164,10 +189,15 @@ async def test_a_stream_ending_before_the_endpoint_fails() -> None:
         (200, "application/json", b"{}", "not an event stream"),
     ],
 )
-async def test_a_get_that_is_not_an_event_stream_fails(status: int, content_type: str, body: bytes, match: str) -> None:
+async def test_a_get_that_is_not_an_event_stream_fails(
+    status: int, content_type: str, body: bytes, match: str
+) -> None:
     server = FakeServer(get_status=status, content_type=content_type, get_body=body)
     with trio.fail_after(10), pytest.raises(SSEResponseError, match=match) as caught:
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(SSE_URL, http_client=http):
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http),
+        ):
             pass
     assert caught.value.status_code == status
     assert caught.value.content_type == content_type
@@ -179,18 +209,27 @@ async def test_a_redirect_is_reported_not_followed() -> None:
         await send({"type": "http.response.start", "status": 307, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    with trio.fail_after(10), pytest.raises(SSEResponseError, match=r"redirect to http://testserver/sse/"):
-        async with asgi_http_client(redirect, lifespan=False) as http, connect_sse(SSE_URL, http_client=http):
+    with (
+        trio.fail_after(10),
+        pytest.raises(SSEResponseError, match=r"redirect to http://testserver/sse/"),
+    ):
+        async with (
+            asgi_http_client(redirect, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http),
+        ):
             pass
 
 
-async def test_a_get_with_no_response_headers_times_out(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_get_with_no_response_headers_times_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await trio.sleep_forever()
 
     with trio.fail_after(60), pytest.raises(SSEConnectionError, match=r"no response .* within 3 s"):
-        async with asgi_http_client(silent, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http, timeout=3
+        async with (
+            asgi_http_client(silent, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http, timeout=3),
         ):
             pass
 
@@ -200,9 +239,10 @@ async def test_read_timeout_without_keepalive(autojump_clock: trio.testing.MockC
     with trio.fail_after(600):
         start = trio.current_time()
         with pytest.raises(ReadTimeoutError, match="for 30 s"):
-            async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-                SSE_URL, http_client=http, read_timeout=30
-            ) as connection:
+            async with (
+                asgi_http_client(server, lifespan=False) as http,
+                connect_sse(SSE_URL, http_client=http, read_timeout=30) as connection,
+            ):
                 await connection.incoming.receive()  # the body is cancelled, not left waiting
         assert trio.current_time() - start == pytest.approx(30)
 
@@ -210,9 +250,10 @@ async def test_read_timeout_without_keepalive(autojump_clock: trio.testing.MockC
 async def test_keepalive_comments_count_as_activity(autojump_clock: trio.testing.MockClock) -> None:
     server = FakeServer()
     with trio.fail_after(600):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http, read_timeout=30
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http, read_timeout=30) as connection,
+        ):
             for _ in range(10):  # 200 s of silence but for comments
                 await trio.sleep(20)
                 await server.push_raw(keepalive())
@@ -222,17 +263,22 @@ async def test_keepalive_comments_count_as_activity(autojump_clock: trio.testing
             assert message.method == "notifications/hello"  # type: ignore[union-attr]
 
 
-async def test_unknown_events_and_invalid_messages_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_events_and_invalid_messages_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     server = FakeServer()
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             await server.push_raw(b"event: ping\ndata: {}\n\n")
             await server.push_raw(b"event: message\ndata: not json\n\n")
             await server.push_raw(b'event: message\ndata: {"jsonrpc": "2.0"}\n\n')
             await server.push_raw(b"event: message\ndata:\n\n")
-            await server.push_raw(b"event: endpoint\ndata: http://evil.example/x\n\n")  # repeated: ignored
+            await server.push_raw(
+                b"event: endpoint\ndata: http://evil.example/x\n\n"
+            )  # repeated: ignored
             await server.push({"jsonrpc": "2.0", "method": "notifications/after"})
             message = await connection.incoming.receive()
             assert message.method == "notifications/after"  # type: ignore[union-attr]
@@ -249,9 +295,10 @@ async def test_stream_end_fails_the_block_and_cancels_its_body() -> None:
 
     async def scenario() -> None:
         nonlocal body_cancelled
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             connections.append(connection)
             server.end_stream()
             try:
@@ -260,7 +307,10 @@ async def test_stream_end_fails_the_block_and_cancels_its_body() -> None:
                 body_cancelled = True
                 raise
 
-    with trio.fail_after(10), pytest.raises(ConnectionClosedError, match="closed the event stream") as caught:
+    with (
+        trio.fail_after(10),
+        pytest.raises(ConnectionClosedError, match="closed the event stream") as caught,
+    ):
         await scenario()
     assert body_cancelled
     assert connections[0].closed
@@ -271,9 +321,10 @@ async def test_server_dying_mid_stream_fails_the_block() -> None:
     server = FakeServer()
 
     async def scenario() -> None:
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             http.transport_under_test.kill()  # type: ignore[attr-defined]
             await connection.incoming.receive()
 
@@ -285,9 +336,10 @@ async def test_post_500_through_the_channel_fails_the_connection() -> None:
     server = FakeServer(post_status=500)
 
     async def scenario() -> None:
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             await connection.outgoing.send(INITIALIZE)
             await connection.incoming.receive()  # would wait forever for a reply
 
@@ -300,9 +352,10 @@ async def test_post_500_through_the_channel_fails_the_connection() -> None:
 async def test_post_500_through_send_raises_to_the_caller_only() -> None:
     server = FakeServer(post_status=lambda message: 500 if message.get("id") == 1 else 202)
     with trio.fail_after(10):
-        async with asgi_http_client(server, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http
-        ) as connection:
+        async with (
+            asgi_http_client(server, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http) as connection,
+        ):
             with pytest.raises(PostError, match="answered 500") as caught:
                 await connection.send(INITIALIZE)
             assert caught.value.status_code == 500
@@ -322,9 +375,10 @@ async def test_a_post_with_no_answer_is_bounded(autojump_clock: trio.testing.Moc
         await server(scope, receive, send)
 
     with trio.fail_after(60):
-        async with asgi_http_client(app, lifespan=False) as http, connect_sse(
-            SSE_URL, http_client=http, timeout=4
-        ) as connection:
+        async with (
+            asgi_http_client(app, lifespan=False) as http,
+            connect_sse(SSE_URL, http_client=http, timeout=4) as connection,
+        ):
             with pytest.raises(PostError, match="no answer within 4 s") as caught:
                 await connection.send(INITIALIZE)
             assert caught.value.status_code is None
@@ -394,7 +448,9 @@ async def test_bad_arguments_are_refused_up_front(url: str, options: dict[str, A
 
 
 def test_os_reasons_are_dug_out_of_httpx_errors() -> None:
-    refused = ConnectionRefusedError(111, "Error connecting to ('127.0.0.1', 1): Connection refused")
+    refused = ConnectionRefusedError(
+        111, "Error connecting to ('127.0.0.1', 1): Connection refused"
+    )
     group = ExceptionGroup("all attempts failed", [refused])
     outer = httpx.ConnectError("all attempts to connect failed")
     outer.__cause__ = OSError("all attempts to connect failed")
@@ -415,8 +471,12 @@ async def test_leaving_while_the_reader_waits_on_a_full_buffer_is_clean() -> Non
         async with asgi_http_client(server, lifespan=False) as http:
             async with connect_sse(SSE_URL, http_client=http) as connection:
                 for index in range(100):  # more than the incoming buffer holds
-                    await server.push({"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": index}})
-                await server.push({"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": 100}})
+                    await server.push(
+                        {"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": index}}
+                    )
+                await server.push(
+                    {"jsonrpc": "2.0", "method": "notifications/n", "params": {"i": 100}}
+                )
                 first = await connection.incoming.receive()
                 assert first.params == {"i": 0}  # type: ignore[union-attr]
                 await trio.sleep(0.05)  # let the reader fill the buffer and block

@@ -20,7 +20,9 @@ from trio_mcp_sse._sse import ServerSentEvent, SSEDecoder, encode_comment, encod
 # Any text that can be UTF-8 encoded (no lone surrogates), weighted towards the
 # characters that matter to the format.
 _chars = st.characters(blacklist_categories=("Cs",))
-_tricky = st.sampled_from(["\r", "\n", "\r\n", ":", " ", "\ufeff", "\0", "é", "€", "𝄞", "data:", "event"])
+_tricky = st.sampled_from(
+    ["\r", "\n", "\r\n", ":", " ", "\ufeff", "\0", "é", "€", "𝄞", "data:", "event"]
+)
 _text = st.lists(st.one_of(_chars, _tricky), max_size=12).map("".join)
 _field = _text.map(lambda text: re.sub(r"[\r\n]", "", text))
 _event_id = _field.map(lambda text: text.replace("\0", ""))
@@ -69,7 +71,9 @@ def _expected(items: list[_Event | _Comment]) -> list[ServerSentEvent]:
         if item.retry is not None:
             retry = item.retry
         data = re.sub(r"\r\n|\r", "\n", item.data)
-        events.append(ServerSentEvent(data=data, event=item.event or "message", id=last_id, retry=retry))
+        events.append(
+            ServerSentEvent(data=data, event=item.event or "message", id=last_id, retry=retry)
+        )
     return events
 
 
@@ -105,14 +109,18 @@ def _streams(draw: st.DrawFn) -> tuple[list[_Event | _Comment], bytes, list[int]
 
 @settings(max_examples=300, deadline=None)
 @given(_streams())
-def test_random_streams_decode_to_the_events_encoded(case: tuple[list[_Event | _Comment], bytes, list[int]]) -> None:
+def test_random_streams_decode_to_the_events_encoded(
+    case: tuple[list[_Event | _Comment], bytes, list[int]],
+) -> None:
     items, stream, cuts = case
     assert _decode(stream, cuts) == _expected(items)
 
 
 @settings(max_examples=100, deadline=None)
 @given(_streams())
-def test_byte_at_a_time_equals_all_at_once(case: tuple[list[_Event | _Comment], bytes, list[int]]) -> None:
+def test_byte_at_a_time_equals_all_at_once(
+    case: tuple[list[_Event | _Comment], bytes, list[int]],
+) -> None:
     _, stream, _ = case
     assert _decode(stream, list(range(len(stream)))) == _decode(stream, [])
 
@@ -203,7 +211,12 @@ def test_unknown_fields_and_bad_retry_values_are_ignored() -> None:
 def test_id_persists_and_ids_containing_nul_are_ignored() -> None:
     decoder = SSEDecoder()
     events = decoder.feed(b"id: 1\ndata: a\n\ndata: b\n\nid: x\x00y\ndata: c\n\nid\ndata: d\n\n")
-    assert [(event.data, event.id) for event in events] == [("a", "1"), ("b", "1"), ("c", "1"), ("d", "")]
+    assert [(event.data, event.id) for event in events] == [
+        ("a", "1"),
+        ("b", "1"),
+        ("c", "1"),
+        ("d", ""),
+    ]
     assert decoder.last_event_id == ""
 
 

@@ -49,14 +49,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--args-json", metavar="JSON", help="all tool arguments as one JSON object")
     parser.add_argument(
-        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="an HTTP header (repeatable)"
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="an HTTP header (repeatable)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds for connecting and each POST (10)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds for connecting and each POST (10)"
+    )
     parser.add_argument(
         "--request-timeout", type=float, default=60.0, help="seconds to wait for each response (60)"
     )
     parser.add_argument(
-        "--read-timeout", type=float, default=300.0, help="seconds of stream silence before giving up (300)"
+        "--read-timeout",
+        type=float,
+        default=300.0,
+        help="seconds of stream silence before giving up (300)",
     )
     return parser
 
@@ -188,7 +198,9 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
             tools = {tool.name: tool for tool in await _all_tools(session)}
             if args.call not in tools:
                 names = ", ".join(sorted(tools)) or "none"
-                err.write(f"error: the server has no tool named {args.call!r} (its tools: {names})\n")
+                err.write(
+                    f"error: the server has no tool named {args.call!r} (its tools: {names})\n"
+                )
                 return EXIT_FAILURE
             input_schema = tools[args.call].input_schema
         result = await session.call_tool(args.call, _arguments(args, input_schema))

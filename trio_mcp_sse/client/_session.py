@@ -96,7 +96,9 @@ NotificationHandler: TypeAlias = Callable[[JSONRPCNotification], Awaitable[None]
 """``async def handler(notification)``; ``notification.method`` and ``.params`` as sent."""
 SamplingHandler: TypeAlias = Callable[
     [mcp_types.CreateMessageRequestParams],
-    Awaitable[mcp_types.CreateMessageResult | mcp_types.CreateMessageResultWithTools | Mapping[str, Any]],
+    Awaitable[
+        mcp_types.CreateMessageResult | mcp_types.CreateMessageResultWithTools | Mapping[str, Any]
+    ],
 ]
 ElicitationHandler: TypeAlias = Callable[
     [mcp_types.ElicitRequestFormParams | mcp_types.ElicitRequestURLParams],
@@ -105,9 +107,9 @@ ElicitationHandler: TypeAlias = Callable[
 RootsHandler: TypeAlias = Callable[[], Awaitable[mcp_types.ListRootsResult | Mapping[str, Any]]]
 
 _ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
-_elicit_params = pydantic.TypeAdapter[mcp_types.ElicitRequestFormParams | mcp_types.ElicitRequestURLParams](
-    mcp_types.ElicitRequestParams
-)
+_elicit_params = pydantic.TypeAdapter[
+    mcp_types.ElicitRequestFormParams | mcp_types.ElicitRequestURLParams
+](mcp_types.ElicitRequestParams)
 
 _LOG_LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -194,7 +196,9 @@ class ClientSession:
         self._sampling_handler = sampling_handler
         self._elicitation_handler = elicitation_handler
         self._roots_handler = roots_handler
-        self._notification_handlers: dict[str, NotificationHandler] = dict(notification_handlers or {})
+        self._notification_handlers: dict[str, NotificationHandler] = dict(
+            notification_handlers or {}
+        )
         self.initialize_result: mcp_types.InitializeResult | None = None
         """The server's answer to :meth:`initialize` (``None`` before)."""
         self._next_id = 1
@@ -245,7 +249,9 @@ class ClientSession:
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[ClientSession]:
-        notify_send, notify_receive = trio.open_memory_channel[JSONRPCNotification](_NOTIFICATION_BUFFER)
+        notify_send, notify_receive = trio.open_memory_channel[JSONRPCNotification](
+            _NOTIFICATION_BUFFER
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -325,7 +331,9 @@ class ClientSession:
             del self._pending[request_id]
             self._progress.pop(request_id, None)
             if stage in ("posting", "sent") and method != "initialize":
-                reason = "request timed out" if waiting.cancelled_caught else "cancelled by the client"
+                reason = (
+                    "request timed out" if waiting.cancelled_caught else "cancelled by the client"
+                )
                 await self._notify_cancelled(request_id, reason)
         if waiting.cancelled_caught:
             raise RequestTimeoutError(f"{method}: no response within {limit:g} s")
@@ -348,7 +356,9 @@ class ClientSession:
             try:
                 await self._transport.send(data)
             except ClientError as error:
-                log.debug("could not send notifications/cancelled for request %r: %s", request_id, error)
+                log.debug(
+                    "could not send notifications/cancelled for request %r: %s", request_id, error
+                )
 
     async def send_notification(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no response is expected)."""
@@ -368,7 +378,9 @@ class ClientSession:
         request_timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> _ModelT:
-        result = await self.send_request(method, params, request_timeout=request_timeout, progress=progress)
+        result = await self.send_request(
+            method, params, request_timeout=request_timeout, progress=progress
+        )
         try:
             return model.model_validate(result)
         except pydantic.ValidationError as invalid:
@@ -377,7 +389,9 @@ class ClientSession:
             ) from None
 
     # -- the MCP methods ---------------------------------------------------------------------
-    async def initialize(self, *, request_timeout: float | None = None) -> mcp_types.InitializeResult:
+    async def initialize(
+        self, *, request_timeout: float | None = None
+    ) -> mcp_types.InitializeResult:
         """Negotiate the protocol version and capabilities; call it once, first.
 
         Raises :class:`ProtocolVersionError` if the server picks a version this
@@ -397,7 +411,9 @@ class ClientSession:
             "capabilities": capabilities,
             "clientInfo": self._client_info,
         }
-        result = await self._typed(mcp_types.InitializeResult, "initialize", params, request_timeout=request_timeout)
+        result = await self._typed(
+            mcp_types.InitializeResult, "initialize", params, request_timeout=request_timeout
+        )
         if result.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
             raise ProtocolVersionError(
                 f"the server chose protocol version {result.protocol_version!r}; "
@@ -411,9 +427,13 @@ class ClientSession:
         """Check the server answers (an empty result)."""
         await self.send_request("ping", request_timeout=request_timeout)
 
-    async def list_tools(self, cursor: str | None = None, *, request_timeout: float | None = None) -> mcp_types.ListToolsResult:
+    async def list_tools(
+        self, cursor: str | None = None, *, request_timeout: float | None = None
+    ) -> mcp_types.ListToolsResult:
         """One page of tools; pass ``result.next_cursor`` back as ``cursor`` for the next."""
-        return await self._typed(mcp_types.ListToolsResult, "tools/list", _page(cursor), request_timeout=request_timeout)
+        return await self._typed(
+            mcp_types.ListToolsResult, "tools/list", _page(cursor), request_timeout=request_timeout
+        )
 
     async def call_tool(
         self,
@@ -425,37 +445,73 @@ class ClientSession:
     ) -> mcp_types.CallToolResult:
         """Call a tool.  A tool that fails returns a result with ``is_error=True``; it does not raise."""
         params = {"name": name, "arguments": dict(arguments or {})}
-        return await self._typed(mcp_types.CallToolResult, "tools/call", params, request_timeout=request_timeout, progress=progress)
+        return await self._typed(
+            mcp_types.CallToolResult,
+            "tools/call",
+            params,
+            request_timeout=request_timeout,
+            progress=progress,
+        )
 
     async def list_resources(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListResourcesResult:
-        return await self._typed(mcp_types.ListResourcesResult, "resources/list", _page(cursor), request_timeout=request_timeout)
+        return await self._typed(
+            mcp_types.ListResourcesResult,
+            "resources/list",
+            _page(cursor),
+            request_timeout=request_timeout,
+        )
 
     async def list_resource_templates(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListResourceTemplatesResult:
         return await self._typed(
-            mcp_types.ListResourceTemplatesResult, "resources/templates/list", _page(cursor), request_timeout=request_timeout
+            mcp_types.ListResourceTemplatesResult,
+            "resources/templates/list",
+            _page(cursor),
+            request_timeout=request_timeout,
         )
 
-    async def read_resource(self, uri: str, *, request_timeout: float | None = None) -> mcp_types.ReadResourceResult:
-        return await self._typed(mcp_types.ReadResourceResult, "resources/read", {"uri": str(uri)}, request_timeout=request_timeout)
+    async def read_resource(
+        self, uri: str, *, request_timeout: float | None = None
+    ) -> mcp_types.ReadResourceResult:
+        return await self._typed(
+            mcp_types.ReadResourceResult,
+            "resources/read",
+            {"uri": str(uri)},
+            request_timeout=request_timeout,
+        )
 
-    async def list_prompts(self, cursor: str | None = None, *, request_timeout: float | None = None) -> mcp_types.ListPromptsResult:
-        return await self._typed(mcp_types.ListPromptsResult, "prompts/list", _page(cursor), request_timeout=request_timeout)
+    async def list_prompts(
+        self, cursor: str | None = None, *, request_timeout: float | None = None
+    ) -> mcp_types.ListPromptsResult:
+        return await self._typed(
+            mcp_types.ListPromptsResult,
+            "prompts/list",
+            _page(cursor),
+            request_timeout=request_timeout,
+        )
 
     async def get_prompt(
-        self, name: str, arguments: Mapping[str, str] | None = None, *, request_timeout: float | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, str] | None = None,
+        *,
+        request_timeout: float | None = None,
     ) -> mcp_types.GetPromptResult:
         params: dict[str, Any] = {"name": name}
         if arguments is not None:
             params["arguments"] = dict(arguments)
-        return await self._typed(mcp_types.GetPromptResult, "prompts/get", params, request_timeout=request_timeout)
+        return await self._typed(
+            mcp_types.GetPromptResult, "prompts/get", params, request_timeout=request_timeout
+        )
 
     async def set_logging_level(self, level: str, *, request_timeout: float | None = None) -> None:
         """Ask the server to send log messages of ``level`` and above (``logging/setLevel``)."""
-        await self.send_request("logging/setLevel", {"level": level}, request_timeout=request_timeout)
+        await self.send_request(
+            "logging/setLevel", {"level": level}, request_timeout=request_timeout
+        )
 
     async def send_roots_list_changed(self) -> None:
         """Tell the server the roots changed, so it asks for them again."""
@@ -469,7 +525,9 @@ class ClientSession:
             self._notification_handlers[method] = handler
 
     # -- receiving ---------------------------------------------------------------------------
-    async def _receive_loop(self, notifications: trio.MemorySendChannel[JSONRPCNotification]) -> None:
+    async def _receive_loop(
+        self, notifications: trio.MemorySendChannel[JSONRPCNotification]
+    ) -> None:
         async with notifications:
             try:
                 async for message in self._transport.incoming:
@@ -477,7 +535,9 @@ class ClientSession:
                         self._resolve(message.id, message.result, None)
                     elif isinstance(message, JSONRPCError):
                         error = message.error
-                        self._resolve(message.id, None, MCPError(error.code, error.message, error.data))
+                        self._resolve(
+                            message.id, None, MCPError(error.code, error.message, error.data)
+                        )
                     elif isinstance(message, JSONRPCRequest):
                         self._start_inbound(message)
                     else:
@@ -486,11 +546,15 @@ class ClientSession:
                 pass
             self._close("the connection closed")
 
-    def _resolve(self, request_id: RequestId | None, result: dict[str, Any] | None, error: MCPError | None) -> None:
+    def _resolve(
+        self, request_id: RequestId | None, result: dict[str, Any] | None, error: MCPError | None
+    ) -> None:
         pending = self._pending.get(request_id) if request_id is not None else None
         if pending is None or pending.done.is_set():
             if error is not None:
-                log.warning("error from the server for no pending request (id %r): %s", request_id, error)
+                log.warning(
+                    "error from the server for no pending request (id %r): %s", request_id, error
+                )
             else:
                 log.debug("ignoring a response for no pending request (id %r)", request_id)
             return
@@ -518,7 +582,11 @@ class ClientSession:
         await queue.send(notification)
 
     async def _report_progress(self, callback: ProgressCallback, params: Mapping[str, Any]) -> None:
-        progress, total, message = params.get("progress"), params.get("total"), params.get("message")
+        progress, total, message = (
+            params.get("progress"),
+            params.get("total"),
+            params.get("message"),
+        )
         if not isinstance(progress, int | float):
             log.debug("ignoring a progress notification without a numeric progress: %r", params)
             return
@@ -531,9 +599,13 @@ class ClientSession:
         except Exception:
             log.exception("progress callback failed")
 
-    async def _notification_loop(self, notifications: trio.MemoryReceiveChannel[JSONRPCNotification]) -> None:
+    async def _notification_loop(
+        self, notifications: trio.MemoryReceiveChannel[JSONRPCNotification]
+    ) -> None:
         async for notification in notifications:
-            handler = self._notification_handlers.get(notification.method) or self._notification_handlers.get("*")
+            handler = self._notification_handlers.get(
+                notification.method
+            ) or self._notification_handlers.get("*")
             if handler is None:
                 if notification.method == "notifications/message":
                     _log_server_message(notification.params or {})
@@ -549,12 +621,16 @@ class ClientSession:
         if request.id in self._inbound:
             self._nursery.start_soon(
                 self._send_response,
-                error_response(request.id, INVALID_REQUEST, f"Request id {request.id!r} is already in use"),
+                error_response(
+                    request.id, INVALID_REQUEST, f"Request id {request.id!r} is already in use"
+                ),
             )
             return
         scope = trio.CancelScope()
         self._inbound[request.id] = scope
-        self._nursery.start_soon(self._serve_inbound, request, scope, name=f"mcp client handler {request.method}")
+        self._nursery.start_soon(
+            self._serve_inbound, request, scope, name=f"mcp client handler {request.method}"
+        )
 
     async def _serve_inbound(self, request: JSONRPCRequest, scope: trio.CancelScope) -> None:
         try:
@@ -587,12 +663,18 @@ class ClientSession:
             else:
                 return error_response(request.id, METHOD_NOT_FOUND, _unsupported(method))
         except pydantic.ValidationError as invalid:
-            return error_response(request.id, INVALID_PARAMS, f"Invalid params for {method}: {_first_problem(invalid)}")
+            return error_response(
+                request.id,
+                INVALID_PARAMS,
+                f"Invalid params for {method}: {_first_problem(invalid)}",
+            )
         except MCPError as error:
             return error_response(request.id, error.code, error.message, error.data)
         except Exception:
             log.exception("the client's %s handler failed", method)
-            return error_response(request.id, INTERNAL_ERROR, f"Internal error in the client's {method} handler")
+            return error_response(
+                request.id, INTERNAL_ERROR, f"Internal error in the client's {method} handler"
+            )
         return result_response(request.id, _dump(result))
 
 
@@ -603,7 +685,11 @@ def _package_version() -> str:
 
 
 def _unsupported(method: str) -> str:
-    feature = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
+    feature = {
+        "sampling/createMessage": "sampling",
+        "elicitation/create": "elicitation",
+        "roots/list": "roots",
+    }
     if method in feature:
         return f"Method not found: this client does not support {feature[method]} ({method})"
     return f"Method not found: {method}"
@@ -616,7 +702,9 @@ def _page(cursor: str | None) -> dict[str, Any] | None:
 def _log_server_message(params: Mapping[str, Any]) -> None:
     level = _LOG_LEVELS.get(str(params.get("level")), logging.INFO)
     logger = params.get("logger")
-    server_log.log(level, "%s%s", f"[{logger}] " if isinstance(logger, str) else "", params.get("data"))
+    server_log.log(
+        level, "%s%s", f"[{logger}] " if isinstance(logger, str) else "", params.get("data")
+    )
 
 
 @asynccontextmanager
@@ -640,7 +728,12 @@ async def open_session(
     """:func:`connect_sse` + :class:`ClientSession` + :meth:`~ClientSession.initialize`, in one ``async with``."""
     async with (
         connect_sse(
-            url, headers=headers, auth=auth, timeout=timeout, read_timeout=read_timeout, http_client=http_client
+            url,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            read_timeout=read_timeout,
+            http_client=http_client,
         ) as connection,
         ClientSession(
             connection,

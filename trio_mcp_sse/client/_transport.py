@@ -167,7 +167,9 @@ class SSEConnection:
         self._timeout = timeout
         self._read_timeout = read_timeout
         self._closed = False
-        self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](INCOMING_BUFFER)
+        self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](
+            INCOMING_BUFFER
+        )
         self.outgoing, self._outgoing_receive = trio.open_memory_channel[OutgoingMessage](0)
 
     def __repr__(self) -> str:
@@ -210,7 +212,9 @@ class SSEConnection:
                     **self._auth,
                 )
             except httpx.HTTPError as error:
-                raise PostError(f"POST to {self.endpoint} failed: {_describe(error)}", status_code=None) from error
+                raise PostError(
+                    f"POST to {self.endpoint} failed: {_describe(error)}", status_code=None
+                ) from error
             if not response.is_success:
                 text = _detail(response.text) if response.text else ""
                 raise PostError(
@@ -219,7 +223,9 @@ class SSEConnection:
                     status_code=response.status_code,
                 )
             return
-        raise PostError(f"POST to {self.endpoint} got no answer within {self._timeout:g} s", status_code=None)
+        raise PostError(
+            f"POST to {self.endpoint} got no answer within {self._timeout:g} s", status_code=None
+        )
 
     async def _run_writer(self) -> None:
         async with self._outgoing_receive:
@@ -227,7 +233,9 @@ class SSEConnection:
                 await self.send(message)
 
     # -- receiving -----------------------------------------------------------------------
-    async def _run_reader(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_reader(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
             deadline = trio.current_time() + self._timeout
             response = await self._open_stream(deadline)
@@ -250,7 +258,9 @@ class SSEConnection:
         request = self._client.build_request("GET", self.url, headers=headers, timeout=timeout)
         with trio.move_on_at(deadline):
             try:
-                response = await self._client.send(request, stream=True, follow_redirects=False, **self._auth)
+                response = await self._client.send(
+                    request, stream=True, follow_redirects=False, **self._auth
+                )
             except httpx.HTTPError as error:
                 raise ConnectError(f"cannot connect to {self.url}: {_describe(error)}") from error
             try:
@@ -267,7 +277,9 @@ class SSEConnection:
         if not response.is_success:
             message = f"GET {self.url} answered {status} {_reason(response)}"
             if response.is_redirect and "location" in response.headers:
-                message += f" (redirect to {response.headers['location']}; connect to that URL instead)"
+                message += (
+                    f" (redirect to {response.headers['location']}; connect to that URL instead)"
+                )
             raise SSEResponseError(message, status_code=status, content_type=content_type)
         if _media_type(content_type) != "text/event-stream":
             shown = content_type or "no Content-Type"
@@ -300,7 +312,9 @@ class SSEConnection:
                             raise EndpointError(
                                 f"the event stream at {self.url} ended before an endpoint event"
                             ) from None
-                        raise ConnectionClosedError(f"the server closed the event stream at {self.url}") from None
+                        raise ConnectionClosedError(
+                            f"the server closed the event stream at {self.url}"
+                        ) from None
                     except httpx.ReadTimeout as error:
                         raise ReadTimeoutError(
                             f"nothing received on the event stream at {self.url} for {self._read_timeout:g} s"
@@ -328,7 +342,9 @@ class SSEConnection:
             try:
                 message = parse_message(event.data.encode("utf-8"))
             except InvalidMessage as invalid:
-                log.warning("%s: ignoring an invalid message from the server: %s", self.url, invalid.message)
+                log.warning(
+                    "%s: ignoring an invalid message from the server: %s", self.url, invalid.message
+                )
                 return
             # A consumer that closed its end wants no more messages.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -349,7 +365,9 @@ class SSEConnection:
         try:
             endpoint = httpx.URL(urljoin(self.url, text))
         except (httpx.InvalidURL, ValueError) as error:
-            raise EndpointError(f"the endpoint event from {self.url} is not a valid URL: {text!r}") from error
+            raise EndpointError(
+                f"the endpoint event from {self.url} is not a valid URL: {text!r}"
+            ) from error
         if _origin(endpoint) != _origin(httpx.URL(self.url)):
             raise EndpointOriginError(
                 f"the server at {self.url} asked for messages to be sent to another origin "
