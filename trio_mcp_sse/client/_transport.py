@@ -136,6 +136,12 @@ async def _close_response(response: httpx.Response) -> None:
         await response.aclose()
 
 
+async def _close_client(client: httpx.AsyncClient) -> None:
+    """Close our own client even when leaving by cancellation, so no socket is left to the GC."""
+    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+        await client.aclose()
+
+
 class SSEConnection:
     """An open HTTP+SSE connection to an MCP server (yielded by :func:`connect_sse`).
 
@@ -414,9 +420,8 @@ async def connect_sse(
     async with contextlib.AsyncExitStack() as stack:
         if http_client is None:
             # Our own bounds (trio deadlines) are authoritative; httpx's are a backstop.
-            http_client = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=read_timeout))
-            )
+            http_client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=read_timeout))
+            stack.push_async_callback(_close_client, http_client)
         connection = SSEConnection(
             url,
             client=http_client,
