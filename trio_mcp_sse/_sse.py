@@ -106,11 +106,15 @@ class SSEDecoder:
     is replaced (as browsers do), lines may end in CR, LF or CRLF -- even when
     the CR and LF arrive in different chunks -- and an event still being built
     when the stream ends is discarded, because only a blank line dispatches.
+
+    Only the newly fed text is scanned for line breaks; an unfinished line is
+    kept as a list of pieces, so a long line arriving in many small chunks
+    costs linear, not quadratic, time.
     """
 
     def __init__(self) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        self._partial: list[str] = []
         self._started = False
         self._pending_cr = False
         self._data: list[str] = []
@@ -131,31 +135,36 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         text = self._utf8.decode(chunk)
-        if not self._started and text:
+        if not text:
+            # Nothing decoded yet (an empty chunk, or part of a multi-byte
+            # character): keep every piece of state, including a pending CR.
+            return []
+        if not self._started:
             self._started = True
-            if text.startswith("\ufeff"):
+            if text[0] == "\ufeff":
                 text = text[1:]
-        if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = False
-        self._buffer += text
+        if self._pending_cr:
+            # The previous chunk ended in CR, already taken as a line end; an
+            # LF opening this chunk is the second half of that CRLF.
+            self._pending_cr = False
+            if text[:1] == "\n":
+                text = text[1:]
         events: list[ServerSentEvent] = []
-        buffer = self._buffer
         start = 0
-        length = len(buffer)
-        while start < length:
-            match = _LINE_BREAK.search(buffer, start)
-            if match is None:
-                break
-            if match.group() == "\r" and match.end() == length:
-                # The LF of a CRLF may be in the next chunk: treat this CR as
-                # the line end and swallow a leading LF next time.
-                self._pending_cr = True
-            event = self._process_line(buffer[start : match.start()])
+        for match in _LINE_BREAK.finditer(text):
+            line = text[start : match.start()]
+            if self._partial:
+                self._partial.append(line)
+                line = "".join(self._partial)
+                self._partial.clear()
+            event = self._process_line(line)
             if event is not None:
                 events.append(event)
             start = match.end()
-        self._buffer = buffer[start:]
+            if start == len(text) and match.group() == "\r":
+                self._pending_cr = True
+        if start < len(text):
+            self._partial.append(text[start:])
         return events
 
     def _process_line(self, line: str) -> ServerSentEvent | None:

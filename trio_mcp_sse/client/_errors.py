@@ -1,0 +1,117 @@
+"""What can go wrong on the client side, as a small tree of exceptions.
+
+Every failure a client caller can see is a :class:`ClientError` (or an
+:class:`~trio_mcp_sse.MCPError`, which carries a JSON-RPC error the *server*
+chose to answer with).  The tree is shaped by what a caller does about it:
+
+* :class:`SSEConnectionError` -- the connection is unusable and must be
+  reopened (the subclasses say why, for logs and for the one case worth
+  retrying differently, a timeout);
+* :class:`RequestTimeoutError` -- one request got no answer in time; the
+  connection may be fine;
+* :class:`ProtocolError` -- the server answered something this client cannot
+  use (an invalid result, an unsupported protocol version).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "EndpointError",
+    "EndpointOriginError",
+    "PostError",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "ReadTimeoutError",
+    "RequestTimeoutError",
+    "SSEConnectionError",
+    "SSEResponseError",
+]
+
+
+class ClientError(Exception):
+    """Base class of every error raised by :mod:`trio_mcp_sse.client`."""
+
+
+class SSEConnectionError(ClientError):
+    """The HTTP+SSE connection failed or ended; open a new one to continue."""
+
+
+class ConnectError(SSEConnectionError):
+    """The event stream could not be opened: the server was unreachable (connection
+    refused, DNS or TLS failure) or sent no response headers within ``timeout``."""
+
+
+class SSEResponseError(SSEConnectionError):
+    """The server answered the ``GET`` with something other than an event stream.
+
+    ``status_code`` is the HTTP status and ``content_type`` the ``Content-Type``
+    header (``None`` when absent), so a caller can tell a wrong URL (404) or an
+    authentication problem (401/403) from a web page served at that address.
+    """
+
+    def __init__(self, message: str, *, status_code: int, content_type: str | None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.content_type = content_type
+
+
+class EndpointError(SSEConnectionError):
+    """The stream did not announce a usable POST address: no ``endpoint`` event
+    arrived within ``timeout``, or its data was empty or not a valid URL."""
+
+
+class EndpointOriginError(EndpointError):
+    """The ``endpoint`` event named another origin (scheme, host or port).
+
+    Following it would send every message -- and the request headers, which may
+    hold credentials -- to a host the caller never chose, so the client refuses.
+    ``endpoint`` is the resolved URL the server asked for.
+    """
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class ConnectionClosedError(SSEConnectionError):
+    """The event stream ended or broke (server closed it, server process died,
+    network failure), or the connection / session was already closed when used."""
+
+
+class ReadTimeoutError(SSEConnectionError, TimeoutError):
+    """Nothing arrived on the event stream for ``read_timeout`` seconds.
+
+    Any bytes count as activity, keepalive comments included, so a healthy
+    server that sends keepalives never triggers this.
+    """
+
+
+class PostError(SSEConnectionError):
+    """A message could not be delivered by ``POST``.
+
+    ``status_code`` is the HTTP status of a non-2xx answer, or ``None`` when the
+    POST got no answer at all (network failure, or no answer within ``timeout``).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RequestTimeoutError(ClientError, TimeoutError):
+    """A request got no response within its timeout.
+
+    The client has already told the server to stop working on it
+    (``notifications/cancelled``); the connection stays usable.
+    """
+
+
+class ProtocolError(ClientError):
+    """The server's answer does not follow the protocol (e.g. a result of the wrong shape)."""
+
+
+class ProtocolVersionError(ProtocolError):
+    """The server chose a protocol version this client does not speak."""
