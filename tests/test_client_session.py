@@ -131,7 +131,7 @@ async def test_errors_from_our_server_raise_mcp_error() -> None:
                 await session.call_tool("nope")
             assert unknown.value.code == -32602
             with pytest.raises(MCPError) as not_found:
-                await session.list_prompts()
+                await session.send_request("no/such/method")
             assert not_found.value.code == -32601
             with pytest.raises(MCPError, match="Invalid arguments"):
                 await session.call_tool("add", {"a": "x"})
