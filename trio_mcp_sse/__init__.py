@@ -5,8 +5,24 @@ Public API; everything in ``_modules`` is private.
 
 from ._auth import AuthSettings, StaticTokens, TokenVerifier
 from ._cors import CorsSettings
-from ._errors import MCPError, ToolError
-from ._jsonrpc import InvalidMessage, parse_message
+from ._errors import (
+    ClientCapabilityError,
+    ClientRequestTimeout,
+    MCPError,
+    ResourceNotFound,
+    ToolError,
+)
+from ._jsonrpc import (
+    InvalidMessage,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    encode_message,
+    error_response,
+    parse_message,
+    result_response,
+)
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -28,14 +44,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthSettings",
+    "ClientCapabilityError",
+    "ClientRequestTimeout",
     "Context",
     "CorsSettings",
     "Delivery",
     "Incoming",
     "InvalidMessage",
+    "JSONRPCError",
+    "JSONRPCNotification",
+    "JSONRPCRequest",
+    "JSONRPCResponse",
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
+    "ResourceNotFound",
     "SSEDecoder",
     "SecuritySettings",
     "ServerSentEvent",
@@ -54,5 +77,8 @@ __all__ = [
     "drain_all",
     "encode_comment",
     "encode_event",
+    "encode_message",
+    "error_response",
     "parse_message",
+    "result_response",
 ]
