@@ -366,3 +366,30 @@ async def test_logs_never_contain_bodies_or_tokens(caplog: pytest.LogCaptureFixt
     for secret in ("SECRET-1", "BODY-SECRET-2", "BODY-SECRET-3", "SECRET-4"):
         assert secret not in caplog.text
 
+
+
+async def test_drain_lets_an_mcp_tool_call_finish(autojump_clock: trio.testing.MockClock) -> None:
+    from trio_mcp_sse import MCPServer
+
+    server = MCPServer("draining")
+
+    @server.tool
+    async def slow(seconds: float) -> str:
+        await trio.sleep(seconds)
+        return "finished"
+
+    transport = server.sse_transport()
+    async with serve(transport) as h, h.stream() as stream:
+        sid = session_id_of(await stream.endpoint())
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        await post(h, sid, request(0, "initialize", init))
+        await stream.next_message()
+        assert (await post(h, sid, request(1, "tools/call", {"name": "slow", "arguments": {"seconds": 4}}))).status == 202
+        await trio.sleep(1)
+        start = trio.current_time()
+        await transport.drain(30)
+        assert trio.current_time() - start == 3  # exactly as long as the tool still needed
+        result = await stream.next_message()
+        assert result == {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "finished"}]}}
+        await stream.read_until_end()
+        assert stream.ended
