@@ -315,6 +315,56 @@ async def test_resources_and_prompts_requests_and_typed_results() -> None:
     assert sent["logging/setLevel"] == {"level": "warning"}
 
 
+async def test_completion_and_subscription_requests() -> None:
+    results: dict[str, Any] = {
+        "completion/complete": {"completion": {"values": ["bob", "bea"], "hasMore": True}},
+        "resources/subscribe": {},
+        "resources/unsubscribe": {},
+    }
+
+    async def reply(server: FakeServer, message: dict[str, Any]) -> None:
+        await server.push(
+            {"jsonrpc": "2.0", "id": message["id"], "result": results[message["method"]]}
+        )
+
+    server = scripted(reply)
+    with trio.fail_after(10):
+        async with fake_session(server) as session:
+            completed = await session.complete(
+                mcp_types.PromptReference(type="ref/prompt", name="greet"), "who", "b"
+            )
+            assert completed.completion.values == ["bob", "bea"]
+            assert completed.completion.has_more is True
+            await session.complete(
+                {"type": "ref/resource", "uri": "file:///{dir}/{name}"},
+                "name",
+                "",
+                context={"dir": "home"},
+            )
+            assert await session.subscribe_resource("file:///a") is None
+            assert await session.unsubscribe_resource("file:///a") is None
+    sent = [(m["method"], m.get("params")) for m in server.posted if "id" in m]
+    assert sent[1:] == [
+        (
+            "completion/complete",
+            {
+                "ref": {"type": "ref/prompt", "name": "greet"},
+                "argument": {"name": "who", "value": "b"},
+            },
+        ),
+        (
+            "completion/complete",
+            {
+                "ref": {"type": "ref/resource", "uri": "file:///{dir}/{name}"},
+                "argument": {"name": "name", "value": ""},
+                "context": {"arguments": {"dir": "home"}},
+            },
+        ),
+        ("resources/subscribe", {"uri": "file:///a"}),
+        ("resources/unsubscribe", {"uri": "file:///a"}),
+    ]
+
+
 async def test_progress_arrives_in_order_before_the_result() -> None:
     async def reply(server: FakeServer, message: dict[str, Any]) -> None:
         token = message["params"]["_meta"]["progressToken"]

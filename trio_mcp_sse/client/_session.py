@@ -483,6 +483,22 @@ class ClientSession:
             request_timeout=request_timeout,
         )
 
+    async def subscribe_resource(self, uri: str, *, request_timeout: float | None = None) -> None:
+        """Ask to be sent ``notifications/resources/updated`` when ``uri`` changes.
+
+        Handle those with a notification handler; servers announce support
+        with ``server_capabilities.resources.subscribe``.
+        """
+        await self.send_request(
+            "resources/subscribe", {"uri": str(uri)}, request_timeout=request_timeout
+        )
+
+    async def unsubscribe_resource(self, uri: str, *, request_timeout: float | None = None) -> None:
+        """Stop the updates :meth:`subscribe_resource` asked for."""
+        await self.send_request(
+            "resources/unsubscribe", {"uri": str(uri)}, request_timeout=request_timeout
+        )
+
     async def list_prompts(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListPromptsResult:
@@ -505,6 +521,32 @@ class ClientSession:
             params["arguments"] = dict(arguments)
         return await self._typed(
             mcp_types.GetPromptResult, "prompts/get", params, request_timeout=request_timeout
+        )
+
+    async def complete(
+        self,
+        ref: Mapping[str, Any] | mcp_types.PromptReference | mcp_types.ResourceTemplateReference,
+        argument: str,
+        value: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+    ) -> mcp_types.CompleteResult:
+        """Suggestions for one argument of a prompt or resource template (``completion/complete``).
+
+        ``ref`` is ``{"type": "ref/prompt", "name": PROMPT}`` or
+        ``{"type": "ref/resource", "uri": URI_TEMPLATE}``; ``value`` is what
+        the user typed so far; ``context`` the arguments already chosen, so a
+        server can narrow its suggestions.
+        """
+        params: dict[str, Any] = {
+            "ref": _dump(ref),
+            "argument": {"name": argument, "value": value},
+        }
+        if context is not None:
+            params["context"] = {"arguments": dict(context)}
+        return await self._typed(
+            mcp_types.CompleteResult, "completion/complete", params, request_timeout=request_timeout
         )
 
     async def set_logging_level(self, level: str, *, request_timeout: float | None = None) -> None:
