@@ -16,6 +16,7 @@ from typing import Any
 import mcp_types
 import pytest
 import trio
+import trio.testing
 
 from tests.client_helpers import SSE_URL, FakeServer, answer_initialize, asgi_http_client
 from trio_mcp_sse import Context, MCPError, MCPServer
@@ -599,6 +600,51 @@ async def test_notification_handlers_run_in_order_and_may_call_the_session() -> 
         "notifications/tools/list_changed",
         "notifications/resources/list_changed",
         "notifications/last",
+    ]
+
+
+async def test_identical_change_notifications_waiting_for_a_handler_are_one() -> None:
+    server = scripted(nothing)
+    release = trio.Event()
+    started = trio.Event()
+    seen: list[tuple[str, Any]] = []
+
+    async def on_anything(notification: JSONRPCNotification) -> None:
+        seen.append((notification.method, notification.params))
+        started.set()
+        await release.wait()
+
+    tools_changed = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    with trio.fail_after(10):
+        async with fake_session(server, notification_handlers={"*": on_anything}):
+            await server.push(tools_changed)
+            await started.wait()  # the handler runs: a new change must be seen again
+            for uri in ("file:///a", "file:///b", "file:///a"):
+                await server.push(tools_changed)
+                await server.push(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/resources/updated",
+                        "params": {"uri": uri},
+                    }
+                )
+                await server.push(
+                    {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": 1}}
+                )
+            await server.push({"jsonrpc": "2.0", "method": "notifications/last"})
+            await trio.testing.wait_all_tasks_blocked()  # all of it queued behind the handler
+            release.set()
+            while not seen or seen[-1][0] != "notifications/last":
+                await trio.sleep(0.01)
+    assert seen == [
+        ("notifications/tools/list_changed", None),
+        ("notifications/tools/list_changed", None),
+        ("notifications/resources/updated", {"uri": "file:///a"}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/resources/updated", {"uri": "file:///b"}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/last", None),
     ]
 
 

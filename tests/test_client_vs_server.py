@@ -31,6 +31,7 @@ import orjson
 import pydantic
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from tests.client_helpers import ROOT, SSE_URL, asgi_http_client
@@ -923,6 +924,32 @@ async def test_a_handler_may_refresh_the_list_from_the_notification(
             while not views:
                 await trio.sleep(0.1)
     assert views == [["add_note", "delete_note", "find_notes", "process_notes", "shout"]]
+
+
+async def test_a_burst_of_list_changes_does_not_stall_a_handler_that_relists(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server registering plugins one by one announces each; the handler re-lists each time.
+
+    The handler awaits a request while the announcements keep coming: they
+    must not pile up in front of that request's answer.
+    """
+    server = MCPServer("plugins")
+    views: list[int] = []
+    with trio.fail_after(50):  # less than the request timeout a stalled handler would hit
+        async with connected(server.sse_app()) as session:
+
+            async def relist(notification: JSONRPCNotification) -> None:
+                views.append(len((await session.list_tools()).tools))
+
+            session.set_notification_handler("notifications/tools/list_changed", relist)
+            for index in range(400):
+                server.add_tool(shout, name=f"plugin{index}")
+                await trio.lowlevel.checkpoint()  # as one discovering plugins would
+            while not views or views[-1] != 400:
+                await trio.sleep(0.1)
+    assert views == sorted(views)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_paged_lists_are_followed_with_cursors(
