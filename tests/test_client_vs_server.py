@@ -41,6 +41,7 @@ from trio_mcp_sse.client import (
     SUPPORTED_PROTOCOL_VERSIONS,
     ClientSession,
     ConnectionClosedError,
+    PostError,
     connect_sse,
     open_session,
 )
@@ -421,6 +422,61 @@ async def test_cancelling_the_scope_cancels_the_tool_and_no_answer_comes(
             result = await session.call_tool("process_notes", {"steps": 2, "delay": 0.1})
             assert text_of(result) == "processed 1 notes in 2 steps"
     assert notes.jobs == {"completed": 1, "cancelled": 1}
+
+
+def delaying_tool_calls(app: Any, delay: float, *, refuse: bool = False) -> Any:
+    """``app``, but a POST carrying ``tools/call`` spends ``delay`` seconds on the way.
+
+    Each message is its own POST, so a slow connection can let a later POST
+    overtake an earlier one.  With ``refuse``, that POST is then answered 503.
+    """
+
+    async def delayed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        first = await receive()
+        if b'"tools/call"' in first.get("body", b""):
+            await trio.sleep(delay)
+            if refuse:
+                await send({"type": "http.response.start", "status": 503, "headers": []})
+                await send({"type": "http.response.body", "body": b"busy"})
+                return
+        replay = [first]
+
+        async def receive_again() -> Any:
+            return replay.pop() if replay else await receive()
+
+        await app(scope, receive_again, send)
+
+    return delayed
+
+
+async def test_cancelling_while_the_request_is_posted_still_cancels_the_tool(
+    notes: ModuleType, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The cancel notification must not overtake the request it cancels."""
+    with trio.fail_after(60):
+        async with connected(delaying_tool_calls(notes.app, 1.0)) as session:
+            with trio.move_on_after(0.5) as scope:  # the tools/call POST is still on its way
+                await session.call_tool("process_notes", {"steps": 3, "delay": 1})
+            assert scope.cancelled_caught
+            await trio.sleep(10)  # the tool would have finished by now
+            await session.ping()
+    assert notes.jobs == {"completed": 0, "cancelled": 1}
+
+
+async def test_a_post_refused_after_the_caller_cancelled_is_just_a_cancellation(
+    notes: ModuleType, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(delaying_tool_calls(notes.app, 1.0, refuse=True)) as session:
+            with trio.move_on_after(0.5) as scope:
+                await session.call_tool("process_notes")
+            assert scope.cancelled_caught  # not a PostError for a call nobody waits for
+            with pytest.raises(PostError, match="503"):
+                await session.call_tool("process_notes")
+            await session.ping()
 
 
 async def test_concurrent_requests_each_get_their_own_answer(

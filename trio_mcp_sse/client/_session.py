@@ -335,12 +335,18 @@ class ClientSession:
         try:
             with waiting:
                 stage = "posting"
-                await self._transport.send(orjson.dumps(message))
+                # A POST begun is let finish (the transport bounds it) even when
+                # the caller is cancelled: abandoned halfway, the request could
+                # still reach the server *after* the notifications/cancelled
+                # sent for it on another connection, and run for nobody.
+                with trio.CancelScope(shield=True, deadline=waiting.deadline):
+                    await self._transport.send(orjson.dumps(message))
                 stage = "sent"
                 await pending.done.wait()
                 stage = "done"
         except SSEConnectionError:
             stage = "refused"
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets Cancelled
             raise
         finally:
             del self._pending[request_id]
