@@ -19,6 +19,7 @@ import base64
 import importlib.util
 import itertools
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -1197,3 +1198,32 @@ async def test_cli_against_the_notes_server(capsys: pytest.CaptureFixture[str]) 
                 "error: tool 'delete_note' reported an error: there is no note named 'cli'\n"
             )
     assert "Traceback" not in server.text()
+
+
+@pytest.mark.e2e
+async def test_cli_prints_non_ascii_results_on_a_terminal_that_cannot() -> None:
+    """A console in a legacy code page (PYTHONIOENCODING here) gets escaped JSON, not a crash."""
+    with trio.fail_after(E2E_TIMEOUT):
+        async with hypercorn_server("examples.notes_server:app") as server:
+            result = await trio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_mcp_sse",
+                    "client",
+                    server.sse_url,
+                    "--call",
+                    "add_note",
+                    "--args-json",
+                    '{"name": "snow", "text": "\\u2603 fell"}',
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                cwd=str(ROOT),
+                env={**os.environ, "PYTHONIOENCODING": "ascii"},
+                check=False,
+            )
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.isascii()
+    assert b"\\u2603" in result.stdout
+    assert orjson.loads(result.stdout)["structuredContent"]["text"] == "\u2603 fell"
