@@ -35,7 +35,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from tests.client_helpers import ROOT, SSE_URL, asgi_http_client
+from tests.client_helpers import ROOT, SSE_URL, asgi_http_client, serve_in_process
 from tests.server_helpers_e2e import hypercorn_server
 from trio_mcp_sse import Context, MCPError, MCPServer
 from trio_mcp_sse.client import (
@@ -1198,6 +1198,23 @@ async def test_cli_against_the_notes_server(capsys: pytest.CaptureFixture[str]) 
                 "error: tool 'delete_note' reported an error: there is no note named 'cli'\n"
             )
     assert "Traceback" not in server.text()
+
+
+@pytest.mark.e2e
+async def test_cli_follows_pages_when_listing_and_when_checking_a_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = MCPServer("paged", page_size=2)
+    for index in range(5):
+        server.add_tool(shout, name=f"tool{index}")
+    with trio.fail_after(E2E_TIMEOUT):
+        async with serve_in_process(server.sse_app()) as base:
+            assert await _cli(f"{base}/sse") == 0
+            listed = orjson.loads(capsys.readouterr().out)
+            assert [tool["name"] for tool in listed] == [f"tool{index}" for index in range(5)]
+            # --arg makes the CLI look the tool up for its schema: on the last page here.
+            assert await _cli(f"{base}/sse", "--call", "tool4", "--arg", "text=123") == 0
+            assert orjson.loads(capsys.readouterr().out)["content"][0]["text"] == "123"
 
 
 @pytest.mark.e2e
