@@ -48,6 +48,7 @@ from trio_mcp_sse.client import (
 )
 from trio_mcp_sse.client._cli import main as cli_main
 from trio_mcp_sse.client._session import JSONRPCMessage, JSONRPCNotification
+from trio_mcp_sse.server import CompletionRequest
 
 NOTES_SERVER = ROOT / "examples" / "notes_server.py"
 _copies = itertools.count()
@@ -682,6 +683,37 @@ async def test_completion_of_prompt_and_template_arguments(
     assert for_template.completion.values == ["bread"]
     assert unknown_argument.completion.values == []
     assert bad_ref.value.code == -32602
+
+
+async def test_completion_context_and_long_lists(autojump_clock: trio.testing.MockClock) -> None:
+    server = MCPServer("completer")
+    requests: list[CompletionRequest] = []
+
+    @server.completion
+    async def complete(request: CompletionRequest) -> list[str]:
+        requests.append(request)
+        return [f"{request.value}{index}" for index in range(150)]
+
+    with trio.fail_after(60):
+        async with connected(server.sse_app()) as session:
+            result = await session.complete(
+                {"type": "ref/resource", "uri": "files://{dir}/{name}"},
+                "name",
+                "f",
+                context={"dir": "home"},
+            )
+    assert requests == [
+        CompletionRequest(
+            ref_type="resource",
+            ref="files://{dir}/{name}",
+            argument="name",
+            value="f",
+            context={"dir": "home"},
+        )
+    ]
+    # The spec's cap of 100 values, with the hints that there is more.
+    assert result.completion.values == [f"f{index}" for index in range(100)]
+    assert (result.completion.total, result.completion.has_more) == (150, True)
 
 
 # -- logging ------------------------------------------------------------------------------------------
