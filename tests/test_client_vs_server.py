@@ -912,6 +912,35 @@ async def test_a_server_giving_up_on_its_request_cancels_the_clients_handler(
     assert [m for m in tap.sent if "id" in m and "method" not in m] == []
 
 
+async def test_cancelling_a_call_cancels_the_clients_own_handler_the_tool_waits_on(
+    notes: ModuleType, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Client cancels tools/call -> the tool stops -> the server withdraws its elicitation."""
+    with_client_requests(notes.server)
+    asked = trio.Event()
+    handler_cancelled = trio.Event()
+
+    async def ask_user(params: Any) -> dict[str, Any]:
+        asked.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            handler_cancelled.set()
+        raise AssertionError("unreachable")
+
+    with trio.fail_after(60):
+        async with tapped(notes.app, elicitation_handler=ask_user) as (session, tap):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(session.call_tool, "confirm", {"name": "x"}))
+                await asked.wait()
+                nursery.cancel_scope.cancel()
+            await handler_cancelled.wait()
+            assert text_of(await session.call_tool("ping_client")) == "pong {}"
+    elicit = next(m for m in tap.received if isinstance(m, mcp_types.JSONRPCRequest))
+    assert elicit.method == "elicitation/create"
+    assert not [m for m in tap.sent if m.get("id") == elicit.id and "method" not in m]
+
+
 async def test_leaving_the_block_ends_the_server_session_and_its_work(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
