@@ -35,7 +35,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check trio_mcp_sse tests examples benchmarks
+	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks)
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-bench

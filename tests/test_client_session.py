@@ -16,6 +16,7 @@ from typing import Any
 import mcp_types
 import pytest
 import trio
+import trio.testing
 
 from tests.client_helpers import SSE_URL, FakeServer, answer_initialize, asgi_http_client
 from trio_mcp_sse import Context, MCPError, MCPServer
@@ -315,6 +316,56 @@ async def test_resources_and_prompts_requests_and_typed_results() -> None:
     assert sent["logging/setLevel"] == {"level": "warning"}
 
 
+async def test_completion_and_subscription_requests() -> None:
+    results: dict[str, Any] = {
+        "completion/complete": {"completion": {"values": ["bob", "bea"], "hasMore": True}},
+        "resources/subscribe": {},
+        "resources/unsubscribe": {},
+    }
+
+    async def reply(server: FakeServer, message: dict[str, Any]) -> None:
+        await server.push(
+            {"jsonrpc": "2.0", "id": message["id"], "result": results[message["method"]]}
+        )
+
+    server = scripted(reply)
+    with trio.fail_after(10):
+        async with fake_session(server) as session:
+            completed = await session.complete(
+                mcp_types.PromptReference(type="ref/prompt", name="greet"), "who", "b"
+            )
+            assert completed.completion.values == ["bob", "bea"]
+            assert completed.completion.has_more is True
+            await session.complete(
+                {"type": "ref/resource", "uri": "file:///{dir}/{name}"},
+                "name",
+                "",
+                context={"dir": "home"},
+            )
+            assert await session.subscribe_resource("file:///a") is None
+            assert await session.unsubscribe_resource("file:///a") is None
+    sent = [(m["method"], m.get("params")) for m in server.posted if "id" in m]
+    assert sent[1:] == [
+        (
+            "completion/complete",
+            {
+                "ref": {"type": "ref/prompt", "name": "greet"},
+                "argument": {"name": "who", "value": "b"},
+            },
+        ),
+        (
+            "completion/complete",
+            {
+                "ref": {"type": "ref/resource", "uri": "file:///{dir}/{name}"},
+                "argument": {"name": "name", "value": ""},
+                "context": {"arguments": {"dir": "home"}},
+            },
+        ),
+        ("resources/subscribe", {"uri": "file:///a"}),
+        ("resources/unsubscribe", {"uri": "file:///a"}),
+    ]
+
+
 async def test_progress_arrives_in_order_before_the_result() -> None:
     async def reply(server: FakeServer, message: dict[str, Any]) -> None:
         token = message["params"]["_meta"]["progressToken"]
@@ -549,6 +600,51 @@ async def test_notification_handlers_run_in_order_and_may_call_the_session() -> 
         "notifications/tools/list_changed",
         "notifications/resources/list_changed",
         "notifications/last",
+    ]
+
+
+async def test_identical_change_notifications_waiting_for_a_handler_are_one() -> None:
+    server = scripted(nothing)
+    release = trio.Event()
+    started = trio.Event()
+    seen: list[tuple[str, Any]] = []
+
+    async def on_anything(notification: JSONRPCNotification) -> None:
+        seen.append((notification.method, notification.params))
+        started.set()
+        await release.wait()
+
+    tools_changed = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    with trio.fail_after(10):
+        async with fake_session(server, notification_handlers={"*": on_anything}):
+            await server.push(tools_changed)
+            await started.wait()  # the handler runs: a new change must be seen again
+            for uri in ("file:///a", "file:///b", "file:///a"):
+                await server.push(tools_changed)
+                await server.push(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/resources/updated",
+                        "params": {"uri": uri},
+                    }
+                )
+                await server.push(
+                    {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": 1}}
+                )
+            await server.push({"jsonrpc": "2.0", "method": "notifications/last"})
+            await trio.testing.wait_all_tasks_blocked()  # all of it queued behind the handler
+            release.set()
+            while not seen or seen[-1][0] != "notifications/last":
+                await trio.sleep(0.01)
+    assert seen == [
+        ("notifications/tools/list_changed", None),
+        ("notifications/tools/list_changed", None),
+        ("notifications/resources/updated", {"uri": "file:///a"}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/resources/updated", {"uri": "file:///b"}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/message", {"data": 1}),
+        ("notifications/last", None),
     ]
 
 

@@ -9,6 +9,7 @@ never a traceback and never a hang (every wait has a bound).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -167,6 +168,18 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")
 
 
+def _print_json(out: Any, text: str) -> None:
+    """Print JSON; escape non-ASCII if ``out`` cannot encode it (a console in a legacy code page).
+
+    Both spellings are the same JSON, and the tool has already run: failing
+    here would lose its result.
+    """
+    try:
+        out.write(text + "\n")
+    except UnicodeEncodeError:
+        out.write(json.dumps(json.loads(text), indent=2, ensure_ascii=True) + "\n")
+
+
 def _dump(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(by_alias=True, mode="json", exclude_unset=True)
@@ -191,7 +204,7 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
         request_timeout=args.request_timeout,
     ) as session:
         if args.call is None:
-            out.write(_json(await _all_tools(session)) + "\n")
+            _print_json(out, _json(await _all_tools(session)))
             return 0
         input_schema: Mapping[str, Any] | None = None
         if args.arg:
@@ -204,7 +217,7 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
                 return EXIT_FAILURE
             input_schema = tools[args.call].input_schema
         result = await session.call_tool(args.call, _arguments(args, input_schema))
-        out.write(_json(result) + "\n")
+        _print_json(out, _json(result))
         if result.is_error:
             err.write(f"error: tool {args.call!r} reported an error: {_tool_error_text(result)}\n")
             return EXIT_FAILURE

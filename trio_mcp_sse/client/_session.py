@@ -14,7 +14,11 @@ with two background tasks:
   blocks nothing and ``notifications/cancelled`` from the server can stop it;
 * the *notification loop* runs user notification handlers one at a time, in
   arrival order, off the receive loop -- so a handler may itself await a
-  request on this session without deadlocking it.
+  request on this session without deadlocking it.  Its queue is bounded, so
+  "look again" notifications (``list_changed``, ``resources/updated``)
+  identical to one still queued are dropped: a burst of them, while a handler
+  awaits a request, must not fill the queue and stall the receive loop in
+  front of that request's answer.
 
 A request (:meth:`ClientSession.send_request` and the typed methods built on
 it) runs in the *caller's* task: it POSTs, then waits for its response, both
@@ -89,6 +93,16 @@ LATEST_PROTOCOL_VERSION: Final = SUPPORTED_PROTOCOL_VERSIONS[-1]
 CANCEL_NOTIFY_TIMEOUT: Final = 2.0
 """How long telling the server about a cancelled request may delay the cancellation."""
 _NOTIFICATION_BUFFER: Final = 256
+_COALESCED: Final = frozenset(
+    {
+        "notifications/tools/list_changed",
+        "notifications/resources/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/updated",
+    }
+)
+"""Notifications that only say "look again": one still waiting for its handler covers
+any identical one after it, so a burst of them cannot fill the handler queue."""
 
 ProgressCallback: TypeAlias = Callable[[float, float | None, str | None], Awaitable[None]]
 """``async def on_progress(progress, total, message)``, for ``notifications/progress``."""
@@ -205,6 +219,7 @@ class ClientSession:
         self._pending: dict[RequestId, _Pending] = {}
         self._progress: dict[str | int, ProgressCallback] = {}
         self._inbound: dict[RequestId, trio.CancelScope] = {}
+        self._unhandled: set[tuple[str, bytes]] = set()
         self._nursery: trio.Nursery | None = None
         self._close_reason: str | None = None
         self._context: AbstractAsyncContextManager[ClientSession] | None = None
@@ -320,12 +335,18 @@ class ClientSession:
         try:
             with waiting:
                 stage = "posting"
-                await self._transport.send(orjson.dumps(message))
+                # A POST begun is let finish (the transport bounds it) even when
+                # the caller is cancelled: abandoned halfway, the request could
+                # still reach the server *after* the notifications/cancelled
+                # sent for it on another connection, and run for nobody.
+                with trio.CancelScope(shield=True, deadline=waiting.deadline):
+                    await self._transport.send(orjson.dumps(message))
                 stage = "sent"
                 await pending.done.wait()
                 stage = "done"
         except SSEConnectionError:
             stage = "refused"
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets Cancelled
             raise
         finally:
             del self._pending[request_id]
@@ -483,6 +504,22 @@ class ClientSession:
             request_timeout=request_timeout,
         )
 
+    async def subscribe_resource(self, uri: str, *, request_timeout: float | None = None) -> None:
+        """Ask to be sent ``notifications/resources/updated`` when ``uri`` changes.
+
+        Handle those with a notification handler; servers announce support
+        with ``server_capabilities.resources.subscribe``.
+        """
+        await self.send_request(
+            "resources/subscribe", {"uri": str(uri)}, request_timeout=request_timeout
+        )
+
+    async def unsubscribe_resource(self, uri: str, *, request_timeout: float | None = None) -> None:
+        """Stop the updates :meth:`subscribe_resource` asked for."""
+        await self.send_request(
+            "resources/unsubscribe", {"uri": str(uri)}, request_timeout=request_timeout
+        )
+
     async def list_prompts(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListPromptsResult:
@@ -505,6 +542,32 @@ class ClientSession:
             params["arguments"] = dict(arguments)
         return await self._typed(
             mcp_types.GetPromptResult, "prompts/get", params, request_timeout=request_timeout
+        )
+
+    async def complete(
+        self,
+        ref: Mapping[str, Any] | mcp_types.PromptReference | mcp_types.ResourceTemplateReference,
+        argument: str,
+        value: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+    ) -> mcp_types.CompleteResult:
+        """Suggestions for one argument of a prompt or resource template (``completion/complete``).
+
+        ``ref`` is ``{"type": "ref/prompt", "name": PROMPT}`` or
+        ``{"type": "ref/resource", "uri": URI_TEMPLATE}``; ``value`` is what
+        the user typed so far; ``context`` the arguments already chosen, so a
+        server can narrow its suggestions.
+        """
+        params: dict[str, Any] = {
+            "ref": _dump(ref),
+            "argument": {"name": argument, "value": value},
+        }
+        if context is not None:
+            params["context"] = {"arguments": dict(context)}
+        return await self._typed(
+            mcp_types.CompleteResult, "completion/complete", params, request_timeout=request_timeout
         )
 
     async def set_logging_level(self, level: str, *, request_timeout: float | None = None) -> None:
@@ -579,6 +642,15 @@ class ClientSession:
             if isinstance(request_id, str | int) and request_id in self._inbound:
                 self._inbound[request_id].cancel()
             return
+        # A handler may be awaiting a request whose answer is behind this
+        # notification: a queue filled by a burst of announcements would stall
+        # the receive loop, and with it that answer.  Identical "look again"
+        # notifications not yet handled are one.
+        key = _coalescing_key(notification)
+        if key is not None:
+            if key in self._unhandled:
+                return
+            self._unhandled.add(key)
         await queue.send(notification)
 
     async def _report_progress(self, callback: ProgressCallback, params: Mapping[str, Any]) -> None:
@@ -603,6 +675,9 @@ class ClientSession:
         self, notifications: trio.MemoryReceiveChannel[JSONRPCNotification]
     ) -> None:
         async for notification in notifications:
+            key = _coalescing_key(notification)
+            if key is not None:
+                self._unhandled.discard(key)
             handler = self._notification_handlers.get(
                 notification.method
             ) or self._notification_handlers.get("*")
@@ -693,6 +768,12 @@ def _unsupported(method: str) -> str:
     if method in feature:
         return f"Method not found: this client does not support {feature[method]} ({method})"
     return f"Method not found: {method}"
+
+
+def _coalescing_key(notification: JSONRPCNotification) -> tuple[str, bytes] | None:
+    if notification.method not in _COALESCED:
+        return None
+    return notification.method, orjson.dumps(notification.params, option=orjson.OPT_SORT_KEYS)
 
 
 def _page(cursor: str | None) -> dict[str, Any] | None:
