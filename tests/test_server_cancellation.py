@@ -102,3 +102,22 @@ async def test_handler_exception_does_not_end_the_session(caplog: pytest.LogCapt
             assert error["code"] == -32603
         assert await client.call("ping") == {}
     assert len([r for r in caplog.records if r.exc_info]) == 2  # once per failure, not more
+
+
+async def test_a_cancel_that_overtakes_its_request_stops_it_from_running() -> None:
+    """Every message is its own POST, so a cancel can arrive before the request it cancels."""
+    server = MCPServer("early")
+    runs: list[str] = []
+
+    @server.tool
+    async def work(label: str) -> str:
+        runs.append(label)
+        return label
+
+    async with connected(server) as client:
+        await client.notify("notifications/cancelled", {"requestId": 41, "reason": "changed my mind"})
+        await client.request("tools/call", {"name": "work", "arguments": {"label": "cancelled"}}, request_id=41)
+        result = await client.call("tools/call", {"name": "work", "arguments": {"label": "kept"}})
+        assert result["content"][0]["text"] == "kept"
+        assert runs == ["kept"]  # the overtaken request never ran, and got no answer
+        assert await client.drain() == []

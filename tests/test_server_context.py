@@ -186,6 +186,20 @@ async def test_sampling_round_trip() -> None:
         assert server.connections[0]._pending == {}
 
 
+async def test_a_refusal_by_the_client_is_the_tools_result() -> None:
+    """The user declining a sampling request is news for the model, not a protocol error."""
+    server, _ = make_server()
+    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+        call_id = await client.request("tools/call", {"name": "ask_model", "arguments": {"question": "?"}})
+        request = await client.server_request("sampling/createMessage")
+        await client.respond_error(request["id"], -1, "User rejected sampling request")
+        result = (await client.response(call_id))["result"]
+        assert result["isError"] is True
+        assert result["content"] == [
+            {"type": "text", "text": "The client refused the request: User rejected sampling request"}
+        ]
+
+
 async def test_elicitation_and_roots() -> None:
     server, _ = make_server()
     async with connected(server, capabilities=ALL_CAPABILITIES) as client:

@@ -6,6 +6,7 @@ from typing import Any
 
 __all__ = [
     "ClientCapabilityError",
+    "ClientRequestError",
     "ClientRequestTimeout",
     "MCPError",
     "ResourceNotFound",
@@ -45,8 +46,17 @@ class ToolError(Exception):
     """Raise from a tool to report a failure *to the model* (``isError: true``).
 
     The message is the whole story: it is sent as the result's text and no
-    traceback is logged, unlike an unexpected exception, which is answered
-    with a JSON-RPC internal error (-32603) and logged.
+    traceback is logged, unlike an unexpected exception, whose result only
+    says the tool failed, with the traceback in the server log.
+    """
+
+
+class ClientRequestError(MCPError):
+    """The client answered a server->client request with an error (e.g. the user declined).
+
+    A subclass of :class:`MCPError` carrying the client's code, message and
+    data.  Escaping a tool it becomes the tool's ``isError`` result (the model
+    should learn that the client refused), not a protocol error of ``tools/call``.
     """
 
 

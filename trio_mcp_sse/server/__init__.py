@@ -5,6 +5,7 @@ Public API of :mod:`trio_mcp_sse.server`; the ``_modules`` are private.
 
 from .._errors import (
     ClientCapabilityError,
+    ClientRequestError,
     ClientRequestTimeout,
     MCPError,
     ResourceNotFound,
@@ -31,6 +32,7 @@ __all__ = [
     "LATEST_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "ClientCapabilityError",
+    "ClientRequestError",
     "ClientRequestTimeout",
     "Completion",
     "CompletionRequest",

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from .._errors import ClientCapabilityError, ClientRequestTimeout, MCPError
+from .._errors import ClientCapabilityError, ClientRequestError, ClientRequestTimeout, MCPError
 from .._jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -79,6 +79,7 @@ RequestHandler = Callable[["ServerConnection", Mapping[str, Any], Context], Awai
 """``(connection, params, context) -> result``: raise :class:`MCPError` to answer with an error."""
 
 _EMPTY: dict[str, Any] = {}
+_EARLY_CANCELS_KEPT = 64
 
 
 class _Waiter:
@@ -89,7 +90,7 @@ class _Waiter:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.result: dict[str, Any] | None = None
-        self.error: MCPError | None = None
+        self.error: ClientRequestError | None = None
         self.closed = False
 
 
@@ -123,6 +124,7 @@ class ServerConnection:
         self._last_request_id = 0
         self._nursery: trio.Nursery | None = None
         self._queued: dict[bytes, None] = {}
+        self._early_cancels: dict[RequestId, None] = {}
         self._flushing = False
 
     def __repr__(self) -> str:
@@ -145,7 +147,7 @@ class ServerConnection:
                         self._settle(message.id, result=message.result)
                     elif isinstance(message, JSONRPCError):
                         error = message.error
-                        self._settle(message.id, error=MCPError(error.code, error.message, error.data))
+                        self._settle(message.id, error=ClientRequestError(error.code, error.message, error.data))
                 # The inbound channel ended: the session is draining.  Requests already
                 # accepted run to completion and answer; the client's answers to our own
                 # requests can no longer arrive, so those fail now instead of timing out.
@@ -169,6 +171,9 @@ class ServerConnection:
             return
         if method == "initialize":
             await self.session.send(self._initialize(request))
+            return
+        if self._early_cancels and self._early_cancels.pop(request.id, False) is None:
+            log.debug("session %s: request %r was cancelled before it arrived", self.session.id, request.id)
             return
         handler = self.server.request_handlers.get(method)
         refusal: bytes | None = None
@@ -251,6 +256,12 @@ class ServerConnection:
                 scope = self.in_flight.get(request_id)
                 if scope is not None:
                     scope.cancel()
+                else:
+                    # Each message is its own POST, so a cancel can overtake the request
+                    # it cancels; remember a few, so that request is then never started.
+                    self._early_cancels[request_id] = None
+                    if len(self._early_cancels) > _EARLY_CANCELS_KEPT:
+                        del self._early_cancels[next(iter(self._early_cancels))]
             return
         if method == "notifications/initialized":
             self.client_ready = True
@@ -360,7 +371,9 @@ class ServerConnection:
             _notification("notifications/cancelled", {"requestId": request_id, "reason": reason})
         )
 
-    def _settle(self, request_id: RequestId | None, *, result: Any = None, error: MCPError | None = None) -> None:
+    def _settle(
+        self, request_id: RequestId | None, *, result: Any = None, error: ClientRequestError | None = None
+    ) -> None:
         waiter = self._pending.get(request_id) if isinstance(request_id, int) else None
         if waiter is None or waiter.event.is_set():
             log.debug("session %s: ignoring an answer to no pending request (id %r)", self.session.id, request_id)

@@ -15,6 +15,7 @@ import pydantic
 
 from .._errors import (
     ClientCapabilityError,
+    ClientRequestError,
     ClientRequestTimeout,
     MCPError,
     ResourceNotFound,
@@ -101,6 +102,8 @@ async def call_tool(connection: ServerConnection, params: Mapping[str, Any], con
         ) from None
     try:
         value = await signature.call(kwargs, context)
+    except ClientRequestError as refused:
+        return _tool_failure(f"The client refused the request: {refused.message}")
     except (ToolError, ClientCapabilityError, ClientRequestTimeout) as failure:
         return _tool_failure(str(failure))
     except (MCPError, SessionClosed):
