@@ -143,7 +143,7 @@ def _parse_head(head: bytes) -> Head:
 class PostConnection:
     """One HTTP/1.1 connection for POSTs: kept alive, or one request each (``short``)."""
 
-    __slots__ = ("_buf", "_prefix", "_sock", "port", "requests", "reconnects", "short")
+    __slots__ = ("_buf", "_prefix", "_sock", "port", "reconnects", "requests", "short")
 
     def __init__(self, port: int, *, short: bool) -> None:
         self.port = port
@@ -452,7 +452,7 @@ async def open_sessions(
     errors: Errors,
     *,
     short_posts: bool,
-    timeout: float,
+    step_timeout: float,
     parallel: int,
 ) -> list[Session]:
     """Open ``count`` initialized sessions, at most ``parallel`` handshakes at a time."""
@@ -461,7 +461,7 @@ async def open_sessions(
 
     async def one() -> None:
         async with limit:
-            session = Session(port, errors, short_posts=short_posts, timeout=timeout)
+            session = Session(port, errors, short_posts=short_posts, timeout=step_timeout)
             if await guarded(errors, "session setup", lambda: session.open(nursery)):
                 opened.append(session)
             else:
@@ -494,7 +494,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
     calls_total = 0
     async with trio.open_nursery() as nursery:
         sessions = await open_sessions(
-            nursery, args.port, args.sessions, errors, short_posts=False, timeout=args.timeout, parallel=50
+            nursery, args.port, args.sessions, errors, short_posts=False, step_timeout=args.timeout, parallel=50
         )
         stop = False
 
@@ -565,7 +565,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
             args.sessions,
             errors,
             short_posts=True,
-            timeout=args.timeout,
+            step_timeout=args.timeout,
             parallel=args.parallel,
         )
         setup_s = time.perf_counter() - started
@@ -623,12 +623,13 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
     cpu = 0.0
     async with trio.open_nursery() as nursery:
         sessions = await open_sessions(
-            nursery, args.port, 1, errors, short_posts=False, timeout=args.timeout, parallel=1
+            nursery, args.port, 1, errors, short_posts=False, step_timeout=args.timeout, parallel=1
         )
         for session in sessions:
             for attempt in range(args.warmup_rounds + args.rounds):
+                measured = attempt >= args.warmup_rounds
 
-                async def call() -> None:
+                async def call(session: Session = session, measured: bool = measured) -> None:
                     nonlocal cpu
                     cpu0 = server.cpu_seconds()
                     with trio.fail_after(args.timeout):
@@ -636,7 +637,7 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
                         result = await session.request("tools/call", {"name": "echo", "arguments": {"text": text}})
                         elapsed = time.perf_counter() - started
                     check_echo(result, text)
-                    if attempt >= args.warmup_rounds:
+                    if measured:
                         times.append(elapsed)
                         cpu += server.cpu_seconds() - cpu0
 
