@@ -1,9 +1,8 @@
 """Servers under test (b) and (c): the official SDK's ``MCPServer`` with the same echo tool.
 
 Served by uvicorn (b) and by ``hypercorn --worker-class trio`` (c).  Defaults
-everywhere except the POST body limit (raised like ours, so a 4 MiB argument
-fits) and the log level (``WARNING``: the SDK logs nothing per call at INFO
-either, this only keeps the benchmark's output quiet).
+everywhere except the POST body limit, raised like ours so that a 4 MiB
+argument fits (``sse_app(max_request_body_size=...)``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 
 MAX_BODY = int(os.environ.get("BENCH_MAX_BODY", str(8 * 1024 * 1024)))
 
-server: MCPServer = MCPServer("echo", version="1.0.0", log_level="WARNING")
+server: MCPServer = MCPServer("echo", version="1.0.0")
 
 
 @server.tool()

@@ -153,3 +153,4 @@ def make_transport() -> Any:
 
     limit = int(os.environ.get("BENCH_MAX_BODY", str(8 * 1024 * 1024)))
     return server.sse_transport(security=SecuritySettings(max_body_size=limit))
+

@@ -29,22 +29,25 @@ class ServerSpec:
     label: str
     kind: str  # "hypercorn" or "uvicorn"
     app: str
-    hypercorn_options: tuple[str, ...] = field(default=())
+    options: tuple[str, ...] = field(default=())
+    """Extra command-line options for the server."""
 
     def argv(self, port: int) -> list[str]:
         if self.kind == "uvicorn":
             # Plain ``pip install uvicorn``: asyncio loop and the h11 parser, pinned so
             # that an optional uvloop/httptools in the environment cannot change the run.
+            # Otherwise uvicorn's defaults, like the SDK's own ``run("sse")``: that
+            # includes the access log (see the "quiet" variant).
             return [
                 sys.executable, "-m", "uvicorn", self.app,
                 "--host", "127.0.0.1", "--port", str(port),
-                "--loop", "asyncio", "--http", "h11",
-                "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG,
+                "--loop", "asyncio", "--http", "h11", "--backlog", BACKLOG,
+                *self.options,
             ]  # fmt: skip
         return [
             sys.executable, "-m", "hypercorn", "--worker-class", "trio",
             "--bind", f"127.0.0.1:{port}", "--backlog", BACKLOG,
-            *self.hypercorn_options, self.app,
+            *self.options, self.app,
         ]  # fmt: skip
 
 
@@ -66,6 +69,10 @@ VARIANTS: dict[str, ServerSpec] = {
         ),
         ServerSpec(
             "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
+        ),
+        ServerSpec(
+            "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
+            ("--no-access-log",),
         ),
     )
 }
@@ -114,18 +121,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running(spec: ServerSpec, *, extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, int, Path]]:
-    """Start ``spec`` on a free port; yield ``(port, pid, log_path)``; always stop it."""
+def running(
+    spec: ServerSpec, *, extra_env: dict[str, str] | None = None, root: Path = ROOT
+) -> Iterator[tuple[int, int, Path]]:
+    """Start ``spec`` on a free port; yield ``(port, pid, log_path)``; always stop it.
+
+    ``root`` is the source tree the server imports from (another checkout, to
+    compare two versions of the package in one run).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env.update(extra_env or {})
     last_error = ""
-    with tempfile.NamedTemporaryFile(prefix=f"bench-{spec.key}-", suffix=".log", delete=False) as log_file:
+    with tempfile.NamedTemporaryFile(prefix=f"bench-{spec.key.replace('/', '_')}-", suffix=".log", delete=False) as log_file:
         log_path = Path(log_file.name)
         for _attempt in range(3):  # a free port can be taken between probing and binding
             port = free_port()
             proc = subprocess.Popen(
-                spec.argv(port), cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                spec.argv(port), cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=_raise_nofile,
             )  # fmt: skip
             try:
@@ -134,6 +147,7 @@ def running(spec: ServerSpec, *, extra_env: dict[str, str] | None = None) -> Ite
                     time.sleep(0.1)
                 if proc.poll() is None and _answering(port):
                     yield port, proc.pid, log_path
+                    log_path.unlink(missing_ok=True)  # kept only when something failed
                     return
                 last_error = log_path.read_text(errors="replace")[-2000:]
             finally:
