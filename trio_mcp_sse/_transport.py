@@ -226,13 +226,23 @@ class SseServerTransport:
             await send_outcome(send, refusal)
             return
         headers = _HeaderView(scope["headers"])
+        if self.sessions.running:
+            # The usual case: the session task lives in the manager's nursery.  No
+            # nursery of our own, which would cost ~1.5 KB per open stream.
+            await self._stream_session(scope, receive, send, headers, None)
+            return
         async with trio.open_nursery() as request_nursery:
-            session = await self.sessions.open_session(headers=headers, nursery=request_nursery)
-            try:
-                await self._stream(scope, receive, send, session)
-            finally:
-                session.outgoing.close()
-                await self.sessions.close_session(session, "stream ended")
+            await self._stream_session(scope, receive, send, headers, request_nursery)
+
+    async def _stream_session(
+        self, scope: Scope, receive: Receive, send: Send, headers: _HeaderView, nursery: trio.Nursery | None
+    ) -> None:
+        session = await self.sessions.open_session(headers=headers, nursery=nursery)
+        try:
+            await self._stream(scope, receive, send, session)
+        finally:
+            session.outgoing.close()
+            await self.sessions.close_session(session, "stream ended")
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
