@@ -301,7 +301,9 @@ class SseServerTransport:
                     ended = True
                     break
             body = frames[0] if len(frames) == 1 else b"".join(frames)
+            del frames, data  # an idle stream must not keep its last (maybe large) message alive
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            del body
             if ended:
                 return
 

@@ -68,8 +68,13 @@ class ServerConnection:
         self.in_flight: dict[RequestId, trio.CancelScope] = {}
 
     async def run(self) -> None:
+        receive = self.session.incoming.receive
         async with trio.open_nursery() as nursery:
-            async for incoming in self.session.incoming:
+            while True:
+                try:
+                    incoming = await receive()
+                except trio.EndOfChannel:
+                    break
                 message = incoming.message
                 if isinstance(message, JSONRPCRequest):
                     await self._on_request(nursery, message, incoming)
@@ -77,6 +82,9 @@ class ServerConnection:
                     await self._on_notification(message)
                 else:
                     log.debug("session %s: ignoring a response to no request of ours", self.session.id)
+                # Waiting for the next message must not keep this one (its params may
+                # be large, its headers view holds the POST's headers) alive.
+                del incoming, message
             nursery.cancel_scope.cancel()
 
     # -- requests ------------------------------------------------------------------------------
