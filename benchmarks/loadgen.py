@@ -556,7 +556,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
     """Hold ``sessions`` initialized, idle SSE streams; then every one answers one call."""
     await trio.sleep(0.5)
     rss0 = server.rss_bytes()
-    cpu0 = server.cpu_seconds()
+    cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
     async with trio.open_nursery() as nursery:
         started = time.perf_counter()
         sessions = await open_sessions(
@@ -570,6 +570,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         )
         setup_s = time.perf_counter() - started
         setup_cpu = server.cpu_seconds() - cpu0
+        setup_client_cpu = client_cpu_seconds() - client0
         await trio.sleep(args.settle)
         rss1 = server.rss_bytes()
         answered = 0
@@ -608,6 +609,8 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         "setup_s": setup_s,
         "setup_per_s": opened / setup_s if setup_s else math.nan,
         "setup_server_cpu_per_session_us": setup_cpu / opened * 1e6 if opened else math.nan,
+        "setup_server_cpu_utilisation": setup_cpu / setup_s if setup_s else math.nan,
+        "setup_client_cpu_utilisation": setup_client_cpu / setup_s if setup_s else math.nan,
         "call_all_s": call_all_s,
         "rss_base_mb": rss0 / 2**20,
         "rss_idle_mb": rss1 / 2**20,

@@ -105,7 +105,9 @@ def run_server(spec: ServerSpec, profile: dict[str, Any], scenarios: set[str]) -
             out["idle"][str(count)] = result
             log(
                 f"  {spec.key:14} {count:6} idle sessions: opened {result['sessions']} in "
-                f"{result['setup_s']:.1f} s, {result['rss_per_session_kb']:.1f} KB/session, "
+                f"{result['setup_s']:.1f} s (server CPU {result['setup_server_cpu_utilisation']:.0%}, "
+                f"client CPU {result['setup_client_cpu_utilisation']:.0%}), "
+                f"{result['rss_per_session_kb']:.1f} KB/session, "
                 f"{result['answered']} answered, errors {result['errors']}"
             )
     return out
@@ -141,22 +143,28 @@ def cpu_per_call(results: dict[str, Any], key: str) -> float:
     return cpu / calls * 1e6 if calls else math.nan
 
 
+def _sessions(level: int) -> str:
+    return f"{level} session" if level == 1 else f"{level} sessions"
+
+
 def table_rows(results: dict[str, Any], profile: dict[str, Any]) -> list[tuple[str, int, list[float]]]:
     """(metric, digits, value per server) in display order."""
     keys = [key for key in (OURS, SDK_UV, SDK_HC) if key in results]
     rows: list[tuple[str, int, list[float]]] = []
-    for level in profile["levels"]:
-        rows.append((f"calls/s, {level} sessions", 0, [_get(results, k, "throughput", str(level), "calls_per_s") for k in keys]))
-    for level in profile["levels"]:
-        rows.append((f"p50 ms, {level} sessions", 2, [_get(results, k, "throughput", str(level), "p50_ms") for k in keys]))
-    for level in profile["levels"]:
-        rows.append((f"p99 ms, {level} sessions", 2, [_get(results, k, "throughput", str(level), "p99_ms") for k in keys]))
-    for level in profile["levels"]:
-        rows.append((
-            f"server CPU us/call, {level} sessions", 0,
-            [_get(results, k, "throughput", str(level), "server_cpu_per_call_us") for k in keys],
-        ))  # fmt: skip
+
+    def per_level(label: str, field: str, digits: int) -> None:
+        for level in profile["levels"]:
+            rows.append((
+                f"{label}, {_sessions(level)}", digits,
+                [_get(results, k, "throughput", str(level), field) for k in keys],
+            ))  # fmt: skip
+
+    per_level("calls/s", "calls_per_s", 0)
+    per_level("p50 ms", "p50_ms", 2)
+    per_level("p99 ms", "p99_ms", 2)
+    per_level("server CPU us/call", "server_cpu_per_call_us", 0)
     rows.append(("server CPU us/call, all levels", 0, [cpu_per_call(results, k) for k in keys]))
+    per_level("load generator CPU us/call", "client_cpu_per_call_us", 0)
     for count in profile["idle"]:
         rows.append((f"RSS KB per idle session, {count:,}", 1, [_get(results, k, "idle", str(count), "rss_per_session_kb") for k in keys]))
         rows.append((f"sessions open + answering, {count:,}", 0, [_get(results, k, "idle", str(count), "answered") for k in keys]))
@@ -192,7 +200,8 @@ def render_table(results: dict[str, Any], profile: dict[str, Any]) -> str:
         cells = [name, *(_fmt(value, digits) for value in values)]
         if OURS in keys:
             ours = values[keys.index(OURS)]
-            cells += [_ratio(ours, values[keys.index(key)]) for key in ratio_keys]
+            informational = name.startswith(("load generator", "sessions open", "errors"))
+            cells += ["" if informational else _ratio(ours, values[keys.index(key)]) for key in ratio_keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -280,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         name = "design"
         servers = [OURS, "ours-no-quart", "quart-routes", "bare-asgi", SDK_UV]
         scenarios = {"throughput", "idle"}
-        profile.update(levels=[20], idle=[1000])
+        profile.update(levels=[20, 100], idle=[1000])
     if args.servers:
         servers = args.servers.split(",")
     if args.levels:
