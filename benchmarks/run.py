@@ -279,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per throughput level")
     parser.add_argument("--output", help="results name in benchmarks/results/ (default: the profile's)")
     parser.add_argument("--chart", help="PNG path for the chart (default: docs/performance.png on full runs)")
+    parser.add_argument("--render", metavar="JSON", help="print the table of a saved run and exit")
     args = parser.parse_args(argv)
+    if args.render:
+        sys.stdout.write(render(Path(args.render)) + "\n")
+        return 0
 
     name = "quick" if args.quick else "full"
     profile = dict(PROFILES[name])
@@ -340,23 +344,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render_design(results: dict[str, Any], profile: dict[str, Any]) -> str:
-    level = str(profile["levels"][0])
+    levels = [str(level) for level in profile["levels"]]
     idle = str(profile["idle"][0]) if profile["idle"] else ""
     reference = cpu_per_call(results, SDK_UV) if SDK_UV in results else math.nan
-    lines = [
-        f"| design | calls/s ({level} sessions) | p99 ms | server CPU us/call | vs SDK on uvicorn | "
-        f"RSS KB/idle session ({idle}) | errors |",
-        "|---|---|---|---|---|---|---|",
+    head = [
+        "design",
+        *(f"calls/s, {level} sessions" for level in levels),
+        *(f"p99 ms, {level} sessions" for level in levels),
+        "server CPU us/call",
+        "vs SDK on uvicorn",
+        f"RSS KB per idle session ({idle})",
+        "errors",
     ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, server in results.items():
         cpu = cpu_per_call(results, key)
-        lines.append(
-            f"| {server['label']} | {_fmt(_get(results, key, 'throughput', level, 'calls_per_s'), 0)} | "
-            f"{_fmt(_get(results, key, 'throughput', level, 'p99_ms'), 2)} | {_fmt(cpu, 0)} | "
-            f"{_ratio(cpu, reference)} | {_fmt(_get(results, key, 'idle', idle, 'rss_per_session_kb'), 1)} | "
-            f"{total_errors(server)} |"
-        )
+        cells = [
+            server["label"],
+            *(_fmt(_get(results, key, "throughput", level, "calls_per_s"), 0) for level in levels),
+            *(_fmt(_get(results, key, "throughput", level, "p99_ms"), 1) for level in levels),
+            _fmt(cpu, 0),
+            _ratio(cpu, reference),
+            _fmt(_get(results, key, "idle", idle, "rss_per_session_kb"), 1),
+            str(total_errors(server)),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def render(path: Path) -> str:
+    """The table of a saved run (``--render benchmarks/results/full.json``)."""
+    document = json.loads(path.read_text())
+    results, profile = document["results"], document["settings"]
+    if document["profile"] == "design":
+        return render_design(results, profile)
+    return render_table(results, profile) + "\n\nTargets:\n\n" + render_targets(results, profile)
 
 
 if __name__ == "__main__":
