@@ -70,6 +70,11 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
         ),
+        ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()"),
+        ServerSpec(
+            "sdk-uvicorn-frozen", "SDK, uvicorn, gc.freeze()", "uvicorn", "benchmarks.app_frozen:make_sdk",
+            ("--factory",),
+        ),
         ServerSpec(
             "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
             ("--no-access-log",),
