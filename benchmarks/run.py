@@ -3,8 +3,9 @@
 Every server under test is started here as a subprocess on a free 127.0.0.1
 port and driven by :mod:`benchmarks.loadgen` in another process: one scenario
 per load-generator process, the same client for every server, all servers in
-the same run.  Results go to ``benchmarks/results/`` (JSON and the printed
-table) and the chart to ``docs/performance.png`` (full runs only).
+the same run.  A full run (and ``--design``) writes ``benchmarks/results/``
+(JSON, the printed table, the chart) and ``docs/performance.png``; quick and
+customised runs write ``benchmarks/results/<profile>.tmp/``, which git ignores.
 
     python -m benchmarks.run              # full run (about 6-8 minutes on 2 cores)
     python -m benchmarks.run --quick      # shorter windows, 1,000 idle sessions only
@@ -47,6 +48,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "payload_rounds": 2,
     },
 }
+
+SCENARIOS = "throughput,payload,idle"
 
 TARGETS = {
     "cpu_vs_sdk_uvicorn": 0.6,
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows and 1,000 idle sessions (about 2 min)")
     parser.add_argument("--design", action="store_true", help="compare design variants at 20 sessions")
     parser.add_argument("--servers", help=f"comma-separated, from {', '.join([*SERVERS, *VARIANTS])}")
-    parser.add_argument("--scenarios", default="throughput,payload,idle")
+    parser.add_argument("--scenarios", default=SCENARIOS)
     parser.add_argument("--levels", help="comma-separated session counts for the throughput scenario")
     parser.add_argument("--idle", help="comma-separated session counts for the idle scenario")
     parser.add_argument("--duration", type=float, help="measured seconds per throughput level")
@@ -316,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         results[key] = run_server(catalogue[key], profile, scenarios)
     elapsed = time.monotonic() - started
 
-    output = args.output or name
-    RESULTS.mkdir(exist_ok=True)
+    # Only the reference runs (full, design) replace the committed results; quick
+    # and customised runs go to an ignored *.tmp directory unless --output is given.
+    customised = any((args.servers, args.levels, args.idle is not None, args.duration, args.scenarios != SCENARIOS))
+    reference = name in ("full", "design") and not customised
+    output = args.output or (name if reference else f"{name}.tmp/{name}")
+    (RESULTS / output).parent.mkdir(parents=True, exist_ok=True)
     document = {"profile": name, "settings": profile, "environment": env, "elapsed_s": elapsed, "results": results}
     (RESULTS / f"{output}.json").write_text(json.dumps(document, indent=1) + "\n")
     if args.design:
@@ -330,12 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     (RESULTS / f"{output}.md").write_text(header + text + "\n")
     sys.stdout.write("\n" + header + text + "\n")
-    chart = args.chart or (str(ROOT / "docs" / "performance.png") if name == "full" else None)
+    chart = args.chart or (str(ROOT / "docs" / "performance.png") if reference and name == "full" else None)
     if chart and not args.design and "throughput" in scenarios:
         from .chart import draw
 
         draw(results, profile, Path(chart))
-        if name == "full":
+        if reference:
             draw(results, profile, RESULTS / "performance.png")
         log(f"chart written to {chart}")
     errors = sum(total_errors(server) for server in results.values())
