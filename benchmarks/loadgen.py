@@ -554,7 +554,23 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
 
 async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors: Errors) -> dict[str, Any]:
     """Hold ``sessions`` initialized, idle SSE streams; then every one answers one call."""
-    await trio.sleep(0.5)
+    # Warm-up: the first sessions pay one-time costs (lazy imports, caches, pools)
+    # that would otherwise be spread over N and inflate the per-session figure.
+    async with trio.open_nursery() as nursery:
+        warm = await open_sessions(
+            nursery, args.port, 20, errors, short_posts=True, step_timeout=args.timeout, parallel=20
+        )
+        for session in warm:
+
+            async def call(session: Session = session) -> None:
+                with trio.fail_after(args.timeout):
+                    result = await session.request("tools/call", {"name": "echo", "arguments": {"text": "w"}})
+                check_echo(result, "w")
+
+            await guarded(errors, "warm-up call", call)
+            session.close()
+        nursery.cancel_scope.cancel()
+    await trio.sleep(1.0)
     rss0 = server.rss_bytes()
     cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
     async with trio.open_nursery() as nursery:
