@@ -12,7 +12,9 @@ SERVER is a key of :data:`benchmarks.servers.SERVERS` or ``VARIANTS``,
 optionally followed by ``+OPTION`` items passed to the server's command line,
 e.g. ``ours+--config+hypercorn.toml``, and by ``@DIR`` to import the package
 from another source tree (e.g. ``git worktree add DIR REV``): the way to
-measure a change against its parent in one run.
+measure a change against its parent in one run.  (For that it writes a
+``sitecustomize.py`` into DIR that keeps an editable install of the package
+from taking precedence.)
 """
 
 from __future__ import annotations
