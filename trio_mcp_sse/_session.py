@@ -343,7 +343,7 @@ class SessionManager:
             with session.cancel_scope:
                 task_status.started()
                 # The status object references the nursery trio opened for the start-up
-                # phase; this frame would keep it (~1.5 KB) alive as long as the session.
+                # phase; this frame would keep it (~1 KB) alive as long as the session.
                 del task_status
                 try:
                     await self.handler(session)

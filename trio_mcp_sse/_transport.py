@@ -228,7 +228,7 @@ class SseServerTransport:
         headers = _HeaderView(scope["headers"])
         if self.sessions.running:
             # The usual case: the session task lives in the manager's nursery.  No
-            # nursery of our own, which would cost ~1.5 KB per open stream.
+            # nursery of our own, which would cost ~1 KB per open stream.
             await self._stream_session(scope, receive, send, headers, None)
             return
         async with trio.open_nursery() as request_nursery:
