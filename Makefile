@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -38,8 +38,18 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks)
 	$(BIN)/mypy
 
+# Full comparison with the official SDK (about 8 minutes on 2 cores): prints the
+# table, writes benchmarks/results/full.{json,md} and docs/performance.png.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
+
+# Same table with shorter windows and 1,000 idle sessions (about 2 minutes).
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run --quick
+
+# Design comparison: ours vs plain Quart-Trio routes vs a bare ASGI echo.
+bench-design: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run --design
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

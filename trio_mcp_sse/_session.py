@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -67,8 +68,12 @@ def new_session_id() -> str:
     return secrets.token_hex(SESSION_ID_HEX_LENGTH // 2)
 
 
+_SESSION_ID = re.compile(f"[0-9a-f]{{{SESSION_ID_HEX_LENGTH}}}")
+
+
 def is_session_id(text: str) -> bool:
-    return len(text) == SESSION_ID_HEX_LENGTH and all(c in "0123456789abcdef" for c in text)
+    """Exactly 32 lowercase hex digits (checked on every POST, hence one regex match)."""
+    return _SESSION_ID.fullmatch(text) is not None
 
 
 class SessionClosed(Exception):
@@ -432,6 +437,9 @@ class SessionManager:
         try:
             with session.cancel_scope:
                 task_status.started()
+                # The status object references the nursery trio opened for the start-up
+                # phase; this frame would keep it (~1 KB) alive as long as the session.
+                del task_status
                 try:
                     await self.handler(session)
                 except* SessionClosed:

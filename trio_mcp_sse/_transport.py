@@ -401,25 +401,40 @@ class SseServerTransport:
         except _Refused as refused:
             await self._refuse(send, refused.outcome, scope, headers=refused.headers)
             return
+        headers = _HeaderView(scope["headers"])
+        if self.sessions.running:
+            # The usual case: the session task lives in the manager's nursery.  No
+            # nursery of our own, which would cost ~1 KB per open stream.
+            await self._stream_session(scope, receive, send, principal, headers, None)
+            return
         async with trio.open_nursery() as request_nursery:
-            try:
-                session = await self.sessions.open_session(
-                    principal=principal, headers=_HeaderView(scope["headers"]), nursery=request_nursery
-                )
-            except SessionRefused as refused:
-                await self._refuse(send, _REFUSAL_OUTCOME[refused.reason], scope)
-                return
-            self._open_streams += 1
-            if self._streams_closed.is_set():
-                self._streams_closed = trio.Event()
-            try:
-                await self._stream(scope, receive, send, session)
-            finally:
-                session.outgoing.close()
-                await self.sessions.close_session(session, "stream ended")
-                self._open_streams -= 1
-                if self._open_streams == 0:
-                    self._streams_closed.set()
+            await self._stream_session(scope, receive, send, principal, headers, request_nursery)
+
+    async def _stream_session(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: str | None,
+        headers: _HeaderView,
+        nursery: trio.Nursery | None,
+    ) -> None:
+        try:
+            session = await self.sessions.open_session(principal=principal, headers=headers, nursery=nursery)
+        except SessionRefused as refused:
+            await self._refuse(send, _REFUSAL_OUTCOME[refused.reason], scope)
+            return
+        self._open_streams += 1
+        if self._streams_closed.is_set():
+            self._streams_closed = trio.Event()
+        try:
+            await self._stream(scope, receive, send, session)
+        finally:
+            session.outgoing.close()
+            await self.sessions.close_session(session, "stream ended")
+            self._open_streams -= 1
+            if self._open_streams == 0:
+                self._streams_closed.set()
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         headers = _STREAM_HEADERS
@@ -484,7 +499,9 @@ class SseServerTransport:
                     ended = True
                     break
             body = frames[0] if len(frames) == 1 else b"".join(frames)
+            del frames, data  # an idle stream must not keep its last (maybe large) message alive
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            del body
             if ended:
                 return
 

@@ -148,6 +148,9 @@ class ServerConnection:
                     elif isinstance(message, JSONRPCError):
                         error = message.error
                         self._settle(message.id, error=ClientRequestError(error.code, error.message, error.data))
+                    # Waiting for the next message must not keep this one (its params may
+                    # be large, its headers view holds the POST's headers) alive.
+                    del incoming, message
                 # The inbound channel ended: the session is draining.  Requests already
                 # accepted run to completion and answer; the client's answers to our own
                 # requests can no longer arrive, so those fail now instead of timing out.

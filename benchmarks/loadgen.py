@@ -1,0 +1,706 @@
+"""A lean HTTP+SSE MCP load generator (Trio, raw sockets, hand-rolled HTTP/1.1).
+
+It speaks the transport exactly like a real client -- ``GET /sse``, wait for the
+``endpoint`` event, ``initialize``, ``notifications/initialized``, then
+``tools/call`` POSTs whose responses are matched by id on the event stream --
+but does as little work per message as it can, and the same work for every
+server, so that the server is what gets measured:
+
+* no HTTP library: requests are pre-built byte strings, responses are read
+  with ``find`` on a ``bytearray`` (status line, ``Content-Length``,
+  ``Transfer-Encoding: chunked``, ``Connection: close``);
+* the event stream is de-chunked and split on blank lines (CRLF normalised,
+  since the SDK's SSE library ends lines with CRLF); only the JSON ``id`` of a
+  ``message`` event is looked at on the hot path, with orjson;
+* one stream-reader task per session wakes the caller waiting for that id.
+
+Run one scenario per process (``python -m benchmarks.loadgen SCENARIO ...``);
+it prints one JSON object on stdout.  The server's CPU time and RSS are read
+with psutil at the edges of the measured window, from this process, so the
+window is exact.  Every wait is bounded; every failure is counted by kind and
+reported, never retried silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psutil
+import trio
+
+RECV_SIZE = 262_144
+PROTOCOL_VERSION = "2024-11-05"
+
+
+class ProtocolFailure(Exception):
+    """The server answered something a client cannot accept (counted as an error)."""
+
+
+# -- errors ---------------------------------------------------------------------------------------
+class Errors:
+    """Failures by kind.  A benchmark run is only valid when this stays empty."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.examples: dict[str, str] = {}
+
+    def add(self, kind: str, detail: str = "") -> None:
+        self.counts[kind] += 1
+        self.examples.setdefault(kind, detail[:300])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+# -- server process accounting --------------------------------------------------------------------
+class ServerProcess:
+    """CPU seconds and RSS of the server's whole process tree (hypercorn runs a worker child)."""
+
+    def __init__(self, pid: int) -> None:
+        root = psutil.Process(pid)
+        self.procs = [root, *root.children(recursive=True)]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.procs:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def rss_bytes(self) -> int:
+        return sum(proc.memory_info().rss for proc in self.procs)
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# -- HTTP/1.1, the minimum ------------------------------------------------------------------------
+async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        sent = await sock.send(view)
+        view = view[sent:]
+
+
+async def _connect(port: int) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+        await sock.connect(("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass(slots=True)
+class Head:
+    status: int
+    content_length: int | None
+    chunked: bool
+    close: bool
+
+
+def _parse_head(head: bytes) -> Head:
+    if not head.startswith(b"HTTP/1.1 ") and not head.startswith(b"HTTP/1.0 "):
+        raise ProtocolFailure(f"not an HTTP response: {head[:40]!r}")
+    status = int(head[9:12])
+    content_length: int | None = None
+    chunked = False
+    close = head.startswith(b"HTTP/1.0")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            content_length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            close = value.strip().lower() == b"close"
+    return Head(status, content_length, chunked, close)
+
+
+class PostConnection:
+    """One HTTP/1.1 connection for POSTs: kept alive, or one request each (``short``)."""
+
+    __slots__ = ("_buf", "_prefix", "_sock", "port", "reconnects", "requests", "short")
+
+    def __init__(self, port: int, *, short: bool) -> None:
+        self.port = port
+        self.short = short
+        self._sock: trio.socket.SocketType | None = None
+        self._buf = bytearray()
+        self.requests = 0
+        self.reconnects = 0
+        self._prefix = (
+            b"\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n%sContent-Length: "
+            % (port, b"Connection: close\r\n" if short else b"")
+        )
+
+    async def post(self, path: bytes, body: bytes) -> tuple[int, bytes]:
+        if self._sock is None:
+            if self.requests:
+                self.reconnects += 1
+            self._sock = await _connect(self.port)
+            self._buf.clear()
+        sock = self._sock
+        self.requests += 1
+        request = b"POST " + path + b" HTTP/1.1" + self._prefix + str(len(body)).encode() + b"\r\n\r\n"
+        try:
+            if len(body) < 65536:
+                await _send_all(sock, request + body)
+            else:
+                await _send_all(sock, request)
+                await _send_all(sock, body)
+            head = _parse_head(await self._read_until(b"\r\n\r\n"))
+            if head.chunked:
+                payload = await self._read_chunked()
+            else:
+                payload = await self._read_exactly(head.content_length or 0)
+        except BaseException:
+            self.close()
+            raise
+        if head.close or self.short:
+            self.close()
+        return head.status, payload
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _fill(self) -> None:
+        assert self._sock is not None
+        data = await self._sock.recv(RECV_SIZE)
+        if not data:
+            raise ProtocolFailure("connection closed by the server mid-response")
+        self._buf += data
+
+    async def _read_until(self, marker: bytes) -> bytes:
+        while (end := self._buf.find(marker)) < 0:
+            await self._fill()
+        line = bytes(self._buf[:end])
+        del self._buf[: end + len(marker)]
+        return line
+
+    async def _read_exactly(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            await self._fill()
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    async def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int((await self._read_until(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self._read_until(b"\r\n")
+                return b"".join(parts)
+            parts.append(await self._read_exactly(size))
+            await self._read_until(b"\r\n")
+
+
+class StreamParser:
+    """De-chunk an event-stream response body and split it into ``(event, data)`` pairs.
+
+    Only what this benchmark needs of SSE: ``event`` and ``data`` fields,
+    comments skipped, CRLF or LF line ends.
+    """
+
+    __slots__ = ("_need", "_raw", "_sse", "ended")
+
+    def __init__(self) -> None:
+        self._raw = bytearray()
+        self._sse = b""
+        self._need = 0  # bytes of the current chunk still expected, 0 = at a size line
+        self.ended = False
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        raw = self._raw
+        raw += data
+        decoded = []
+        while True:
+            if self._need == 0:
+                end = raw.find(b"\r\n")
+                if end < 0:
+                    break
+                size = int(raw[:end].split(b";")[0], 16)
+                if size == 0:
+                    self.ended = True
+                    break
+                del raw[: end + 2]
+                self._need = size + 2  # the chunk and its CRLF
+            if len(raw) < self._need:
+                break
+            decoded.append(bytes(raw[: self._need - 2]))
+            del raw[: self._need]
+            self._need = 0
+        if not decoded:
+            return []
+        text = self._sse + (decoded[0] if len(decoded) == 1 else b"".join(decoded))
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n")
+        events = []
+        start = 0
+        while (end := text.find(b"\n\n", start)) >= 0:
+            block = text[start:end]
+            start = end + 2
+            event = b"message"
+            data_lines = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data_lines.append(line[6:] if line[5:6] == b" " else line[5:])
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip()
+            if data_lines:
+                events.append((event, data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)))
+        self._sse = text[start:]
+        return events
+
+
+# -- one MCP session ------------------------------------------------------------------------------
+class Waiter:
+    __slots__ = ("done", "event", "message")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.message: dict[str, Any] | None = None
+        self.done = 0.0
+
+
+class Session:
+    """One MCP session: its SSE stream (read by its own task) and a POST connection."""
+
+    def __init__(self, port: int, errors: Errors, *, short_posts: bool, timeout: float) -> None:
+        self.port = port
+        self.errors = errors
+        self.timeout = timeout
+        self.posts = PostConnection(port, short=short_posts)
+        self.endpoint = b""
+        self.pending: dict[int, Waiter] = {}
+        self.next_id = 0
+        self.alive = False
+        self._sock: trio.socket.SocketType | None = None
+        self._parser = StreamParser()
+
+    async def open(self, nursery: trio.Nursery) -> None:
+        """Open the stream, learn the endpoint, initialize; bounded by ``timeout``."""
+        with trio.fail_after(self.timeout):
+            self._sock = sock = await _connect(self.port)
+            await _send_all(
+                sock,
+                b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n"
+                b"Cache-Control: no-cache\r\n\r\n" % self.port,
+            )
+            buf = b""
+            while (end := buf.find(b"\r\n\r\n")) < 0:
+                data = await sock.recv(RECV_SIZE)
+                if not data:
+                    raise ProtocolFailure("stream closed before the response head")
+                buf += data
+            head = _parse_head(buf[:end])
+            if head.status != 200 or not head.chunked:
+                raise ProtocolFailure(f"GET /sse answered {head.status} (chunked={head.chunked})")
+            events = self._parser.feed(buf[end + 4 :])
+            while not events:
+                data = await sock.recv(RECV_SIZE)
+                if not data:
+                    raise ProtocolFailure("stream closed before the endpoint event")
+                events = self._parser.feed(data)
+            name, data = events[0]
+            if name != b"endpoint" or not data.startswith(b"/"):
+                raise ProtocolFailure(f"first event was not a relative endpoint: {name!r} {data[:80]!r}")
+            self.endpoint = data
+            self.alive = True
+            nursery.start_soon(self._read_stream, events[1:])
+            result = await self.request(
+                "initialize",
+                {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "trio-mcp-sse-bench", "version": "1"},
+                },
+            )
+            if "protocolVersion" not in result:
+                raise ProtocolFailure(f"initialize result without protocolVersion: {result!r:.200}")
+            await self.notify("notifications/initialized")
+
+    async def _read_stream(self, early: list[tuple[bytes, bytes]]) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        parser = self._parser
+        pending = self.pending
+        try:
+            events = early
+            while True:
+                for name, data in events:
+                    if name != b"message":
+                        continue
+                    message = orjson.loads(data)
+                    waiter = pending.pop(message.get("id"), None)
+                    if waiter is None:
+                        self.errors.add("unmatched message", data[:200].decode(errors="replace"))
+                        continue
+                    waiter.done = time.perf_counter()
+                    waiter.message = message
+                    waiter.event.set()
+                if parser.ended:
+                    break
+                data = await sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                events = parser.feed(data)
+        except (OSError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.alive = False
+            for waiter in pending.values():
+                waiter.event.set()  # message stays None: the caller counts the loss
+            pending.clear()
+
+    async def notify(self, method: str) -> None:
+        body = orjson.dumps({"jsonrpc": "2.0", "method": method})
+        status, payload = await self.posts.post(self.endpoint, body)
+        if status != 202:
+            raise ProtocolFailure(f"POST {method} answered {status}: {payload[:100]!r}")
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; return its ``result`` (bounded by the caller's deadline)."""
+        waiter = await self.start_request(method, params)
+        return await self.finish_request(waiter)
+
+    async def start_request(self, method: str, params: dict[str, Any]) -> Waiter:
+        if not self.alive:
+            raise ProtocolFailure("stream is closed")
+        self.next_id += 1
+        request_id = self.next_id
+        waiter = Waiter()
+        self.pending[request_id] = waiter
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        status, payload = await self.posts.post(self.endpoint, body)
+        if status != 202:
+            self.pending.pop(request_id, None)
+            raise ProtocolFailure(f"POST {method} answered {status}: {payload[:100]!r}")
+        return waiter
+
+    @staticmethod
+    async def finish_request(waiter: Waiter) -> dict[str, Any]:
+        await waiter.event.wait()
+        message = waiter.message
+        if message is None:
+            raise ProtocolFailure("stream ended before the response arrived")
+        if "error" in message:
+            raise ProtocolFailure(f"JSON-RPC error: {message['error']!r:.200}")
+        result: dict[str, Any] = message["result"]
+        return result
+
+    def close(self) -> None:
+        self.alive = False
+        self.posts.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def check_echo(result: dict[str, Any], text: str) -> None:
+    content = result.get("content")
+    if result.get("isError") or not content or content[0].get("text") != text:
+        raise ProtocolFailure(f"echo returned something else: {str(result)[:200]}")
+
+
+async def guarded(errors: Errors, kind: str, fn: Callable[[], Any]) -> bool:
+    """Run one client step; count (never raise) what goes wrong."""
+    try:
+        await fn()
+    except trio.TooSlowError:
+        errors.add(f"{kind}: timeout")
+        return False
+    except ProtocolFailure as failure:
+        errors.add(f"{kind}: protocol", str(failure))
+        return False
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as failure:
+        errors.add(f"{kind}: {type(failure).__name__}", str(failure))
+        return False
+    return True
+
+
+async def open_sessions(
+    nursery: trio.Nursery,
+    port: int,
+    count: int,
+    errors: Errors,
+    *,
+    short_posts: bool,
+    step_timeout: float,
+    parallel: int,
+) -> list[Session]:
+    """Open ``count`` initialized sessions, at most ``parallel`` handshakes at a time."""
+    opened: list[Session] = []
+    limit = trio.Semaphore(parallel)
+
+    async def one() -> None:
+        async with limit:
+            session = Session(port, errors, short_posts=short_posts, timeout=step_timeout)
+            if await guarded(errors, "session setup", lambda: session.open(nursery)):
+                opened.append(session)
+            else:
+                session.close()
+
+    async with trio.open_nursery() as setup:
+        for _ in range(count):
+            setup.start_soon(one)
+    return opened
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return math.nan
+    index = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+@dataclass
+class Window:
+    start: float = math.inf
+    end: float = math.inf
+    latencies: list[float] = field(default_factory=list)
+
+
+async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, errors: Errors) -> dict[str, Any]:
+    """``sessions`` closed-loop callers, each with its own keep-alive POST connection."""
+    window = Window()
+    calls_total = 0
+    async with trio.open_nursery() as nursery:
+        sessions = await open_sessions(
+            nursery, args.port, args.sessions, errors, short_posts=False, step_timeout=args.timeout, parallel=50
+        )
+        stop = False
+
+        async def caller(session: Session, index: int) -> None:
+            nonlocal calls_total
+            text = f"hello from session {index:05d}"
+            params = {"name": "echo", "arguments": {"text": text}}
+            latencies = window.latencies
+            while not stop:
+
+                async def call() -> None:
+                    with trio.fail_after(args.timeout):
+                        started = time.perf_counter()
+                        waiter = await session.start_request("tools/call", params)
+                        result = await session.finish_request(waiter)
+                    check_echo(result, text)
+                    if window.start <= started and waiter.done <= window.end:
+                        latencies.append(waiter.done - started)
+
+                if not await guarded(errors, "tools/call", call):
+                    return
+                calls_total += 1
+
+        async with trio.open_nursery() as callers:
+            for index, session in enumerate(sessions):
+                callers.start_soon(caller, session, index)
+            await trio.sleep(args.warmup)
+            cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
+            window.start = time.perf_counter()
+            await trio.sleep(args.duration)
+            window.end = time.perf_counter()
+            cpu1, client1 = server.cpu_seconds(), client_cpu_seconds()
+            stop = True
+        reconnects = sum(session.posts.reconnects for session in sessions)
+        for session in sessions:
+            session.close()
+        nursery.cancel_scope.cancel()
+    elapsed = window.end - window.start
+    latencies = sorted(window.latencies)
+    completed = len(latencies)
+    return {
+        "sessions": len(sessions),
+        "calls": completed,
+        "calls_total": calls_total,
+        "seconds": elapsed,
+        "calls_per_s": completed / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "server_cpu_s": cpu1 - cpu0,
+        "server_cpu_per_call_us": (cpu1 - cpu0) / completed * 1e6 if completed else math.nan,
+        "client_cpu_per_call_us": (client1 - client0) / completed * 1e6 if completed else math.nan,
+        "server_cpu_utilisation": (cpu1 - cpu0) / elapsed,
+        "client_cpu_utilisation": (client1 - client0) / elapsed,
+        "post_reconnects": reconnects,
+    }
+
+
+async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors: Errors) -> dict[str, Any]:
+    """Hold ``sessions`` initialized, idle SSE streams; then every one answers one call."""
+    # Warm-up: the first sessions pay one-time costs (lazy imports, caches, pools)
+    # that would otherwise be spread over N and inflate the per-session figure.
+    async with trio.open_nursery() as nursery:
+        warm = await open_sessions(
+            nursery, args.port, 20, errors, short_posts=True, step_timeout=args.timeout, parallel=20
+        )
+        for session in warm:
+
+            async def call(session: Session = session) -> None:
+                with trio.fail_after(args.timeout):
+                    result = await session.request("tools/call", {"name": "echo", "arguments": {"text": "w"}})
+                check_echo(result, "w")
+
+            await guarded(errors, "warm-up call", call)
+            session.close()
+        nursery.cancel_scope.cancel()
+    await trio.sleep(1.0)
+    rss0 = server.rss_bytes()
+    cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
+    async with trio.open_nursery() as nursery:
+        started = time.perf_counter()
+        sessions = await open_sessions(
+            nursery,
+            args.port,
+            args.sessions,
+            errors,
+            short_posts=True,
+            step_timeout=args.timeout,
+            parallel=args.parallel,
+        )
+        setup_s = time.perf_counter() - started
+        setup_cpu = server.cpu_seconds() - cpu0
+        setup_client_cpu = client_cpu_seconds() - client0
+        await trio.sleep(args.settle)
+        rss1 = server.rss_bytes()
+        answered = 0
+        limit = trio.Semaphore(args.parallel)
+
+        async def call_once(session: Session, index: int) -> None:
+            nonlocal answered
+            text = f"still here {index}"
+
+            async def call() -> None:
+                with trio.fail_after(args.timeout):
+                    result = await session.request("tools/call", {"name": "echo", "arguments": {"text": text}})
+                check_echo(result, text)
+
+            async with limit:
+                ok = await guarded(errors, "tools/call after idle", call)
+            if ok:
+                answered += 1
+
+        started = time.perf_counter()
+        async with trio.open_nursery() as callers:
+            for index, session in enumerate(sessions):
+                callers.start_soon(call_once, session, index)
+        call_all_s = time.perf_counter() - started
+        still_open = sum(session.alive for session in sessions)
+        rss2 = server.rss_bytes()
+        for session in sessions:
+            session.close()
+        nursery.cancel_scope.cancel()
+    opened = len(sessions)
+    return {
+        "sessions_requested": args.sessions,
+        "sessions": opened,
+        "answered": answered,
+        "still_open": still_open,
+        "setup_s": setup_s,
+        "setup_per_s": opened / setup_s if setup_s else math.nan,
+        "setup_server_cpu_per_session_us": setup_cpu / opened * 1e6 if opened else math.nan,
+        "setup_server_cpu_utilisation": setup_cpu / setup_s if setup_s else math.nan,
+        "setup_client_cpu_utilisation": setup_client_cpu / setup_s if setup_s else math.nan,
+        "call_all_s": call_all_s,
+        "rss_base_mb": rss0 / 2**20,
+        "rss_idle_mb": rss1 / 2**20,
+        "rss_after_calls_mb": rss2 / 2**20,
+        "rss_per_session_kb": (rss1 - rss0) / opened / 1024 if opened else math.nan,
+    }
+
+
+async def scenario_payload(args: argparse.Namespace, server: ServerProcess, errors: Errors) -> dict[str, Any]:
+    """Round trips of one large ``echo`` argument, one at a time on one session."""
+    text = "x" * args.size
+    times: list[float] = []
+    cpu = 0.0
+    async with trio.open_nursery() as nursery:
+        sessions = await open_sessions(
+            nursery, args.port, 1, errors, short_posts=False, step_timeout=args.timeout, parallel=1
+        )
+        for session in sessions:
+            for attempt in range(args.warmup_rounds + args.rounds):
+                measured = attempt >= args.warmup_rounds
+
+                async def call(session: Session = session, measured: bool = measured) -> None:
+                    nonlocal cpu
+                    cpu0 = server.cpu_seconds()
+                    with trio.fail_after(args.timeout):
+                        started = time.perf_counter()
+                        result = await session.request("tools/call", {"name": "echo", "arguments": {"text": text}})
+                        elapsed = time.perf_counter() - started
+                    check_echo(result, text)
+                    if measured:
+                        times.append(elapsed)
+                        cpu += server.cpu_seconds() - cpu0
+
+                await guarded(errors, "large tools/call", call)
+            session.close()
+        nursery.cancel_scope.cancel()
+    times.sort()
+    return {
+        "size_bytes": args.size,
+        "rounds": len(times),
+        "median_ms": percentile(times, 0.5) * 1e3,
+        "max_ms": (times[-1] if times else math.nan) * 1e3,
+        "server_cpu_per_call_ms": cpu / len(times) * 1e3 if times else math.nan,
+    }
+
+
+SCENARIOS = {"throughput": scenario_throughput, "idle": scenario_idle, "payload": scenario_payload}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-pid", type=int, required=True, help="root pid of the server process tree")
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=2.0, help="throughput: seconds before the window")
+    parser.add_argument("--duration", type=float, default=8.0, help="throughput: measured seconds")
+    parser.add_argument("--parallel", type=int, default=100, help="idle: handshakes / calls in flight")
+    parser.add_argument("--settle", type=float, default=1.0, help="idle: seconds before reading RSS")
+    parser.add_argument("--size", type=int, default=4 * 1024 * 1024, help="payload: argument length")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup-rounds", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=30.0, help="bound on every single client step")
+    args = parser.parse_args(argv)
+    nofile = raise_nofile_limit()
+    server = ServerProcess(args.server_pid)
+    errors = Errors()
+    result = trio.run(SCENARIOS[args.scenario], args, server, errors)
+    result["errors"] = errors.total
+    result["error_kinds"] = {kind: [count, errors.examples.get(kind, "")] for kind, count in errors.counts.items()}
+    result["client_nofile"] = nofile
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

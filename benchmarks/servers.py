@@ -1,0 +1,160 @@
+"""Servers under test: how each one is started, on a free loopback port, and always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKLOG = "2048"
+"""The same listen backlog for every server (uvicorn's default; hypercorn's is 100),
+so that opening thousands of sessions measures the servers, not SYN retries."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    key: str
+    label: str
+    kind: str  # "hypercorn" or "uvicorn"
+    app: str
+    options: tuple[str, ...] = field(default=())
+    """Extra command-line options for the server."""
+
+    def argv(self, port: int) -> list[str]:
+        if self.kind == "uvicorn":
+            # Plain ``pip install uvicorn``: asyncio loop and the h11 parser, pinned so
+            # that an optional uvloop/httptools in the environment cannot change the run.
+            # Otherwise uvicorn's defaults, like the SDK's own ``run("sse")``: that
+            # includes the access log (see the "quiet" variant).
+            return [
+                sys.executable, "-m", "uvicorn", self.app,
+                "--host", "127.0.0.1", "--port", str(port),
+                "--loop", "asyncio", "--http", "h11", "--backlog", BACKLOG,
+                *self.options,
+            ]  # fmt: skip
+        return [
+            sys.executable, "-m", "hypercorn", "--worker-class", "trio",
+            "--bind", f"127.0.0.1:{port}", "--backlog", BACKLOG,
+            *self.options, self.app,
+        ]  # fmt: skip
+
+
+SERVERS: dict[str, ServerSpec] = {
+    spec.key: spec
+    for spec in (
+        ServerSpec("ours", "trio-mcp-sse, hypercorn-trio", "hypercorn", "benchmarks.app_ours:app"),
+        ServerSpec("sdk-uvicorn", "SDK, uvicorn", "uvicorn", "benchmarks.app_sdk:app"),
+        ServerSpec("sdk-hypercorn", "SDK, hypercorn-trio", "hypercorn", "benchmarks.app_sdk:app"),
+    )
+}
+
+VARIANTS: dict[str, ServerSpec] = {
+    spec.key: spec
+    for spec in (
+        ServerSpec("bare-asgi", "bare ASGI echo (floor)", "hypercorn", "benchmarks.app_variants:bare"),
+        ServerSpec(
+            "quart-routes", "Quart-Trio routes echo", "hypercorn", "benchmarks.app_variants:make_quart_routes()"
+        ),
+        ServerSpec(
+            "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
+        ),
+        ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()"),
+        ServerSpec(
+            "sdk-uvicorn-frozen", "SDK, uvicorn, gc.freeze()", "uvicorn", "benchmarks.app_frozen:make_sdk",
+            ("--factory",),
+        ),
+        ServerSpec(
+            "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
+            ("--no-access-log",),
+        ),
+    )
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _answering(port: int) -> bool:
+    """Does an application answer HTTP on ``port``?  (A bound socket alone is not enough:
+    hypercorn binds in its supervisor before the worker process has loaded the app.)"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as probe:
+            probe.settimeout(5.0)
+            probe.sendall(b"GET /readiness-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return probe.recv(16).startswith(b"HTTP/1.1 ")
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server and every process it started: SIGTERM, then SIGKILL after a bound."""
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running(
+    spec: ServerSpec, *, extra_env: dict[str, str] | None = None, root: Path = ROOT
+) -> Iterator[tuple[int, int, Path]]:
+    """Start ``spec`` on a free port; yield ``(port, pid, log_path)``; always stop it.
+
+    ``root`` is the source tree the server imports from (another checkout, to
+    compare two versions of the package in one run).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env.update(extra_env or {})
+    last_error = ""
+    with tempfile.NamedTemporaryFile(prefix=f"bench-{spec.key.replace('/', '_')}-", suffix=".log", delete=False) as log_file:
+        log_path = Path(log_file.name)
+        for _attempt in range(3):  # a free port can be taken between probing and binding
+            port = free_port()
+            proc = subprocess.Popen(
+                spec.argv(port), cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_raise_nofile,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and proc.poll() is None and not _answering(port):
+                    time.sleep(0.1)
+                if proc.poll() is None and _answering(port):
+                    yield port, proc.pid, log_path
+                    log_path.unlink(missing_ok=True)  # kept only when something failed
+                    return
+                last_error = log_path.read_text(errors="replace")[-2000:]
+            finally:
+                _stop(proc)
+    raise RuntimeError(f"{spec.label} did not start:\n{last_error}")
