@@ -98,7 +98,11 @@ class Stream:
             pass
 
     def disconnect(self) -> None:
+        """The client goes away: the app hears ``http.disconnect``, and like a real
+        server the harness drops whatever the app still writes (even a write that
+        was blocked on a client that had stopped reading)."""
         self._receive_send.send_nowait({"type": "http.disconnect"})
+        self._chunks.close()
 
     async def endpoint(self) -> str:
         """Read the first event, which must be ``endpoint``; return its URI."""
@@ -182,9 +186,12 @@ class Harness:
                 started.set()
                 return
             assert started.is_set(), "body before response start"
-            await chunk_send.send(message.get("body", b""))
-            if not message.get("more_body", False):
-                await chunk_send.send(None)
+            try:
+                await chunk_send.send(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await chunk_send.send(None)
+            except trio.BrokenResourceError:
+                pass  # the client is gone
 
         done = trio.Event()
 

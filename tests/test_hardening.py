@@ -49,7 +49,8 @@ async def test_idle_session_is_closed_and_its_stream_ends_cleanly(autojump_clock
     async with serve(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         start = trio.current_time()
-        await stream.read_until_end()
+        with trio.fail_after(3600):
+            await stream.read_until_end()
         assert trio.current_time() - start == 60  # keepalives (at 25 and 50) do not count as activity
         assert stream.raw.count(b": ping") == 2
         assert stream.ended
@@ -66,7 +67,8 @@ async def test_traffic_in_either_direction_keeps_a_session_alive(autojump_clock:
             await trio.sleep(50)
             assert (await post(h, sid, request(i, "x"))).status == 202
             await stream.next_message()
-        await stream.read_until_end()
+        with trio.fail_after(3600):
+            await stream.read_until_end()
         assert trio.current_time() - start == 5 * 50 + 60
 
 

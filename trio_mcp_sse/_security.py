@@ -18,6 +18,7 @@ Patterns (documented in ``docs/security.md``):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +51,10 @@ def matches_pattern(value: str, patterns: Sequence[str]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str | None) -> bool:
+    """Is this (bound) address a loopback one?  Cached: asked on every request, for a
+    handful of distinct addresses."""
     if not host:
         return False
     if host == "localhost":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -174,12 +175,30 @@ class Session:
         self.draining = False
         self._metrics = metrics or Metrics()
         self._idle_timeout = limits.idle_timeout
+        self.on_outgoing: Callable[[], None] | None = None
+        """Called after an item is queued on ``outgoing`` or the channel is closed.
+
+        A writer that waits for something else besides ``outgoing`` (the SSE
+        stream waits for the client's disconnect) sets it to be woken, instead
+        of parking a second task on the channel.
+        """
         self._touch()
 
+    def _wake(self) -> None:
+        if self.on_outgoing is not None:
+            self.on_outgoing()
+
     def _touch(self) -> None:
-        """Push the idle deadline back: the session's own cancel scope expires when idle."""
+        """Push the idle deadline back: the session's own cancel scope expires when idle.
+
+        Moving a deadline costs Trio a heap update, so a busy session moves it at
+        most once a second (the timeout is honoured to within that second).
+        """
         if self._idle_timeout is not None and self.close_reason is None:
-            self.cancel_scope.deadline = trio.current_time() + self._idle_timeout
+            deadline = trio.current_time() + self._idle_timeout
+            current = self.cancel_scope.deadline
+            if current == math.inf or deadline - current >= 1.0:
+                self.cancel_scope.deadline = deadline
 
     def __repr__(self) -> str:
         return f"<Session {self.id[:8]}…>"
@@ -205,6 +224,7 @@ class Session:
         else:
             self._metrics.messages_out += 1
             self._touch()
+            self._wake()
             return
         with trio.move_on_after(self._limits.send_timeout):
             try:
@@ -213,6 +233,7 @@ class Session:
                 raise SessionClosed(self.close_reason or "session closed") from None
             self._metrics.messages_out += 1
             self._touch()
+            self._wake()
             return
         log.warning(
             "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
@@ -260,6 +281,20 @@ class Session:
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         self._metrics.messages_out += 1
+        self._wake()
+        return True
+
+    def wake_writer(self) -> bool:
+        """Queue an empty item: the transport's writer sends a keepalive for it.
+
+        Not a message: no metrics, no idle-timer reset.  Returns False when the
+        outbound buffer is full (the writer is busy, which keeps the line alive anyway).
+        """
+        try:
+            self._outbound_send.send_nowait(b"")
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self._wake()
         return True
 
     def close(self, reason: str = "closed") -> None:
@@ -278,6 +313,7 @@ class Session:
         self._inbound_send.close()
         self.incoming.close()
         self._outbound_send.close()
+        self._wake()
 
 
 SessionHandler = Callable[[Session], Awaitable[None]]

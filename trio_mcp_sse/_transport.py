@@ -32,6 +32,7 @@ from ._auth import AuthSettings
 from ._cors import CorsSettings
 from ._http import ASGIApp, Outcome, RawHeaders, Receive, Scope, Send, header, send_outcome
 from ._jsonrpc import InvalidMessage, parse_message
+from ._keepalive import KeepaliveClock, Watched
 from ._metrics import Metrics
 from ._security import SecuritySettings
 from ._session import (
@@ -185,6 +186,8 @@ class SseServerTransport:
         self.auth = auth
         self.cors = cors
         self.metrics = Metrics()
+        self._keepalive = KeepaliveClock(keepalive_interval) if keepalive_interval is not None else None
+        """Shared by every stream while the lifespan runs (one timer task, not one per stream)."""
         self.sessions = SessionManager(handler, limits=limits, registry=registry, metrics=self.metrics)
         self._plain_paths: dict[str, bytes] = {}
         if health_path is not None:
@@ -239,7 +242,9 @@ class SseServerTransport:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
         """Own the session nursery for the server's lifetime; close sessions before the app stops."""
-        async with self.sessions.run():
+        async with self.sessions.run(), trio.open_nursery() as timers:
+            if self._keepalive is not None:
+                timers.start_soon(self._keepalive.run, name="keepalive clock")
             _running.add(self)
             try:
                 if app is not None:
@@ -262,6 +267,7 @@ class SseServerTransport:
                         return
             finally:
                 _running.discard(self)
+                timers.cancel_scope.cancel()
 
     # -- shutting down -------------------------------------------------------------------------------
     @property
@@ -405,10 +411,15 @@ class SseServerTransport:
         if self.sessions.running:
             # The usual case: the session task lives in the manager's nursery.  No
             # nursery of our own, which would cost ~1 KB per open stream.
-            await self._stream_session(scope, receive, send, principal, headers, None)
+            await self._stream_session(scope, receive, send, principal, headers, None, self._keepalive)
             return
         async with trio.open_nursery() as request_nursery:
-            await self._stream_session(scope, receive, send, principal, headers, request_nursery)
+            clock = None
+            if self.keepalive_interval is not None:
+                clock = KeepaliveClock(self.keepalive_interval)
+                request_nursery.start_soon(clock.run)
+            await self._stream_session(scope, receive, send, principal, headers, request_nursery, clock)
+            request_nursery.cancel_scope.cancel()
 
     async def _stream_session(
         self,
@@ -418,6 +429,7 @@ class SseServerTransport:
         principal: str | None,
         headers: _HeaderView,
         nursery: trio.Nursery | None,
+        clock: KeepaliveClock | None,
     ) -> None:
         try:
             session = await self.sessions.open_session(principal=principal, headers=headers, nursery=nursery)
@@ -428,7 +440,7 @@ class SseServerTransport:
         if self._streams_closed.is_set():
             self._streams_closed = trio.Event()
         try:
-            await self._stream(scope, receive, send, session)
+            await self._stream(scope, receive, send, session, clock)
         finally:
             session.outgoing.close()
             await self.sessions.close_session(session, "stream ended")
@@ -436,7 +448,9 @@ class SseServerTransport:
             if self._open_streams == 0:
                 self._streams_closed.set()
 
-    async def _stream(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
+    async def _stream(
+        self, scope: Scope, receive: Receive, send: Send, session: Session, clock: KeepaliveClock | None
+    ) -> None:
         headers = _STREAM_HEADERS
         cors = self._cors_headers(scope)
         if cors:
@@ -444,66 +458,78 @@ class SseServerTransport:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         endpoint = encode_event(self.endpoint_for(scope, session), event="endpoint")
         await send({"type": "http.response.body", "body": endpoint, "more_body": True})
-        peer_gone = False
-        async with trio.open_nursery() as nursery:
-
-            async def watch_for_disconnect() -> None:
-                nonlocal peer_gone
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                peer_gone = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_for_disconnect)
-            try:
-                await self._pump(session, send)
-            except OSError:  # some servers raise when writing to a closed connection
-                peer_gone = True
-            nursery.cancel_scope.cancel()
+        watched = clock.watch(session.wake_writer) if clock is not None else None
+        try:
+            peer_gone = await self._pump(session, receive, send, watched)
+        finally:
+            if clock is not None and watched is not None:
+                clock.unwatch(watched)
         if peer_gone:
             session.close("client disconnected")
         else:
             # The session ended (handler returned, drained, idle, dropped): end the body cleanly.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _pump(self, session: Session, send: Send) -> None:
-        """Move outbound messages onto the wire until the session's channel ends.
+    async def _pump(self, session: Session, receive: Receive, send: Send, watched: Watched | None) -> bool:
+        """Write the session's outbound messages until its channel ends or the client leaves.
 
-        Messages already queued are coalesced into one write; silence longer
-        than the keepalive interval produces one SSE comment.  No ``yield`` or
-        ``send`` happens inside a cancel scope: only the ``receive`` is timed.
+        One task does both jobs.  While nothing is queued it waits for the ASGI
+        server's next event (``http.disconnect`` is the one that matters) inside
+        a cancel scope, and the session cancels that scope whenever it queues
+        something (``Session.on_outgoing``): a waiting stream costs one parked
+        task instead of two.  Queued messages are coalesced into one write; an
+        empty item is the keepalive clock asking for a keepalive comment.
+
+        Returns whether the client went away.
         """
         outgoing = session.outgoing
-        interval = self.keepalive_interval
-        while True:
-            data: bytes | None = None
-            try:
-                if interval is None:
-                    data = await outgoing.receive()
-                else:
-                    with trio.move_on_after(interval):
-                        data = await outgoing.receive()
-            except trio.EndOfChannel:
-                return
-            if data is None:
-                await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
-                continue
-            frames = [encode_message_event(data)]
-            ended = False
-            while len(frames) < _MAX_COALESCED:
-                try:
-                    frames.append(encode_message_event(outgoing.receive_nowait()))
-                except trio.WouldBlock:
-                    break
-                except trio.EndOfChannel:
-                    ended = True
-                    break
-            body = frames[0] if len(frames) == 1 else b"".join(frames)
-            del frames, data  # an idle stream must not keep its last (maybe large) message alive
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-            del body
-            if ended:
-                return
+        waiting: trio.CancelScope | None = None
+
+        def wake() -> None:
+            if waiting is not None:
+                waiting.cancel()
+
+        session.on_outgoing = wake
+        try:
+            while True:
+                frames: list[bytes] = []
+                keepalive = ended = False
+                while len(frames) < _MAX_COALESCED:
+                    try:
+                        data = outgoing.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    except trio.EndOfChannel:
+                        ended = True
+                        break
+                    if data:
+                        frames.append(encode_message_event(data))
+                    else:
+                        keepalive = True
+                    del data  # an idle stream must not keep its last (maybe large) message alive
+                if frames or keepalive:
+                    body = b"".join(frames) if frames else _KEEPALIVE
+                    del frames
+                    try:
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    except OSError:  # some servers raise when writing to a closed connection
+                        return True
+                    del body
+                    if watched is not None:
+                        watched.last_write = trio.current_time()
+                    continue  # more may have been queued meanwhile
+                if ended:
+                    return False
+                # Nothing queued: wait for the client (to leave) or for the session (to
+                # queue something).  No checkpoint since the channel was found empty,
+                # so no wake-up can have been missed.
+                with trio.CancelScope() as waiting:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    return True
+                waiting = None
+        finally:
+            session.on_outgoing = None
 
     # -- POST: message intake --------------------------------------------------------------
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
