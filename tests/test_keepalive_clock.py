@@ -78,3 +78,16 @@ async def test_unwatched_streams_are_released_and_compacted(autojump_clock: trio
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval"):
         KeepaliveClock(0)
+
+
+async def test_a_failing_writer_hook_costs_keepalives_not_the_caller(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> bool:
+        raise RuntimeError("bug")
+
+    clock = KeepaliveClock(1)
+    clock.watch(broken)
+    with trio.fail_after(10):
+        await clock.run()  # returns (logged) instead of raising into its nursery
+    assert "keepalive clock failed" in caplog.text

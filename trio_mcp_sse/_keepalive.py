@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections.abc import Callable
 
 import trio
 
 __all__ = ["KeepaliveClock", "Watched"]
+
+log = logging.getLogger("trio_mcp_sse")
 
 
 class Watched:
@@ -69,7 +72,17 @@ class KeepaliveClock:
             self._ended = 0
 
     async def run(self) -> None:
-        """The timer task; runs until cancelled."""
+        """The timer task; runs until cancelled.
+
+        Its own error boundary: it shares a nursery with every session, and a bug
+        here must cost keepalives, not sessions.
+        """
+        try:
+            await self._tick_forever()
+        except Exception:
+            log.exception("keepalive clock failed; streams get no more keepalives", extra={"event": "keepalive_failed"})
+
+    async def _tick_forever(self) -> None:
         while True:
             if not self._heap:
                 await self._changed.wait()
