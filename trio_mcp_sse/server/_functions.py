@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,19 @@ import trio
 
 from ._context import Context
 
-__all__ = ["Signature", "describe_validation_error", "is_context"]
+__all__ = ["Signature", "describe_validation_error", "is_context", "list_entry"]
+
+
+def list_entry(entry: dict[str, Any], optional: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``*/list`` entry (tool, prompt, resource): ``entry`` plus the optional
+    fields that carry a value.  ``None``, empty strings and empty mappings are left
+    out rather than sent as noise; mappings are copied, so later edits by the
+    caller do not leak into the cached entry."""
+    for key, value in optional.items():
+        if value is None or value == "" or (isinstance(value, Mapping) and not value):
+            continue
+        entry[key] = dict(value) if isinstance(value, Mapping) else value
+    return entry
 
 
 def is_context(annotation: Any) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import pydantic
 
 from ._content import to_content_block
-from ._functions import Signature
+from ._functions import Signature, list_entry
 
 __all__ = ["Prompt", "assistant_message", "to_prompt_messages", "user_message"]
 
@@ -82,14 +82,10 @@ class Prompt:
             if info.description:
                 argument["description"] = info.description
             arguments.append(argument)
-        definition: dict[str, Any] = {"name": self.name, "arguments": arguments}
-        if self.title is not None:
-            definition["title"] = self.title
-        if self.description:
-            definition["description"] = self.description
-        if self.meta:
-            definition["_meta"] = self.meta
-        self.definition = definition
+        self.definition = list_entry(
+            {"name": self.name, "arguments": arguments},
+            {"title": self.title, "description": self.description, "_meta": self.meta},
+        )
 
     @property
     def fn(self) -> Callable[..., Any]:

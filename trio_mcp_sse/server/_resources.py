@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import orjson
 import pydantic
 
-from ._functions import Signature
+from ._functions import Signature, list_entry
 
 __all__ = ["Resource", "ResourceTemplate", "UriTemplate", "to_read_result"]
 
@@ -84,33 +84,6 @@ class UriTemplate:
         return {name: unquote(value) for name, value in found.groupdict().items()}
 
 
-def _definition(
-    key: str,
-    value: str,
-    name: str,
-    title: str | None,
-    description: str | None,
-    mime_type: str | None,
-    size: int | None,
-    annotations: Mapping[str, Any] | None,
-    meta: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    definition: dict[str, Any] = {key: value, "name": name}
-    if title is not None:
-        definition["title"] = title
-    if description:
-        definition["description"] = description
-    if mime_type is not None:
-        definition["mimeType"] = mime_type
-    if size is not None:
-        definition["size"] = size
-    if annotations:
-        definition["annotations"] = dict(annotations)
-    if meta:
-        definition["_meta"] = dict(meta)
-    return definition
-
-
 @dataclass(slots=True)
 class Resource:
     """A resource with a fixed URI.  Built by :meth:`MCPServer.resource` / ``add_resource``."""
@@ -128,9 +101,16 @@ class Resource:
     """The entry of ``resources/list``, built once."""
 
     def __post_init__(self) -> None:
-        self.definition = _definition(
-            "uri", self.uri, self.name, self.title, self.description, self.mime_type, self.size,
-            self.annotations, self.meta,
+        self.definition = list_entry(
+            {"uri": self.uri, "name": self.name},
+            {
+                "title": self.title,
+                "description": self.description,
+                "mimeType": self.mime_type,
+                "size": self.size,
+                "annotations": self.annotations,
+                "_meta": self.meta,
+            },
         )
 
     @property
@@ -154,9 +134,15 @@ class ResourceTemplate:
     """The entry of ``resources/templates/list``, built once."""
 
     def __post_init__(self) -> None:
-        self.definition = _definition(
-            "uriTemplate", self.uri_template.template, self.name, self.title, self.description,
-            self.mime_type, None, self.annotations, self.meta,
+        self.definition = list_entry(
+            {"uriTemplate": self.uri_template.template, "name": self.name},
+            {
+                "title": self.title,
+                "description": self.description,
+                "mimeType": self.mime_type,
+                "annotations": self.annotations,
+                "_meta": self.meta,
+            },
         )
 
     @property

@@ -22,7 +22,7 @@ import mcp_types
 import pydantic
 
 from ._content import is_content_block, json_text, to_content_block
-from ._functions import Signature
+from ._functions import Signature, list_entry
 
 __all__ = ["Tool", "to_call_result"]
 
@@ -87,18 +87,16 @@ class Tool:
     """The entry of ``tools/list``, built once."""
 
     def __post_init__(self) -> None:
-        definition: dict[str, Any] = {"name": self.name, "inputSchema": self.input_schema}
-        if self.title is not None:
-            definition["title"] = self.title
-        if self.description:
-            definition["description"] = self.description
-        if self.output_schema is not None:
-            definition["outputSchema"] = self.output_schema
-        if self.annotations:
-            definition["annotations"] = self.annotations
-        if self.meta:
-            definition["_meta"] = self.meta
-        self.definition = definition
+        self.definition = list_entry(
+            {"name": self.name, "inputSchema": self.input_schema},
+            {
+                "title": self.title,
+                "description": self.description,
+                "outputSchema": self.output_schema,
+                "annotations": self.annotations,
+                "_meta": self.meta,
+            },
+        )
 
     @property
     def fn(self) -> Callable[..., Any]:
