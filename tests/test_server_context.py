@@ -183,7 +183,7 @@ async def test_sampling_round_trip() -> None:
         )
         result = (await client.response(call_id))["result"]
         assert result["content"][0]["text"] == "tiny: 4"
-        assert server.connections[0]._pending == {}
+        assert server.connections[0].rpc.pending == {}
 
 
 async def test_a_refusal_by_the_client_is_the_tools_result() -> None:
@@ -304,14 +304,14 @@ async def test_disconnect_during_a_pending_client_request_fails_it_without_leaks
         await client.request("tools/call", {"name": "wait_for_model"})
         await client.server_request("sampling/createMessage")
         connection: ServerConnection = seen["connection"]
-        assert len(connection._pending) == 1
+        assert len(connection.rpc.pending) == 1
         assert len(connection.in_flight) == 1
 
         client.session.close("client went away")  # what the transport does on disconnect
         with trio.fail_after(5):
             await client.session.finished.wait()
         assert seen["raised"] is trio.Cancelled
-        assert connection._pending == {}
+        assert connection.rpc.pending == {}
         assert connection.in_flight == {}
         assert connection.closed
         assert server.connections == ()
@@ -335,7 +335,7 @@ async def test_a_waiter_outside_the_session_gets_session_closed() -> None:
             await client.server_request("roots/list")
             client.session.close("gone")
         assert len(outcome) == 1
-        assert connection._pending == {}
+        assert connection.rpc.pending == {}
         with pytest.raises(SessionClosed):
             await connection.send_request("ping")
 

@@ -410,3 +410,40 @@ async def test_partials_and_callable_objects_are_tools() -> None:
         assert result["content"][0]["text"] == "40"
         result = await client.call("tools/call", {"name": "count", "arguments": {"step": 2}})
         assert result["content"][0]["text"] == "+2"
+
+
+def test_lambdas_need_a_name_for_tools_and_prompts_alike() -> None:
+    server = MCPServer("x")
+    with pytest.raises(TypeError, match=r"cannot tell the name of tool .*: pass name="):
+        server.add_tool(lambda: "hi")
+    with pytest.raises(TypeError, match=r"cannot tell the name of prompt .*: pass name="):
+        server.add_prompt(lambda: "hi")
+    assert server.add_tool(lambda: "hi", name="hello").name == "hello"
+    assert server.add_prompt(lambda: "hi", name="hello").name == "hello"
+    assert list(server.tools) == list(server.prompts) == ["hello"]
+
+
+async def test_a_definition_changes_by_replacement_and_the_listing_follows_at_once() -> None:
+    server = MCPServer("x")
+
+    @server.tool
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    tool = server.tools["add"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tool.description = "changed in place"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        server.tools["add"] = tool  # type: ignore[index]
+    async with connected(server) as client:
+        before = (await client.call("tools/list"))["tools"]
+        assert before[0]["description"] == "Add two numbers."
+        server.replace(dataclasses.replace(tool, description="Adds.", title="Adder"))
+        await client.notification("notifications/tools/list_changed")
+        (listed,) = (await client.call("tools/list"))["tools"]
+        assert (listed["description"], listed["title"]) == ("Adds.", "Adder")
+        result = await client.call("tools/call", {"name": "add", "arguments": {"a": 2, "b": 3}})
+        assert result["content"] == [{"type": "text", "text": "5"}]
+    with pytest.raises(KeyError):
+        server.replace(dataclasses.replace(tool, name="other"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "RESOURCE_NOT_FOUND",
     "ClientCapabilityError",
     "ClientRequestError",
     "ClientRequestTimeout",
@@ -12,6 +13,11 @@ __all__ = [
     "ResourceNotFound",
     "ToolError",
 ]
+
+
+RESOURCE_NOT_FOUND: Final = -32002
+"""The spec's error code for ``resources/read`` of a URI the server does not know
+(the wire code of every revision with an ``initialize`` handshake)."""
 
 
 class MCPError(Exception):
@@ -38,7 +44,7 @@ class ResourceNotFound(MCPError):
     """
 
     def __init__(self, uri: str) -> None:
-        super().__init__(-32002, f"Resource not found: {uri}", {"uri": uri})
+        super().__init__(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
         self.uri = uri
 
 

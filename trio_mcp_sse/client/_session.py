@@ -5,13 +5,15 @@ Theory of operation
 A :class:`ClientSession` is used inside ``async with``, which owns a nursery
 with two background tasks:
 
-* the *receive loop* reads the transport's ``incoming`` channel in order.  A
-  response or error wakes the request waiting for it (matched by id); a
-  progress notification is handed to that request's progress callback right
-  away, so every progress update is seen before the result it precedes; a
-  request from the server (sampling, elicitation, roots, ping) starts its own
-  task, in its own cancel scope, so a slow human answering an elicitation
-  blocks nothing and ``notifications/cancelled`` from the server can stop it;
+* the *receive loop* reads the transport's ``incoming`` channel in order and
+  hands each message to the session's JSON-RPC :class:`~trio_mcp_sse._rpc.Peer`
+  (the engine the server uses too).  A response or error wakes the request
+  waiting for it (matched by id); a progress notification is handed to that
+  request's progress callback right away, so every progress update is seen
+  before the result it precedes; a request from the server (sampling,
+  elicitation, roots, ping) runs as its own task, in its own cancel scope, so
+  a slow human answering an elicitation blocks nothing and
+  ``notifications/cancelled`` from the server can stop it;
 * the *notification loop* runs user notification handlers one at a time, in
   arrival order, off the receive loop -- so a handler may itself await a
   request on this session without deadlocking it.  Its queue is bounded, so
@@ -32,6 +34,7 @@ the transport's channel ends, every waiting request fails at once with
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -46,26 +49,20 @@ import trio
 
 from .._errors import MCPError
 from .._jsonrpc import (
-    INTERNAL_ERROR,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    JSONRPCError,
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
-    JSONRPCResponse,
     RequestId,
-    error_response,
-    result_response,
 )
+from .._protocol_versions import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE
+from .._rpc import CANCEL_NOTICE_TIMEOUT, Failures, Handler, Peer
 from ._errors import (
-    ClientError,
     ConnectionClosedError,
     ProtocolError,
     ProtocolVersionError,
     RequestTimeoutError,
-    SSEConnectionError,
 )
 from ._transport import AuthArgument, connect_sse
 from ._util import raise_collapsed
@@ -86,11 +83,11 @@ __all__ = [
 log = logging.getLogger("trio_mcp_sse.client")
 server_log = logging.getLogger("trio_mcp_sse.client.server")
 
-SUPPORTED_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-"""Protocol revisions this client can speak, oldest first."""
-LATEST_PROTOCOL_VERSION: Final = SUPPORTED_PROTOCOL_VERSIONS[-1]
+SUPPORTED_PROTOCOL_VERSIONS: Final = HANDSHAKE_PROTOCOL_VERSIONS
+"""Protocol revisions this client can speak, oldest first (from :mod:`trio_mcp_sse._protocol_versions`)."""
+LATEST_PROTOCOL_VERSION: Final = LATEST_HANDSHAKE
 
-CANCEL_NOTIFY_TIMEOUT: Final = 2.0
+CANCEL_NOTIFY_TIMEOUT: Final = CANCEL_NOTICE_TIMEOUT
 """How long telling the server about a cancelled request may delay the cancellation."""
 _NOTIFICATION_BUFFER: Final = 256
 _COALESCED: Final = frozenset(
@@ -154,13 +151,16 @@ class ClientTransport(Protocol):
     async def send(self, message: bytes, /) -> None: ...
 
 
-class _Pending:
-    __slots__ = ("done", "error", "result")
+def _timed_out(method: str, limit: float) -> RequestTimeoutError:
+    return RequestTimeoutError(f"{method}: no response within {limit:g} s")
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.result: dict[str, Any] = {}
-        self.error: BaseException | None = None
+
+_FAILURES: Final = Failures(
+    answered=MCPError,
+    timed_out=_timed_out,
+    closed=ConnectionClosedError,
+    peer_gone=(ConnectionClosedError,),
+)
 
 
 def _dump(result: pydantic.BaseModel | Mapping[str, Any]) -> dict[str, Any]:
@@ -215,10 +215,18 @@ class ClientSession:
         )
         self.initialize_result: mcp_types.InitializeResult | None = None
         """The server's answer to :meth:`initialize` (``None`` before)."""
-        self._next_id = 1
-        self._pending: dict[RequestId, _Pending] = {}
+        self._rpc = Peer(
+            self._send,
+            route=self._route,
+            on_notification=self._on_notification,
+            failures=_FAILURES,
+            side="client",
+            logger=log,
+            # A POST abandoned halfway could reach the server after the
+            # notifications/cancelled sent for it on another connection.
+            let_send_finish=True,
+        )
         self._progress: dict[str | int, ProgressCallback] = {}
-        self._inbound: dict[RequestId, trio.CancelScope] = {}
         self._unhandled: set[tuple[str, bytes]] = set()
         self._nursery: trio.Nursery | None = None
         self._close_reason: str | None = None
@@ -270,6 +278,7 @@ class ClientSession:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._rpc.start(nursery)
                 nursery.start_soon(self._receive_loop, notify_send)
                 nursery.start_soon(self._notification_loop, notify_receive)
                 try:
@@ -281,14 +290,12 @@ class ClientSession:
             raise_collapsed(group)
         finally:
             self._nursery = None
+            self._rpc.detach()
 
     def _close(self, reason: str) -> None:
         if self._close_reason is None:
             self._close_reason = reason
-        for pending in self._pending.values():
-            if not pending.done.is_set():
-                pending.error = ConnectionClosedError(reason)
-                pending.done.set()
+        self._rpc.close(self._close_reason)
 
     def _check_usable(self) -> None:
         if self._close_reason is not None:
@@ -317,69 +324,21 @@ class ClientSession:
         limit = self._request_timeout if request_timeout is None else request_timeout
         if not limit > 0:
             raise ValueError(f"request_timeout must be > 0, got {limit!r}")
-        request_id = self._next_id
-        self._next_id += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        request_id = self._rpc.new_request_id()
+        body: dict[str, Any] | None = None
         if params is not None or progress is not None:
             body = dict(params or {})
             if progress is not None:
                 body["_meta"] = {**body.get("_meta", {}), "progressToken": request_id}
                 self._progress[request_id] = progress
-            message["params"] = body
-        pending = _Pending()
-        self._pending[request_id] = pending
-        # "posting"/"sent": the server may hold the request, so abandoning it
-        # must be announced; "refused"/"done": there is nothing to cancel.
-        stage = "new"
-        waiting = trio.move_on_after(limit)
         try:
-            with waiting:
-                stage = "posting"
-                # A POST begun is let finish (the transport bounds it) even when
-                # the caller is cancelled: abandoned halfway, the request could
-                # still reach the server *after* the notifications/cancelled
-                # sent for it on another connection, and run for nobody.
-                with trio.CancelScope(shield=True, deadline=waiting.deadline):
-                    await self._transport.send(orjson.dumps(message))
-                stage = "sent"
-                await pending.done.wait()
-                stage = "done"
-        except SSEConnectionError:
-            stage = "refused"
-            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets Cancelled
-            raise
+            return await self._rpc.request(method, body, timeout=limit, request_id=request_id)
         finally:
-            del self._pending[request_id]
             self._progress.pop(request_id, None)
-            if stage in ("posting", "sent") and method != "initialize":
-                reason = (
-                    "request timed out" if waiting.cancelled_caught else "cancelled by the client"
-                )
-                await self._notify_cancelled(request_id, reason)
-        if waiting.cancelled_caught:
-            raise RequestTimeoutError(f"{method}: no response within {limit:g} s")
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
 
-    async def _notify_cancelled(self, request_id: RequestId, reason: str) -> None:
-        if self._close_reason is not None or self._transport.closed:
-            return
-        data = orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "method": "notifications/cancelled",
-                "params": {"requestId": request_id, "reason": reason},
-            }
-        )
-        # Runs while the caller is being cancelled: shield it, but briefly.
-        with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_NOTIFY_TIMEOUT):
-            try:
-                await self._transport.send(data)
-            except ClientError as error:
-                log.debug(
-                    "could not send notifications/cancelled for request %r: %s", request_id, error
-                )
+    async def _send(self, data: bytes, related_request_id: RequestId | None) -> None:
+        """The outgoing hook of the engine: one POST (the client relates nothing to anything)."""
+        await self._transport.send(data)
 
     async def send_notification(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no response is expected)."""
@@ -388,7 +347,7 @@ class ClientSession:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = dict(params)
-        await self._transport.send(orjson.dumps(message))
+        await self._send(orjson.dumps(message), None)
 
     async def _typed(
         self,
@@ -594,38 +553,10 @@ class ClientSession:
         async with notifications:
             try:
                 async for message in self._transport.incoming:
-                    if isinstance(message, JSONRPCResponse):
-                        self._resolve(message.id, message.result, None)
-                    elif isinstance(message, JSONRPCError):
-                        error = message.error
-                        self._resolve(
-                            message.id, None, MCPError(error.code, error.message, error.data)
-                        )
-                    elif isinstance(message, JSONRPCRequest):
-                        self._start_inbound(message)
-                    else:
-                        await self._on_notification(message, notifications)
+                    await self._rpc.dispatch(message, notifications)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
             self._close("the connection closed")
-
-    def _resolve(
-        self, request_id: RequestId | None, result: dict[str, Any] | None, error: MCPError | None
-    ) -> None:
-        pending = self._pending.get(request_id) if request_id is not None else None
-        if pending is None or pending.done.is_set():
-            if error is not None:
-                log.warning(
-                    "error from the server for no pending request (id %r): %s", request_id, error
-                )
-            else:
-                log.debug("ignoring a response for no pending request (id %r)", request_id)
-            return
-        if error is not None:
-            pending.error = error
-        else:
-            pending.result = result or {}
-        pending.done.set()
 
     async def _on_notification(
         self, notification: JSONRPCNotification, queue: trio.MemorySendChannel[JSONRPCNotification]
@@ -637,11 +568,6 @@ class ClientSession:
             if callback is not None:
                 await self._report_progress(callback, params)
                 return
-        elif notification.method == "notifications/cancelled":
-            request_id = params.get("requestId")
-            if isinstance(request_id, str | int) and request_id in self._inbound:
-                self._inbound[request_id].cancel()
-            return
         # A handler may be awaiting a request whose answer is behind this
         # notification: a queue filled by a burst of announcements would stall
         # the receive loop, and with it that answer.  Identical "look again"
@@ -691,37 +617,11 @@ class ClientSession:
                 log.exception("notification handler for %s failed", notification.method)
 
     # -- requests from the server ------------------------------------------------------------
-    def _start_inbound(self, request: JSONRPCRequest) -> None:
-        assert self._nursery is not None
-        if request.id in self._inbound:
-            self._nursery.start_soon(
-                self._send_response,
-                error_response(
-                    request.id, INVALID_REQUEST, f"Request id {request.id!r} is already in use"
-                ),
-            )
-            return
-        scope = trio.CancelScope()
-        self._inbound[request.id] = scope
-        self._nursery.start_soon(
-            self._serve_inbound, request, scope, name=f"mcp client handler {request.method}"
-        )
+    def _route(self, request: JSONRPCRequest, extra: object) -> Handler:
+        # Every answer is a POST, so even a refusal runs as a task, never in the receive loop.
+        return functools.partial(self._answer, request)
 
-    async def _serve_inbound(self, request: JSONRPCRequest, scope: trio.CancelScope) -> None:
-        try:
-            with scope:
-                await self._send_response(await self._answer(request))
-        finally:
-            if self._inbound.get(request.id) is scope:
-                del self._inbound[request.id]
-
-    async def _send_response(self, data: bytes) -> None:
-        try:
-            await self._transport.send(data)
-        except ClientError as error:
-            log.warning("could not send a response to the server: %s", error)
-
-    async def _answer(self, request: JSONRPCRequest) -> bytes:
+    async def _answer(self, request: JSONRPCRequest) -> dict[str, Any]:
         method, params = request.method, request.params or {}
         result: pydantic.BaseModel | Mapping[str, Any]
         try:
@@ -736,21 +636,12 @@ class ClientSession:
             elif method == "roots/list" and self._roots_handler is not None:
                 result = await self._roots_handler()
             else:
-                return error_response(request.id, METHOD_NOT_FOUND, _unsupported(method))
+                raise MCPError(METHOD_NOT_FOUND, _unsupported(method))
         except pydantic.ValidationError as invalid:
-            return error_response(
-                request.id,
-                INVALID_PARAMS,
-                f"Invalid params for {method}: {_first_problem(invalid)}",
-            )
-        except MCPError as error:
-            return error_response(request.id, error.code, error.message, error.data)
-        except Exception:
-            log.exception("the client's %s handler failed", method)
-            return error_response(
-                request.id, INTERNAL_ERROR, f"Internal error in the client's {method} handler"
-            )
-        return result_response(request.id, _dump(result))
+            raise MCPError(
+                INVALID_PARAMS, f"Invalid params for {method}: {_first_problem(invalid)}"
+            ) from None
+        return _dump(result)
 
 
 def _package_version() -> str:

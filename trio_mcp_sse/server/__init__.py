@@ -22,11 +22,11 @@ from ._content import (
     text_content,
 )
 from ._context import Context
-from ._prompts import Prompt, assistant_message, user_message
+from ._prompts import Prompt, PromptOptions, assistant_message, user_message
 from ._protocol import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, LoggingLevel
-from ._resources import Resource, ResourceTemplate
+from ._resources import Resource, ResourceOptions, ResourceTemplate
 from ._server import MCPServer
-from ._tools import Tool
+from ._tools import Tool, ToolOptions
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
@@ -41,13 +41,16 @@ __all__ = [
     "MCPError",
     "MCPServer",
     "Prompt",
+    "PromptOptions",
     "RequestHandler",
     "Resource",
     "ResourceNotFound",
+    "ResourceOptions",
     "ResourceTemplate",
     "ServerConnection",
     "Tool",
     "ToolError",
+    "ToolOptions",
     "assistant_message",
     "audio_content",
     "embedded_resource",

@@ -10,11 +10,26 @@ cut, and ``hasMore`` tells the client there were more.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
-__all__ = ["MAX_COMPLETION_VALUES", "Completion", "CompletionRequest", "to_complete_result"]
+import trio
+
+from ._context import Context
+from ._functions import is_context
+
+__all__ = [
+    "MAX_COMPLETION_VALUES",
+    "Completion",
+    "CompletionHandler",
+    "CompletionRequest",
+    "completion_handler",
+    "to_complete_result",
+]
 
 MAX_COMPLETION_VALUES: Final = 100
 
@@ -63,3 +78,37 @@ def to_complete_result(value: Completion | Sequence[str] | None) -> dict[str, An
     if has_more is not None:
         completion["hasMore"] = has_more
     return {"completion": completion}
+
+
+CompletionHandler: TypeAlias = Callable[
+    [CompletionRequest, Context], Awaitable["Completion | Sequence[str] | None"]
+]
+
+
+def completion_handler(fn: Callable[..., Any]) -> CompletionHandler:
+    """Wrap ``fn(request: CompletionRequest[, ctx: Context])`` (sync or async) as the server calls it."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    hints = _resolved_hints(fn)
+    context_names = [p.name for p in parameters if is_context(hints.get(p.name))]
+    others = [p for p in parameters if p.name not in context_names]
+    if len(others) != 1:
+        raise TypeError("a completion handler takes one CompletionRequest (and optionally a Context)")
+    context_name = context_names[0] if context_names else None
+    is_async = inspect.iscoroutinefunction(fn)
+
+    async def handler(request: CompletionRequest, context: Context) -> Completion | Sequence[str] | None:
+        kwargs: dict[str, Any] = {}
+        if context_name is not None:
+            kwargs[context_name] = context
+        if is_async:
+            return await fn(request, **kwargs)  # type: ignore[no-any-return]
+        return await trio.to_thread.run_sync(functools.partial(fn, request, **kwargs))
+
+    return handler
+
+
+def _resolved_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return dict(getattr(fn, "__annotations__", {}))

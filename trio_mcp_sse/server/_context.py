@@ -1,20 +1,65 @@
-"""What a handler may know about, and do within, the request it is serving."""
+"""What a handler may know about, and do within, the request it is serving.
+
+:class:`Context` is typed against :class:`ContextHost`, the little it needs
+from a session (who the client is, and a way to talk back), not against the
+connection class: the connection sits above the definitions that take a
+``Context``, and an arrow back down would make the layers a cycle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import mcp_types
 import pydantic
 
-if TYPE_CHECKING:
-    from .._jsonrpc import RequestId
-    from ._connection import ServerConnection
-    from ._protocol import LoggingLevel
-    from ._server import MCPServer
+from .._jsonrpc import RequestId
+from ._protocol import LoggingLevel
 
-__all__ = ["Context"]
+__all__ = ["Context", "ContextHost"]
+
+
+class ContextHost(Protocol):
+    """The session side of a :class:`Context` (:class:`ServerConnection` is one)."""
+
+    @property
+    def server(self) -> Any: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def principal(self) -> str | None: ...
+    @property
+    def client_info(self) -> Mapping[str, Any] | None: ...
+    @property
+    def client_capabilities(self) -> Mapping[str, Any]: ...
+    @property
+    def protocol_version(self) -> str | None: ...
+
+    def client_supports(self, capability: str) -> bool: ...
+
+    async def send_progress(
+        self,
+        token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+        *,
+        related_request_id: RequestId | None = None,
+    ) -> None: ...
+
+    async def log(
+        self, level: str, data: Any, *, logger: str | None = None, related_request_id: RequestId | None = None
+    ) -> None: ...
+
+    async def send_request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        capability: str | None = None,
+        related_request_id: RequestId | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class Context:
@@ -31,7 +76,7 @@ class Context:
 
     def __init__(
         self,
-        connection: ServerConnection,
+        connection: ContextHost,
         request_id: RequestId,
         method: str,
         headers: Mapping[str, str],
@@ -48,22 +93,23 @@ class Context:
 
     # -- who and where -----------------------------------------------------------------------
     @property
-    def connection(self) -> ServerConnection:
-        """The session's server-side state (subscriptions, log level, negotiated version)."""
+    def connection(self) -> Any:
+        """The session's :class:`ServerConnection` (subscriptions, log level, negotiated version)."""
         return self._connection
 
     @property
-    def server(self) -> MCPServer:
+    def server(self) -> Any:
+        """The :class:`MCPServer` serving this session."""
         return self._connection.server
 
     @property
     def session_id(self) -> str:
-        return self._connection.session.id
+        return self._connection.session_id
 
     @property
     def principal(self) -> str | None:
         """Who opened the session, as the authentication hook named them (``None``: anonymous)."""
-        return self._connection.session.principal
+        return self._connection.principal
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -109,7 +155,7 @@ class Context:
         """
         token = self.progress_token
         if token is not None:
-            await self._connection.send_progress(token, progress, total, message)
+            await self._connection.send_progress(token, progress, total, message, related_request_id=self.request_id)
 
     async def log(self, level: LoggingLevel, data: Any, *, logger: str | None = None) -> None:
         """Send a ``notifications/message`` log entry, if the session's level lets it through.
@@ -118,7 +164,7 @@ class Context:
         sets the threshold with ``logging/setLevel``; until then the server's
         ``log_level`` applies.
         """
-        await self._connection.log(level, data, logger=logger)
+        await self._connection.log(level, data, logger=logger, related_request_id=self.request_id)
 
     async def debug(self, data: Any, *, logger: str | None = None) -> None:
         await self.log("debug", data, logger=logger)
@@ -141,7 +187,7 @@ class Context:
         See :meth:`ServerConnection.send_request` for the failure modes and
         the timeout.
         """
-        return await self._connection.send_request(method, params)
+        return await self._connection.send_request(method, params, related_request_id=self.request_id)
 
     async def sample(
         self,
@@ -180,7 +226,7 @@ class Context:
         if metadata is not None:
             params["metadata"] = dict(metadata)
         result = await self._connection.send_request(
-            "sampling/createMessage", params, capability="sampling"
+            "sampling/createMessage", params, capability="sampling", related_request_id=self.request_id
         )
         return mcp_types.CreateMessageResult.model_validate(result)
 
@@ -204,12 +250,15 @@ class Context:
             "elicitation/create",
             {"message": message, "requestedSchema": requested},
             capability="elicitation",
+            related_request_id=self.request_id,
         )
         return mcp_types.ElicitResult.model_validate(result)
 
     async def list_roots(self) -> list[mcp_types.Root]:
         """The client's roots (``roots/list``): the directories or files it lets the server see."""
-        result = await self._connection.send_request("roots/list", None, capability="roots")
+        result = await self._connection.send_request(
+            "roots/list", None, capability="roots", related_request_id=self.request_id
+        )
         return mcp_types.ListRootsResult.model_validate(result).roots
 
 

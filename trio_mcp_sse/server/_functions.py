@@ -20,14 +20,29 @@ import trio
 
 from ._context import Context
 
-__all__ = ["Signature", "describe_validation_error", "is_context", "list_entry"]
+__all__ = ["Signature", "derive_name", "describe_validation_error", "is_context", "list_entry"]
+
+
+def derive_name(fn: Callable[..., Any], name: str | None, what: str) -> str:
+    """The name a tool or prompt is listed under: ``name``, else the function's own.
+
+    One rule for both: any callable is accepted, a lambda included, but a
+    lambda (``<lambda>``) or an object without ``__name__`` has no name worth
+    listing, so then ``name=`` is required.
+    """
+    if name:
+        return name
+    derived = getattr(fn, "__name__", None)
+    if not isinstance(derived, str) or not derived or derived == "<lambda>":
+        raise TypeError(f"cannot tell the name of {what} {fn!r}: pass name=")
+    return derived
 
 
 def list_entry(entry: dict[str, Any], optional: Mapping[str, Any]) -> dict[str, Any]:
     """A ``*/list`` entry (tool, prompt, resource): ``entry`` plus the optional
     fields that carry a value.  ``None``, empty strings and empty mappings are left
     out rather than sent as noise; mappings are copied, so later edits by the
-    caller do not leak into the cached entry."""
+    caller do not leak into the entry built once per definition."""
     for key, value in optional.items():
         if value is None or value == "" or (isinstance(value, Mapping) and not value):
             continue

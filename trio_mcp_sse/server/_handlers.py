@@ -2,14 +2,16 @@
 
 Each is ``(connection, params, context) -> result dict``; a bad request raises
 :class:`MCPError` with the code the spec names.  Results are built as plain
-dicts and encoded once by the connection.
+dicts and encoded once by the connection.  They read the catalog and the
+session's own state through :class:`ConnectionState`, the little they need of
+a connection, so this layer sits below the connection and knows nothing of it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 import pydantic
 
@@ -23,17 +25,30 @@ from .._errors import (
 )
 from .._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from .._session import SessionClosed
+from ._catalog import Catalog
 from ._completion import CompletionRequest, to_complete_result
+from ._context import Context
 from ._functions import describe_validation_error
 from ._prompts import to_prompt_messages
 from ._protocol import LOG_LEVELS, SERVER_BUSY
 from ._resources import Resource, ResourceTemplate, to_read_result
 
-if TYPE_CHECKING:
-    from ._connection import RequestHandler, ServerConnection
-    from ._context import Context
+__all__ = ["HANDLERS", "MAX_SUBSCRIPTIONS", "BuiltinHandler", "ConnectionState"]
 
-__all__ = ["HANDLERS"]
+
+class ConnectionState(Protocol):
+    """What the built-in handlers read and change of one session (:class:`ServerConnection` is one)."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def session_id(self) -> str: ...
+
+    subscriptions: set[str]
+    log_level: str
+
+
+BuiltinHandler: TypeAlias = Callable[[ConnectionState, Mapping[str, Any], Context], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("trio_mcp_sse.server")
 
@@ -75,17 +90,17 @@ def _listing(key: str, definitions: Sequence[dict[str, Any]], params: Mapping[st
 
 
 # -- tools -----------------------------------------------------------------------------------------
-async def list_tools(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    server = connection.server
-    definitions = [tool.definition for tool in server.tools.values()]
-    return _listing("tools", definitions, params, server.page_size, "tools/list")
+async def list_tools(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    catalog = connection.catalog
+    definitions = [tool.definition for tool in catalog.tools.values()]
+    return _listing("tools", definitions, params, catalog.page_size, "tools/list")
 
 
-async def call_tool(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def call_tool(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
         raise MCPError(INVALID_PARAMS, "tools/call: params.name must be a string")
-    tool = connection.server.tools.get(name)
+    tool = connection.catalog.tools.get(name)
     if tool is None:
         raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
     arguments = params.get("arguments")
@@ -111,7 +126,7 @@ async def call_tool(connection: ServerConnection, params: Mapping[str, Any], con
     except Exception:
         # A tool's failure is the model's business (it may retry or change course),
         # so it is a result, not a protocol error; the details stay in the log.
-        log.exception("session %s: tool %s raised", connection.session.id, name)
+        log.exception("session %s: tool %s raised", connection.session_id, name)
         return _tool_failure(f"Tool {name!r} failed with an internal error")
     return tool.to_result(value)
 
@@ -121,28 +136,28 @@ def _tool_failure(text: str) -> dict[str, Any]:
 
 
 # -- resources -------------------------------------------------------------------------------------
-async def list_resources(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    server = connection.server
-    definitions = [resource.definition for resource in server.resources.values()]
-    return _listing("resources", definitions, params, server.page_size, "resources/list")
+async def list_resources(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    catalog = connection.catalog
+    definitions = [resource.definition for resource in catalog.resources.values()]
+    return _listing("resources", definitions, params, catalog.page_size, "resources/list")
 
 
 async def list_resource_templates(
-    connection: ServerConnection, params: Mapping[str, Any], context: Context
+    connection: ConnectionState, params: Mapping[str, Any], context: Context
 ) -> dict[str, Any]:
-    server = connection.server
-    definitions = [template.definition for template in server.resource_templates.values()]
-    return _listing("resourceTemplates", definitions, params, server.page_size, "resources/templates/list")
+    catalog = connection.catalog
+    definitions = [template.definition for template in catalog.resource_templates.values()]
+    return _listing("resourceTemplates", definitions, params, catalog.page_size, "resources/templates/list")
 
 
 def _find_resource(
-    connection: ServerConnection, uri: str
+    connection: ConnectionState, uri: str
 ) -> tuple[Resource | ResourceTemplate, dict[str, Any]]:
-    server = connection.server
-    resource = server.resources.get(uri)
+    catalog = connection.catalog
+    resource = catalog.resources.get(uri)
     if resource is not None:
         return resource, {}
-    for template in server.resource_templates.values():
+    for template in catalog.resource_templates.values():
         variables = template.uri_template.match(uri)
         if variables is None:
             continue
@@ -157,7 +172,7 @@ def _find_resource(
     raise ResourceNotFound(uri)
 
 
-async def read_resource(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def read_resource(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     uri = _string(params, "uri", "resources/read")
     resource, kwargs = _find_resource(connection, uri)
     value = await resource.signature.call(kwargs, context)
@@ -168,7 +183,7 @@ MAX_SUBSCRIPTIONS: Final = 1024
 """Per session: subscriptions cost memory, and so do the updates queued for a slow reader."""
 
 
-async def subscribe(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def subscribe(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     uri = _string(params, "uri", "resources/subscribe")
     if uri not in connection.subscriptions and len(connection.subscriptions) >= MAX_SUBSCRIPTIONS:
         raise MCPError(SERVER_BUSY, f"resources/subscribe: at most {MAX_SUBSCRIPTIONS} subscriptions per session")
@@ -176,21 +191,21 @@ async def subscribe(connection: ServerConnection, params: Mapping[str, Any], con
     return {}
 
 
-async def unsubscribe(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def unsubscribe(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     connection.subscriptions.discard(_string(params, "uri", "resources/unsubscribe"))
     return {}
 
 
 # -- prompts ---------------------------------------------------------------------------------------
-async def list_prompts(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    server = connection.server
-    definitions = [prompt.definition for prompt in server.prompts.values()]
-    return _listing("prompts", definitions, params, server.page_size, "prompts/list")
+async def list_prompts(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    catalog = connection.catalog
+    definitions = [prompt.definition for prompt in catalog.prompts.values()]
+    return _listing("prompts", definitions, params, catalog.page_size, "prompts/list")
 
 
-async def get_prompt(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def get_prompt(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     name = _string(params, "name", "prompts/get")
-    prompt = connection.server.prompts.get(name)
+    prompt = connection.catalog.prompts.get(name)
     if prompt is None:
         raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
     arguments = params.get("arguments")
@@ -215,8 +230,8 @@ async def get_prompt(connection: ServerConnection, params: Mapping[str, Any], co
 _REF_TYPES: Final = {"ref/prompt": ("prompt", "name"), "ref/resource": ("resource", "uri")}
 
 
-async def complete(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    handler = connection.server.completion_handler
+async def complete(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    handler = connection.catalog.completion_handler
     if handler is None:
         raise MCPError(METHOD_NOT_FOUND, "Method not found: completion/complete (no completion handler)")
     ref = params.get("ref")
@@ -246,7 +261,7 @@ async def complete(connection: ServerConnection, params: Mapping[str, Any], cont
 
 
 # -- logging ---------------------------------------------------------------------------------------
-async def set_level(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+async def set_level(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     level = params.get("level")
     if not isinstance(level, str) or level not in LOG_LEVELS:
         raise MCPError(INVALID_PARAMS, f"logging/setLevel: level must be one of {', '.join(LOG_LEVELS)}")
@@ -254,7 +269,7 @@ async def set_level(connection: ServerConnection, params: Mapping[str, Any], con
     return {}
 
 
-HANDLERS: Final[dict[str, RequestHandler]] = {
+HANDLERS: Final[dict[str, BuiltinHandler]] = {
     "tools/list": list_tools,
     "tools/call": call_tool,
     "resources/list": list_resources,

@@ -10,6 +10,9 @@ What a prompt function may return:
 * a message (:func:`user_message`, :func:`assistant_message`, a dict with
   ``role`` and ``content``, or an ``mcp_types.PromptMessage``);
 * a list of strings and messages (strings are user messages).
+
+A :class:`Prompt` is a frozen value: change one by replacing it
+(``dataclasses.replace`` + :meth:`MCPServer.replace`).
 """
 
 from __future__ import annotations
@@ -17,14 +20,25 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import pydantic
 
 from ._content import to_content_block
-from ._functions import Signature, list_entry
+from ._functions import Signature, derive_name, list_entry
 
-__all__ = ["Prompt", "assistant_message", "to_prompt_messages", "user_message"]
+__all__ = ["Prompt", "PromptOptions", "assistant_message", "to_prompt_messages", "user_message"]
+
+
+class PromptOptions(TypedDict, total=False):
+    """What may be said about a prompt besides its function (all optional)."""
+
+    name: str | None
+    """Listed name; default the function's ``__name__`` (required for a lambda)."""
+    title: str | None
+    description: str | None
+    """Default: the function's docstring."""
+    meta: Mapping[str, Any] | None
 
 Role = Literal["user", "assistant"]
 
@@ -63,17 +77,17 @@ def to_prompt_messages(value: Any) -> list[dict[str, Any]]:
     return [_one_message(value)]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Prompt:
-    """A registered prompt.  Built by :meth:`MCPServer.prompt` / :meth:`MCPServer.add_prompt`."""
+    """A prompt definition, frozen.  Built by :meth:`MCPServer.prompt` / :meth:`MCPServer.add_prompt`."""
 
     name: str
     signature: Signature
     title: str | None = None
     description: str | None = None
     meta: dict[str, Any] | None = None
-    definition: dict[str, Any] = field(init=False)
-    """The entry of ``prompts/list``, built once."""
+    definition: dict[str, Any] = field(init=False, compare=False, repr=False)
+    """The entry of ``prompts/list``, built with the prompt."""
 
     def __post_init__(self) -> None:
         arguments: list[dict[str, Any]] = []
@@ -82,32 +96,26 @@ class Prompt:
             if info.description:
                 argument["description"] = info.description
             arguments.append(argument)
-        self.definition = list_entry(
+        entry = list_entry(
             {"name": self.name, "arguments": arguments},
             {"title": self.title, "description": self.description, "_meta": self.meta},
         )
+        object.__setattr__(self, "definition", entry)
 
     @property
     def fn(self) -> Callable[..., Any]:
         return self.signature.fn
 
     @classmethod
-    def from_function(
-        cls,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> Prompt:
-        prompt_name = name or getattr(fn, "__name__", None)
-        if not prompt_name or prompt_name == "<lambda>":
-            raise TypeError(f"cannot tell the name of prompt {fn!r}: pass name=")
+    def from_function(cls, fn: Callable[..., Any], **options: Unpack[PromptOptions]) -> Prompt:
+        """Derive the prompt from ``fn``'s signature and docstring (options: :class:`PromptOptions`)."""
+        prompt_name = derive_name(fn, options.get("name"), "prompt")
+        description = options.get("description")
+        meta = options.get("meta")
         return cls(
             name=prompt_name,
             signature=Signature.of(fn, what=f"prompt {prompt_name!r}"),
-            title=title,
+            title=options.get("title"),
             description=description if description is not None else inspect.getdoc(fn),
             meta=dict(meta) if meta else None,
         )

@@ -1,8 +1,16 @@
-"""Protocol constants the server layer shares: versions, log levels, error codes."""
+"""Protocol constants the server layer shares: versions, log levels, error codes.
+
+The bottom layer of ``server/``: it imports nothing from the server package,
+so every other module may import it.
+"""
 
 from __future__ import annotations
 
 from typing import Final, Literal
+
+from .._errors import RESOURCE_NOT_FOUND
+from .._protocol_versions import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE, version_at_least
+from .._rpc import SERVER_BUSY
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
@@ -14,13 +22,13 @@ __all__ = [
     "version_at_least",
 ]
 
-SUPPORTED_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-"""Revisions negotiated in ``initialize``, oldest first.
+SUPPORTED_PROTOCOL_VERSIONS: Final = HANDSHAKE_PROTOCOL_VERSIONS
+"""Revisions negotiated in ``initialize``, oldest first (from :mod:`trio_mcp_sse._protocol_versions`).
 
 A client asking for one of these gets it echoed; any other request (an unknown
 or a newer revision) is answered with the latest, as the lifecycle rules say.
 """
-LATEST_PROTOCOL_VERSION: Final = SUPPORTED_PROTOCOL_VERSIONS[-1]
+LATEST_PROTOCOL_VERSION: Final = LATEST_HANDSHAKE
 
 LoggingLevel = Literal["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 LOG_LEVELS: Final[dict[str, int]] = {
@@ -30,17 +38,3 @@ LOG_LEVELS: Final[dict[str, int]] = {
     )
 }
 """The syslog severities of ``logging/setLevel``, mapped to their order."""
-
-RESOURCE_NOT_FOUND: Final = -32002
-"""The spec's error code for ``resources/read`` of a URI the server does not know."""
-SERVER_BUSY: Final = -32000
-"""Implementation-defined: the session has too many requests in flight."""
-
-
-def version_at_least(version: str | None, floor: str) -> bool:
-    """Whether a negotiated revision includes a feature introduced in ``floor``.
-
-    Revision names are dates, so within the supported set string order is
-    time order; an unknown (``None``) version counts as the oldest.
-    """
-    return version is not None and version >= floor

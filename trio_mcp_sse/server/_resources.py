@@ -18,6 +18,9 @@ What a read function may return:
 * a list of entries built with :func:`resource_contents` -> sent as they are;
 * anything else JSON-serialisable (dict, list, pydantic model) -> JSON text,
   ``application/json``.
+
+:class:`Resource` and :class:`ResourceTemplate` are frozen values: change one
+by replacing it (``dataclasses.replace`` + :meth:`MCPServer.replace`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from __future__ import annotations
 import base64
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 from urllib.parse import unquote
 
 import orjson
@@ -35,7 +38,23 @@ import pydantic
 
 from ._functions import Signature, list_entry
 
-__all__ = ["Resource", "ResourceTemplate", "UriTemplate", "to_read_result"]
+__all__ = ["Resource", "ResourceOptions", "ResourceTemplate", "UriTemplate", "build_resource", "to_read_result"]
+
+
+class ResourceOptions(TypedDict, total=False):
+    """What may be said about a resource or template besides its URI and function (all optional)."""
+
+    name: str | None
+    """Listed name; default the function's ``__name__``, else the URI."""
+    title: str | None
+    description: str | None
+    """Default: the function's docstring."""
+    mime_type: str | None
+    size: int | None
+    """Size in bytes, if known (fixed contents: their length)."""
+    annotations: Mapping[str, Any] | pydantic.BaseModel | None
+    """The spec's ``audience``, ``priority``, ``lastModified``."""
+    meta: Mapping[str, Any] | None
 
 _EXPRESSION: Final = re.compile(r"\{([^{}]*)\}")
 _NAME: Final = re.compile(r"[A-Za-z0-9_]+\Z")
@@ -84,9 +103,9 @@ class UriTemplate:
         return {name: unquote(value) for name, value in found.groupdict().items()}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
-    """A resource with a fixed URI.  Built by :meth:`MCPServer.resource` / ``add_resource``."""
+    """A resource with a fixed URI (frozen).  Built by :meth:`MCPServer.resource` / ``add_resource``."""
 
     uri: str
     name: str
@@ -97,11 +116,11 @@ class Resource:
     size: int | None = None
     annotations: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
-    definition: dict[str, Any] = field(init=False)
-    """The entry of ``resources/list``, built once."""
+    definition: dict[str, Any] = field(init=False, compare=False, repr=False)
+    """The entry of ``resources/list``, built with the resource."""
 
     def __post_init__(self) -> None:
-        self.definition = list_entry(
+        object.__setattr__(self, "definition", list_entry(
             {"uri": self.uri, "name": self.name},
             {
                 "title": self.title,
@@ -111,16 +130,16 @@ class Resource:
                 "annotations": self.annotations,
                 "_meta": self.meta,
             },
-        )
+        ))
 
     @property
     def fn(self) -> Callable[..., Any]:
         return self.signature.fn
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ResourceTemplate:
-    """A family of resources whose URIs match a template."""
+    """A family of resources whose URIs match a template (frozen)."""
 
     uri_template: UriTemplate
     name: str
@@ -130,11 +149,11 @@ class ResourceTemplate:
     mime_type: str | None = None
     annotations: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
-    definition: dict[str, Any] = field(init=False)
-    """The entry of ``resources/templates/list``, built once."""
+    definition: dict[str, Any] = field(init=False, compare=False, repr=False)
+    """The entry of ``resources/templates/list``, built with the template."""
 
     def __post_init__(self) -> None:
-        self.definition = list_entry(
+        object.__setattr__(self, "definition", list_entry(
             {"uriTemplate": self.uri_template.template, "name": self.name},
             {
                 "title": self.title,
@@ -143,7 +162,7 @@ class ResourceTemplate:
                 "annotations": self.annotations,
                 "_meta": self.meta,
             },
-        )
+        ))
 
     @property
     def fn(self) -> Callable[..., Any]:
@@ -151,22 +170,26 @@ class ResourceTemplate:
 
 
 def build_resource(
-    uri: str,
-    fn: Callable[..., Any],
-    *,
-    name: str | None,
-    title: str | None,
-    description: str | None,
-    mime_type: str | None,
-    size: int | None,
-    annotations: Mapping[str, Any] | pydantic.BaseModel | None,
-    meta: Mapping[str, Any] | None,
+    uri: str, fn: Callable[..., Any] | str | bytes, **options: Unpack[ResourceOptions]
 ) -> Resource | ResourceTemplate:
     """A :class:`Resource` for a plain URI, a :class:`ResourceTemplate` for a template.
 
     The function's parameters (other than a :class:`Context`) must be exactly
     the template's variables: a mismatch would only show up as a failed read.
+    ``fn`` may also be fixed ``str`` / ``bytes`` contents.
     """
+    name = options.get("name")
+    title = options.get("title")
+    description = options.get("description")
+    mime_type = options.get("mime_type")
+    size = options.get("size")
+    annotations = options.get("annotations")
+    meta = options.get("meta")
+    if isinstance(fn, str | bytes):
+        if size is None:
+            size = len(fn if isinstance(fn, bytes) else fn.encode("utf-8"))
+        fn = _constant(fn)
+        name = name or uri
     if isinstance(annotations, pydantic.BaseModel):
         annotations = annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
     resource_name = name or getattr(fn, "__name__", None) or uri
@@ -197,6 +220,13 @@ def build_resource(
         description=doc, mime_type=mime_type, annotations=dict(annotations) if annotations else None,
         meta=dict(meta) if meta else None,
     )
+
+
+def _constant(value: str | bytes) -> Callable[[], Awaitable[str | bytes]]:
+    async def read() -> str | bytes:
+        return value
+
+    return read
 
 
 def _is_contents_list(value: Any) -> bool:

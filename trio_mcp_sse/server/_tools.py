@@ -7,6 +7,11 @@ return annotation, when it describes a JSON object: a pydantic model, a
 the spec recommends for older clients, the same JSON as a text block.  Any
 other return annotation (``str``, ``int``, content blocks, none at all) keeps
 the plain ``content`` result.
+
+A :class:`Tool` is a frozen value.  To change one, build a new one
+(``dataclasses.replace(tool, description=...)``) and hand it to
+:meth:`MCPServer.replace`: its ``tools/list`` entry is built with it, so the
+listing can never go stale, and live sessions are told the list changed.
 """
 
 from __future__ import annotations
@@ -16,15 +21,32 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import mcp_types
 import pydantic
 
 from ._content import is_content_block, json_text, to_content_block
-from ._functions import Signature, list_entry
+from ._functions import Signature, derive_name, list_entry
 
-__all__ = ["Tool", "to_call_result"]
+__all__ = ["Tool", "ToolOptions", "to_call_result"]
+
+
+class ToolOptions(TypedDict, total=False):
+    """What may be said about a tool besides its function (all optional)."""
+
+    name: str | None
+    """Listed name; default the function's ``__name__`` (required for a lambda)."""
+    title: str | None
+    description: str | None
+    """Default: the function's docstring."""
+    annotations: Mapping[str, Any] | pydantic.BaseModel | None
+    """The spec's tool hints (``readOnlyHint``, ``destructiveHint``, ...), a dict or an
+    ``mcp_types.ToolAnnotations``."""
+    structured_output: bool | None
+    """Force (``True``) or suppress (``False``) structured results; default: follow the
+    return annotation."""
+    meta: Mapping[str, Any] | None
 
 _Serializer = Callable[[Any], Any]
 
@@ -70,9 +92,9 @@ def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None
     return None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Tool:
-    """A registered tool.  Built by :meth:`MCPServer.tool` / :meth:`MCPServer.add_tool`."""
+    """A tool definition, frozen.  Built by :meth:`MCPServer.tool` / :meth:`MCPServer.add_tool`."""
 
     name: str
     signature: Signature
@@ -83,11 +105,11 @@ class Tool:
     input_schema: dict[str, Any] = field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
     structured: _Serializer | None = None
-    definition: dict[str, Any] = field(init=False)
-    """The entry of ``tools/list``, built once."""
+    definition: dict[str, Any] = field(init=False, compare=False, repr=False)
+    """The entry of ``tools/list``, built with the tool."""
 
     def __post_init__(self) -> None:
-        self.definition = list_entry(
+        object.__setattr__(self, "definition", list_entry(
             {"name": self.name, "inputSchema": self.input_schema},
             {
                 "title": self.title,
@@ -96,35 +118,20 @@ class Tool:
                 "annotations": self.annotations,
                 "_meta": self.meta,
             },
-        )
+        ))
 
     @property
     def fn(self) -> Callable[..., Any]:
         return self.signature.fn
 
     @classmethod
-    def from_function(
-        cls,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        annotations: Mapping[str, Any] | pydantic.BaseModel | None = None,
-        structured_output: bool | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> Tool:
-        """Derive the tool from ``fn``'s signature and docstring.
-
-        ``annotations`` are the spec's tool hints (``readOnlyHint``,
-        ``destructiveHint``, ``idempotentHint``, ``openWorldHint``, ``title``),
-        as a dict or an ``mcp_types.ToolAnnotations``.  ``structured_output``
-        forces (``True``) or suppresses (``False``) structured results; by
-        default they follow the return annotation.
-        """
-        tool_name = name or getattr(fn, "__name__", None)
-        if not tool_name:
-            raise TypeError(f"cannot tell the name of tool {fn!r}: pass name=")
+    def from_function(cls, fn: Callable[..., Any], **options: Unpack[ToolOptions]) -> Tool:
+        """Derive the tool from ``fn``'s signature and docstring (options: :class:`ToolOptions`)."""
+        tool_name = derive_name(fn, options.get("name"), "tool")
+        description = options.get("description")
+        annotations = options.get("annotations")
+        structured_output = options.get("structured_output")
+        meta = options.get("meta")
         signature = Signature.of(fn, what=f"tool {tool_name!r}")
         output = None if structured_output is False else _output_schema(signature.return_annotation)
         if structured_output and output is None:
@@ -138,7 +145,7 @@ class Tool:
             name=tool_name,
             signature=signature,
             description=description if description is not None else inspect.getdoc(fn),
-            title=title,
+            title=options.get("title"),
             annotations=dict(annotations) if annotations else None,
             meta=dict(meta) if meta else None,
             input_schema=signature.json_schema(),

@@ -1,0 +1,42 @@
+"""The protocol revisions this project speaks: one table, for the server and the client alike.
+
+Taken from ``mcp_types.version`` (the official registry) rather than spelled
+out here, so a revision is named in exactly one place.  Two eras:
+
+* ``HANDSHAKE_PROTOCOL_VERSIONS`` (2024-11-05 ... 2025-11-25): sessions open
+  with an ``initialize`` handshake; these are negotiated in ``initialize``
+  today, oldest first, and ``LATEST_HANDSHAKE`` is answered to a client asking
+  for anything else.
+* ``MODERN_PROTOCOL_VERSIONS`` (2026-07-28 on): stateless, no handshake;
+  ``LATEST_MODERN`` is where a transport for that era starts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from mcp_types import version as _registry
+
+__all__ = [
+    "HANDSHAKE_PROTOCOL_VERSIONS",
+    "LATEST_HANDSHAKE",
+    "LATEST_MODERN",
+    "MODERN_PROTOCOL_VERSIONS",
+    "version_at_least",
+]
+
+HANDSHAKE_PROTOCOL_VERSIONS: Final[tuple[str, ...]] = tuple(_registry.HANDSHAKE_PROTOCOL_VERSIONS)
+"""Revisions negotiated in ``initialize``, oldest first."""
+LATEST_HANDSHAKE: Final[str] = HANDSHAKE_PROTOCOL_VERSIONS[-1]
+MODERN_PROTOCOL_VERSIONS: Final[tuple[str, ...]] = tuple(_registry.MODERN_PROTOCOL_VERSIONS)
+"""Revisions of the stateless era (no ``initialize``), oldest first."""
+LATEST_MODERN: Final[str] = MODERN_PROTOCOL_VERSIONS[-1]
+
+
+def version_at_least(version: str | None, floor: str) -> bool:
+    """Whether a negotiated revision includes a feature introduced in ``floor``.
+
+    Revision names are dates, so string order is time order; an unknown
+    (``None``) version counts as the oldest.
+    """
+    return version is not None and version >= floor
