@@ -137,7 +137,7 @@ async def test_tools_list_names_every_fixture_tool_with_a_description() -> None:
         "test_simple_text", "test_image_content", "test_audio_content", "test_embedded_resource",
         "test_multiple_content_types", "test_tool_with_logging", "test_tool_with_progress",
         "test_error_handling", "test_sampling", "test_elicitation",
-        "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums",
+        "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "test_reconnection",
     }
     assert all(tool["description"] and tool["inputSchema"]["type"] == "object" for tool in tools)
 
@@ -222,6 +222,14 @@ async def test_error_handling_is_an_error_result_with_the_message() -> None:
         result = await client.call_tool("test_error_handling")
     assert result["isError"] is True
     assert result["content"] == [{"type": "text", "text": "This tool intentionally returns an error for testing"}]
+
+
+async def test_reconnection_answers_after_its_pause() -> None:
+    async with session() as client:
+        result = await client.call_tool("test_reconnection")
+    assert result["content"] == [{"type": "text", "text":
+        "Reconnection test completed successfully. If you received this, "
+        "the client properly reconnected after stream closure."}]
 
 
 async def test_sampling_asks_the_client_and_quotes_its_answer() -> None:
