@@ -64,7 +64,7 @@ class HarnessError(Exception):
 
 
 # -- the expected-failures list ----------------------------------------------------------------------
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Entry:
     """``scenario`` (the whole scenario may fail) or ``scenario:check-id`` (only that check).
 
@@ -166,9 +166,12 @@ def judge(results: Sequence[ScenarioResult], entries: Sequence[Entry]) -> Verdic
     """Split the failures into expected and unexpected; find entries that no longer fail.
 
     An entry for a scenario that did not run this time (``--scenario`` picked
-    others) is neither used nor stale.
+    others) is neither used nor stale; nor is a check entry whose check is
+    absent or skipped (a scenario that stops at a failed prerequisite never
+    reaches its later checks), as in the suite's own baseline rules.
     """
     ran = {r.scenario for r in results}
+    present = {(r.scenario, str(c.get("id"))) for r in results for c in r.checks if c.get("status") != "SKIPPED"}
     failures = [f for r in results for f in r.failures]
     used: set[Entry] = set()
     unexpected, expected = [], []
@@ -181,7 +184,10 @@ def judge(results: Sequence[ScenarioResult], entries: Sequence[Entry]) -> Verdic
         else:
             used.add(match)
             expected.append(failure)
-    stale = sorted(e for e in entries if e.scenario in ran and e not in used)
+    stale = [
+        e for e in entries
+        if e.scenario in ran and e not in used and (e.check is None or (e.scenario, e.check) in present)
+    ]
     return Verdict(unexpected, expected, stale)
 
 

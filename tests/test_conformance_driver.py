@@ -53,11 +53,14 @@ def test_judge_splits_expected_unexpected_and_stale() -> None:
     results = [
         ScenarioResult("ping", [check("ping", "SUCCESS")]),
         ScenarioResult("sse", [check("a", "FAILURE"), check("b", "FAILURE"), check("c", "WARNING")]),
-        ScenarioResult("audio", [check("audio", "FAILURE")]),
+        ScenarioResult("audio", [check("audio", "FAILURE"), check("later", "SKIPPED")]),
     ]
-    verdict = judge(results, [Entry("sse", "a"), Entry("audio"), Entry("ping"), Entry("not-run")])
+    entries = [Entry("sse", "a"), Entry("audio"), Entry("ping"), Entry("not-run"),
+               Entry("ping", "ping"), Entry("ping", "absent"), Entry("audio", "later")]
+    verdict = judge(results, entries)
     assert [f"{f.scenario}:{f.check}" for f in verdict.unexpected] == ["sse:b"]
     assert [f"{f.scenario}:{f.check}" for f in verdict.expected] == ["sse:a", "audio:audio"]
-    assert verdict.stale == [Entry("ping")]  # "not-run" did not run: neither used nor stale
+    # Not stale: a scenario that did not run, a check that is absent or skipped.
+    assert verdict.stale == [Entry("ping"), Entry("ping", "ping")]
     assert not verdict.ok
     assert judge(results, [Entry("sse"), Entry("audio")]).ok
