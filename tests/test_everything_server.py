@@ -294,9 +294,10 @@ async def test_elicitation_defaults_cover_every_primitive_type() -> None:
 
 async def test_elicitation_enums_carry_the_five_enum_forms() -> None:
     async with session() as client:
-        params, result = await answer_elicitation(
-            client, "test_elicitation_sep1330_enums", {}, {"untitledSingle": "option1"}
-        )
+        # The answer the scenario's client gives, multi-selects included.
+        params, result = await answer_elicitation(client, "test_elicitation_sep1330_enums", {}, {
+            "untitledSingle": "option1", "titledSingle": "value1", "legacyEnum": "opt1",
+            "untitledMulti": ["option1", "option2"], "titledMulti": ["value1", "value2"]})
     assert params["message"] == "Please select options from the enum fields"
     properties = params["requestedSchema"]["properties"]
     assert properties["untitledSingle"] == {
@@ -308,7 +309,9 @@ async def test_elicitation_enums_carry_the_five_enum_forms() -> None:
     assert (properties["untitledMulti"]["minItems"], properties["untitledMulti"]["maxItems"]) == (1, 3)
     assert [o["title"] for o in properties["titledMulti"]["items"]["anyOf"]] == [
         "First Choice", "Second Choice", "Third Choice"]
-    assert result["content"][0]["text"] == 'Elicitation completed: action=accept, content={"untitledSingle":"option1"}'
+    assert result["content"][0]["text"] == (
+        'Elicitation completed: action=accept, content={"untitledSingle":"option1","titledSingle":"value1",'
+        '"legacyEnum":"opt1","untitledMulti":["option1","option2"],"titledMulti":["value1","value2"]}')
 
 
 # -- resources ---------------------------------------------------------------------------------------
