@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# e.g. CONFORMANCE_ARGS='--scenario ping' or '--requirements 2026-07-28'
+CONFORMANCE_ARGS ?=
 
-.PHONY: serve test lint bench bench-quick bench-design clean
+.PHONY: serve test lint conformance bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -35,8 +37,19 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks)
+	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks conformance)
 	$(BIN)/mypy
+
+# The official MCP conformance suite and the Node 22 it needs, both pinned in
+# conformance/package-lock.json and installed from the npm registry (system npm).
+conformance/node_modules/.installed: conformance/package.json conformance/package-lock.json
+	cd conformance && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Serve examples.everything_server:app on a free port and judge its /mcp endpoint
+# (docs/conformance.md); results in conformance/results/.
+conformance: $(VENV)/.installed-base conformance/node_modules/.installed
+	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
 
 # Full comparison with the official SDK (about 8 minutes on 2 cores): prints the
 # table, writes benchmarks/results/full.{json,md} and docs/performance.png.

@@ -1,0 +1,66 @@
+"""The conformance driver's judgement: which failures are expected, which entries went stale.
+
+The suite itself runs only under ``make conformance`` (it needs Node 22 and a
+running server); what is tested here is how its ``checks.json`` files are read
+and compared with the expected-failures list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance.run import (
+    Entry,
+    HarnessError,
+    ScenarioResult,
+    collect_results,
+    judge,
+    read_expected_failures,
+)
+
+
+def check(check_id: str, status: str) -> dict[str, str]:
+    return {"id": check_id, "description": f"{check_id} works", "status": status, "errorMessage": "no\n  luck"}
+
+
+def test_entries_parse_like_the_suites_baseline_grammar(tmp_path: Path) -> None:
+    path = tmp_path / "expected.txt"
+    path.write_text("# comment\n\nping\nserver-sse-polling:incoming-sse-event   # why\n")
+    assert read_expected_failures(path) == [Entry("ping"), Entry("server-sse-polling", "incoming-sse-event")]
+    path.write_text("ping:\n")
+    with pytest.raises(HarnessError, match=r"expected\.txt:1"):
+        read_expected_failures(path)
+    with pytest.raises(HarnessError, match="does not exist"):
+        read_expected_failures(tmp_path / "missing.txt")
+
+
+def test_results_are_read_per_scenario_and_a_missing_one_counts_as_failed(tmp_path: Path) -> None:
+    for scenario, checks in {"ping": [check("ping", "SUCCESS")],
+                             "tools-call-audio": [check("tools-call-audio", "FAILURE")]}.items():
+        folder = tmp_path / f"server-{scenario}-2026-11-26T12-56-51-408Z"
+        folder.mkdir()
+        (folder / "checks.json").write_text(json.dumps(checks))
+    results = collect_results(tmp_path, ["ping", "tools-call-audio", "server-sse-polling"])
+    assert [(r.scenario, r.ran, len(r.failures)) for r in results] == [
+        ("ping", True, 0), ("tools-call-audio", True, 1), ("server-sse-polling", False, 1)]
+    assert str(results[1].failures[0]) == "tools-call-audio:tools-call-audio  (tools-call-audio works) -- no luck"
+
+
+def test_judge_splits_expected_unexpected_and_stale() -> None:
+    results = [
+        ScenarioResult("ping", [check("ping", "SUCCESS")]),
+        ScenarioResult("sse", [check("a", "FAILURE"), check("b", "FAILURE"), check("c", "WARNING")]),
+        ScenarioResult("audio", [check("audio", "FAILURE"), check("later", "SKIPPED")]),
+    ]
+    entries = [Entry("sse", "a"), Entry("audio"), Entry("ping"), Entry("not-run"),
+               Entry("ping", "ping"), Entry("ping", "absent"), Entry("audio", "later")]
+    verdict = judge(results, entries)
+    assert [f"{f.scenario}:{f.check}" for f in verdict.unexpected] == ["sse:b"]
+    assert [f"{f.scenario}:{f.check}" for f in verdict.expected] == ["sse:a", "audio:audio"]
+    # Not stale: a scenario that did not run, a check that is absent or skipped.
+    assert verdict.stale == [Entry("ping"), Entry("ping", "ping")]
+    assert not verdict.ok
+    assert judge(results, [Entry("sse"), Entry("audio")]).ok
