@@ -138,8 +138,19 @@ async def test_tools_list_names_every_fixture_tool_with_a_description() -> None:
         "test_multiple_content_types", "test_tool_with_logging", "test_tool_with_progress",
         "test_error_handling", "test_sampling", "test_elicitation",
         "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "test_reconnection",
+        "json_schema_2020_12_tool",
     }
     assert all(tool["description"] and tool["inputSchema"]["type"] == "object" for tool in tools)
+
+
+async def test_json_schema_2020_12_tool_advertises_its_schema_verbatim() -> None:
+    async with session() as client:
+        tools = (await client.call("tools/list"))["tools"]
+        (tool,) = [t for t in tools if t["name"] == "json_schema_2020_12_tool"]
+        assert tool["inputSchema"] == everything_server.JSON_SCHEMA_2020_12
+        assert tool["inputSchema"]["$defs"]["address"]["$anchor"] == "addressDef"
+        result = await client.call_tool("json_schema_2020_12_tool", {"name": "Ann", "contactMethod": "email", "email": "a@b.c"})
+    assert result["content"] == [{"type": "text", "text": '{"name":"Ann","contactMethod":"email"}'}]
 
 
 async def test_simple_text() -> None:

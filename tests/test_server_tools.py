@@ -447,3 +447,13 @@ async def test_a_definition_changes_by_replacement_and_the_listing_follows_at_on
         assert result["content"] == [{"type": "text", "text": "5"}]
     with pytest.raises(KeyError):
         server.replace(dataclasses.replace(tool, name="other"))
+
+
+def test_a_declared_input_schema_is_listed_verbatim_and_must_describe_an_object() -> None:
+    server = MCPServer("x")
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}
+    tool = server.add_tool(lambda a: a, name="ident", input_schema=schema)
+    assert tool.definition["inputSchema"] == schema
+    assert tool.input_schema is not schema  # a copy: the caller's dict cannot change the listing
+    with pytest.raises(TypeError, match='input_schema must be a JSON Schema with "type": "object"'):
+        server.add_tool(lambda a: a, name="bad", input_schema={"type": "string"})

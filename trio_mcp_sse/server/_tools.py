@@ -47,6 +47,11 @@ class ToolOptions(TypedDict, total=False):
     """Force (``True``) or suppress (``False``) structured results; default: follow the
     return annotation."""
     meta: Mapping[str, Any] | None
+    input_schema: Mapping[str, Any] | None
+    """Advertise this JSON Schema as the tool's ``inputSchema`` instead of the one derived
+    from the signature (for keywords a signature cannot express, e.g. ``$defs`` or
+    ``if``/``then``).  Arguments are still validated against the signature, so the two
+    must agree; it must describe an object (``"type": "object"``)."""
 
 _Serializer = Callable[[Any], Any]
 
@@ -141,6 +146,11 @@ class Tool:
             )
         if isinstance(annotations, pydantic.BaseModel):
             annotations = annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+        declared_schema = options.get("input_schema")
+        if declared_schema is not None and (
+            not isinstance(declared_schema, Mapping) or declared_schema.get("type") != "object"
+        ):
+            raise TypeError(f'tool {tool_name!r}: input_schema must be a JSON Schema with "type": "object"')
         return cls(
             name=tool_name,
             signature=signature,
@@ -148,7 +158,7 @@ class Tool:
             title=options.get("title"),
             annotations=dict(annotations) if annotations else None,
             meta=dict(meta) if meta else None,
-            input_schema=signature.json_schema(),
+            input_schema=dict(declared_schema) if declared_schema is not None else signature.json_schema(),
             output_schema=output[0] if output else None,
             structured=output[1] if output else None,
         )
