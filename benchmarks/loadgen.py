@@ -522,6 +522,8 @@ class StreamableSession:
         self.alive = False
         self.json_responses = 0
         self.stream_responses = 0
+        self.stream_tail_s = 0.0
+        """Time from reading a response event to the end of its stream, summed."""
         self._headers = b"Accept: application/json, text/event-stream\r\n"
 
     async def open(self, nursery: trio.Nursery) -> None:
@@ -585,6 +587,8 @@ class StreamableSession:
 
                 await posts.read_event_stream(head, on_event)
                 self.stream_responses += 1
+                if waiter.message is not None:
+                    self.stream_tail_s += time.perf_counter() - waiter.done
             else:
                 await posts.read_body(head)
                 raise ProtocolFailure(f"POST {method} answered with Content-Type {head.content_type!r}")
@@ -879,14 +883,18 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
     }
 
 
-def response_kinds(sessions: list[AnySession]) -> dict[str, int]:
+def response_kinds(sessions: list[AnySession]) -> dict[str, float]:
     """Streamable HTTP: how many answers came as a JSON body and how many as an event stream."""
     streamable = [session for session in sessions if isinstance(session, StreamableSession)]
     if not streamable:
         return {}
+    streams = sum(session.stream_responses for session in streamable)
+    tail = sum(session.stream_tail_s for session in streamable)
     return {
         "json_responses": sum(session.json_responses for session in streamable),
-        "stream_responses": sum(session.stream_responses for session in streamable),
+        "stream_responses": streams,
+        # The connection is busy until the stream ends, after the response was read.
+        "stream_tail_mean_ms": tail / streams * 1e3 if streams else math.nan,
     }
 
 
