@@ -38,12 +38,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks)
 	$(BIN)/mypy
 
-# Full comparison with the official SDK (about 8 minutes on 2 cores): prints the
-# table, writes benchmarks/results/full.{json,md} and docs/performance.png.
+# Full comparison with the official SDK, HTTP+SSE and Streamable HTTP (about 15
+# minutes on 2 cores): prints one table per transport, writes
+# benchmarks/results/full.{json,md} and docs/performance.png (HTTP+SSE servers).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 
-# Same table with shorter windows and 1,000 idle sessions (about 2 minutes).
+# Same tables with shorter windows and 1,000 idle sessions (about 3 minutes).
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --quick
 

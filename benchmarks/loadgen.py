@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import psutil
 import trio
 
 RECV_SIZE = 262_144
@@ -74,6 +73,8 @@ class ServerProcess:
     """CPU seconds and RSS of the server's whole process tree (hypercorn runs a worker child)."""
 
     def __init__(self, pid: int) -> None:
+        import psutil  # a bench-only dependency: the HTTP client code above is importable without it
+
         root = psutil.Process(pid)
         self.procs = [root, *root.children(recursive=True)]
 

@@ -7,7 +7,7 @@ the same run.  A full run (and ``--design``) writes ``benchmarks/results/``
 (JSON, the printed table, the chart) and ``docs/performance.png``; quick and
 customised runs write ``benchmarks/results/<profile>.tmp/``, which git ignores.
 
-    python -m benchmarks.run              # full run (about 20 minutes on 2 cores)
+    python -m benchmarks.run              # full run (about 15 minutes on 2 cores)
     python -m benchmarks.run --quick      # shorter windows, 1,000 idle sessions only
     python -m benchmarks.run --transport streamable   # only the Streamable HTTP servers
     python -m benchmarks.run --design     # the design comparison in docs/performance.md
@@ -340,7 +340,7 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows and 1,000 idle sessions (about 2 min)")
+    parser.add_argument("--quick", action="store_true", help="short windows and 1,000 idle sessions (about 3 min)")
     parser.add_argument("--design", action="store_true", help="compare design variants at 20 sessions")
     parser.add_argument("--servers", help=f"comma-separated, from {', '.join([*SERVERS, *VARIANTS])}")
     parser.add_argument(
