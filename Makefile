@@ -51,12 +51,13 @@ conformance/node_modules/.installed: conformance/package.json conformance/packag
 conformance: $(VENV)/.installed-base conformance/node_modules/.installed
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
 
-# Full comparison with the official SDK (about 8 minutes on 2 cores): prints the
-# table, writes benchmarks/results/full.{json,md} and docs/performance.png.
+# Full comparison with the official SDK, HTTP+SSE and Streamable HTTP (about 15
+# minutes on 2 cores): prints one table per transport, writes
+# benchmarks/results/full.{json,md} and docs/performance.png (HTTP+SSE servers).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 
-# Same table with shorter windows and 1,000 idle sessions (about 2 minutes).
+# Same tables with shorter windows and 1,000 idle sessions (about 3 minutes).
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --quick
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec, root in specs:
             with running(spec, root=root) as (port, pid, _log):
                 result = loadgen(
-                    "throughput", port, pid, "--sessions", str(args.sessions),
+                    "throughput", port, pid, *spec.loadgen_options, "--sessions", str(args.sessions),
                     "--warmup", str(args.warmup), "--duration", str(args.duration),
                 )  # fmt: skip
             errors += result["errors"]

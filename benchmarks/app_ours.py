@@ -1,17 +1,60 @@
-"""Server under test (a): ``examples/echo_server.py``, as users run it.
+"""Our servers under test: ``examples/echo_server.py``'s server, as users run it.
 
 The only change is the POST body limit, raised from the default 4 MiB so that a
 4 MiB tool argument (whose JSON-RPC envelope is a little larger) is accepted.
 The limit has no effect on the cost of small messages.
+
+``app`` is HTTP+SSE with the example's ``async def`` echo.  The factories build
+the other variants, each from a fresh server:
+
+* ``sync_app()``: HTTP+SSE with a plain ``def`` echo (run on a worker thread,
+  as the SDK runs its ``def`` tools), the like-for-like partner of the SDK's
+  ``def`` row;
+* ``streamable_app(json_response=...)``: the same ``MCPServer`` app serving
+  Streamable HTTP at ``/mcp``, answering each request with a JSON body or with
+  an event stream.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from examples.echo_server import server
-from trio_mcp_sse import SecuritySettings
+from trio_mcp_sse import MCPServer, SecuritySettings
 
 MAX_BODY = int(os.environ.get("BENCH_MAX_BODY", str(8 * 1024 * 1024)))
 
 app = server.sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
+
+
+def make_sync_server() -> MCPServer:
+    """The example's server with ``echo`` as a plain ``def``."""
+    sync_server = MCPServer("echo", "1.0.0")
+
+    @sync_server.tool(name="echo")
+    def echo_sync(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    @sync_server.tool
+    async def add(a: float, b: float) -> float:
+        """Add two numbers."""
+        return a + b
+
+    return sync_server
+
+
+def sync_app() -> Any:
+    return make_sync_server().sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
+
+
+def streamable_app(*, json_response: bool) -> Any:
+    """The example's server with its Streamable HTTP endpoint at ``/mcp``.
+
+    The one place that knows how the endpoint is switched on and set to JSON
+    answers: ``servers.py`` marks the rows that use it until ``MCPServer``
+    serves ``/mcp``.  Each server process builds one app, so the example's
+    module-level server is used as it is.
+    """
+    return server.sse_app(security=SecuritySettings(max_body_size=MAX_BODY), json_response=json_response)

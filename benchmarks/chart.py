@@ -9,6 +9,8 @@ STYLE = {
     "ours": ("#1f77b4", "o"),
     "sdk-uvicorn": ("#d62728", "s"),
     "sdk-hypercorn": ("#ff7f0e", "^"),
+    "ours-def": ("#17becf", "o"),
+    "sdk-uvicorn-def": ("#e377c2", "s"),
 }
 
 

@@ -1,10 +1,15 @@
-"""A lean HTTP+SSE MCP load generator (Trio, raw sockets, hand-rolled HTTP/1.1).
+"""A lean MCP load generator for HTTP+SSE and Streamable HTTP (Trio, raw sockets, hand-rolled HTTP/1.1).
 
-It speaks the transport exactly like a real client -- ``GET /sse``, wait for the
-``endpoint`` event, ``initialize``, ``notifications/initialized``, then
-``tools/call`` POSTs whose responses are matched by id on the event stream --
-but does as little work per message as it can, and the same work for every
-server, so that the server is what gets measured:
+It speaks each transport exactly like a real client -- HTTP+SSE (``--transport
+sse``, the default): ``GET /sse``, wait for the ``endpoint`` event,
+``initialize``, ``notifications/initialized``, then ``tools/call`` POSTs whose
+responses are matched by id on the event stream; Streamable HTTP
+(``--transport streamable``): every message a POST to one endpoint (``--path``,
+default ``/mcp``) on a keep-alive connection, ``initialize`` (learning the
+``Mcp-Session-Id``), ``notifications/initialized`` (202), ``tools/call``
+answered on its own POST by a JSON body or an event stream, and ``DELETE`` at
+the end -- but does as little work per message as it can, and the same work for
+every server, so that the server is what gets measured:
 
 * no HTTP library: requests are pre-built byte strings, responses are read
   with ``find`` on a ``bytearray`` (status line, ``Content-Length``,
@@ -34,11 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import psutil
 import trio
 
 RECV_SIZE = 262_144
 PROTOCOL_VERSION = "2024-11-05"
+STREAMABLE_PROTOCOL_VERSION = "2025-11-25"
+"""Offered in a Streamable HTTP ``initialize``: the latest revision negotiated by a handshake."""
 
 
 class ProtocolFailure(Exception):
@@ -67,6 +73,8 @@ class ServerProcess:
     """CPU seconds and RSS of the server's whole process tree (hypercorn runs a worker child)."""
 
     def __init__(self, pid: int) -> None:
+        import psutil  # a bench-only dependency: the HTTP client code above is importable without it
+
         root = psutil.Process(pid)
         self.procs = [root, *root.children(recursive=True)]
 
@@ -119,6 +127,8 @@ class Head:
     content_length: int | None
     chunked: bool
     close: bool
+    content_type: bytes = b""
+    session_id: bytes = b""
 
 
 def _parse_head(head: bytes) -> Head:
@@ -128,6 +138,7 @@ def _parse_head(head: bytes) -> Head:
     content_length: int | None = None
     chunked = False
     close = head.startswith(b"HTTP/1.0")
+    content_type = session_id = b""
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -137,11 +148,15 @@ def _parse_head(head: bytes) -> Head:
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
             close = value.strip().lower() == b"close"
-    return Head(status, content_length, chunked, close)
+        elif name == b"content-type":
+            content_type = value.strip().lower()
+        elif name == b"mcp-session-id":
+            session_id = value.strip()
+    return Head(status, content_length, chunked, close, content_type, session_id)
 
 
 class PostConnection:
-    """One HTTP/1.1 connection for POSTs: kept alive, or one request each (``short``)."""
+    """One HTTP/1.1 connection for requests: kept alive, or one request each (``short``)."""
 
     __slots__ = ("_buf", "_prefix", "_sock", "port", "reconnects", "requests", "short")
 
@@ -152,12 +167,22 @@ class PostConnection:
         self._buf = bytearray()
         self.requests = 0
         self.reconnects = 0
-        self._prefix = (
-            b"\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n%sContent-Length: "
-            % (port, b"Connection: close\r\n" if short else b"")
+        self._prefix = b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n%s" % (
+            port,
+            b"Connection: close\r\n" if short else b"",
         )
 
-    async def post(self, path: bytes, body: bytes) -> tuple[int, bytes]:
+    async def post(self, path: bytes, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
+        """POST ``body``; the status and the whole response body."""
+        head = await self.send(b"POST", path, body, headers)
+        return head.status, await self.read_body(head)
+
+    async def send(self, method: bytes, path: bytes, body: bytes, headers: bytes = b"") -> Head:
+        """Send one request (``headers``: extra CRLF-terminated lines); read the response head.
+
+        The caller then reads the body (:meth:`read_body`, or the connection's
+        buffer and socket for a stream) and calls :meth:`done`.
+        """
         if self._sock is None:
             if self.requests:
                 self.reconnects += 1
@@ -165,14 +190,20 @@ class PostConnection:
             self._buf.clear()
         sock = self._sock
         self.requests += 1
-        request = b"POST " + path + b" HTTP/1.1" + self._prefix + str(len(body)).encode() + b"\r\n\r\n"
+        request = method + b" " + path + self._prefix + headers + b"Content-Length: %d\r\n\r\n" % len(body)
         try:
             if len(body) < 65536:
                 await _send_all(sock, request + body)
             else:
                 await _send_all(sock, request)
                 await _send_all(sock, body)
-            head = _parse_head(await self._read_until(b"\r\n\r\n"))
+            return _parse_head(await self._read_until(b"\r\n\r\n"))
+        except BaseException:
+            self.close()
+            raise
+
+    async def read_body(self, head: Head) -> bytes:
+        try:
             if head.chunked:
                 payload = await self._read_chunked()
             else:
@@ -180,9 +211,42 @@ class PostConnection:
         except BaseException:
             self.close()
             raise
+        self.done(head)
+        return payload
+
+    def done(self, head: Head) -> None:
+        """The response has been read to its end: keep the connection or close it."""
         if head.close or self.short:
             self.close()
-        return head.status, payload
+
+    async def read_event_stream(self, head: Head, on_event: Callable[[bytes, bytes], None]) -> None:
+        """Read a ``text/event-stream`` body to its end, handing each event to ``on_event``."""
+        parser = StreamParser()
+        try:
+            if not head.chunked:
+                if head.content_length is None:
+                    raise ProtocolFailure("event stream neither chunked nor of a declared length")
+                events = parser.split(await self._read_exactly(head.content_length) + b"\n\n")
+                for name, data in events:
+                    on_event(name, data)
+            else:
+                assert self._sock is not None
+                events = parser.feed(bytes(self._buf))
+                self._buf.clear()
+                while True:
+                    for name, data in events:
+                        on_event(name, data)
+                    if parser.ended and (rest := parser.rest()) is not None:
+                        self._buf += rest
+                        break
+                    data = await self._sock.recv(RECV_SIZE)
+                    if not data:
+                        raise ProtocolFailure("connection closed by the server mid-stream")
+                    events = parser.feed(data)
+        except BaseException:
+            self.close()
+            raise
+        self.done(head)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -258,7 +322,16 @@ class StreamParser:
             self._need = 0
         if not decoded:
             return []
-        text = self._sse + (decoded[0] if len(decoded) == 1 else b"".join(decoded))
+        return self.split(decoded[0] if len(decoded) == 1 else b"".join(decoded))
+
+    def rest(self) -> bytes | None:
+        """Once ``ended``: the bytes after the body's last chunk, or None while it is incomplete."""
+        end = self._raw.find(b"\r\n\r\n")  # the "0" size line, no trailers, the final CRLF
+        return None if end < 0 else bytes(self._raw[end + 4 :])
+
+    def split(self, decoded: bytes) -> list[tuple[bytes, bytes]]:
+        """Split de-chunked event-stream bytes into the events they complete."""
+        text = self._sse + decoded
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n")
         events = []
@@ -415,12 +488,140 @@ class Session:
         result: dict[str, Any] = message["result"]
         return result
 
+    async def end(self) -> None:
+        """End the session the way an HTTP+SSE client does: close its stream."""
+        self.close()
+
     def close(self) -> None:
         self.alive = False
         self.posts.close()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class StreamableSession:
+    """One Streamable HTTP session: every message is a POST to one endpoint.
+
+    The same interface as :class:`Session`, so every scenario runs unchanged.
+    A request's answer arrives on its own POST, either as an ``application/json``
+    body or as a ``text/event-stream`` body whose events end with the response;
+    both are accepted, whichever the server picks.  A request is finished when
+    its response has been read *and* its response body has ended, since the
+    keep-alive connection carries the next request only then; its latency ends
+    when the response message is read (as for HTTP+SSE, where it ends at the
+    response event).  No standalone ``GET`` stream is opened: the client needs
+    none to call tools, and an idle session then holds no connection.
+    """
+
+    def __init__(self, port: int, errors: Errors, *, short_posts: bool, timeout: float, path: bytes) -> None:
+        self.errors = errors
+        self.timeout = timeout
+        self.path = path
+        self.posts = PostConnection(port, short=short_posts)
+        self.next_id = 0
+        self.alive = False
+        self.json_responses = 0
+        self.stream_responses = 0
+        self.stream_tail_s = 0.0
+        """Time from reading a response event to the end of its stream, summed."""
+        self._headers = b"Accept: application/json, text/event-stream\r\n"
+
+    async def open(self, nursery: trio.Nursery) -> None:
+        """Initialize (learning the session id), then notify; bounded by ``timeout``."""
+        del nursery  # no reader task: every answer comes back on its own POST
+        with trio.fail_after(self.timeout):
+            self.alive = True
+            waiter = await self.start_request(
+                "initialize",
+                {
+                    "protocolVersion": STREAMABLE_PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "trio-mcp-sse-bench", "version": "1"},
+                },
+            )
+            result = await self.finish_request(waiter)
+            version = result.get("protocolVersion")
+            if not isinstance(version, str):
+                raise ProtocolFailure(f"initialize result without protocolVersion: {result!r:.200}")
+            self._headers += b"MCP-Protocol-Version: " + version.encode() + b"\r\n"
+            await self.notify("notifications/initialized")
+
+    async def notify(self, method: str) -> None:
+        body = orjson.dumps({"jsonrpc": "2.0", "method": method})
+        status, payload = await self.posts.post(self.path, body, self._headers)
+        if status != 202:
+            raise ProtocolFailure(f"POST {method} answered {status}: {payload[:100]!r}")
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.finish_request(await self.start_request(method, params))
+
+    async def start_request(self, method: str, params: dict[str, Any]) -> Waiter:
+        """POST one request and read its answer: the returned waiter is already set."""
+        if not self.alive:
+            raise ProtocolFailure("session has ended")
+        self.next_id += 1
+        request_id = self.next_id
+        waiter = Waiter()
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        posts = self.posts
+        try:
+            head = await posts.send(b"POST", self.path, body, self._headers)
+            if head.status != 200:
+                payload = await posts.read_body(head)
+                raise ProtocolFailure(f"POST {method} answered {head.status}: {payload[:100]!r}")
+            if method == "initialize" and head.session_id:  # none from a stateless server
+                self._headers += b"Mcp-Session-Id: " + head.session_id + b"\r\n"
+            if head.content_type.startswith(b"application/json"):
+                waiter.message = orjson.loads(await posts.read_body(head))
+                waiter.done = time.perf_counter()
+                self.json_responses += 1
+            elif head.content_type.startswith(b"text/event-stream"):
+
+                def on_event(name: bytes, data: bytes) -> None:
+                    if name != b"message" or not data:
+                        return  # e.g. a priming event: an id and empty data
+                    message = orjson.loads(data)
+                    if message.get("id") == request_id and "method" not in message:
+                        waiter.message = message
+                        waiter.done = time.perf_counter()
+
+                await posts.read_event_stream(head, on_event)
+                self.stream_responses += 1
+                if waiter.message is not None:
+                    self.stream_tail_s += time.perf_counter() - waiter.done
+            else:
+                await posts.read_body(head)
+                raise ProtocolFailure(f"POST {method} answered with Content-Type {head.content_type!r}")
+        except ValueError as error:  # a body or an event that is not JSON
+            self.alive = False
+            posts.close()
+            raise ProtocolFailure(f"POST {method}: undecodable answer: {error}") from None
+        except BaseException:
+            self.alive = False
+            raise
+        if waiter.message is None or waiter.message.get("id") != request_id:
+            raise ProtocolFailure(f"POST {method}: the response did not carry request id {request_id}")
+        waiter.event.set()
+        return waiter
+
+    finish_request = staticmethod(Session.finish_request)
+
+    async def end(self) -> None:
+        """``DELETE`` the session (405 is a server's allowed refusal), then close the connection."""
+        try:
+            if self.alive and b"Mcp-Session-Id" in self._headers:
+                with trio.fail_after(self.timeout):
+                    head = await self.posts.send(b"DELETE", self.path, b"", self._headers)
+                    payload = await self.posts.read_body(head)
+                if head.status not in (200, 202, 204, 405):
+                    raise ProtocolFailure(f"DELETE answered {head.status}: {payload[:100]!r}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.alive = False
+        self.posts.close()
 
 
 def check_echo(result: dict[str, Any], text: str) -> None:
@@ -445,23 +646,34 @@ async def guarded(errors: Errors, kind: str, fn: Callable[[], Any]) -> bool:
     return True
 
 
+AnySession = Session | StreamableSession
+
+
+def new_session(args: argparse.Namespace, errors: Errors, *, short_posts: bool) -> AnySession:
+    """A client session of the transport under test (``--transport``)."""
+    if args.transport == "streamable":
+        return StreamableSession(
+            args.port, errors, short_posts=short_posts, timeout=args.timeout, path=args.path.encode()
+        )
+    return Session(args.port, errors, short_posts=short_posts, timeout=args.timeout)
+
+
 async def open_sessions(
     nursery: trio.Nursery,
-    port: int,
+    args: argparse.Namespace,
     count: int,
     errors: Errors,
     *,
     short_posts: bool,
-    step_timeout: float,
     parallel: int,
-) -> list[Session]:
+) -> list[AnySession]:
     """Open ``count`` initialized sessions, at most ``parallel`` handshakes at a time."""
-    opened: list[Session] = []
+    opened: list[AnySession] = []
     limit = trio.Semaphore(parallel)
 
     async def one() -> None:
         async with limit:
-            session = Session(port, errors, short_posts=short_posts, timeout=step_timeout)
+            session = new_session(args, errors, short_posts=short_posts)
             if await guarded(errors, "session setup", lambda: session.open(nursery)):
                 opened.append(session)
             else:
@@ -471,6 +683,19 @@ async def open_sessions(
         for _ in range(count):
             setup.start_soon(one)
     return opened
+
+
+async def end_sessions(sessions: list[AnySession], errors: Errors, *, parallel: int) -> None:
+    """End every session (Streamable HTTP: ``DELETE``), at most ``parallel`` at a time."""
+    limit = trio.Semaphore(parallel)
+
+    async def one(session: AnySession) -> None:
+        async with limit:
+            await guarded(errors, "session end", session.end)
+
+    async with trio.open_nursery() as ending:
+        for session in sessions:
+            ending.start_soon(one, session)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -493,12 +718,10 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
     window = Window()
     calls_total = 0
     async with trio.open_nursery() as nursery:
-        sessions = await open_sessions(
-            nursery, args.port, args.sessions, errors, short_posts=False, step_timeout=args.timeout, parallel=50
-        )
+        sessions = await open_sessions(nursery, args, args.sessions, errors, short_posts=False, parallel=50)
         stop = False
 
-        async def caller(session: Session, index: int) -> None:
+        async def caller(session: AnySession, index: int) -> None:
             nonlocal calls_total
             text = f"hello from session {index:05d}"
             params = {"name": "echo", "arguments": {"text": text}}
@@ -529,8 +752,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
             cpu1, client1 = server.cpu_seconds(), client_cpu_seconds()
             stop = True
         reconnects = sum(session.posts.reconnects for session in sessions)
-        for session in sessions:
-            session.close()
+        await end_sessions(sessions, errors, parallel=50)
         nursery.cancel_scope.cancel()
     elapsed = window.end - window.start
     latencies = sorted(window.latencies)
@@ -549,6 +771,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
         "server_cpu_utilisation": (cpu1 - cpu0) / elapsed,
         "client_cpu_utilisation": (client1 - client0) / elapsed,
         "post_reconnects": reconnects,
+        **response_kinds(sessions),
     }
 
 
@@ -557,33 +780,23 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
     # Warm-up: the first sessions pay one-time costs (lazy imports, caches, pools)
     # that would otherwise be spread over N and inflate the per-session figure.
     async with trio.open_nursery() as nursery:
-        warm = await open_sessions(
-            nursery, args.port, 20, errors, short_posts=True, step_timeout=args.timeout, parallel=20
-        )
+        warm = await open_sessions(nursery, args, 20, errors, short_posts=True, parallel=20)
         for session in warm:
 
-            async def call(session: Session = session) -> None:
+            async def call(session: AnySession = session) -> None:
                 with trio.fail_after(args.timeout):
                     result = await session.request("tools/call", {"name": "echo", "arguments": {"text": "w"}})
                 check_echo(result, "w")
 
             await guarded(errors, "warm-up call", call)
-            session.close()
+        await end_sessions(warm, errors, parallel=20)
         nursery.cancel_scope.cancel()
     await trio.sleep(1.0)
     rss0 = server.rss_bytes()
     cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
     async with trio.open_nursery() as nursery:
         started = time.perf_counter()
-        sessions = await open_sessions(
-            nursery,
-            args.port,
-            args.sessions,
-            errors,
-            short_posts=True,
-            step_timeout=args.timeout,
-            parallel=args.parallel,
-        )
+        sessions = await open_sessions(nursery, args, args.sessions, errors, short_posts=True, parallel=args.parallel)
         setup_s = time.perf_counter() - started
         setup_cpu = server.cpu_seconds() - cpu0
         setup_client_cpu = client_cpu_seconds() - client0
@@ -592,7 +805,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         answered = 0
         limit = trio.Semaphore(args.parallel)
 
-        async def call_once(session: Session, index: int) -> None:
+        async def call_once(session: AnySession, index: int) -> None:
             nonlocal answered
             text = f"still here {index}"
 
@@ -613,8 +826,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         call_all_s = time.perf_counter() - started
         still_open = sum(session.alive for session in sessions)
         rss2 = server.rss_bytes()
-        for session in sessions:
-            session.close()
+        await end_sessions(sessions, errors, parallel=args.parallel)
         nursery.cancel_scope.cancel()
     opened = len(sessions)
     return {
@@ -632,6 +844,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         "rss_idle_mb": rss1 / 2**20,
         "rss_after_calls_mb": rss2 / 2**20,
         "rss_per_session_kb": (rss1 - rss0) / opened / 1024 if opened else math.nan,
+        **response_kinds(sessions),
     }
 
 
@@ -641,14 +854,12 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
     times: list[float] = []
     cpu = 0.0
     async with trio.open_nursery() as nursery:
-        sessions = await open_sessions(
-            nursery, args.port, 1, errors, short_posts=False, step_timeout=args.timeout, parallel=1
-        )
+        sessions = await open_sessions(nursery, args, 1, errors, short_posts=False, parallel=1)
         for session in sessions:
             for attempt in range(args.warmup_rounds + args.rounds):
                 measured = attempt >= args.warmup_rounds
 
-                async def call(session: Session = session, measured: bool = measured) -> None:
+                async def call(session: AnySession = session, measured: bool = measured) -> None:
                     nonlocal cpu
                     cpu0 = server.cpu_seconds()
                     with trio.fail_after(args.timeout):
@@ -661,7 +872,7 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
                         cpu += server.cpu_seconds() - cpu0
 
                 await guarded(errors, "large tools/call", call)
-            session.close()
+        await end_sessions(sessions, errors, parallel=1)
         nursery.cancel_scope.cancel()
     times.sort()
     return {
@@ -673,6 +884,21 @@ async def scenario_payload(args: argparse.Namespace, server: ServerProcess, erro
     }
 
 
+def response_kinds(sessions: list[AnySession]) -> dict[str, float]:
+    """Streamable HTTP: how many answers came as a JSON body and how many as an event stream."""
+    streamable = [session for session in sessions if isinstance(session, StreamableSession)]
+    if not streamable:
+        return {}
+    streams = sum(session.stream_responses for session in streamable)
+    tail = sum(session.stream_tail_s for session in streamable)
+    return {
+        "json_responses": sum(session.json_responses for session in streamable),
+        "stream_responses": streams,
+        # The connection is busy until the stream ends, after the response was read.
+        "stream_tail_mean_ms": tail / streams * 1e3 if streams else math.nan,
+    }
+
+
 SCENARIOS = {"throughput": scenario_throughput, "idle": scenario_idle, "payload": scenario_payload}
 
 
@@ -680,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--transport", choices=("sse", "streamable"), default="sse")
+    parser.add_argument("--path", default="/mcp", help="streamable: the MCP endpoint")
     parser.add_argument("--server-pid", type=int, required=True, help="root pid of the server process tree")
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=2.0, help="throughput: seconds before the window")

@@ -7,9 +7,13 @@ the same run.  A full run (and ``--design``) writes ``benchmarks/results/``
 (JSON, the printed table, the chart) and ``docs/performance.png``; quick and
 customised runs write ``benchmarks/results/<profile>.tmp/``, which git ignores.
 
-    python -m benchmarks.run              # full run (about 6-8 minutes on 2 cores)
+    python -m benchmarks.run              # full run (about 15 minutes on 2 cores)
     python -m benchmarks.run --quick      # shorter windows, 1,000 idle sessions only
+    python -m benchmarks.run --transport streamable   # only the Streamable HTTP servers
     python -m benchmarks.run --design     # the design comparison in docs/performance.md
+
+One table per transport (HTTP+SSE, Streamable HTTP); each puts our servers next
+to the SDK's serving the same tool the same way, with the ratios from the run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,33 @@ from .servers import ROOT, SERVERS, VARIANTS, ServerSpec, running
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OURS, SDK_UV, SDK_HC = "ours", "sdk-uvicorn", "sdk-hypercorn"
+TRANSPORTS = ("sse", "streamable")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One transport's table: its columns in order, and the like-for-like ratio pairs."""
+
+    title: str
+    transport: str
+    columns: tuple[str, ...]
+    ratios: tuple[tuple[str, str], ...]
+
+
+TABLES = (
+    Table(
+        "HTTP+SSE",
+        "sse",
+        (OURS, "ours-def", SDK_UV, "sdk-uvicorn-def", SDK_HC),
+        ((OURS, SDK_UV), (OURS, SDK_HC), ("ours-def", "sdk-uvicorn-def")),
+    ),
+    Table(
+        "Streamable HTTP",
+        "streamable",
+        ("ours-streamable-json", "ours-streamable-sse", "sdk-streamable-json", "sdk-streamable-sse"),
+        (("ours-streamable-json", "sdk-streamable-json"), ("ours-streamable-sse", "sdk-streamable-sse")),
+    ),
+)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {
@@ -78,36 +110,43 @@ def loadgen(scenario: str, port: int, pid: int, *options: str, timeout: float = 
 
 def run_server(spec: ServerSpec, profile: dict[str, Any], scenarios: set[str]) -> dict[str, Any]:
     """All scenarios for one server; idle-session scenarios each get a fresh process."""
-    out: dict[str, Any] = {"label": spec.label, "throughput": {}, "idle": {}, "payload": None}
+    out: dict[str, Any] = {
+        "label": spec.label, "transport": spec.transport, "tool": spec.tool, "gc": spec.gc,
+        "throughput": {}, "idle": {}, "payload": None,
+    }  # fmt: skip
+    if spec.scenarios is not None:
+        scenarios = scenarios & spec.scenarios
+    transport = spec.loadgen_options
     if scenarios & {"throughput", "payload"}:
         with running(spec) as (port, pid, _log):
             if "throughput" in scenarios:
                 for level in profile["levels"]:
                     result = loadgen(
-                        "throughput", port, pid, "--sessions", str(level),
+                        "throughput", port, pid, *transport, "--sessions", str(level),
                         "--warmup", str(profile["warmup"]), "--duration", str(profile["duration"]),
                     )  # fmt: skip
                     out["throughput"][str(level)] = result
                     log(
-                        f"  {spec.key:14} {level:4} sessions: {result['calls_per_s']:7.0f} calls/s "
+                        f"  {spec.key:20} {level:4} sessions: {result['calls_per_s']:7.0f} calls/s "
                         f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
                         f"server {result['server_cpu_per_call_us']:5.0f} us/call  "
                         f"client {result['client_cpu_per_call_us']:4.0f} us/call  errors {result['errors']}"
+                        + (f"  stream end +{result['stream_tail_mean_ms']:.2f} ms" if result.get("stream_responses") else "")
                     )
             if "payload" in scenarios:
-                result = loadgen("payload", port, pid, "--rounds", str(profile["payload_rounds"]))
+                result = loadgen("payload", port, pid, *transport, "--rounds", str(profile["payload_rounds"]))
                 out["payload"] = result
                 log(
-                    f"  {spec.key:14} 4 MiB echo: median {result['median_ms']:.0f} ms, "
+                    f"  {spec.key:20} 4 MiB echo: median {result['median_ms']:.0f} ms, "
                     f"server {result['server_cpu_per_call_ms']:.0f} ms CPU/call, errors {result['errors']}"
                 )
     if "idle" in scenarios:
         for count in profile["idle"]:
             with running(spec) as (port, pid, _log):
-                result = loadgen("idle", port, pid, "--sessions", str(count), timeout=900)
+                result = loadgen("idle", port, pid, *transport, "--sessions", str(count), timeout=900)
             out["idle"][str(count)] = result
             log(
-                f"  {spec.key:14} {count:6} idle sessions: opened {result['sessions']} in "
+                f"  {spec.key:20} {count:6} idle sessions: opened {result['sessions']} in "
                 f"{result['setup_s']:.1f} s (server CPU {result['setup_server_cpu_utilisation']:.0%}, "
                 f"client CPU {result['setup_client_cpu_utilisation']:.0%}), "
                 f"{result['rss_per_session_kb']:.1f} KB/session, "
@@ -150,9 +189,16 @@ def _sessions(level: int) -> str:
     return f"{level} session" if level == 1 else f"{level} sessions"
 
 
-def table_rows(results: dict[str, Any], profile: dict[str, Any]) -> list[tuple[str, int, list[float]]]:
+def table_columns(results: dict[str, Any], table: Table) -> list[str]:
+    """The servers of ``table``'s transport in this run: its own order first, then any others."""
+    mine = [key for key, server in results.items() if server.get("transport", "sse") == table.transport]
+    return [key for key in table.columns if key in mine] + [key for key in mine if key not in table.columns]
+
+
+def table_rows(
+    results: dict[str, Any], profile: dict[str, Any], keys: list[str]
+) -> list[tuple[str, int, list[float]]]:
     """(metric, digits, value per server) in display order."""
-    keys = [key for key in (OURS, SDK_UV, SDK_HC) if key in results]
     rows: list[tuple[str, int, list[float]]] = []
 
     def per_level(label: str, field: str, digits: int) -> None:
@@ -165,6 +211,9 @@ def table_rows(results: dict[str, Any], profile: dict[str, Any]) -> list[tuple[s
     per_level("calls/s", "calls_per_s", 0)
     per_level("p50 ms", "p50_ms", 2)
     per_level("p99 ms", "p99_ms", 2)
+    if any(result.get("stream_responses") for k in keys for result in results[k]["throughput"].values()):
+        # Streamable HTTP: the connection carries the next call only once the answer's stream has ended.
+        per_level("event stream end after the response, mean ms", "stream_tail_mean_ms", 2)
     per_level("server CPU us/call", "server_cpu_per_call_us", 0)
     rows.append(("server CPU us/call, all levels", 0, [cpu_per_call(results, k) for k in keys]))
     per_level("load generator CPU us/call", "client_cpu_per_call_us", 0)
@@ -195,18 +244,31 @@ def total_errors(server_results: dict[str, Any]) -> int:
     return total
 
 
-def render_table(results: dict[str, Any], profile: dict[str, Any]) -> str:
-    keys = [key for key in (OURS, SDK_UV, SDK_HC) if key in results]
+def render_table(results: dict[str, Any], profile: dict[str, Any], skipped: dict[str, str] | None = None) -> str:
+    """One table per transport that has results; then the servers that were not measured."""
+    parts = []
+    for table in TABLES:
+        keys = table_columns(results, table)
+        if keys:
+            parts.append(f"{table.title}:\n\n" + render_one_table(results, profile, keys, table))
+    if skipped:
+        parts.append("Not measured:\n\n" + "\n".join(f"* {key}: {why}" for key, why in skipped.items()))
+    return "\n\n".join(parts)
+
+
+def render_one_table(results: dict[str, Any], profile: dict[str, Any], keys: list[str], table: Table) -> str:
     head = ["metric", *(results[key]["label"] for key in keys)]
-    ratio_keys = [key for key in (SDK_UV, SDK_HC) if key in results and OURS in results]
-    head += [f"ours / {results[key]['label']}" for key in ratio_keys]
+    pairs = [(ours, sdk) for ours, sdk in table.ratios if ours in keys and sdk in keys]
+    head += [f"{ours} / {sdk}" for ours, sdk in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, digits, values in table_rows(results, profile):
+    blank = [""] * len(pairs)
+    # What each server runs, so that a reader can see which columns compare like for like.
+    for name, field in (("echo tool", "tool"), ("garbage collector", "gc")):
+        lines.append("| " + " | ".join([name, *(str(results[key].get(field, "-")) for key in keys), *blank]) + " |")
+    for name, digits, values in table_rows(results, profile, keys):
         cells = [name, *(_fmt(value, digits) for value in values)]
-        if OURS in keys:
-            ours = values[keys.index(OURS)]
-            informational = name.startswith(("load generator", "sessions open", "errors"))
-            cells += ["" if informational else _ratio(ours, values[keys.index(key)]) for key in ratio_keys]
+        informational = name.startswith(("load generator", "sessions open", "errors"))
+        cells += ["" if informational else _ratio(values[keys.index(a)], values[keys.index(b)]) for a, b in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -278,9 +340,12 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows and 1,000 idle sessions (about 2 min)")
+    parser.add_argument("--quick", action="store_true", help="short windows and 1,000 idle sessions (about 3 min)")
     parser.add_argument("--design", action="store_true", help="compare design variants at 20 sessions")
     parser.add_argument("--servers", help=f"comma-separated, from {', '.join([*SERVERS, *VARIANTS])}")
+    parser.add_argument(
+        "--transport", choices=(*TRANSPORTS, "all"), default="all", help="which transport's servers to run"
+    )
     parser.add_argument("--scenarios", default=SCENARIOS)
     parser.add_argument("--levels", help="comma-separated session counts for the throughput scenario")
     parser.add_argument("--idle", help="comma-separated session counts for the idle scenario")
@@ -314,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [key for key in servers if key not in catalogue]
     if unknown:
         parser.error(f"unknown server(s): {', '.join(unknown)}")
+    if args.transport != "all":
+        servers = [key for key in servers if catalogue[key].transport == args.transport]
+    skipped = {key: catalogue[key].needs for key in servers if catalogue[key].needs}
+    for key, why in skipped.items():
+        log(f"skipping {key}: {why}")
+    servers = [key for key in servers if key not in skipped]
+    if not servers:
+        parser.error("no server left to measure")
 
     env = environment()
     log(f"benchmark profile {name!r}: {json.dumps(profile)}; load average {env['loadavg_at_start']}")
@@ -326,16 +399,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # Only the reference runs (full, design) replace the committed results; quick
     # and customised runs go to an ignored *.tmp directory unless --output is given.
-    customised = any((args.servers, args.levels, args.idle is not None, args.duration, args.scenarios != SCENARIOS))
+    customised = any(
+        (args.servers, args.levels, args.idle is not None, args.duration, args.scenarios != SCENARIOS)
+    ) or args.transport != "all"
     reference = name in ("full", "design") and not customised
     output = args.output or (name if reference else f"{name}.tmp/{name}")
     (RESULTS / output).parent.mkdir(parents=True, exist_ok=True)
-    document = {"profile": name, "settings": profile, "environment": env, "elapsed_s": elapsed, "results": results}
+    document = {
+        "profile": name, "settings": profile, "environment": env, "elapsed_s": elapsed,
+        "results": results, "skipped": skipped,
+    }  # fmt: skip
     (RESULTS / f"{output}.json").write_text(json.dumps(document, indent=1) + "\n")
     if args.design:
         text = render_design(results, profile)
     else:
-        text = render_table(results, profile) + "\n\nTargets:\n\n" + render_targets(results, profile)
+        text = with_targets(render_table(results, profile, skipped), results, profile)
     header = (
         f"Run: {env['date']}, commit {env['commit']}, Python {env['python']}, {env['cpus']} CPUs, "
         f"profile {name}, {elapsed / 60:.1f} min\n\n"
@@ -346,14 +424,15 @@ def main(argv: list[str] | None = None) -> int:
     if chart and not args.design and "throughput" in scenarios:
         from .chart import draw
 
-        draw(results, profile, Path(chart))
+        sse = {key: server for key, server in results.items() if server.get("transport", "sse") == "sse"}
+        draw(sse, profile, Path(chart))
         if reference:
-            draw(results, profile, RESULTS / "performance.png")
+            draw(sse, profile, RESULTS / "performance.png")
         log(f"chart written to {chart}")
     errors = {key: total_errors(server) for key, server in results.items()}
     sys.stdout.write(f"\nerrors: {errors}\n")
     # A failing server under test is a finding; a failing trio-mcp-sse fails the run.
-    return 1 if errors.get(OURS, 0) else 0
+    return 1 if any(count for key, count in errors.items() if key.startswith(OURS)) else 0
 
 
 def render_design(results: dict[str, Any], profile: dict[str, Any]) -> str:
@@ -391,7 +470,12 @@ def render(path: Path) -> str:
     results, profile = document["results"], document["settings"]
     if document["profile"] == "design":
         return render_design(results, profile)
-    return render_table(results, profile) + "\n\nTargets:\n\n" + render_targets(results, profile)
+    return with_targets(render_table(results, profile, document.get("skipped")), results, profile)
+
+
+def with_targets(text: str, results: dict[str, Any], profile: dict[str, Any]) -> str:
+    targets = render_targets(results, profile)
+    return text + "\n\nTargets:\n\n" + targets if targets else text
 
 
 if __name__ == "__main__":

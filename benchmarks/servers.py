@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import resource
 import signal
@@ -23,6 +24,16 @@ BACKLOG = "2048"
 so that opening thousands of sessions measures the servers, not SYN retries."""
 
 
+GC_DEFAULT = "default {}/{}/{}, no freeze".format(*gc.get_threshold())
+"""The garbage collector as every server runs unless its spec says otherwise: neither
+hypercorn nor uvicorn nor either app module touches it (``python -m trio_mcp_sse
+serve`` would freeze the heap; the benchmark serves with plain hypercorn)."""
+
+NEEDS_MCP = "needs /mcp: MCPServer does not serve Streamable HTTP yet (benchmarks.app_ours.streamable_app)"
+"""The marker on our Streamable HTTP rows.  ``run.py`` skips a server whose ``needs``
+is set and says why; delete the marker from the two specs once ``/mcp`` exists."""
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     key: str
@@ -31,6 +42,21 @@ class ServerSpec:
     app: str
     options: tuple[str, ...] = field(default=())
     """Extra command-line options for the server."""
+    transport: str = "sse"
+    """``sse`` (HTTP+SSE: ``/sse`` and a POST endpoint) or ``streamable`` (Streamable HTTP at ``/mcp``)."""
+    tool: str = "async def"
+    """How the ``echo`` tool is defined: ``async def``, or ``def`` (run on a worker thread)."""
+    gc: str = GC_DEFAULT
+    scenarios: frozenset[str] | None = None
+    """The scenarios worth running (None: all).  The tool's kind changes the cost of a
+    call, not the memory of an idle session or the cost of moving 4 MiB."""
+    needs: str = ""
+    """Why this server cannot be measured yet (empty: it can)."""
+
+    @property
+    def loadgen_options(self) -> tuple[str, ...]:
+        """The load generator's options for this server's transport."""
+        return ("--transport", self.transport)
 
     def argv(self, port: int) -> list[str]:
         if self.kind == "uvicorn":
@@ -51,12 +77,40 @@ class ServerSpec:
         ]  # fmt: skip
 
 
+THROUGHPUT_ONLY = frozenset({"throughput"})
+
 SERVERS: dict[str, ServerSpec] = {
     spec.key: spec
     for spec in (
-        ServerSpec("ours", "trio-mcp-sse, hypercorn-trio", "hypercorn", "benchmarks.app_ours:app"),
-        ServerSpec("sdk-uvicorn", "SDK, uvicorn", "uvicorn", "benchmarks.app_sdk:app"),
-        ServerSpec("sdk-hypercorn", "SDK, hypercorn-trio", "hypercorn", "benchmarks.app_sdk:app"),
+        # HTTP+SSE.  Like for like: the async rows with each other, the def rows with each other.
+        ServerSpec("ours", "trio-mcp-sse, hypercorn-trio, async def tool", "hypercorn", "benchmarks.app_ours:app"),
+        ServerSpec(
+            "ours-def", "trio-mcp-sse, hypercorn-trio, def tool", "hypercorn", "benchmarks.app_ours:sync_app()",
+            tool="def", scenarios=THROUGHPUT_ONLY,
+        ),
+        ServerSpec("sdk-uvicorn", "SDK, uvicorn, async def tool", "uvicorn", "benchmarks.app_sdk:app"),
+        ServerSpec(
+            "sdk-uvicorn-def", "SDK, uvicorn, def tool", "uvicorn", "benchmarks.app_sdk:sync_sse_app",
+            ("--factory",), tool="def", scenarios=THROUGHPUT_ONLY,
+        ),
+        ServerSpec("sdk-hypercorn", "SDK, hypercorn-trio, async def tool", "hypercorn", "benchmarks.app_sdk:app"),
+        # Streamable HTTP at /mcp, stateful sessions, answers as JSON bodies or event streams.
+        ServerSpec(
+            "ours-streamable-json", "trio-mcp-sse, hypercorn-trio, JSON answers", "hypercorn",
+            "benchmarks.app_ours:streamable_app(json_response=True)", transport="streamable", needs=NEEDS_MCP,
+        ),
+        ServerSpec(
+            "ours-streamable-sse", "trio-mcp-sse, hypercorn-trio, SSE answers", "hypercorn",
+            "benchmarks.app_ours:streamable_app(json_response=False)", transport="streamable", needs=NEEDS_MCP,
+        ),
+        ServerSpec(
+            "sdk-streamable-json", "SDK, uvicorn, JSON answers", "uvicorn", "benchmarks.app_sdk:streamable_json_app",
+            ("--factory",), transport="streamable",
+        ),
+        ServerSpec(
+            "sdk-streamable-sse", "SDK, uvicorn, SSE answers", "uvicorn", "benchmarks.app_sdk:streamable_sse_app",
+            ("--factory",), transport="streamable",
+        ),
     )
 }
 
@@ -70,10 +124,10 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
         ),
-        ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()"),
+        ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()", gc="gc.freeze() after import"),
         ServerSpec(
             "sdk-uvicorn-frozen", "SDK, uvicorn, gc.freeze()", "uvicorn", "benchmarks.app_frozen:make_sdk",
-            ("--factory",),
+            ("--factory",), gc="gc.freeze() after import",
         ),
         ServerSpec(
             "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
