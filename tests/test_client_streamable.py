@@ -252,6 +252,20 @@ async def test_a_refused_notification_raises_to_its_sender(autojump_clock: Any) 
             await session.ping()
 
 
+async def test_an_event_over_max_event_size_fails_the_connection(autojump_clock: Any) -> None:
+    server = FakeStreamableServer()
+    # One event's data arriving in pieces, never finished: memory must stay bounded.
+    pieces = [b"data: " + b"x" * 60 + b"\n"] * 10
+    server.answers["tools/call"] = lambda message: Answer(end=False, frames=[priming_event("e1"), *pieces])
+
+    async def scenario() -> None:
+        async with session_with(server, max_event_size=200) as (session, _):
+            await session.call_tool("big")
+
+    with trio.fail_after(10), pytest.raises(ConnectionClosedError, match=r"over max_event_size \(200 bytes\)"):
+        await scenario()
+
+
 async def test_no_session_id_means_no_delete(autojump_clock: Any) -> None:
     server = FakeStreamableServer(session_id=None)
     with trio.fail_after(10):

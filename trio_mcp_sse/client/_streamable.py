@@ -115,9 +115,9 @@ def _check_url(url: str) -> None:
         )
 
 
-def _valid_session_id(value: str) -> bool:
-    # The spec allows visible ASCII only (0x21-0x7E): anything else could
-    # smuggle header syntax into every later request.
+def _visible_ascii(value: str) -> bool:
+    # Session ids are visible ASCII only (0x21-0x7E) by the spec: anything else
+    # could smuggle header syntax into every later request.
     return bool(value) and all("\x21" <= char <= "\x7e" for char in value)
 
 
@@ -379,7 +379,17 @@ class StreamableHTTPConnection:
                     except (PostError, ConnectError) as error:
                         if not sent:
                             raise
-                        self._fail(ConnectionClosedError(f"{error} (waiting for the answer to request {request_id!r})"))
+                        lost: ConnectionClosedError | ReadTimeoutError
+                        if isinstance(error.__cause__, httpx.TimeoutException):
+                            lost = ReadTimeoutError(
+                                f"no answer from {self.url} to request {request_id!r} "
+                                f"within {self._read_timeout:g} s"
+                            )
+                        else:
+                            lost = ConnectionClosedError(
+                                f"{error} (waiting for the answer to request {request_id!r})"
+                            )
+                        self._fail(lost)
                         return
                 if wait.cancelled_caught:
                     if not sent:
@@ -441,7 +451,7 @@ class StreamableHTTPConnection:
         value = response.headers.get("mcp-session-id")
         if value is None:
             return
-        if not _valid_session_id(value):
+        if not _visible_ascii(value):
             raise ProtocolError(
                 f"the server at {self.url} sent an invalid Mcp-Session-Id "
                 "(it must be visible ASCII characters)"
@@ -699,7 +709,7 @@ class StreamableHTTPConnection:
                 and message.id == self._initialize_id
             ):
                 version = (message.result or {}).get("protocolVersion")
-                if isinstance(version, str) and _valid_session_id(version):
+                if isinstance(version, str) and _visible_ascii(version):
                     self.protocol_version = version
         # A consumer that closed its end wants no more messages.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
