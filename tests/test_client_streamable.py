@@ -17,7 +17,7 @@ import mcp_types
 import pytest
 import trio
 
-from tests.client_helpers import asgi_http_client
+from tests.client_helpers import FakeServer, answer_initialize, asgi_http_client
 from tests.client_helpers_streamable import (
     ENDPOINT,
     SESSION_ID,
@@ -36,7 +36,9 @@ from trio_mcp_sse.client import (
     SessionExpiredError,
     StreamableHTTPConnection,
     connect_streamable_http,
+    open_session,
 )
+from trio_mcp_sse.client._open import choose_transport
 
 TEXT_RESULT = {"content": [{"type": "text", "text": "done"}]}
 
@@ -323,3 +325,54 @@ async def test_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="read_timeout must be > 0"):
         async with connect_streamable_http(ENDPOINT, read_timeout=0):
             pass
+
+
+# -- open_session: the transport from the URL's answer ---------------------------------------------
+def test_auto_takes_a_path_ending_in_sse_as_http_sse() -> None:
+    assert choose_transport("http://h/sse", "auto") == "sse"
+    assert choose_transport("http://h/tools/sse/", "auto") == "sse"
+    assert choose_transport("http://h/mcp", "auto") == "streamable-http"
+    assert choose_transport("http://h/", "auto") == "streamable-http"
+    assert choose_transport("http://h/sse", "streamable-http") == "streamable-http"
+
+
+async def test_open_session_falls_back_to_http_sse_when_the_post_gets_405(
+    autojump_clock: Any,
+) -> None:
+    posted: list[dict[str, Any]] = []
+
+    def status(message: dict[str, Any]) -> int:
+        posted.append(message)
+        return 405 if len(posted) == 1 else 202  # the first is the Streamable HTTP attempt
+
+    async def on_post(server: FakeServer, message: dict[str, Any]) -> None:
+        await answer_initialize(server, message)
+
+    server = FakeServer(post_status=status, on_post=on_post)
+    with trio.fail_after(10):
+        async with (
+            asgi_http_client(server, lifespan=False) as http_client,
+            open_session(ENDPOINT, http_client=http_client) as session,
+        ):
+            assert session.server_info is not None
+            assert session.server_info.name == "fake"
+    assert [message.get("method") for message in posted] == [
+        "initialize",
+        "initialize",
+        "notifications/initialized",
+    ]
+    assert server.get_headers["accept"] == "text/event-stream"
+
+
+async def test_open_session_does_not_fall_back_on_other_failures(autojump_clock: Any) -> None:
+    server = FakeStreamableServer()
+    server.answers["initialize"] = lambda message: Answer(status=500, body=b"broken")
+    with trio.fail_after(10), pytest.raises(PostError, match="answered 500 Internal Server Error: broken"):
+        async with asgi_http_client(server, lifespan=False) as http_client:
+            await _open(http_client)
+    assert server.requests("GET") == []
+
+
+async def _open(http_client: httpx.AsyncClient) -> None:
+    async with open_session(ENDPOINT, http_client=http_client):
+        pytest.fail("the session cannot open")

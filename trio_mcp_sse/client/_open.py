@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import httpx
 
-from ._errors import PostError
+from ._errors import PostError, SSEConnectionError
 from ._session import (
     LATEST_PROTOCOL_VERSION,
     ClientSession,
@@ -95,7 +95,7 @@ async def open_session(
         "http_client": http_client,
     }
     async with contextlib.AsyncExitStack() as stack:
-        session: ClientSession | None = None
+        session: ClientSession | PostError | None = None
         if choose_transport(url, transport) == "streamable-http":
             session = await _enter_streamable(
                 stack,
@@ -105,8 +105,12 @@ async def open_session(
                 connection_options=connection_options,
                 session_options=session_options,
             )
-        if session is None:
-            connection = await stack.enter_async_context(connect_sse(url, **connection_options))
+        if not isinstance(session, ClientSession):
+            try:
+                connection = await stack.enter_async_context(connect_sse(url, **connection_options))
+            except SSEConnectionError as error:
+                # The POST's refusal is the other half of the story: keep it in the traceback.
+                raise error from session
             session = await stack.enter_async_context(ClientSession(connection, **session_options))
             await session.initialize()
         yield session
@@ -120,8 +124,8 @@ async def _enter_streamable(
     max_event_size: int,
     connection_options: dict[str, Any],
     session_options: dict[str, Any],
-) -> ClientSession | None:
-    """An initialized session over Streamable HTTP, or ``None`` when the answer says to fall back.
+) -> ClientSession | PostError:
+    """An initialized session over Streamable HTTP, or the refusal that says to fall back.
 
     On success the connection and the session are handed to ``stack``; on a
     fallback both are closed first, so nothing of the attempt is left open.
@@ -136,7 +140,7 @@ async def _enter_streamable(
         except PostError as error:
             if not (fallback and error.status_code in FALLBACK_STATUSES):
                 raise
-            return None
+            return error
         await stack.enter_async_context(attempt.pop_all())
         return session
-    return None  # pragma: no cover -- only reached when the block above swallowed an error
+    raise AssertionError("unreachable: the block returns or raises")  # pragma: no cover
