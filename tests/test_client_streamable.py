@@ -148,11 +148,11 @@ async def test_an_event_stream_answer_carries_progress_and_a_server_request(
     with trio.fail_after(10):
         async with session_with(server, elicitation_handler=answer_elicitation) as (session, _):
             assert _text(await session.call_tool("t", progress=on_progress)) == "done"
+            await server.wait_for(lambda: server.requests("GET"))  # the standalone stream (405)
     assert progress == [(1.0, 2.0, "half")]
     assert replies() == [
         {"jsonrpc": "2.0", "id": "s1", "result": {"action": "accept", "content": {"name": "Ada"}}}
     ]
-    assert server.requests("GET")  # the standalone stream was asked for (405 here)
 
 
 async def test_a_dropped_stream_is_resumed_with_last_event_id_after_retry(
@@ -266,6 +266,28 @@ async def test_an_event_over_max_event_size_fails_the_connection(autojump_clock:
 
     with trio.fail_after(10), pytest.raises(ConnectionClosedError, match=r"over max_event_size \(200 bytes\)"):
         await scenario()
+
+
+async def test_events_split_across_chunks_are_not_mistaken_for_one_big_event(
+    autojump_clock: Any,
+) -> None:
+    server = FakeStreamableServer()
+    progress = [
+        message_event(
+            {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x" * 50}}
+        )
+        for _ in range(20)
+    ]
+
+    def call(message: dict[str, Any]) -> Answer:
+        stream = b"".join([priming_event("e1"), *progress, message_event(result(message, TEXT_RESULT))])
+        # Every chunk ends in the middle of an event.
+        return Answer(frames=[stream[start : start + 97] for start in range(0, len(stream), 97)])
+
+    server.answers["tools/call"] = call
+    with trio.fail_after(10):
+        async with session_with(server, max_event_size=200) as (session, _):
+            assert _text(await session.call_tool("chatty")) == "done"
 
 
 async def test_no_session_id_means_no_delete(autojump_clock: Any) -> None:

@@ -152,8 +152,9 @@ class _StreamCursor:
         self.events = 0
         """Events received so far: a reconnection that brought any was not a failure."""
 
-    def delay(self) -> float:
-        return DEFAULT_RETRY if self.retry_ms is None else self.retry_ms / 1000
+    def delay(self, ceiling: float) -> float:
+        """Seconds to wait before reconnecting: the server's ``retry``, at most ``ceiling``."""
+        return min(DEFAULT_RETRY if self.retry_ms is None else self.retry_ms / 1000, ceiling)
 
 
 class StreamableHTTPConnection:
@@ -550,8 +551,15 @@ class StreamableHTTPConnection:
                     log.debug("%s: nothing on a stream for %g s", self.url, self._read_timeout)
                     return False
                 events = decoder.feed(chunk)
-                # Memory held for one event is bounded by max_event_size plus a chunk.
-                partial_bytes = partial_bytes + len(chunk) if decoder.holds_partial_event else 0
+                # Bytes possibly held for the unfinished event: at most this chunk
+                # when one just finished, else everything since.  So memory for
+                # one event is bounded by max_event_size plus a chunk.
+                if not decoder.holds_partial_event:
+                    partial_bytes = 0
+                elif events:
+                    partial_bytes = len(chunk)
+                else:
+                    partial_bytes += len(chunk)
                 for event in events:
                     cursor.events += 1
                     if event.id is not None:
@@ -603,7 +611,7 @@ class StreamableHTTPConnection:
                     )
                 )
                 return
-            await trio.sleep(cursor.delay())
+            await trio.sleep(cursor.delay(self._read_timeout))
             if request_id not in self._awaiting:
                 return  # answered on another stream, or abandoned
             seen = cursor.events
@@ -647,7 +655,7 @@ class StreamableHTTPConnection:
                         failures,
                     )
                     return
-                await trio.sleep(cursor.delay())
+                await trio.sleep(cursor.delay(self._read_timeout))
                 reopened = await self._open_get(cursor.last_event_id)
                 if reopened is not None:
                     response = reopened
