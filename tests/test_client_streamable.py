@@ -33,6 +33,7 @@ from trio_mcp_sse.client import (
     ConnectError,
     ConnectionClosedError,
     PostError,
+    RequestTimeoutError,
     SessionExpiredError,
     StreamableHTTPConnection,
     connect_streamable_http,
@@ -223,6 +224,30 @@ async def test_404_for_the_session_fails_every_pending_request(autojump_clock: A
     assert raised.value.session_id == SESSION_ID
     assert "no longer knows session session-1" in str(raised.value)
     assert server.requests("DELETE") == []  # nothing left to delete
+
+
+async def test_a_request_given_up_on_stops_its_stream_without_failing_the_connection(
+    autojump_clock: Any,
+) -> None:
+    server = FakeStreamableServer()
+
+    def call(message: dict[str, Any]) -> Answer:
+        async def end_once_cancelled() -> list[bytes]:
+            await server.wait_for(lambda: server.posted("notifications/cancelled"))
+            return []  # then the stream ends without a response, as servers do
+
+        return Answer(frames=[b": working\n\n"], then=end_once_cancelled)
+
+    server.answers["tools/call"] = call
+    with trio.fail_after(10):
+        async with session_with(server) as (session, connection):
+            with pytest.raises(RequestTimeoutError):
+                await session.call_tool("slow", request_timeout=1)
+            (cancelled,) = server.posted("notifications/cancelled")
+            assert cancelled.message["params"]["requestId"] == server.posted("tools/call")[0].message["id"]
+            await trio.sleep(1)
+            await session.ping()
+            assert not connection.closed
 
 
 async def test_an_http_error_answer_fails_only_its_request(autojump_clock: Any) -> None:
