@@ -393,12 +393,15 @@ def free_port() -> int:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_sdk_server() -> tuple[Any, str]:
-    """Start tests/client_helpers_sdk_server.py; return (process, base URL).  Caller must stop it."""
+def start_sdk_server(mode: str = "sse") -> tuple[Any, str]:
+    """Start tests/client_helpers_sdk_server.py (``mode``: sse, streamable, streamable-json).
+
+    Returns (process, base URL); the caller must stop it.
+    """
     log = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the process; closed by stop_process
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.client_helpers_sdk_server"],
+        [sys.executable, "-m", "tests.client_helpers_sdk_server", mode],
         cwd=str(ROOT),
         env=env,
         stdout=subprocess.PIPE,

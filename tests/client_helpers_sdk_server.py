@@ -1,7 +1,10 @@
-"""The official Python SDK's MCP server over HTTP+SSE, under uvicorn: the interop judge.
+"""The official Python SDK's MCP server under uvicorn: the interop judge.
 
 Run as a script: binds 127.0.0.1 on a free port, prints ``PORT <n>`` on
-stdout once listening, and serves until terminated.  It exercises every client
+stdout once listening, and serves until terminated.  The argument picks the
+transport: ``sse`` (default; ``/sse``), ``streamable`` (Streamable HTTP at
+``/mcp``, answers as event streams) or ``streamable-json`` (the same, answering
+each request with one JSON body).  It exercises every client
 feature: tools (with progress, logging, and a tool that waits to be
 cancelled), resources, prompts, and tools that turn around and ask the client
 for sampling, elicitation and roots.
@@ -110,10 +113,17 @@ def greet(who: str) -> str:
 
 
 def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "sse"
+    if mode == "sse":
+        app = server.sse_app()
+    elif mode in ("streamable", "streamable-json"):
+        app = server.streamable_http_app(json_response=mode == "streamable-json")
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    config = uvicorn.Config(server.sse_app(), log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 

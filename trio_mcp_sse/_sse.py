@@ -133,6 +133,11 @@ class SSEDecoder:
         """The reconnection time the server last asked for, in milliseconds."""
         return self._retry
 
+    @property
+    def holds_partial_event(self) -> bool:
+        """True while part of an event (or of a line) is buffered, waiting for more bytes."""
+        return bool(self._partial or self._data)
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         text = self._utf8.decode(chunk)
         if not text:

@@ -1,4 +1,5 @@
-"""The Trio MCP client: HTTP+SSE transport (:func:`connect_sse`) and :class:`ClientSession`.
+"""The Trio MCP client: Streamable HTTP (:func:`connect_streamable_http`) and HTTP+SSE
+(:func:`connect_sse`) transports, :class:`ClientSession`, and :func:`open_session`.
 
 Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
@@ -14,9 +15,11 @@ from ._errors import (
     ProtocolVersionError,
     ReadTimeoutError,
     RequestTimeoutError,
+    SessionExpiredError,
     SSEConnectionError,
     SSEResponseError,
 )
+from ._open import TransportChoice, open_session
 from ._session import (
     LATEST_PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS,
@@ -27,8 +30,8 @@ from ._session import (
     ProgressCallback,
     RootsHandler,
     SamplingHandler,
-    open_session,
 )
+from ._streamable import StreamableHTTPConnection, connect_streamable_http
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
 
 __all__ = [
@@ -55,6 +58,10 @@ __all__ = [
     "SSEConnectionError",
     "SSEResponseError",
     "SamplingHandler",
+    "SessionExpiredError",
+    "StreamableHTTPConnection",
+    "TransportChoice",
     "connect_sse",
+    "connect_streamable_http",
     "open_session",
 ]

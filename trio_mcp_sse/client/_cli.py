@@ -20,7 +20,8 @@ import trio
 
 from .._errors import MCPError
 from ._errors import ClientError
-from ._session import ClientSession, open_session
+from ._open import open_session
+from ._session import ClientSession
 
 __all__ = ["main"]
 
@@ -36,9 +37,21 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trio_mcp_sse client",
-        description="Connect to an MCP server over HTTP+SSE; list its tools, or call one. Prints JSON.",
+        description="Connect to an MCP server (Streamable HTTP or HTTP+SSE); list its tools, "
+        "or call one. Prints JSON.",
     )
-    parser.add_argument("url", help="the server's event-stream URL, e.g. http://127.0.0.1:8000/sse")
+    parser.add_argument(
+        "url",
+        help="the server's URL: a Streamable HTTP endpoint (e.g. http://127.0.0.1:8000/mcp) or an "
+        "HTTP+SSE event stream (e.g. http://127.0.0.1:8000/sse)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("auto", "streamable-http", "sse"),
+        default="auto",
+        help="auto (default): a URL ending in /sse is HTTP+SSE; any other is tried as Streamable "
+        "HTTP first, falling back to HTTP+SSE when the server answers 400, 404 or 405",
+    )
     parser.add_argument("--call", metavar="TOOL", help="call this tool instead of listing tools")
     parser.add_argument(
         "--arg",
@@ -198,6 +211,7 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
     headers = _headers(args.header)
     async with open_session(
         args.url,
+        transport=args.transport,
         headers=headers,
         timeout=args.timeout,
         read_timeout=args.read_timeout,

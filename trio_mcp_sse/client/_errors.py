@@ -28,6 +28,7 @@ __all__ = [
     "RequestTimeoutError",
     "SSEConnectionError",
     "SSEResponseError",
+    "SessionExpiredError",
 ]
 
 
@@ -36,7 +37,7 @@ class ClientError(Exception):
 
 
 class SSEConnectionError(ClientError):
-    """The HTTP+SSE connection failed or ended; open a new one to continue."""
+    """The connection (HTTP+SSE or Streamable HTTP) failed or ended; open a new one to continue."""
 
 
 class ConnectError(SSEConnectionError):
@@ -79,6 +80,18 @@ class EndpointOriginError(EndpointError):
 class ConnectionClosedError(SSEConnectionError):
     """The event stream ended or broke (server closed it, server process died,
     network failure), or the connection / session was already closed when used."""
+
+
+class SessionExpiredError(ConnectionClosedError):
+    """The server no longer knows the Streamable HTTP session (it answered ``404``
+    to a request carrying the ``Mcp-Session-Id``): it expired, was deleted, or the
+    server restarted.  The session cannot be resumed; open a new connection, which
+    initializes a new session.  ``session_id`` is the id the server forgot.
+    """
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
 
 
 class ReadTimeoutError(SSEConnectionError, TimeoutError):

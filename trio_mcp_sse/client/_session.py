@@ -41,7 +41,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
-import httpx
 import mcp_types
 import orjson
 import pydantic
@@ -64,7 +63,6 @@ from ._errors import (
     ProtocolVersionError,
     RequestTimeoutError,
 )
-from ._transport import AuthArgument, connect_sse
 from ._util import raise_collapsed
 
 __all__ = [
@@ -77,7 +75,6 @@ __all__ = [
     "ProgressCallback",
     "RootsHandler",
     "SamplingHandler",
-    "open_session",
 ]
 
 log = logging.getLogger("trio_mcp_sse.client")
@@ -677,47 +674,3 @@ def _log_server_message(params: Mapping[str, Any]) -> None:
     server_log.log(
         level, "%s%s", f"[{logger}] " if isinstance(logger, str) else "", params.get("data")
     )
-
-
-@asynccontextmanager
-async def open_session(
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    auth: AuthArgument = None,
-    timeout: float = 10.0,  # noqa: ASYNC109 -- connect/POST bound, passed to connect_sse
-    read_timeout: float = 300.0,
-    http_client: httpx.AsyncClient | None = None,
-    client_name: str = "trio-mcp-sse",
-    client_version: str | None = None,
-    protocol_version: str = LATEST_PROTOCOL_VERSION,
-    request_timeout: float = 60.0,
-    sampling_handler: SamplingHandler | None = None,
-    elicitation_handler: ElicitationHandler | None = None,
-    roots_handler: RootsHandler | None = None,
-    notification_handlers: Mapping[str, NotificationHandler] | None = None,
-) -> AsyncIterator[ClientSession]:
-    """:func:`connect_sse` + :class:`ClientSession` + :meth:`~ClientSession.initialize`, in one ``async with``."""
-    async with (
-        connect_sse(
-            url,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            read_timeout=read_timeout,
-            http_client=http_client,
-        ) as connection,
-        ClientSession(
-            connection,
-            client_name=client_name,
-            client_version=client_version,
-            protocol_version=protocol_version,
-            request_timeout=request_timeout,
-            sampling_handler=sampling_handler,
-            elicitation_handler=elicitation_handler,
-            roots_handler=roots_handler,
-            notification_handlers=notification_handlers,
-        ) as session,
-    ):
-        await session.initialize()
-        yield session

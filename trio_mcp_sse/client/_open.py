@@ -1,0 +1,146 @@
+"""``open_session``: connect, choosing the transport from the URL's answer, and initialize.
+
+A user has one URL and may not know which transport the server speaks.  The
+specification's backwards-compatibility rule decides: ``POST`` an
+``initialize`` to the URL (Streamable HTTP); if that fails with ``400``,
+``404`` or ``405``, the server is an older one, so ``GET`` the URL as an
+HTTP+SSE event stream instead.  A URL whose path ends in ``/sse`` is taken to
+be an HTTP+SSE stream right away, which saves a round trip to the servers that
+use that conventional path (ours included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal, TypeAlias
+
+import httpx
+
+from ._errors import PostError, SSEConnectionError
+from ._session import (
+    LATEST_PROTOCOL_VERSION,
+    ClientSession,
+    ElicitationHandler,
+    NotificationHandler,
+    RootsHandler,
+    SamplingHandler,
+)
+from ._streamable import DEFAULT_MAX_EVENT_SIZE, connect_streamable_http
+from ._transport import AuthArgument, _check_url, connect_sse
+
+__all__ = ["TransportChoice", "choose_transport", "open_session"]
+
+TransportChoice: TypeAlias = Literal["auto", "streamable-http", "sse"]
+"""``"auto"``: decide from the URL and the server's answer; or one transport, no fallback."""
+
+FALLBACK_STATUSES: Final = frozenset({400, 404, 405})
+"""Answers to the ``initialize`` POST that mean "not a Streamable HTTP endpoint"."""
+
+
+def choose_transport(url: str, transport: TransportChoice) -> Literal["streamable-http", "sse"]:
+    """The transport to try first: ``auto`` takes a path ending in ``/sse`` as HTTP+SSE."""
+    if transport != "auto":
+        return transport
+    path = httpx.URL(url).path.rstrip("/")
+    return "sse" if path.endswith("/sse") else "streamable-http"
+
+
+@asynccontextmanager
+async def open_session(
+    url: str,
+    *,
+    transport: TransportChoice = "auto",
+    headers: Mapping[str, str] | None = None,
+    auth: AuthArgument = None,
+    timeout: float = 10.0,  # noqa: ASYNC109 -- connect/POST bound, passed to the transport
+    read_timeout: float = 300.0,
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+    http_client: httpx.AsyncClient | None = None,
+    client_name: str = "trio-mcp-sse",
+    client_version: str | None = None,
+    protocol_version: str = LATEST_PROTOCOL_VERSION,
+    request_timeout: float = 60.0,
+    sampling_handler: SamplingHandler | None = None,
+    elicitation_handler: ElicitationHandler | None = None,
+    roots_handler: RootsHandler | None = None,
+    notification_handlers: Mapping[str, NotificationHandler] | None = None,
+) -> AsyncIterator[ClientSession]:
+    """Connect to ``url`` (Streamable HTTP or HTTP+SSE), open a :class:`ClientSession`, initialize.
+
+    ``transport`` picks the transport (``"auto"``: see the module docstring);
+    ``max_event_size`` applies to Streamable HTTP.  Every other argument is
+    passed on to the transport or the session.
+    """
+    if transport not in ("auto", "streamable-http", "sse"):
+        raise ValueError(f"transport must be 'auto', 'streamable-http' or 'sse', got {transport!r}")
+    if transport != "streamable-http":
+        _check_url(url)
+    session_options: dict[str, Any] = {
+        "client_name": client_name,
+        "client_version": client_version,
+        "protocol_version": protocol_version,
+        "request_timeout": request_timeout,
+        "sampling_handler": sampling_handler,
+        "elicitation_handler": elicitation_handler,
+        "roots_handler": roots_handler,
+        "notification_handlers": notification_handlers,
+    }
+    connection_options: dict[str, Any] = {
+        "headers": headers,
+        "auth": auth,
+        "timeout": timeout,
+        "read_timeout": read_timeout,
+        "http_client": http_client,
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        session: ClientSession | PostError | None = None
+        if choose_transport(url, transport) == "streamable-http":
+            session = await _enter_streamable(
+                stack,
+                url,
+                fallback=transport == "auto",
+                max_event_size=max_event_size,
+                connection_options=connection_options,
+                session_options=session_options,
+            )
+        if not isinstance(session, ClientSession):
+            try:
+                connection = await stack.enter_async_context(connect_sse(url, **connection_options))
+            except SSEConnectionError as error:
+                # The POST's refusal is the other half of the story: keep it in the traceback.
+                raise error from session
+            session = await stack.enter_async_context(ClientSession(connection, **session_options))
+            await session.initialize()
+        yield session
+
+
+async def _enter_streamable(
+    stack: contextlib.AsyncExitStack,
+    url: str,
+    *,
+    fallback: bool,
+    max_event_size: int,
+    connection_options: dict[str, Any],
+    session_options: dict[str, Any],
+) -> ClientSession | PostError:
+    """An initialized session over Streamable HTTP, or the refusal that says to fall back.
+
+    On success the connection and the session are handed to ``stack``; on a
+    fallback both are closed first, so nothing of the attempt is left open.
+    """
+    async with contextlib.AsyncExitStack() as attempt:
+        connection = await attempt.enter_async_context(
+            connect_streamable_http(url, max_event_size=max_event_size, **connection_options)
+        )
+        session = await attempt.enter_async_context(ClientSession(connection, **session_options))
+        try:
+            await session.initialize()
+        except PostError as error:
+            if not (fallback and error.status_code in FALLBACK_STATUSES):
+                raise
+            return error
+        await stack.enter_async_context(attempt.pop_all())
+        return session
+    raise AssertionError("unreachable: the block returns or raises")  # pragma: no cover
