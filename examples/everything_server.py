@@ -280,7 +280,7 @@ JSON_SCHEMA_2020_12 = {
 def json_schema_2020_12_tool(
     name: str | None = None,
     address: dict[str, str] | None = None,
-    contactMethod: str | None = None,  # noqa: N803 - the schema's property name
+    contactMethod: str | None = None,  # the schema's property name
     phone: str | None = None,
     email: str | None = None,
 ) -> str:

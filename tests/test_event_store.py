@@ -79,5 +79,5 @@ async def test_stream_names_are_checked() -> None:
     store = MemoryEventStore()
     with pytest.raises(ValueError, match="stream name"):
         await store.store("s", "a.b", b"")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be >= 1"):
         MemoryEventStore(max_events=0)
