@@ -1,0 +1,279 @@
+"""Admission as a decision table: request-head facts in, an answer or an admission out, no I/O.
+
+Theory of operation
+-------------------
+Every endpoint of every transport admits a request the same way: a fixed,
+ordered list of *rules* runs over the request head (method, headers, query),
+and the first rule that objects decides the answer.  The order is the
+documented status table (``docs/security.md``); it lives in exactly one place,
+the tuple of rules an endpoint declares::
+
+    POST_MESSAGE = Intake(
+        cors_preflight(cors, b"POST"), allow_methods(b"POST"), declared_body_within(limit),
+        host_allowed(security), origin_allowed(security, cors), authenticate(auth),
+        content_type_json(), session_id_in_query(),
+    )
+
+A rule is a plain function ``RequestHead -> Answer | None``.  A new transport
+reuses the shared rules and adds its own rows (``Accept`` -> 406, a bad
+``MCP-Protocol-Version`` -> 400, session-header rules, 409 for a second
+stream...) by writing such functions and placing them in its tuple: it never
+re-implements Host/Origin/auth/body-limit checks.  Every answer is an
+:class:`~trio_mcp_sse._http.Outcome`, so the status code still comes from the
+one table in ``_http.py``.
+
+Token verification is the only step that needs I/O (the application's
+verifier).  :meth:`Intake.decide` stays pure by stopping there: it returns
+:class:`VerifyToken`; the caller verifies (bounded, see
+:func:`trio_mcp_sse._auth.verify_bearer`) and calls ``decide`` again with the
+verdict, which resumes the table after the authentication row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict
+from ._cors import CorsSettings
+from ._http import Outcome, RawHeaders, Scope
+from ._security import SecuritySettings
+from ._session import is_session_id
+
+__all__ = [
+    "Admit",
+    "Answer",
+    "Authenticate",
+    "Decision",
+    "Intake",
+    "RequestHead",
+    "Rule",
+    "VerifyToken",
+    "allow_methods",
+    "authenticate",
+    "content_type_json",
+    "cors_preflight",
+    "declared_body_within",
+    "host_allowed",
+    "origin_allowed",
+    "session_id_in_query",
+]
+
+_NO_HEADERS: Final[RawHeaders] = ()
+
+
+class RequestHead:
+    """The facts of a request head that admission looks at, decoded on first use."""
+
+    __slots__ = ("_headers", "_raw", "method", "query", "server_host")
+
+    def __init__(self, method: str, raw_headers: RawHeaders, query: bytes = b"", server_host: str | None = None) -> None:
+        self.method = method
+        self.query = query
+        self.server_host = server_host
+        self._headers: dict[bytes, str] | None = None
+        self._raw = raw_headers
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> RequestHead:
+        server = scope.get("server")
+        return cls(scope["method"], scope["headers"], scope.get("query_string", b""), server[0] if server else None)
+
+    def header(self, name: bytes) -> str | None:
+        """First value of a header (``name`` lower-case), decoded as latin-1."""
+        headers = self._headers
+        if headers is None:
+            headers = {}
+            for key, value in self._raw:
+                if key not in headers:
+                    headers[key] = value.decode("latin-1")
+            self._headers = headers
+        return headers.get(name)
+
+    def query_param(self, name: bytes) -> str | None:
+        for pair in self.query.split(b"&"):
+            key, _, value = pair.partition(b"=")
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """End the request here with ``outcome`` (a refusal, or a preflight's 204)."""
+
+    outcome: Outcome
+    headers: RawHeaders = _NO_HEADERS
+    allow: bytes = b""
+    """The ``Allow`` value of a 405."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyToken:
+    """Verify this bearer token, then call :meth:`Intake.decide` again with the verdict."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """Every rule passed; ``principal`` is who is asking (``None``: anonymous)."""
+
+    principal: str | None
+
+
+Decision = Answer | VerifyToken | Admit
+
+
+Rule = Callable[[RequestHead], Answer | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """The authentication row: where the principal is decided (see :func:`authenticate`)."""
+
+    auth: AuthSettings | None
+
+    def decide(self, head: RequestHead, verdict: TokenVerdict) -> Answer | VerifyToken | Admit:
+        auth = self.auth
+        if auth is None:
+            return Admit(None)
+        credentials = head.header(b"authorization")
+        if credentials is None:
+            if auth.required:
+                return Answer(Outcome.UNAUTHORIZED, ((b"www-authenticate", auth.challenge(None)),))
+            return Admit(None)
+        scheme, _, token = credentials.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return Answer(Outcome.INVALID_TOKEN, ((b"www-authenticate", auth.challenge("invalid_request")),))
+        if verdict is UNCHECKED:
+            return VerifyToken(token)
+        if verdict is AUTH_UNAVAILABLE:
+            return Answer(Outcome.AUTH_UNAVAILABLE)
+        if verdict is None:
+            return Answer(Outcome.INVALID_TOKEN, ((b"www-authenticate", auth.challenge("invalid_token")),))
+        assert isinstance(verdict, str)
+        return Admit(verdict)
+
+
+class Intake:
+    """One endpoint's admission table: rules in the order their answers take precedence."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, *rules: Rule | Authenticate) -> None:
+        if sum(isinstance(rule, Authenticate) for rule in rules) > 1:
+            raise ValueError("an intake table has at most one authentication row")
+        self.rules = rules
+
+    def decide(self, head: RequestHead, verdict: TokenVerdict = UNCHECKED) -> Decision:
+        """Run the rules in order: the first answer wins; a token to verify pauses the table."""
+        principal: str | None = None
+        for rule in self.rules:
+            if isinstance(rule, Authenticate):
+                decided = rule.decide(head, verdict)
+                if not isinstance(decided, Admit):
+                    return decided
+                principal = decided.principal
+                continue
+            answer = rule(head)
+            if answer is not None:
+                return answer
+        return Admit(principal)
+
+
+# -- the shared rows ------------------------------------------------------------------------------
+def cors_preflight(cors: CorsSettings | None, allow: bytes) -> Rule:
+    """``OPTIONS``: a CORS preflight (204) for an allowed origin, 403 for another, 405 without CORS."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        if head.method != "OPTIONS":
+            return None
+        origin = head.header(b"origin")
+        if cors is None or origin is None:
+            return Answer(Outcome.METHOD_NOT_ALLOWED, allow=allow)
+        if not cors.allows(origin):
+            return Answer(Outcome.FORBIDDEN_ORIGIN)
+        return Answer(Outcome.PREFLIGHT, cors.preflight_headers(origin))
+
+    return rule
+
+
+def allow_methods(*methods: bytes) -> Rule:
+    """Any other method: 405 with ``Allow`` listing these."""
+    names = frozenset(method.decode("ascii") for method in methods)
+    allow = b", ".join(methods)
+
+    def rule(head: RequestHead) -> Answer | None:
+        return None if head.method in names else Answer(Outcome.METHOD_NOT_ALLOWED, allow=allow)
+
+    return rule
+
+
+def declared_body_within(limit: int) -> Rule:
+    """A ``Content-Length`` over ``limit``: 413 before a byte is read (streamed bodies are counted while read)."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        declared = head.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return Answer(Outcome.BODY_TOO_LARGE)
+        return None
+
+    return rule
+
+
+def host_allowed(security: SecuritySettings) -> Rule:
+    """DNS-rebinding protection, part one: a ``Host`` not allowed gets 421."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        if security.host_allowed(head.header(b"host"), head.server_host):
+            return None
+        return Answer(Outcome.MISDIRECTED_HOST)
+
+    return rule
+
+
+def origin_allowed(security: SecuritySettings, cors: CorsSettings | None) -> Rule:
+    """DNS-rebinding protection, part two: an ``Origin`` present and not allowed (nor a CORS origin) gets 403."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        origin = head.header(b"origin")
+        if security.origin_allowed(origin, head.header(b"host"), head.server_host):
+            return None
+        if cors is not None and cors.allows(origin):
+            return None
+        return Answer(Outcome.FORBIDDEN_ORIGIN)
+
+    return rule
+
+
+def authenticate(auth: AuthSettings | None) -> Authenticate:
+    """The bearer-token row: 401 without a required token or with a malformed/rejected one, 503 if the
+    verifier failed; otherwise the principal.  ``None`` settings: everyone is anonymous."""
+    return Authenticate(auth)
+
+
+def content_type_json() -> Rule:
+    """A body that does not declare ``application/json`` (parameters allowed): 415."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        content_type = head.header(b"content-type")
+        if content_type is not None and content_type.partition(";")[0].strip().lower() == "application/json":
+            return None
+        return Answer(Outcome.UNSUPPORTED_MEDIA_TYPE)
+
+    return rule
+
+
+def session_id_in_query(name: bytes = b"session_id") -> Rule:
+    """The session id query parameter missing or not 32 lowercase hex digits: 400."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        session_id = head.query_param(name)
+        if session_id is None or not is_session_id(session_id):
+            return Answer(Outcome.MISSING_SESSION_ID)
+        return None
+
+    return rule
