@@ -524,3 +524,39 @@ def test_constructor_validation() -> None:
         SseServerTransport(echo_handler, sse_path="/x", message_path="/x")
     with pytest.raises(ValueError, match="keepalive"):
         SseServerTransport(echo_handler, keepalive_interval=0)
+
+
+async def test_without_lifespan_later_streams_outlive_the_first() -> None:
+    transport = SseServerTransport(echo_handler)
+    async with trio.open_nursery() as nursery:
+        h = Harness(transport, nursery)
+        async with h.stream() as first:
+            await first.endpoint()
+            async with h.stream() as second:
+                sid = session_id_of(await second.endpoint())
+                first.disconnect()
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(transport.sessions) == 1
+                assert (await post(h, sid, request(1, "x"))).status == 202
+                assert (await second.next_message())["id"] == 1
+        assert len(transport.sessions) == 0
+        assert not transport.sessions.running
+
+
+async def test_every_transport_of_an_app_joins_the_servers_drain_group(autojump_clock: trio.testing.MockClock) -> None:
+    from trio_mcp_sse import DrainGroup
+
+    inner = SseServerTransport(echo_handler, sse_path="/a/sse", message_path="/a/messages/")
+    outer = SseServerTransport(echo_handler, sse_path="/b/sse", message_path="/b/messages/", health_path=None, ready_path=None)
+    group = DrainGroup()
+    async with serve(group.wrap(outer.wrap(inner))) as h:
+        assert len(group) == 2
+        async with h.stream("/a/sse") as a, h.stream("/b/sse") as b:
+            await a.endpoint()
+            await b.endpoint()
+            await group.drain(5)
+            assert inner.draining and outer.draining
+            await a.read_until_end()
+            await b.read_until_end()
+            assert a.ended and b.ended
+    assert len(group) == 0

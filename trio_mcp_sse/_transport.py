@@ -155,9 +155,10 @@ class SseServerTransport:
         self.security = security = security or SecuritySettings()
         self.auth = auth
         self.cors = cors
+        # The status tables of docs/security.md, row by row.
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
-        self._stream_intake = Intake(cors_preflight(cors, b"GET"), allow_methods(b"GET"), *shared)
-        self._message_intake = Intake(
+        self.stream_intake = Intake(cors_preflight(cors, b"GET"), allow_methods(b"GET"), *shared)
+        self.message_intake = Intake(
             cors_preflight(cors, b"POST"),
             allow_methods(b"POST"),
             declared_body_within(security.max_body_size),
@@ -273,7 +274,7 @@ class SseServerTransport:
 
     async def _serve_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
-        admitted = await self._admit(self._stream_intake, head, send)
+        admitted = await self._admit(self.stream_intake, head, send)
         if admitted is None:
             return
         async with self.host.hosting():
@@ -302,7 +303,7 @@ class SseServerTransport:
     # -- POST: message intake --------------------------------------------------------------
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
-        admitted = await self._admit(self._message_intake, head, send)
+        admitted = await self._admit(self.message_intake, head, send)
         if admitted is None:
             return
         session_id = head.query_param(b"session_id")
