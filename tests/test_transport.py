@@ -560,3 +560,8 @@ async def test_every_transport_of_an_app_joins_the_servers_drain_group(autojump_
             await b.read_until_end()
             assert a.ended and b.ended
     assert len(group) == 0
+
+
+async def test_an_invalid_body_for_an_unknown_session_is_the_same_404(harness: Harness) -> None:
+    response = await post(harness, "0" * 32, b"{nope")
+    assert (response.status, response.text) == (404, "Could not find session")

@@ -66,13 +66,14 @@ _NO_HEADERS: Final[RawHeaders] = ()
 class RequestHead:
     """The facts of a request head that admission looks at, decoded on first use."""
 
-    __slots__ = ("_headers", "_raw", "method", "query", "server_host")
+    __slots__ = ("_headers", "_params", "_raw", "method", "query", "server_host")
 
     def __init__(self, method: str, raw_headers: RawHeaders, query: bytes = b"", server_host: str | None = None) -> None:
         self.method = method
         self.query = query
         self.server_host = server_host
-        self._headers: dict[bytes, str] | None = None
+        self._headers: dict[bytes, bytes] | None = None
+        self._params: dict[bytes, bytes] | None = None
         self._raw = raw_headers
 
     @classmethod
@@ -84,19 +85,22 @@ class RequestHead:
         """First value of a header (``name`` lower-case), decoded as latin-1."""
         headers = self._headers
         if headers is None:
-            headers = {}
-            for key, value in self._raw:
-                if key not in headers:
-                    headers[key] = value.decode("latin-1")
-            self._headers = headers
-        return headers.get(name)
+            # Built in C, first value winning; only the values asked for are decoded.
+            headers = self._headers = dict(reversed(self._raw))
+        value = headers.get(name)
+        return None if value is None else value.decode("latin-1")
 
     def query_param(self, name: bytes) -> str | None:
-        for pair in self.query.split(b"&"):
-            key, _, value = pair.partition(b"=")
-            if key == name:
-                return value.decode("latin-1")
-        return None
+        """First value of a query parameter, undecoded beyond latin-1 (session ids need no more)."""
+        params = self._params
+        if params is None:
+            params = {}
+            for pair in self.query.split(b"&"):
+                key, _, raw = pair.partition(b"=")
+                params.setdefault(key, raw)
+            self._params = params
+        value = params.get(name)
+        return None if value is None else value.decode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,7 @@ class Admit:
 
 
 Decision = Answer | VerifyToken | Admit
+_ANONYMOUS: Final = Admit(None)
 
 
 Rule = Callable[[RequestHead], Answer | None]
@@ -138,12 +143,12 @@ class Authenticate:
     def decide(self, head: RequestHead, verdict: TokenVerdict) -> Answer | VerifyToken | Admit:
         auth = self.auth
         if auth is None:
-            return Admit(None)
+            return _ANONYMOUS
         credentials = head.header(b"authorization")
         if credentials is None:
             if auth.required:
                 return Answer(Outcome.UNAUTHORIZED, ((b"www-authenticate", auth.challenge(None)),))
-            return Admit(None)
+            return _ANONYMOUS
         scheme, _, token = credentials.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -161,27 +166,37 @@ class Authenticate:
 class Intake:
     """One endpoint's admission table: rules in the order their answers take precedence."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("_after", "_auth", "_before", "rules")
 
     def __init__(self, *rules: Rule | Authenticate) -> None:
-        if sum(isinstance(rule, Authenticate) for rule in rules) > 1:
+        rows = [index for index, rule in enumerate(rules) if isinstance(rule, Authenticate)]
+        if len(rows) > 1:
             raise ValueError("an intake table has at most one authentication row")
         self.rules = rules
+        # Split once at the authentication row, so deciding is two plain loops.
+        at = rows[0] if rows else len(rules)
+        self._before: tuple[Rule, ...] = rules[:at]  # type: ignore[assignment]
+        auth = rules[at] if rows else None
+        self._auth = auth if isinstance(auth, Authenticate) and auth.auth is not None else None
+        self._after: tuple[Rule, ...] = rules[at + 1 :]  # type: ignore[assignment]
 
     def decide(self, head: RequestHead, verdict: TokenVerdict = UNCHECKED) -> Decision:
         """Run the rules in order: the first answer wins; a token to verify pauses the table."""
-        principal: str | None = None
-        for rule in self.rules:
-            if isinstance(rule, Authenticate):
-                decided = rule.decide(head, verdict)
-                if not isinstance(decided, Admit):
-                    return decided
-                principal = decided.principal
-                continue
+        for rule in self._before:
             answer = rule(head)
             if answer is not None:
                 return answer
-        return Admit(principal)
+        admitted = _ANONYMOUS
+        if self._auth is not None:
+            decided = self._auth.decide(head, verdict)
+            if not isinstance(decided, Admit):
+                return decided
+            admitted = decided
+        for rule in self._after:
+            answer = rule(head)
+            if answer is not None:
+                return answer
+        return admitted
 
 
 # -- the shared rows ------------------------------------------------------------------------------

@@ -331,11 +331,6 @@ class Session:
             if current == math.inf or deadline - current >= 1.0:
                 self.cancel_scope.deadline = deadline
 
-    def _sent(self) -> None:
-        self._metrics.messages_out += 1
-        self._touch()
-        self._wake()
-
     # -- called by the server layer --------------------------------------------------------
     async def send(self, data: bytes, *, related_request_id: RequestId | None = None) -> None:
         """Queue one encoded JSON-RPC message for the peer.
@@ -354,14 +349,18 @@ class Session:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise SessionClosed(self._close_reason or "session closed") from None
         else:
-            self._sent()
+            self._metrics.messages_out += 1
+            self._touch()
+            self._wake()
             return
         with trio.move_on_after(self._limits.send_timeout):
             try:
                 await self._outbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise SessionClosed(self._close_reason or "session closed") from None
-            self._sent()
+            self._metrics.messages_out += 1
+            self._touch()
+            self._wake()
             return
         log.warning(
             "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
@@ -390,14 +389,16 @@ class Session:
         queued: its JSON-RPC error goes down the session's stream, so a peer
         that reads only the stream learns why, and the answer is ``REJECTED``.
         """
-        refused = _DELIVERY_BY_STATE.get(self._state)
-        if isinstance(item, InvalidMessage):
-            if refused is Delivery.GONE:
+        if self._state is not SessionState.OPEN or type(item) is not Incoming:
+            # Off the hot path (enum hashing is slow in Python): a refusal, or a report.
+            refused = _DELIVERY_BY_STATE.get(self._state)
+            if isinstance(item, InvalidMessage):
+                if refused is Delivery.GONE:
+                    return refused
+                self.send_nowait(item.to_json(), related_request_id=item.request_id)
+                return Delivery.REJECTED
+            if refused is not None:
                 return refused
-            self.send_nowait(item.to_json(), related_request_id=item.request_id)
-            return Delivery.REJECTED
-        if refused is not None:
-            return refused
         try:
             self._inbound_send.send_nowait(item)
         except trio.WouldBlock:
@@ -495,6 +496,9 @@ class SessionManager:
         self.limits = limits or SessionLimits()
         self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
         self.metrics = metrics or Metrics()
+        self.deliver = self.registry.deliver
+        """``deliver(session_id, principal, incoming) -> Delivery``: hand a message to a session
+        through the registry, wherever the session is hosted (bound directly: the POST hot path)."""
         self._draining = False
         self._nursery: trio.Nursery | None = None
         self._local: dict[str, Session] = {}
@@ -520,10 +524,6 @@ class SessionManager:
     def get(self, session_id: str) -> Session | None:
         """The session with this id if it is hosted here (the stream side's view; intake uses :meth:`deliver`)."""
         return self._local.get(session_id)
-
-    async def deliver(self, session_id: str, principal: str | None, incoming: Incoming | InvalidMessage) -> Delivery:
-        """Hand a message to a session through the registry (wherever the session is hosted)."""
-        return await self.registry.deliver(session_id, principal, incoming)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[SessionManager]:

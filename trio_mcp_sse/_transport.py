@@ -149,6 +149,8 @@ class SseServerTransport:
         if len(set(paths.values())) != len(paths):
             raise ValueError(f"sse_path, message_path, health_path, ready_path and metrics_path must differ: {paths}")
         self.host = SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        self.sessions: SessionManager = self.host.sessions
+        self.metrics: Metrics = self.host.metrics
         self.sse_path = sse_path
         self.message_path = message_path
         self.keepalive_interval = keepalive_interval
@@ -166,14 +168,6 @@ class SseServerTransport:
             content_type_json(),
             session_id_in_query(),
         )
-
-    @property
-    def sessions(self) -> SessionManager:
-        return self.host.sessions
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.host.metrics
 
     @property
     def draining(self) -> bool:
@@ -322,8 +316,7 @@ class SseServerTransport:
             # The poster learns from the status; the session learns from its stream.
             incoming, detail = invalid, invalid.message
         delivery = await self.sessions.deliver(session_id, admitted.principal, incoming)
-        outcome = _DELIVERY_OUTCOME[delivery]
-        if outcome is Outcome.ACCEPTED:
-            await send_outcome(send, outcome, extra_headers=self._cors_headers(head))
+        if delivery is Delivery.ACCEPTED:
+            await send_outcome(send, Outcome.ACCEPTED, extra_headers=self._cors_headers(head))
         else:
-            await self._answer(send, head, Answer(outcome), detail if delivery is Delivery.REJECTED else None)
+            await self._answer(send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)
