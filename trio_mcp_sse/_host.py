@@ -60,6 +60,10 @@ class SessionHost:
     def draining(self) -> bool:
         return self.sessions.draining
 
+    @property
+    def running(self) -> bool:
+        return self.sessions.running
+
     # -- running ------------------------------------------------------------------------------------
     @asynccontextmanager
     async def run(self) -> AsyncIterator[SessionHost]:
@@ -74,14 +78,13 @@ class SessionHost:
 
     @asynccontextmanager
     async def hosting(self) -> AsyncIterator[None]:
-        """Make sure sessions can be hosted while a stream request runs.
+        """Host sessions for a stream request that arrived while nothing runs the host.
 
-        Under a lifespan this does nothing.  Without one, the first stream runs
-        the host and keeps it until every stream that joined meanwhile has ended.
+        Without a lifespan, the first stream runs the host and keeps it until
+        every stream that joined meanwhile has ended.  (Under a lifespan the
+        transport never calls this: an idle stream should not pay for a context
+        manager frame.)
         """
-        if self.sessions.running:
-            yield
-            return
         async with self.run():
             yield
             await self._streams_closed.wait()  # bounded by those streams, each ending with its client
@@ -116,18 +119,16 @@ class SessionHost:
                     group.discard(self)
 
     # -- streams ------------------------------------------------------------------------------------
-    @asynccontextmanager
-    async def stream_open(self) -> AsyncIterator[None]:
-        """Count an open stream for the block, so a drain can wait for every stream to end."""
+    def stream_started(self) -> None:
+        """Count an open stream (call :meth:`stream_ended` in a ``finally``): a drain waits for them."""
         self._open_streams += 1
         if self._streams_closed.is_set():
             self._streams_closed = trio.Event()
-        try:
-            yield
-        finally:
-            self._open_streams -= 1
-            if self._open_streams == 0:
-                self._streams_closed.set()
+
+    def stream_ended(self) -> None:
+        self._open_streams -= 1
+        if self._open_streams == 0:
+            self._streams_closed.set()
 
     # -- shutting down ------------------------------------------------------------------------------
     async def drain(self, grace_period: float) -> None:

@@ -9,7 +9,7 @@ documented status table (``docs/security.md``); it lives in exactly one place,
 the tuple of rules an endpoint declares::
 
     POST_MESSAGE = Intake(
-        cors_preflight(cors, b"POST"), allow_methods(b"POST"), declared_body_within(limit),
+        allow_methods(b"POST", cors=cors), declared_body_within(limit),
         host_allowed(security), origin_allowed(security, cors), authenticate(auth),
         content_type_json(), session_id_in_query(),
     )
@@ -53,7 +53,6 @@ __all__ = [
     "allow_methods",
     "authenticate",
     "content_type_json",
-    "cors_preflight",
     "declared_body_within",
     "host_allowed",
     "origin_allowed",
@@ -200,29 +199,27 @@ class Intake:
 
 
 # -- the shared rows ------------------------------------------------------------------------------
-def cors_preflight(cors: CorsSettings | None, allow: bytes) -> Rule:
-    """``OPTIONS``: a CORS preflight (204) for an allowed origin, 403 for another, 405 without CORS."""
+def allow_methods(*methods: bytes, cors: CorsSettings | None = None) -> Rule:
+    """The method row: any other method gets 405 with ``Allow`` listing these.
+
+    ``OPTIONS`` is a CORS preflight when ``cors`` is configured: 204 for an
+    allowed origin, 403 for another (without CORS, or without an Origin, 405).
+    """
+    names = frozenset(method.decode("ascii") for method in methods)
+    allow = b", ".join(methods)
+    not_allowed = Answer(Outcome.METHOD_NOT_ALLOWED, allow=allow)
 
     def rule(head: RequestHead) -> Answer | None:
-        if head.method != "OPTIONS":
+        if head.method in names:
             return None
+        if head.method != "OPTIONS" or cors is None:
+            return not_allowed
         origin = head.header(b"origin")
-        if cors is None or origin is None:
-            return Answer(Outcome.METHOD_NOT_ALLOWED, allow=allow)
+        if origin is None:
+            return not_allowed
         if not cors.allows(origin):
             return Answer(Outcome.FORBIDDEN_ORIGIN)
         return Answer(Outcome.PREFLIGHT, cors.preflight_headers(origin))
-
-    return rule
-
-
-def allow_methods(*methods: bytes) -> Rule:
-    """Any other method: 405 with ``Allow`` listing these."""
-    names = frozenset(method.decode("ascii") for method in methods)
-    allow = b", ".join(methods)
-
-    def rule(head: RequestHead) -> Answer | None:
-        return None if head.method in names else Answer(Outcome.METHOD_NOT_ALLOWED, allow=allow)
 
     return rule
 
@@ -255,7 +252,7 @@ def origin_allowed(security: SecuritySettings, cors: CorsSettings | None) -> Rul
 
     def rule(head: RequestHead) -> Answer | None:
         origin = head.header(b"origin")
-        if security.origin_allowed(origin, head.header(b"host"), head.server_host):
+        if origin is None or security.origin_allowed(origin, head.header(b"host"), head.server_host):
             return None
         if cors is not None and cors.allows(origin):
             return None

@@ -50,7 +50,6 @@ from ._intake import (
     allow_methods,
     authenticate,
     content_type_json,
-    cors_preflight,
     declared_body_within,
     host_allowed,
     origin_allowed,
@@ -159,10 +158,9 @@ class SseServerTransport:
         self.cors = cors
         # The status tables of docs/security.md, row by row.
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
-        self.stream_intake = Intake(cors_preflight(cors, b"GET"), allow_methods(b"GET"), *shared)
+        self.stream_intake = Intake(allow_methods(b"GET", cors=cors), *shared)
         self.message_intake = Intake(
-            cors_preflight(cors, b"POST"),
-            allow_methods(b"POST"),
+            allow_methods(b"POST", cors=cors),
             declared_body_within(security.max_body_size),
             *shared,
             content_type_json(),
@@ -248,17 +246,17 @@ class SseServerTransport:
             send, answer.outcome, allow=answer.allow, detail=detail, extra_headers=(*answer.headers, *self._cors_headers(head))
         )
 
-    async def _admit(self, intake: Intake, head: RequestHead, send: Send) -> Admit | None:
-        """Run ``intake`` (verifying a token if it asks); answer and return ``None`` on refusal."""
-        decision = intake.decide(head)
+    async def _settle(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
+        """Finish a decision that was not an admission: verify the token it asks for, or answer."""
         if isinstance(decision, VerifyToken):
             assert self.auth is not None
-            decision = intake.decide(head, await verify_bearer(self.auth, decision.token))
-        if isinstance(decision, Answer):
-            await self._answer(send, head, decision)
-            return None
-        assert isinstance(decision, Admit)
-        return decision
+            settled = intake.decide(head, await verify_bearer(self.auth, decision.token))
+            if isinstance(settled, Admit):
+                return settled
+            assert isinstance(settled, Answer)
+            decision = settled
+        await self._answer(send, head, decision)
+        return None
 
     # -- GET: the event stream -----------------------------------------------------------
     def endpoint_for(self, scope: Scope, session: Session) -> str:
@@ -267,38 +265,45 @@ class SseServerTransport:
         return f"{prefix}?session_id={session.id}"
 
     async def _serve_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.host.running:  # no lifespan reached us: this stream hosts the sessions
+            async with self.host.hosting():
+                await self._serve_stream(scope, receive, send)
+            return
         head = RequestHead.from_scope(scope)
-        admitted = await self._admit(self.stream_intake, head, send)
+        decision = self.stream_intake.decide(head)
+        admitted = decision if isinstance(decision, Admit) else await self._settle(self.stream_intake, head, decision, send)
         if admitted is None:
             return
-        async with self.host.hosting():
-            try:
-                session = await self.sessions.open_session(principal=admitted.principal, headers=HeaderView(scope["headers"]))
-            except SessionRefused as refused:
-                await self._answer(send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
-                return
-            async with self.host.stream_open():
-                try:
-                    endpoint = encode_event(self.endpoint_for(scope, session), event="endpoint")
-                    peer_gone = await pump_events(
-                        session,
-                        receive,
-                        send,
-                        clock=self.host.keepalive,
-                        extra_headers=self._cors_headers(head),
-                        first_event=endpoint,
-                    )
-                    if peer_gone:
-                        session.close("client disconnected")
-                finally:
-                    session.outgoing.close()
-                    await self.sessions.close_session(session, "stream ended")
+        try:
+            session = await self.sessions.open_session(principal=admitted.principal, headers=HeaderView(scope["headers"]))
+        except SessionRefused as refused:
+            await self._answer(send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
+            return
+        cors = self._cors_headers(head)
+        del head, decision, admitted  # an idle stream keeps only what it needs
+        self.host.stream_started()
+        try:
+            peer_gone = await pump_events(
+                session,
+                receive,
+                send,
+                clock=self.host.keepalive,
+                extra_headers=cors,
+                first_event=encode_event(self.endpoint_for(scope, session), event="endpoint"),
+            )
+            if peer_gone:
+                session.close("client disconnected")
+        finally:
+            session.outgoing.close()
+            await self.sessions.close_session(session, "stream ended")
+            self.host.stream_ended()
 
     # -- POST: message intake --------------------------------------------------------------
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
-        admitted = await self._admit(self.message_intake, head, send)
-        if admitted is None:
+        decision = self.message_intake.decide(head)
+        admitted = decision if isinstance(decision, Admit) else await self._settle(self.message_intake, head, decision, send)
+        if admitted is None:  # (one await less on the usual path)
             return
         session_id = head.query_param(b"session_id")
         assert session_id is not None  # the intake checked it
