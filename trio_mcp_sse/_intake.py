@@ -16,9 +16,11 @@ the tuple of rules an endpoint declares::
 
 A rule is a plain function ``RequestHead -> Answer | None``.  A new transport
 reuses the shared rules and adds its own rows (``Accept`` -> 406, a bad
-``MCP-Protocol-Version`` -> 400, session-header rules, 409 for a second
-stream...) by writing such functions and placing them in its tuple: it never
-re-implements Host/Origin/auth/body-limit checks.  Every answer is an
+``MCP-Protocol-Version`` -> 400, a missing or malformed ``Mcp-Session-Id`` ->
+400) by writing such functions and placing them in its tuple: it never
+re-implements Host/Origin/auth/body-limit checks.  What depends on more than
+the head (an unknown session, 409 for a second stream of a session) is decided
+after the table, by the registry or the session.  Every answer is an
 :class:`~trio_mcp_sse._http.Outcome`, so the status code still comes from the
 one table in ``_http.py``.
 
@@ -26,7 +28,8 @@ Token verification is the only step that needs I/O (the application's
 verifier).  :meth:`Intake.decide` stays pure by stopping there: it returns
 :class:`VerifyToken`; the caller verifies (bounded, see
 :func:`trio_mcp_sse._auth.verify_bearer`) and calls ``decide`` again with the
-verdict, which resumes the table after the authentication row.
+verdict (the rows before authentication are pure and cheap, so they simply run
+again and pass again; the table continues after the authentication row).
 """
 
 from __future__ import annotations
