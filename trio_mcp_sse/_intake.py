@@ -1,4 +1,4 @@
-"""Admission as a decision table: request-head facts in, an answer or an admission out, no I/O.
+"""Admission as a decision table: request-head facts in, an answer or an admission out; the table does no I/O.
 
 Theory of operation
 -------------------
@@ -28,7 +28,7 @@ Token verification is the only step that needs I/O (the application's
 verifier).  :meth:`Intake.decide` stays pure by stopping there: it returns
 :class:`VerifyToken`; the caller verifies (bounded, see
 :func:`trio_mcp_sse._auth.verify_bearer`) and calls ``decide`` again with the
-verdict (the rows before authentication are pure and cheap, so they simply run
+verdict (:func:`settle` does both; the rows before authentication are pure and cheap, so they simply run
 again and pass again; the table continues after the authentication row).
 """
 
@@ -38,9 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict
+from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict, verify_bearer
 from ._cors import CorsSettings
-from ._http import Outcome, RawHeaders, Scope
+from ._http import Outcome, RawHeaders, Scope, Send, send_outcome
+from ._metrics import Metrics
 from ._security import SecuritySettings
 from ._session import is_session_id
 
@@ -59,7 +60,9 @@ __all__ = [
     "declared_body_within",
     "host_allowed",
     "origin_allowed",
+    "send_answer",
     "session_id_in_query",
+    "settle",
 ]
 
 _NO_HEADERS: Final[RawHeaders] = ()
@@ -292,3 +295,25 @@ def session_id_in_query(name: bytes = b"session_id") -> Rule:
         return None
 
     return rule
+
+
+# -- the two awaits around the table ------------------------------------------------------------------
+async def settle(intake: Intake, head: RequestHead, decision: Answer | VerifyToken, auth: AuthSettings | None) -> Answer | Admit:
+    """Finish a decision that was not an admission: verify the token it asks for and decide again."""
+    if isinstance(decision, Answer):
+        return decision
+    assert auth is not None  # only an authentication row asks for a token
+    settled = intake.decide(head, await verify_bearer(auth, decision.token))
+    assert not isinstance(settled, VerifyToken)
+    return settled
+
+
+async def send_answer(
+    send: Send, answer: Answer, *, metrics: Metrics, cors_headers: RawHeaders = _NO_HEADERS, detail: str | None = None
+) -> None:
+    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total``."""
+    if answer.outcome is Outcome.PREFLIGHT:
+        await send_outcome(send, answer.outcome, extra_headers=answer.headers)
+        return
+    metrics.rejections[answer.outcome.label] += 1
+    await send_outcome(send, answer.outcome, allow=answer.allow, detail=detail, extra_headers=(*answer.headers, *cors_headers))

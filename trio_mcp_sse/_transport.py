@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import quote
 
-from ._auth import AuthSettings, verify_bearer
+from ._auth import AuthSettings
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
@@ -53,7 +53,9 @@ from ._intake import (
     declared_body_within,
     host_allowed,
     origin_allowed,
+    send_answer,
     session_id_in_query,
+    settle,
 )
 from ._jsonrpc import InvalidMessage, parse_message
 from ._metrics import Metrics
@@ -238,24 +240,14 @@ class SseServerTransport:
         return self.cors.response_headers(origin)
 
     async def _answer(self, send: Send, head: RequestHead, answer: Answer, detail: str | None = None) -> None:
-        if answer.outcome is Outcome.PREFLIGHT:
-            await send_outcome(send, answer.outcome, extra_headers=answer.headers)
-            return
-        self.metrics.rejections[answer.outcome.label] += 1
-        await send_outcome(
-            send, answer.outcome, allow=answer.allow, detail=detail, extra_headers=(*answer.headers, *self._cors_headers(head))
-        )
+        await send_answer(send, answer, metrics=self.metrics, cors_headers=self._cors_headers(head), detail=detail)
 
-    async def _settle(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
-        """Finish a decision that was not an admission: verify the token it asks for, or answer."""
-        if isinstance(decision, VerifyToken):
-            assert self.auth is not None
-            settled = intake.decide(head, await verify_bearer(self.auth, decision.token))
-            if isinstance(settled, Admit):
-                return settled
-            assert isinstance(settled, Answer)
-            decision = settled
-        await self._answer(send, head, decision)
+    async def _admit(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
+        """Off the usual path: verify a token, or answer a refusal (then ``None``)."""
+        settled = await settle(intake, head, decision, self.auth)
+        if isinstance(settled, Admit):
+            return settled
+        await self._answer(send, head, settled)
         return None
 
     # -- GET: the event stream -----------------------------------------------------------
@@ -271,7 +263,7 @@ class SseServerTransport:
             return
         head = RequestHead.from_scope(scope)
         decision = self.stream_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._settle(self.stream_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.stream_intake, head, decision, send)
         if admitted is None:
             return
         try:
@@ -302,7 +294,7 @@ class SseServerTransport:
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
         decision = self.message_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._settle(self.message_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.message_intake, head, decision, send)
         if admitted is None:  # (one await less on the usual path)
             return
         session_id = head.query_param(b"session_id")
