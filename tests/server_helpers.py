@@ -3,7 +3,7 @@
 ``async with serve(server) as host: client = await host.connect()`` gives a
 :class:`FakeClient` that delivers messages the way the POST intake does
 (``Session.deliver(Incoming(parse_message(...)))``) and reads the JSON bytes
-the server queues on ``session.outgoing``.  Every wait is bounded, so a test
+of the items the server queues on ``session.outgoing``.  Every wait is bounded, so a test
 that expects a message that never comes fails instead of hanging (instantly
 under ``autojump_clock``).
 """
@@ -77,8 +77,8 @@ class FakeClient:
     # -- receiving -----------------------------------------------------------------------------
     async def _next(self) -> dict[str, Any]:
         with trio.fail_after(RECEIVE_TIMEOUT):
-            data = await self.session.outgoing.receive()
-        message: dict[str, Any] = orjson.loads(data)
+            item = await self.session.outgoing.receive()
+        message: dict[str, Any] = orjson.loads(item.data)
         return message
 
     async def receive(self) -> dict[str, Any]:
@@ -147,10 +147,10 @@ class FakeClient:
         messages, self.backlog = self.backlog, []
         while True:
             try:
-                data = self.session.outgoing.receive_nowait()
+                item = self.session.outgoing.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return messages
-            messages.append(orjson.loads(data))
+            messages.append(orjson.loads(item.data))
 
 
 class Host:

@@ -93,7 +93,7 @@ async def test_client_that_stops_reading_is_dropped_within_the_bound(
     transport = SseServerTransport(flood_handler, limits=limits)
     async with serve(transport) as h, h.stream(buffer=0) as stuck, h.stream() as healthy:
         stuck_sid = session_id_of(await stuck.endpoint())
-        stuck_session = transport.sessions.registry.lookup(stuck_sid, None)
+        stuck_session = transport.sessions.get(stuck_sid)
         assert stuck_session is not None
         healthy_sid = session_id_of(await healthy.endpoint())
         assert healthy_sid != stuck_sid
@@ -102,7 +102,7 @@ async def test_client_that_stops_reading_is_dropped_within_the_bound(
         # The flood fills the buffer; nothing is read; the session is dropped after send_timeout.
         await stuck_session.finished.wait()
         assert trio.current_time() - start == 20
-        assert transport.sessions.registry.lookup(stuck_sid, None) is None
+        assert transport.sessions.get(stuck_sid) is None
         # Meanwhile and afterwards the other session answers at once.
         assert (await post(h, healthy_sid, b'{"jsonrpc":"2.0","id":5,"method":"ping"}')).status == 202
         message = await healthy.next_message()
@@ -151,7 +151,7 @@ async def test_drain_finishes_accepted_work_then_ends_streams_cleanly(autojump_c
         assert await stream.next_message() == {"jsonrpc": "2.0", "id": 1, "result": {"slept": True}}
         await stream.read_until_end()
         assert stream.ended
-        assert len(transport.sessions.registry) == 0
+        assert len(transport.sessions) == 0
 
 
 async def test_drain_cancels_what_outlasts_the_grace_period(autojump_clock: trio.testing.MockClock) -> None:
@@ -235,7 +235,7 @@ async def test_required_auth_refuses_anonymous_get_and_post() -> None:
 
 
 def transport_principal(h: Harness, sid: str) -> str | None:
-    for session in h.app.sessions.registry:
+    for session in h.app.sessions:
         if session.id == sid:
             return session.principal  # type: ignore[no-any-return]
     raise AssertionError("no such session")

@@ -161,11 +161,11 @@ async def test_disconnect_cancels_session_and_empties_registry(library_errors: p
         async with h.stream() as stream:
             await stream.endpoint()
             await started.wait()
-            assert len(transport.sessions.registry) == 1
+            assert len(transport.sessions) == 1
             stream.disconnect()
             with trio.fail_after(5):
                 await cancelled.wait()
-        assert len(transport.sessions.registry) == 0
+        assert len(transport.sessions) == 0
     assert error_records(library_errors) == []
 
 
@@ -193,7 +193,7 @@ async def test_disconnect_mid_request_cancels_the_request(library_errors: pytest
                 await in_tool.wait()
         with trio.fail_after(5):
             await tool_cancelled.wait()
-        assert len(transport.sessions.registry) == 0
+        assert len(transport.sessions) == 0
     assert error_records(library_errors) == []
 
 
@@ -223,7 +223,7 @@ async def test_exception_in_one_session_leaves_others_running(library_errors: py
         assert (await post(h, doomed_sid, request(2, "x"))).status == 404
         assert (await post(h, healthy_sid, request(3, "x"))).status == 202
         assert (await healthy.next_message())["id"] == 3
-        assert len(transport.sessions.registry) == 1
+        assert len(transport.sessions) == 1
     [record] = error_records(library_errors)
     assert doomed_sid in record.getMessage()
 
@@ -262,7 +262,7 @@ async def test_lifespan_shutdown_closes_open_streams() -> None:
         await started.wait()
         await transport.close_all_sessions()
     assert ended
-    assert len(transport.sessions.registry) == 0
+    assert len(transport.sessions) == 0
 
 
 # -- POST: the status table, row by row ------------------------------------------------------------
@@ -330,7 +330,7 @@ async def test_bad_host_is_421(live: tuple[Harness, Any, str]) -> None:
 async def test_bad_host_on_stream_is_421(harness: Harness) -> None:
     response = await harness.request("GET", "/sse", headers=(("host", "evil.example:8000"),))
     assert response.status == 421
-    assert len(harness.app.sessions.registry) == 0
+    assert len(harness.app.sessions) == 0
 
 
 async def test_bad_origin_is_403(live: tuple[Harness, Any, str]) -> None:
@@ -502,7 +502,7 @@ async def test_quart_app_keeps_its_own_routes_and_lifespan() -> None:
             sid = session_id_of(await stream.endpoint())
             result = await initialize(h, stream, sid)
             assert result["result"]["serverInfo"]["name"] == "t"
-        assert len(app.extensions["trio_mcp_sse"].sessions.registry) == 0
+        assert len(app.extensions["trio_mcp_sse"].sessions) == 0
     assert events == ["startup", "shutdown"]
 
 
@@ -514,7 +514,7 @@ async def test_without_lifespan_each_stream_hosts_its_session() -> None:
             sid = session_id_of(await stream.endpoint())
             assert (await post(h, sid, request(1, "x"))).status == 202
             assert (await stream.next_message())["id"] == 1
-        assert len(transport.sessions.registry) == 0
+        assert len(transport.sessions) == 0
 
 
 def test_constructor_validation() -> None:
@@ -524,3 +524,44 @@ def test_constructor_validation() -> None:
         SseServerTransport(echo_handler, sse_path="/x", message_path="/x")
     with pytest.raises(ValueError, match="keepalive"):
         SseServerTransport(echo_handler, keepalive_interval=0)
+
+
+async def test_without_lifespan_later_streams_outlive_the_first() -> None:
+    transport = SseServerTransport(echo_handler)
+    async with trio.open_nursery() as nursery:
+        h = Harness(transport, nursery)
+        async with h.stream() as first:
+            await first.endpoint()
+            async with h.stream() as second:
+                sid = session_id_of(await second.endpoint())
+                first.disconnect()
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(transport.sessions) == 1
+                assert (await post(h, sid, request(1, "x"))).status == 202
+                assert (await second.next_message())["id"] == 1
+        assert len(transport.sessions) == 0
+        assert not transport.sessions.running
+
+
+async def test_every_transport_of_an_app_joins_the_servers_drain_group(autojump_clock: trio.testing.MockClock) -> None:
+    from trio_mcp_sse import DrainGroup
+
+    inner = SseServerTransport(echo_handler, sse_path="/a/sse", message_path="/a/messages/")
+    outer = SseServerTransport(echo_handler, sse_path="/b/sse", message_path="/b/messages/", health_path=None, ready_path=None)
+    group = DrainGroup()
+    async with serve(group.wrap(outer.wrap(inner))) as h:
+        assert len(group) == 2
+        async with h.stream("/a/sse") as a, h.stream("/b/sse") as b:
+            await a.endpoint()
+            await b.endpoint()
+            await group.drain(5)
+            assert inner.draining and outer.draining
+            await a.read_until_end()
+            await b.read_until_end()
+            assert a.ended and b.ended
+    assert len(group) == 0
+
+
+async def test_an_invalid_body_for_an_unknown_session_is_the_same_404(harness: Harness) -> None:
+    response = await post(harness, "0" * 32, b"{nope")
+    assert (response.status, response.text) == (404, "Could not find session")

@@ -5,6 +5,7 @@ Public API; everything in ``_modules`` is private.
 
 from ._auth import AuthSettings, StaticTokens, TokenVerifier
 from ._cors import CorsSettings
+from ._drain import DrainGroup
 from ._errors import (
     ClientCapabilityError,
     ClientRequestTimeout,
@@ -28,6 +29,7 @@ from ._session import (
     Delivery,
     Incoming,
     LocalSessionRegistry,
+    Outgoing,
     Session,
     SessionClosed,
     SessionHandler,
@@ -35,9 +37,10 @@ from ._session import (
     SessionManager,
     SessionRefused,
     SessionRegistry,
+    SessionState,
 )
 from ._sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
-from ._transport import SseServerTransport, drain_all
+from ._transport import SseServerTransport
 from .server import Context, MCPServer
 
 __version__ = "0.1.0"
@@ -50,6 +53,7 @@ __all__ = [
     "Context",
     "CorsSettings",
     "Delivery",
+    "DrainGroup",
     "Incoming",
     "InvalidMessage",
     "JSONRPCError",
@@ -59,6 +63,7 @@ __all__ = [
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
+    "Outgoing",
     "ResourceNotFound",
     "SSEDecoder",
     "SecuritySettings",
@@ -70,12 +75,12 @@ __all__ = [
     "SessionManager",
     "SessionRefused",
     "SessionRegistry",
+    "SessionState",
     "SseServerTransport",
     "StaticTokens",
     "TokenVerifier",
     "ToolError",
     "__version__",
-    "drain_all",
     "encode_comment",
     "encode_event",
     "encode_message",

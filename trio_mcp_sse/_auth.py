@@ -9,11 +9,18 @@ like a POST for an unknown session: a session id alone never grants access.
 
 from __future__ import annotations
 
+import enum
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["AuthSettings", "StaticTokens", "TokenVerifier"]
+import trio
+
+__all__ = ["AuthSettings", "StaticTokens", "TokenVerdict", "TokenVerifier", "verify_bearer"]
+
+log = logging.getLogger("trio_mcp_sse")
 
 TokenVerifier = Callable[[str], Awaitable[str | None]]
 """``async def verify(token) -> principal or None`` (``None``: the token is not valid)."""
@@ -76,3 +83,34 @@ class StaticTokens:
             if hmac.compare_digest(known, candidate):
                 found = principal
         return found
+
+
+class _Pending(enum.Enum):
+    UNCHECKED = "unchecked"
+    UNAVAILABLE = "unavailable"
+
+
+UNCHECKED: Final = _Pending.UNCHECKED
+"""No token has been verified yet."""
+AUTH_UNAVAILABLE: Final = _Pending.UNAVAILABLE
+"""The verifier raised or timed out."""
+TokenVerdict = str | None | _Pending
+"""A principal, ``None`` (the verifier rejected the token), :data:`AUTH_UNAVAILABLE` or :data:`UNCHECKED`."""
+
+
+async def verify_bearer(auth: AuthSettings, token: str) -> TokenVerdict:
+    """Ask the application's verifier about ``token``, bounded by ``auth.timeout``.
+
+    Returns the principal, ``None`` for a rejected token, or :data:`AUTH_UNAVAILABLE` when the
+    verifier raised or timed out (the request then gets 503; the exception is
+    logged, never the token).
+    """
+    with trio.move_on_after(auth.timeout) as waited:
+        try:
+            return await auth.verify_token(token)
+        except Exception:
+            log.exception("token verification failed", extra={"event": "auth_error"})
+            return AUTH_UNAVAILABLE
+    if waited.cancelled_caught:
+        log.warning("token verification timed out after %.1fs", auth.timeout, extra={"event": "auth_timeout"})
+    return AUTH_UNAVAILABLE

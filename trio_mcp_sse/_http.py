@@ -1,12 +1,24 @@
-"""Small ASGI vocabulary and the one table that maps outcomes to HTTP responses."""
+"""The ASGI vocabulary every transport shares, and the one table that maps outcomes to HTTP responses."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
-__all__ = ["ASGIApp", "Outcome", "Receive", "Scope", "Send", "header", "send_outcome"]
+__all__ = [
+    "ASGIApp",
+    "ClientGone",
+    "HeaderView",
+    "Outcome",
+    "Receive",
+    "Scope",
+    "Send",
+    "header",
+    "read_body",
+    "route_path",
+    "send_outcome",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,3 +105,65 @@ async def send_outcome(
     headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to the mount point (``root_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root) :]
+    return path
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` as soon as it exceeds ``limit`` bytes.
+
+    Raises :class:`ClientGone` when the client disconnects first.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class HeaderView(Mapping[str, str]):
+    """Request headers decoded on first use: most messages never look at them."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: RawHeaders) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _dict(self) -> dict[str, str]:
+        if self._decoded is None:
+            decoded: dict[str, str] = {}
+            for key, value in self._raw:
+                name = key.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                decoded[name] = f"{decoded[name]}, {text}" if name in decoded else text
+            self._decoded = decoded
+        return self._decoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict()[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())

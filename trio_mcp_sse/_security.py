@@ -1,4 +1,4 @@
-"""Request admission rules: DNS-rebinding protection and body limits.
+"""Host/Origin allow-lists (DNS-rebinding protection) and the body limit: settings and predicates.
 
 A browser page on ``evil.example`` can resolve its own name to 127.0.0.1 and
 then talk to a server on the user's machine; the tell-tale is the ``Host`` (and

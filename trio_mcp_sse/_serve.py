@@ -33,7 +33,7 @@ from typing import Any
 
 import trio
 
-from ._transport import drain_all
+from ._drain import DrainGroup
 
 __all__ = ["ServeOptions", "main", "serve"]
 
@@ -120,6 +120,8 @@ async def serve(
 
     connections = _install_bounded_writes(options)
     shutting_down = trio.Event()
+    drain_group = DrainGroup()  # every transport of ``app`` joins it from its lifespan
+    served: Any = drain_group.wrap(app)
 
     with trio.open_signal_receiver(*_SIGNALS) as signals:
 
@@ -140,7 +142,7 @@ async def serve(
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(skip_on_second_signal)
-                await drain_all(options.drain_timeout)
+                await drain_group.drain(options.drain_timeout)
                 nursery.cancel_scope.cancel()
             shutting_down.set()
 
@@ -159,7 +161,7 @@ async def serve(
 
             nursery.start_soon(abort_leftovers)
             await worker_serve(
-                wrap_app(app, config.wsgi_max_body_size, None),
+                wrap_app(served, config.wsgi_max_body_size, None),
                 config,
                 sockets=sockets,
                 shutdown_trigger=shutdown_trigger,

@@ -1,30 +1,45 @@
-"""The session core: one MCP session as a Trio task owning two memory channels.
+"""The session core: one MCP session's lifecycle, channels and task, behind a registry seam.
 
 Theory of operation
 -------------------
 A :class:`Session` is transport-agnostic.  It has an id (128 random bits), the
-principal that opened it, an *inbound* channel (messages the peer sent, fed by a
-transport: today an HTTP POST, later a WebSocket frame or a broker) and an
-*outbound* channel (JSON bytes the server layer wants delivered, drained by the
-transport that holds the peer's stream).  Both channels are bounded, so neither
-a flood of POSTs nor a peer that stops reading can grow memory without limit.
+principal that opened it, an *inbound* channel (messages the peer sent, fed by
+a transport through the registry: an HTTP POST today, a WebSocket frame or a
+broker later) and an *outbound* channel of :class:`Outgoing` items (JSON bytes
+the server layer wants delivered, each tagged with the client request it
+belongs to, drained by the transport that holds the peer's stream).  Both
+channels are bounded, so neither a flood of POSTs nor a peer that stops reading
+can grow memory without limit.
 
-The :class:`SessionManager` starts each session's *handler* (the MCP server
-layer) as a task in a nursery the manager owns, inside the session's own cancel
-scope and error boundary:
+Every session moves through one state machine, and only :meth:`Session._transition`
+moves it (the table is ``_TRANSITIONS``)::
 
-* handler returns or raises -> the outbound channel closes, the transport ends
-  the stream, the registry forgets the session.  An exception is logged once and
-  ends only that session.
-* the transport sees the peer go away -> :meth:`Session.close` cancels the
-  session's scope; the same cleanup runs.
-* the manager is drained -> every session is asked to finish (see
-  :meth:`SessionManager.drain`).
+    OPEN ──drain──> DRAINING ──finish──> CLOSED
+      │                │                   ^
+      └────close───────┴──> CLOSING ─finish┘
+      └──────────────────finish────────────┘
 
-Lookups go through a :class:`SessionRegistry`, the seam where a cross-process
-registry (a broker that forwards a POST to the worker that holds the stream)
-plugs in later.  A lookup that names a session owned by another principal looks
-exactly like a lookup of an unknown one.
+* ``OPEN``: messages in and out flow.
+* ``DRAINING``: the server is stopping.  The inbound channel is closed (the
+  handler sees the end of ``incoming`` after the messages already accepted),
+  new deliveries get :attr:`Delivery.DRAINING`, outbound messages still flow so
+  in-flight requests can answer.
+* ``CLOSING``: someone asked the session to end (peer gone, too slow, idle,
+  handler failed, shutdown); its cancel scope is cancelled, the reason recorded.
+* ``CLOSED``: the session task has unwound; channels are closed, the registry
+  has forgotten it.  Terminal.
+
+``close`` is idempotent (the first reason wins), ``drain`` of a closing session
+is a no-op, and ``finish`` is always last.  What a delivery gets is derived
+from the state alone (``_DELIVERY_BY_STATE``), so a transport never has to
+combine flags to answer a POST.
+
+The :class:`SessionManager` hosts every session task in the one nursery it
+owns (:meth:`SessionManager.run`), inside the session's cancel scope and
+error boundary.  Deliveries go through a :class:`SessionRegistry`, the seam where a
+cross-process broker plugs in: it takes a session id, a principal and a
+message and answers a :class:`Delivery`; it never hands a ``Session`` back.  A
+session of another principal is indistinguishable from an unknown one.
 """
 
 from __future__ import annotations
@@ -37,17 +52,18 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 
-from ._jsonrpc import JSONRPCMessage
+from ._jsonrpc import InvalidMessage, JSONRPCMessage, RequestId
 from ._metrics import Metrics
 
 __all__ = [
     "Delivery",
     "Incoming",
     "LocalSessionRegistry",
+    "Outgoing",
     "Refusal",
     "Session",
     "SessionClosed",
@@ -56,6 +72,7 @@ __all__ = [
     "SessionManager",
     "SessionRefused",
     "SessionRegistry",
+    "SessionState",
     "new_session_id",
 ]
 
@@ -89,17 +106,77 @@ class Incoming:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One item on a session's outbound channel.
+
+    ``data`` is one encoded JSON-RPC message; ``related_request_id`` names the
+    client request it belongs to (its response, or a notification or request
+    sent while serving it), ``None`` when it belongs to none.  A transport with
+    one stream per session ignores the id; one with a response stream per
+    request routes by it.  Empty ``data`` is the keepalive clock asking the
+    writer for a keepalive, not a message.
+    """
+
+    data: bytes
+    related_request_id: RequestId | None = None
+
+
+_WAKE: Final = Outgoing(b"")  # shared: a keepalive request allocates nothing
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life (see the module docstring)."""
+
+    OPEN = "open"
+    DRAINING = "draining"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Event(enum.Enum):
+    DRAIN = "drain"
+    CLOSE = "close"
+    FINISH = "finish"
+
+
+_TRANSITIONS: Final[dict[tuple[SessionState, _Event], SessionState]] = {
+    (SessionState.OPEN, _Event.DRAIN): SessionState.DRAINING,
+    (SessionState.OPEN, _Event.CLOSE): SessionState.CLOSING,
+    (SessionState.OPEN, _Event.FINISH): SessionState.CLOSED,
+    (SessionState.DRAINING, _Event.DRAIN): SessionState.DRAINING,
+    (SessionState.DRAINING, _Event.CLOSE): SessionState.CLOSING,
+    (SessionState.DRAINING, _Event.FINISH): SessionState.CLOSED,
+    (SessionState.CLOSING, _Event.DRAIN): SessionState.CLOSING,
+    (SessionState.CLOSING, _Event.CLOSE): SessionState.CLOSING,
+    (SessionState.CLOSING, _Event.FINISH): SessionState.CLOSED,
+    (SessionState.CLOSED, _Event.DRAIN): SessionState.CLOSED,
+    (SessionState.CLOSED, _Event.CLOSE): SessionState.CLOSED,
+    (SessionState.CLOSED, _Event.FINISH): SessionState.CLOSED,
+}
+
+
 class Delivery(enum.Enum):
-    """What happened to a message handed to :meth:`Session.deliver`."""
+    """What happened to a message handed to :meth:`SessionRegistry.deliver`."""
 
     ACCEPTED = "accepted"
     """In the session's inbound channel: the session will see it."""
+    REJECTED = "rejected"
+    """Not a JSON-RPC message; the session's stream was sent the JSON-RPC error."""
     GONE = "gone"
-    """The session ended before the message could be queued."""
+    """No such session for this principal, or it ended before the message could be queued."""
     BUSY = "busy"
     """The inbound channel stayed full for the whole delivery bound."""
     DRAINING = "draining"
     """The session is finishing its work before the server stops; it takes no more."""
+
+
+_DELIVERY_BY_STATE: Final = {
+    SessionState.DRAINING: Delivery.DRAINING,
+    SessionState.CLOSING: Delivery.GONE,
+    SessionState.CLOSED: Delivery.GONE,
+}
+"""What a delivery gets in every state but OPEN (where it is queued)."""
 
 
 class Refusal(enum.Enum):
@@ -168,11 +245,11 @@ class Session:
         """Headers of the request that opened the session (e.g. the SSE GET)."""
         self._limits = limits
         self._inbound_send, self.incoming = trio.open_memory_channel[Incoming](limits.inbound_buffer)
-        self._outbound_send, self.outgoing = trio.open_memory_channel[bytes](limits.outbound_buffer)
+        self._outbound_send, self.outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
-        self.close_reason: str | None = None
-        self.draining = False
+        self._state = SessionState.OPEN
+        self._close_reason: str | None = None
         self._metrics = metrics or Metrics()
         self._idle_timeout = limits.idle_timeout
         self.on_outgoing: Callable[[], None] | None = None
@@ -184,6 +261,60 @@ class Session:
         """
         self._touch()
 
+    def __repr__(self) -> str:
+        return f"<Session {self.id[:8]}… {self._state.value}>"
+
+    # -- the state machine -----------------------------------------------------------------
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the session was asked to close; ``None`` while open, draining, or when it ended by itself."""
+        return self._close_reason
+
+    @property
+    def closed(self) -> bool:
+        """Closing or closed: it takes no more messages in either direction."""
+        return self._state is SessionState.CLOSING or self._state is SessionState.CLOSED
+
+    @property
+    def draining(self) -> bool:
+        return self._state is SessionState.DRAINING
+
+    def _transition(self, event: _Event, reason: str | None = None) -> None:
+        """The only place the state changes; each state's side effects happen here, once."""
+        before = self._state
+        after = _TRANSITIONS[before, event]
+        if after is before:
+            return
+        self._state = after
+        if after is SessionState.DRAINING:
+            self._inbound_send.close()
+        elif after is SessionState.CLOSING:
+            self._close_reason = reason or "closed"
+            self.cancel_scope.cancel()
+        elif after is SessionState.CLOSED:
+            self._inbound_send.close()
+            self.incoming.close()
+            self._outbound_send.close()
+            self._wake()
+            self.finished.set()
+
+    def close(self, reason: str = "closed") -> None:
+        """Ask the session to end: cancels its handler.  Idempotent (the first reason wins), never blocks."""
+        self._transition(_Event.CLOSE, reason)
+
+    def drain(self) -> None:
+        """Ask the session to finish: no new inbound messages, the handler sees the end of
+        ``incoming`` after the ones already accepted, and the stream ends once it returns."""
+        self._transition(_Event.DRAIN)
+
+    def _finish(self) -> None:
+        self._transition(_Event.FINISH)
+
+    # -- housekeeping ----------------------------------------------------------------------
     def _wake(self) -> None:
         if self.on_outgoing is not None:
             self.on_outgoing()
@@ -194,33 +325,29 @@ class Session:
         Moving a deadline costs Trio a heap update, so a busy session moves it at
         most once a second (the timeout is honoured to within that second).
         """
-        if self._idle_timeout is not None and self.close_reason is None:
+        if self._idle_timeout is not None and self._state is not SessionState.CLOSING:
             deadline = trio.current_time() + self._idle_timeout
             current = self.cancel_scope.deadline
             if current == math.inf or deadline - current >= 1.0:
                 self.cancel_scope.deadline = deadline
 
-    def __repr__(self) -> str:
-        return f"<Session {self.id[:8]}…>"
-
-    @property
-    def closed(self) -> bool:
-        return self.close_reason is not None or self.finished.is_set()
-
-    # -- called by the server layer ------------------------------------------------
-    async def send(self, data: bytes) -> None:
+    # -- called by the server layer --------------------------------------------------------
+    async def send(self, data: bytes, *, related_request_id: RequestId | None = None) -> None:
         """Queue one encoded JSON-RPC message for the peer.
 
-        Waits at most ``send_timeout`` for room.  A peer that leaves the buffer
-        full that long is not reading; holding its messages would cost memory
-        for nothing, so the session is closed and :class:`SessionClosed` raised.
+        ``related_request_id`` is the client request this message belongs to
+        (``None``: none).  Waits at most ``send_timeout`` for room.  A peer that
+        leaves the buffer full that long is not reading; holding its messages
+        would cost memory for nothing, so the session is closed and
+        :class:`SessionClosed` raised.
         """
+        item = Outgoing(data, related_request_id)
         try:
-            self._outbound_send.send_nowait(data)
+            self._outbound_send.send_nowait(item)
         except trio.WouldBlock:
             pass
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise SessionClosed(self.close_reason or "session closed") from None
+            raise SessionClosed(self._close_reason or "session closed") from None
         else:
             self._metrics.messages_out += 1
             self._touch()
@@ -228,9 +355,9 @@ class Session:
             return
         with trio.move_on_after(self._limits.send_timeout):
             try:
-                await self._outbound_send.send(data)
+                await self._outbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise SessionClosed(self.close_reason or "session closed") from None
+                raise SessionClosed(self._close_reason or "session closed") from None
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
@@ -244,19 +371,40 @@ class Session:
         self.close("slow consumer")
         raise SessionClosed("slow consumer")
 
-    # -- called by transports --------------------------------------------------------
-    async def deliver(self, item: Incoming) -> Delivery:
-        """Put one inbound message into the session, waiting a bounded time for room."""
-        if self.closed:
-            return Delivery.GONE
-        if self.draining:
-            return Delivery.DRAINING
+    def send_nowait(self, data: bytes, *, related_request_id: RequestId | None = None) -> bool:
+        """Queue an outbound message if there is room right now; report whether it was."""
+        try:
+            self._outbound_send.send_nowait(Outgoing(data, related_request_id))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self._metrics.messages_out += 1
+        self._wake()
+        return True
+
+    # -- called by the registry and transports ---------------------------------------------
+    async def deliver(self, item: Incoming | InvalidMessage) -> Delivery:
+        """Put one inbound message into the session, waiting a bounded time for room.
+
+        An :class:`InvalidMessage` (a POST body that was not a message) is not
+        queued: its JSON-RPC error goes down the session's stream, so a peer
+        that reads only the stream learns why, and the answer is ``REJECTED``.
+        """
+        if self._state is not SessionState.OPEN or type(item) is not Incoming:
+            # Off the hot path (enum hashing is slow in Python): a refusal, or a report.
+            refused = _DELIVERY_BY_STATE.get(self._state)
+            if isinstance(item, InvalidMessage):
+                if refused is Delivery.GONE:
+                    return refused
+                self.send_nowait(item.to_json(), related_request_id=item.request_id)
+                return Delivery.REJECTED
+            if refused is not None:
+                return refused
         try:
             self._inbound_send.send_nowait(item)
         except trio.WouldBlock:
             pass
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return self._refusal()
+            return _DELIVERY_BY_STATE.get(self._state, Delivery.GONE)
         else:
             self._metrics.messages_in += 1
             self._touch()
@@ -265,55 +413,24 @@ class Session:
             try:
                 await self._inbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return self._refusal()
+                return _DELIVERY_BY_STATE.get(self._state, Delivery.GONE)
             self._metrics.messages_in += 1
             self._touch()
             return Delivery.ACCEPTED
         return Delivery.BUSY
 
-    def _refusal(self) -> Delivery:
-        return Delivery.DRAINING if self.draining and not self.closed else Delivery.GONE
-
-    def send_nowait(self, data: bytes) -> bool:
-        """Queue an outbound message if there is room right now; report whether it was."""
-        try:
-            self._outbound_send.send_nowait(data)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        self._metrics.messages_out += 1
-        self._wake()
-        return True
-
     def wake_writer(self) -> bool:
-        """Queue an empty item: the transport's writer sends a keepalive for it.
+        """Queue the empty item: the transport's writer sends a keepalive for it.
 
         Not a message: no metrics, no idle-timer reset.  Returns False when the
         outbound buffer is full (the writer is busy, which keeps the line alive anyway).
         """
         try:
-            self._outbound_send.send_nowait(b"")
+            self._outbound_send.send_nowait(_WAKE)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         self._wake()
         return True
-
-    def close(self, reason: str = "closed") -> None:
-        """Ask the session to end: cancels its handler.  Idempotent, never blocks."""
-        if self.close_reason is None:
-            self.close_reason = reason
-        self.cancel_scope.cancel()
-
-    def drain(self) -> None:
-        """Ask the session to finish: no new inbound messages, the handler sees the end of
-        ``incoming`` after the ones already accepted, and the stream ends once it returns."""
-        self.draining = True
-        self._inbound_send.close()
-
-    def _close_channels(self) -> None:
-        self._inbound_send.close()
-        self.incoming.close()
-        self._outbound_send.close()
-        self._wake()
 
 
 SessionHandler = Callable[[Session], Awaitable[None]]
@@ -321,17 +438,22 @@ SessionHandler = Callable[[Session], Awaitable[None]]
 
 
 class SessionRegistry(Protocol):
-    """Where sessions are found by id.  In-process today; a broker can implement it later."""
+    """Where a message for a session id is delivered.  In-process by default; a broker can
+    implement it so that a POST landing on any worker reaches the worker holding the stream.
 
-    def add(self, session: Session) -> None: ...
+    ``open``/``close`` are called by the worker that hosts the session (its stream
+    side keeps the local :class:`Session`); ``deliver`` is all the intake side
+    ever calls, and it answers a :class:`Delivery`, never a session.  An unknown
+    session and a session of another principal both answer :attr:`Delivery.GONE`.
+    """
 
-    def discard(self, session: Session) -> None: ...
+    def open(self, session: Session) -> None: ...
 
-    def lookup(self, session_id: str, principal: str | None) -> Session | None: ...
+    def close(self, session: Session) -> None: ...
 
-    def __len__(self) -> int: ...
+    def count(self) -> int: ...
 
-    def __iter__(self) -> Iterator[Session]: ...
+    async def deliver(self, session_id: str, principal: str | None, incoming: Incoming | InvalidMessage) -> Delivery: ...
 
 
 class LocalSessionRegistry:
@@ -340,30 +462,27 @@ class LocalSessionRegistry:
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
 
-    def add(self, session: Session) -> None:
+    def open(self, session: Session) -> None:
         if session.id in self._sessions:
             raise ValueError(f"duplicate session id {session.id}")
         self._sessions[session.id] = session
 
-    def discard(self, session: Session) -> None:
+    def close(self, session: Session) -> None:
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
 
-    def lookup(self, session_id: str, principal: str | None) -> Session | None:
-        session = self._sessions.get(session_id)
-        if session is None or session.principal != principal:
-            return None
-        return session
-
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self._sessions)
 
-    def __iter__(self) -> Iterator[Session]:
-        return iter(list(self._sessions.values()))
+    async def deliver(self, session_id: str, principal: str | None, incoming: Incoming | InvalidMessage) -> Delivery:
+        session = self._sessions.get(session_id)
+        if session is None or session.principal != principal:
+            return Delivery.GONE
+        return await session.deliver(incoming)
 
 
 class SessionManager:
-    """Starts, tracks and ends sessions; owns the nursery their tasks run in."""
+    """Starts, tracks and ends the sessions this process hosts; owns the nursery their tasks run in."""
 
     def __init__(
         self,
@@ -377,26 +496,45 @@ class SessionManager:
         self.limits = limits or SessionLimits()
         self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
         self.metrics = metrics or Metrics()
-        self.draining = False
+        self.deliver = self.registry.deliver
+        """``deliver(session_id, principal, incoming) -> Delivery``: hand a message to a session
+        through the registry, wherever the session is hosted (bound directly: the POST hot path)."""
+        self._draining = False
         self._nursery: trio.Nursery | None = None
+        self._local: dict[str, Session] = {}
+        """Sessions hosted here: their streams are served by this process."""
         self._all_finished = trio.Event()
         self._all_finished.set()
-        self._live = 0
 
     @property
     def running(self) -> bool:
         return self._nursery is not None
 
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`drain` or :meth:`close_all` began: new sessions are refused."""
+        return self._draining
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._local.values()))
+
+    def get(self, session_id: str) -> Session | None:
+        """The session with this id if it is hosted here (the stream side's view; intake uses :meth:`deliver`)."""
+        return self._local.get(session_id)
+
     @asynccontextmanager
     async def run(self) -> AsyncIterator[SessionManager]:
-        """Own a nursery for session tasks for the duration of the block.
+        """Own the nursery every session task runs in, for the duration of the block.
 
         On exit every remaining session is closed (their handlers cancelled)
         and waited for, so nothing outlives the block.
         """
         if self._nursery is not None:
             raise RuntimeError("SessionManager is already running")
-        self.draining = False
+        self._draining = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -404,53 +542,40 @@ class SessionManager:
                     yield self
                 finally:
                     self._nursery = None
-                    for session in self.registry:
+                    for session in self:
                         session.close("server shutting down")
         finally:
             self._nursery = None
 
     def check_admission(self) -> Refusal | None:
         """Would a new session be refused right now, and why?"""
-        if self.draining:
+        if self._draining:
             return Refusal.DRAINING
         limit = self.limits.max_sessions
-        if limit is not None and self._live >= limit:
+        if limit is not None and len(self._local) >= limit:
             return Refusal.AT_CAPACITY
         return None
 
-    async def open_session(
-        self,
-        *,
-        principal: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        nursery: trio.Nursery | None = None,
-    ) -> Session:
-        """Register a new session and start its handler task.
+    async def open_session(self, *, principal: str | None = None, headers: Mapping[str, str] | None = None) -> Session:
+        """Register a new session and start its handler task in the manager's nursery.
 
-        The task runs in the manager's nursery when it is running, else in the
-        ``nursery`` the caller passes (a transport that was not given a lifespan
-        hosts the session in its own request's nursery).  Raises
-        :class:`SessionRefused` while draining or at ``max_sessions``.
+        Raises :class:`SessionRefused` while draining or at ``max_sessions``, and
+        ``RuntimeError`` outside :meth:`run`.
         """
         refusal = self.check_admission()
         if refusal is not None:
             raise SessionRefused(refusal)
-        host = self._nursery or nursery
-        if host is None:
-            raise RuntimeError("SessionManager is not running and no nursery was given")
+        if self._nursery is None:
+            raise RuntimeError("SessionManager is not running")
         session = Session(
             new_session_id(), principal=principal, headers=headers or {}, limits=self.limits, metrics=self.metrics
         )
-        self.registry.add(session)
-        self._live += 1
-        if self._all_finished.is_set():
-            self._all_finished = trio.Event()
+        self._adopt(session)
         try:
-            await host.start(self._run_session, session)
+            await self._nursery.start(self._run_session, session)
         except BaseException:
             self._forget(session)
-            session._close_channels()
-            session.finished.set()
+            session._finish()
             raise
         self.metrics.sessions_opened += 1
         log.debug(
@@ -460,10 +585,17 @@ class SessionManager:
         )
         return session
 
+    def _adopt(self, session: Session) -> None:
+        self.registry.open(session)
+        self._local[session.id] = session
+        if self._all_finished.is_set():
+            self._all_finished = trio.Event()
+
     def _forget(self, session: Session) -> None:
-        self.registry.discard(session)
-        self._live -= 1
-        if self._live == 0:
+        self.registry.close(session)
+        if self._local.get(session.id) is session:
+            del self._local[session.id]
+        if not self._local:
             self._all_finished.set()
 
     async def _run_session(
@@ -489,8 +621,9 @@ class SessionManager:
                         extra={"event": "session_failed", "session_id": session.id},
                     )
                     session.close("handler failed")
-            if session.cancel_scope.cancelled_caught and session.close_reason is None:
-                session.close_reason = "idle timeout"
+            if session.cancel_scope.cancelled_caught and not session.closed:
+                # Nobody asked it to close: its own deadline, the idle timeout, expired.
+                session.close("idle timeout")
                 log.info(
                     "session %s: idle for %.0fs; closing it",
                     session.id,
@@ -498,10 +631,9 @@ class SessionManager:
                     extra={"event": "session_idle", "session_id": session.id},
                 )
         finally:
-            self._forget(session)
-            session._close_channels()
-            session.finished.set()
             reason = session.close_reason or ("drained" if session.draining else "handler returned")
+            self._forget(session)
+            session._finish()
             self.metrics.sessions_closed[reason] += 1
             log.debug(
                 "session %s closed (%s)",
@@ -523,6 +655,13 @@ class SessionManager:
                 extra={"event": "session_stuck", "session_id": session.id},
             )
 
+    async def close_all(self, reason: str = "server shutting down") -> None:
+        """Refuse new sessions, close every session at once and wait (bounded) for their tasks."""
+        self._draining = True
+        async with trio.open_nursery() as nursery:
+            for session in self:
+                nursery.start_soon(self.close_session, session, reason)
+
     async def drain(self, grace_period: float) -> None:
         """Stop taking sessions, let every session finish its accepted work, then close the rest.
 
@@ -532,12 +671,12 @@ class SessionManager:
         running after that is cancelled.  Returns once every session task is gone (or
         ``close_timeout`` later, for handlers that ignore cancellation).
         """
-        self.draining = True
-        for session in self.registry:
+        self._draining = True
+        for session in self:
             session.drain()
         with trio.move_on_after(grace_period):
             await self._all_finished.wait()
-        leftovers = list(self.registry)
+        leftovers = list(self)
         if leftovers:
             log.warning(
                 "%d session(s) still busy after the %.1fs drain; cancelling them",

@@ -23,7 +23,7 @@ def install_debug_route(app: Any, transport: Any) -> None:
     @app.route("/debug/state")
     async def state() -> dict[str, int]:
         return {
-            "sessions": len(transport.sessions.registry),
+            "sessions": len(transport.sessions),
             "tasks": _count_tasks(trio.lowlevel.current_root_task()),
             "rss": rss_bytes(),
         }

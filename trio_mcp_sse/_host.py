@@ -1,0 +1,154 @@
+"""What every transport runs besides its endpoints: sessions, keepalive clock, lifespan, drain.
+
+A :class:`SessionHost` owns the :class:`SessionManager` (whose nursery hosts
+every session task), the one :class:`KeepaliveClock` shared by all streams, the
+metrics, and the count of open streams that a drain waits for.  A transport is
+then a router over its endpoints plus ``host.lifespan`` for the ASGI lifespan.
+
+There is one way to host a session: the manager's nursery, opened by
+:meth:`SessionHost.run`.  The lifespan runs it for the server's lifetime.  A
+transport mounted where no lifespan reaches it (some sub-app mounts) runs it
+for the duration of the first stream instead (:meth:`SessionHost.hosting`);
+streams that open meanwhile join it, and that request returns once the last
+of them has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import trio
+
+from ._drain import drain_group_of
+from ._http import ASGIApp, Receive, Scope, Send
+from ._keepalive import KeepaliveClock
+from ._metrics import Metrics
+from ._session import SessionHandler, SessionLimits, SessionManager, SessionRegistry
+
+__all__ = ["SessionHost"]
+
+log = logging.getLogger("trio_mcp_sse")
+
+_FLUSH_TIME: Final = 0.25  # after a drain, how long ended streams get to flush their last bytes
+
+
+class SessionHost:
+    """Sessions, keepalives and shutdown for one transport."""
+
+    def __init__(
+        self,
+        handler: SessionHandler,
+        *,
+        keepalive_interval: float | None,
+        limits: SessionLimits | None = None,
+        registry: SessionRegistry | None = None,
+    ) -> None:
+        if keepalive_interval is not None and keepalive_interval <= 0:
+            raise ValueError("keepalive_interval must be > 0 or None")
+        self.metrics = Metrics()
+        self.sessions = SessionManager(handler, limits=limits, registry=registry, metrics=self.metrics)
+        self.keepalive = KeepaliveClock(keepalive_interval) if keepalive_interval is not None else None
+        """Shared by every stream while the host runs (one timer task, not one per stream)."""
+        self._open_streams = 0
+        self._streams_closed = trio.Event()
+        self._streams_closed.set()
+
+    @property
+    def draining(self) -> bool:
+        return self.sessions.draining
+
+    @property
+    def running(self) -> bool:
+        return self.sessions.running
+
+    # -- running ------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[SessionHost]:
+        """Host sessions and run the keepalive clock for the duration of the block."""
+        async with self.sessions.run(), trio.open_nursery() as timers:
+            if self.keepalive is not None:
+                timers.start_soon(self.keepalive.run, name="keepalive clock")
+            try:
+                yield self
+            finally:
+                timers.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def hosting(self) -> AsyncIterator[None]:
+        """Host sessions for a stream request that arrived while nothing runs the host.
+
+        Without a lifespan, the first stream runs the host and keeps it until
+        every stream that joined meanwhile has ended.  (Under a lifespan the
+        transport never calls this: an idle stream should not pay for a context
+        manager frame.)
+        """
+        async with self.run():
+            yield
+            await self._streams_closed.wait()  # bounded by those streams, each ending with its client
+
+    async def lifespan(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
+        """Run for the server's lifetime; join the server's drain group; close sessions before the app stops."""
+        group = drain_group_of(scope)
+        async with self.run():
+            if group is not None:
+                group.add(self)
+            try:
+                if app is not None:
+
+                    async def receive_then_close_sessions() -> Any:
+                        message = await receive()
+                        if message["type"] == "lifespan.shutdown":
+                            await self.close_all_sessions()
+                        return message
+
+                    await app(scope, receive_then_close_sessions, send)
+                    return
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        await self.close_all_sessions()
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            finally:
+                if group is not None:
+                    group.discard(self)
+
+    # -- streams ------------------------------------------------------------------------------------
+    def stream_started(self) -> None:
+        """Count an open stream (call :meth:`stream_ended` in a ``finally``): a drain waits for them."""
+        self._open_streams += 1
+        if self._streams_closed.is_set():
+            self._streams_closed = trio.Event()
+
+    def stream_ended(self) -> None:
+        self._open_streams -= 1
+        if self._open_streams == 0:
+            self._streams_closed.set()
+
+    # -- shutting down ------------------------------------------------------------------------------
+    async def drain(self, grace_period: float) -> None:
+        """Stop opening sessions and let the open ones finish, then wait for every stream to end.
+
+        Returns when every stream has ended, and never much later than
+        ``grace_period``: a stream whose client stopped reading cannot be
+        finished from here (see ``python -m trio_mcp_sse serve``).
+        """
+        deadline = trio.current_time() + grace_period
+        log.info(
+            "draining (up to %.1fs)",
+            grace_period,
+            extra={"event": "drain_started", "sessions": len(self.sessions)},
+        )
+        await self.sessions.drain(grace_period)
+        with trio.move_on_at(max(deadline, trio.current_time() + _FLUSH_TIME)):
+            await self._streams_closed.wait()
+        log.info("drained", extra={"event": "drain_finished", "streams_left": self._open_streams})
+
+    async def close_all_sessions(self, reason: str = "server shutting down") -> None:
+        """Close every session at once and wait (bounded) for their tasks to unwind."""
+        await self.sessions.close_all(reason)

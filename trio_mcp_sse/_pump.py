@@ -1,0 +1,122 @@
+"""The stream pump: a session's outbound channel -> SSE frames -> ASGI ``send``, with keepalives.
+
+Any transport that answers with an event stream reuses it: HTTP+SSE for its
+``GET`` stream, Streamable HTTP for a ``GET`` stream or a POST's SSE response.
+It knows nothing about routing or admission; it starts the response, writes
+an optional first event, and moves messages until the session's channel ends
+or the client leaves.
+
+One task does both jobs.  While nothing is queued it waits for the ASGI
+server's next event (``http.disconnect`` is the one that matters) inside a
+cancel scope, and the session cancels that scope whenever it queues something
+(``Session.on_outgoing``): a waiting stream costs one parked task instead of
+two.  Queued messages are coalesced into one write.  Keepalives come from a
+:class:`~trio_mcp_sse._keepalive.KeepaliveClock` shared by every stream: the
+clock queues an empty item, which becomes an SSE comment.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import trio
+
+from ._http import RawHeaders, Receive, Send
+from ._keepalive import KeepaliveClock, Watched
+from ._session import Session
+from ._sse import encode_message_event
+
+__all__ = ["KEEPALIVE_FRAME", "STREAM_HEADERS", "pump_events"]
+
+STREAM_HEADERS: Final[RawHeaders] = (
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),  # nginx would otherwise buffer the stream
+)
+KEEPALIVE_FRAME: Final = b": ping\n\n"
+_MAX_COALESCED: Final = 64
+
+
+async def pump_events(
+    session: Session,
+    receive: Receive,
+    send: Send,
+    *,
+    clock: KeepaliveClock | None,
+    extra_headers: RawHeaders = (),
+    first_event: bytes = b"",
+) -> bool:
+    """Answer ``200`` with an event stream and pump ``session.outgoing`` onto it.
+
+    ``first_event`` (already framed) is written right after the response start
+    (HTTP+SSE's ``endpoint`` event).  Every outbound item becomes one
+    ``event: message`` whatever its ``related_request_id``: one stream carries
+    everything.  When the channel ends the body is finished cleanly.
+
+    Returns whether the client went away (the caller then closes the session).
+    """
+    headers = STREAM_HEADERS if not extra_headers else (*STREAM_HEADERS, *extra_headers)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if first_event:
+        await send({"type": "http.response.body", "body": first_event, "more_body": True})
+    watched = clock.watch(session.wake_writer) if clock is not None else None
+    try:
+        peer_gone = await _pump(session, receive, send, watched)
+    finally:
+        if clock is not None and watched is not None:
+            clock.unwatch(watched)
+    if not peer_gone:
+        # The session ended (handler returned, drained, idle, dropped): end the body cleanly.
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return peer_gone
+
+
+async def _pump(session: Session, receive: Receive, send: Send, watched: Watched | None) -> bool:
+    outgoing = session.outgoing
+    waiting: trio.CancelScope | None = None
+
+    def wake() -> None:
+        if waiting is not None:
+            waiting.cancel()
+
+    session.on_outgoing = wake
+    try:
+        while True:
+            frames: list[bytes] = []
+            keepalive = ended = False
+            while len(frames) < _MAX_COALESCED:
+                try:
+                    item = outgoing.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    ended = True
+                    break
+                if item.data:
+                    frames.append(encode_message_event(item.data))
+                else:
+                    keepalive = True
+                del item  # an idle stream must not keep its last (maybe large) message alive
+            if frames or keepalive:
+                body = b"".join(frames) if frames else KEEPALIVE_FRAME
+                del frames
+                try:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                except OSError:  # some servers raise when writing to a closed connection
+                    return True
+                del body
+                if watched is not None:
+                    watched.last_write = trio.current_time()
+                continue  # more may have been queued meanwhile
+            if ended:
+                return False
+            # Nothing queued: wait for the client (to leave) or for the session (to
+            # queue something).  No checkpoint since the channel was found empty,
+            # so no wake-up can have been missed.
+            with trio.CancelScope() as waiting:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                return True
+            waiting = None
+    finally:
+        session.on_outgoing = None
