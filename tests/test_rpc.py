@@ -48,16 +48,22 @@ class Wire:
 
     def __init__(self) -> None:
         self.sent: list[tuple[dict[str, Any], RequestId | None]] = []
+        self.finals: list[tuple[RequestId | None, bool]] = []
+        """(request id, answered): one per request that ended; False = ended unanswered."""
         self.read = 0
         self.arrived = trio.Event()
         self.fail: Exception | None = None
         self.delay = 0.0
 
-    async def send(self, data: bytes, related_request_id: RequestId | None) -> None:
+    async def send(self, data: bytes, related_request_id: RequestId | None, final: bool) -> None:
         if self.delay:
             await trio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
+        if final:
+            self.finals.append((related_request_id, bool(data)))
+            if not data:
+                return
         self.sent.append((orjson.loads(data), related_request_id))
         self.arrived.set()
         self.arrived = trio.Event()
@@ -313,6 +319,9 @@ async def test_a_cancel_stops_exactly_its_request(autojump_clock: trio.abc.Clock
         assert (answer, related) == ({"jsonrpc": "2.0", "id": 2, "result": {"id": 2}}, 2)
         assert stopped == ["1"]
         assert [sent["id"] for sent, _ in wire.sent] == [2]  # the cancelled one sends nothing
+        await trio.testing.wait_all_tasks_blocked()
+        # ...but says that it ended, so a transport holding a stream for it can end that stream.
+        assert sorted(wire.finals, key=str) == [(1, False), (2, True)]
         assert peer.in_flight == {}
         assert routes.notifications == []  # the peer handles cancels itself
 
@@ -334,6 +343,7 @@ async def test_a_cancel_that_overtakes_its_request_is_remembered_boundedly(autoj
         # The oldest cancel was forgotten; every later one kept its request from starting.
         assert started == [0]
         assert [sent["id"] for sent, _ in wire.sent] == [0]
+        assert sorted(wire.finals) == [(0, True)] + [(request_id, False) for request_id in range(1, EARLY_CANCELS_KEPT + 1)]
 
 
 async def test_errors_map_to_codes_and_a_crash_is_logged_once(

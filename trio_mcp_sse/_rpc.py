@@ -90,8 +90,12 @@ EARLY_CANCELS_KEPT: Final = 64
 SERVER_BUSY: Final = -32000
 """Implementation-defined: too many requests in flight on this peer."""
 
-OutgoingHook: TypeAlias = Callable[[bytes, RequestId | None], Awaitable[None]]
-"""``async send(data, related_request_id)``: queue one encoded message; raise if it cannot go."""
+OutgoingHook: TypeAlias = Callable[[bytes, RequestId | None, bool], Awaitable[None]]
+"""``async send(data, related_request_id, final)``: queue one encoded message; raise if it cannot go.
+
+``final`` marks the last message for ``related_request_id``: its response, or
+empty ``data`` when the request ended without one (the peer cancelled it), so
+a transport with a stream per request knows that stream is complete."""
 Handler: TypeAlias = Callable[[], Awaitable[Mapping[str, Any]]]
 """The work of one incoming request, run as its own task; returns the result object."""
 Route: TypeAlias = Callable[[JSONRPCRequest, Any], "Mapping[str, Any] | Handler"]
@@ -258,9 +262,9 @@ class Peer:
                 held = True
                 if self._let_send_finish:
                     with trio.CancelScope(shield=True, deadline=waiting.deadline):
-                        await self._send(data, related_request_id)
+                        await self._send(data, related_request_id, False)
                 else:
-                    await self._send(data, related_request_id)
+                    await self._send(data, related_request_id, False)
                 await pending.done.wait()
                 held = False
         except Exception:
@@ -287,7 +291,7 @@ class Peer:
         # Runs while the caller is being cancelled: shielded, but briefly.
         with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_NOTICE_TIMEOUT):
             try:
-                await self._send(data, related_request_id)
+                await self._send(data, related_request_id, False)
             except Exception as error:
                 self._log.debug(
                     "%s: could not send notifications/cancelled for request %r: %s", self._label, request_id, error
@@ -297,7 +301,7 @@ class Peer:
         self, method: str, params: Mapping[str, Any] | None = None, *, related_request_id: RequestId | None = None
     ) -> None:
         """Send a notification (raises what the outgoing hook raises)."""
-        await self._send(encode_notification(method, params), related_request_id)
+        await self._send(encode_notification(method, params), related_request_id, False)
 
     def _settle(self, request_id: RequestId | None, result: Any, error: MCPError | None) -> None:
         pending = self._pending.get(request_id) if request_id is not None else None
@@ -347,6 +351,7 @@ class Peer:
         request_id = request.id
         if self._early_cancels and self._early_cancels.pop(request_id, False) is None:
             self._log.debug("%s: request %r was cancelled before it arrived", self._label, request_id)
+            await self._answer(b"", request_id)  # it ends unanswered, like any cancelled request
             return
         try:
             routed = self._route(request, extra)
@@ -389,20 +394,22 @@ class Peer:
                     self._log.exception("%s: %s handler failed", self._label, request.method)
                     data = error_response(request_id, INTERNAL_ERROR, f"Internal error while handling {request.method}")
                 await self._answer(data, request_id)
+            if scope.cancelled_caught:
+                await self._answer(b"", request_id)  # cancelled by the peer: its stream ends unanswered
         finally:
             if self.in_flight.get(request_id) is scope:
                 del self.in_flight[request_id]
 
     async def _answer(self, data: bytes, request_id: RequestId) -> None:
         try:
-            await self._send(data, request_id)
+            await self._send(data, request_id, True)
         except self._failures.peer_gone:
             pass  # nobody is left to answer
         except Exception as error:
             self._log.warning("%s: could not send the answer to request %r: %s", self._label, request_id, error)
 
 
-async def _send_nothing(data: bytes, related_request_id: RequestId | None) -> None:
+async def _send_nothing(data: bytes, related_request_id: RequestId | None, final: bool) -> None:
     raise RuntimeError("this peer is detached: it sends nothing")
 
 

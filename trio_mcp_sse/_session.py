@@ -120,6 +120,10 @@ class Outgoing:
 
     data: bytes
     related_request_id: RequestId | None = None
+    final: bool = False
+    """The last item for ``related_request_id``: its response, or (empty ``data``) the
+    notice that it ended without one (the client cancelled it).  A transport that
+    holds a stream per request ends that stream here."""
 
 
 _WAKE: Final = Outgoing(b"")  # shared: a keepalive request allocates nothing
@@ -332,7 +336,7 @@ class Session:
                 self.cancel_scope.deadline = deadline
 
     # -- called by the server layer --------------------------------------------------------
-    async def send(self, data: bytes, *, related_request_id: RequestId | None = None) -> None:
+    async def send(self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False) -> None:
         """Queue one encoded JSON-RPC message for the peer.
 
         ``related_request_id`` is the client request this message belongs to
@@ -341,7 +345,7 @@ class Session:
         would cost memory for nothing, so the session is closed and
         :class:`SessionClosed` raised.
         """
-        item = Outgoing(data, related_request_id)
+        item = Outgoing(data, related_request_id, final)
         try:
             self._outbound_send.send_nowait(item)
         except trio.WouldBlock:
@@ -371,10 +375,10 @@ class Session:
         self.close("slow consumer")
         raise SessionClosed("slow consumer")
 
-    def send_nowait(self, data: bytes, *, related_request_id: RequestId | None = None) -> bool:
+    def send_nowait(self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False) -> bool:
         """Queue an outbound message if there is room right now; report whether it was."""
         try:
-            self._outbound_send.send_nowait(Outgoing(data, related_request_id))
+            self._outbound_send.send_nowait(Outgoing(data, related_request_id, final))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         self._metrics.messages_out += 1

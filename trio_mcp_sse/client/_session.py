@@ -333,9 +333,14 @@ class ClientSession:
         finally:
             self._progress.pop(request_id, None)
 
-    async def _send(self, data: bytes, related_request_id: RequestId | None) -> None:
-        """The outgoing hook of the engine: one POST (the client relates nothing to anything)."""
-        await self._transport.send(data)
+    async def _send(self, data: bytes, related_request_id: RequestId | None, final: bool = False) -> None:
+        """The outgoing hook of the engine: one message to the transport.
+
+        The client has one way out, so the routing hints are not needed; an
+        empty final item (a server request we cancelled) has nothing to send.
+        """
+        if data:
+            await self._transport.send(data)
 
     async def send_notification(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no response is expected)."""

@@ -177,13 +177,14 @@ class ServerConnection:
             self.rpc.detach()
 
     # -- the way out -------------------------------------------------------------------------------
-    async def _send(self, data: bytes, related_request_id: RequestId | None) -> None:
+    async def _send(self, data: bytes, related_request_id: RequestId | None, final: bool = False) -> None:
         """Queue one message for the client: every message of this session leaves here.
 
         ``related_request_id`` is the client request the message belongs to
-        (its response, or anything sent while serving it), else ``None``.
+        (its response, or anything sent while serving it), else ``None``;
+        ``final`` marks that request's last message (see :class:`~trio_mcp_sse._session.Outgoing`).
         """
-        await self.session.send(data)  # pass related_request_id= here once Session.send takes it
+        await self.session.send(data, related_request_id=related_request_id, final=final)
 
     def _send_nowait(self, data: bytes) -> bool:
         """:meth:`_send` for announcements (related to no request) from synchronous callers."""
