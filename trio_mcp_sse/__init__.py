@@ -7,6 +7,7 @@ from ._auth import AuthSettings, StaticTokens, TokenVerifier
 from ._cors import CorsSettings
 from ._errors import (
     ClientCapabilityError,
+    ClientRequestError,
     ClientRequestTimeout,
     MCPError,
     ResourceNotFound,
@@ -23,6 +24,7 @@ from ._jsonrpc import (
     parse_message,
     result_response,
 )
+from ._public import publish
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -83,3 +85,5 @@ __all__ = [
     "parse_message",
     "result_response",
 ]
+
+publish(__name__)

@@ -3,6 +3,7 @@
 Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
 
+from .._public import publish
 from ._errors import (
     ClientError,
     ConnectError,
@@ -58,3 +59,5 @@ __all__ = [
     "connect_sse",
     "open_session",
 ]
+
+publish(__name__)
