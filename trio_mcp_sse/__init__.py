@@ -38,7 +38,7 @@ from ._session import (
     SessionRefused,
     SessionRegistry,
 )
-from ._sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
+from ._sse import ServerSentEvent, SSEDecoder, SSELimitExceeded, encode_comment, encode_event
 from ._transport import SseServerTransport, drain_all
 from .server import Context, MCPServer
 
@@ -63,6 +63,7 @@ __all__ = [
     "MCPServer",
     "ResourceNotFound",
     "SSEDecoder",
+    "SSELimitExceeded",
     "SecuritySettings",
     "ServerSentEvent",
     "Session",

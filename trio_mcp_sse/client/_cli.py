@@ -19,8 +19,10 @@ import pydantic
 import trio
 
 from .._errors import MCPError
+from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._errors import ClientError
-from ._session import ClientSession, open_session
+from ._session import ClientSession
+from ._transport import connect_sse
 
 __all__ = ["main"]
 
@@ -68,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         help="seconds of stream silence before giving up (300)",
+    )
+    parser.add_argument(
+        "--max-event-size",
+        type=int,
+        default=DEFAULT_MAX_EVENT_SIZE,
+        metavar="CHARS",
+        help="largest server event accepted, in characters; a larger one ends the connection "
+        f"({DEFAULT_MAX_EVENT_SIZE}, 16 MiB)",
     )
     return parser
 
@@ -196,13 +206,17 @@ def _tool_error_text(result: Any) -> str:
 
 async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
     headers = _headers(args.header)
-    async with open_session(
-        args.url,
-        headers=headers,
-        timeout=args.timeout,
-        read_timeout=args.read_timeout,
-        request_timeout=args.request_timeout,
-    ) as session:
+    async with (
+        connect_sse(
+            args.url,
+            headers=headers,
+            timeout=args.timeout,
+            read_timeout=args.read_timeout,
+            max_event_size=args.max_event_size,
+        ) as connection,
+        ClientSession(connection, request_timeout=args.request_timeout) as session,
+    ):
+        await session.initialize()
         if args.call is None:
             _print_json(out, _json(await _all_tools(session)))
             return 0
@@ -231,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    for option in ("timeout", "request_timeout", "read_timeout"):
+    for option in ("timeout", "request_timeout", "read_timeout", "max_event_size"):
         if not getattr(args, option) > 0:
             err.write(f"error: --{option.replace('_', '-')} must be > 0\n")
             return EXIT_USAGE

@@ -21,6 +21,7 @@ __all__ = [
     "ConnectionClosedError",
     "EndpointError",
     "EndpointOriginError",
+    "EventTooLargeError",
     "PostError",
     "ProtocolError",
     "ProtocolVersionError",
@@ -79,6 +80,20 @@ class EndpointOriginError(EndpointError):
 class ConnectionClosedError(SSEConnectionError):
     """The event stream ended or broke (server closed it, server process died,
     network failure), or the connection / session was already closed when used."""
+
+
+class EventTooLargeError(ConnectionClosedError):
+    """The server sent an event (or a line) larger than ``max_event_size``; the
+    client closed the connection rather than buffer it.
+
+    A server streaming one endless event would otherwise grow the client's
+    memory without bound while every read succeeds, so no read timeout fires.
+    ``limit`` is the bound that was exceeded, in characters.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ReadTimeoutError(SSEConnectionError, TimeoutError):
