@@ -6,13 +6,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from trio_mcp_sse import Delivery, MCPServer, Session, result_response
+from trio_mcp_sse.client import ConnectionClosedError, connect_sse
 from trio_mcp_sse.testing import (
     connected_client,
     make_scope,
+    open_http_transport,
     run_asgi_app,
     serve_sessions,
 )
@@ -45,7 +48,10 @@ def doc_example() -> dict[str, Any]:
     return namespace
 
 
-@pytest.mark.parametrize("name", ["test_forecast_tool", "test_forecast_over_http_and_sse"])
+@pytest.mark.parametrize(
+    "name",
+    ["test_forecast_tool", "test_forecast_over_http_and_sse", "test_the_trio_client_against_the_server"],
+)
 async def test_the_documented_example_passes(name: str) -> None:
     await doc_example()[name]()
 
@@ -156,3 +162,21 @@ def test_make_scope_builds_an_http_scope() -> None:
     assert scope["query_string"] == b"a=1"
     assert scope["headers"] == [(b"host", b"h")]
     assert scope["method"] == "POST"
+
+
+async def test_the_in_memory_http_transport_records_requests_and_can_die() -> None:
+    app = make_server().sse_app()
+    async with open_http_transport(app) as transport, httpx.AsyncClient(
+        transport=transport, base_url="http://testserver"
+    ) as http:
+        with pytest.raises(ConnectionClosedError, match="broke"):  # noqa: PT012
+            async with connect_sse(
+                "http://testserver/sse", http_client=http, headers={"x-probe": "1"}
+            ) as connection:
+                assert connection.endpoint.startswith("http://testserver/messages/?session_id=")
+                assert transport.requests[0].method == "GET"
+                assert transport.requests[0].headers["x-probe"] == "1"
+                transport.kill()
+                await connection.incoming.receive()
+        with pytest.raises(httpx.ConnectError):
+            await http.get("/sse")

@@ -374,11 +374,11 @@ async def run_asgi_app(app: Any, *, strict: bool = True) -> AsyncIterator[ASGITe
             reply = await from_app.receive()
         if reply["type"] != "lifespan.startup.complete":
             raise AssertionError(f"lifespan startup failed: {reply!r}")
-        try:
-            yield ASGITestClient(app, nursery, strict=strict)
-        finally:
-            with trio.CancelScope(shield=True), trio.fail_after(_WAIT_SECONDS):
-                await to_app_send.send({"type": "lifespan.shutdown"})
-                reply = await from_app.receive()
-                if reply["type"] != "lifespan.shutdown.complete":
-                    raise AssertionError(f"lifespan shutdown failed: {reply!r}")
+        yield ASGITestClient(app, nursery, strict=strict)
+        # Only after a block that ended normally: one that failed (or a crashed
+        # request task) has cancelled the nursery, the lifespan task included.
+        with trio.fail_after(_WAIT_SECONDS):
+            await to_app_send.send({"type": "lifespan.shutdown"})
+            reply = await from_app.receive()
+            if reply["type"] != "lifespan.shutdown.complete":
+                raise AssertionError(f"lifespan shutdown failed: {reply!r}")
