@@ -149,3 +149,12 @@ def test_the_api_tables_in_the_docs_match_all_exactly() -> None:
     for namespace, names in tables.items():
         assert len(names) == len(set(names)), f"{namespace}: a name listed twice"
         assert sorted(names) == sorted(module(namespace).__all__), namespace
+
+
+def test_public_classes_and_functions_are_found_again_by_their_public_name() -> None:
+    """What ``pickle`` (and so multiprocessing) does with ``__module__`` and ``__qualname__``."""
+    import pickle
+
+    for _, _, obj in exported():
+        if ours(obj):
+            assert pickle.loads(pickle.dumps(obj)) is obj
