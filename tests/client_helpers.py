@@ -1,9 +1,8 @@
 """Test servers for the client: in memory (for the mock clock) and on real loopback sockets.
 
-* :func:`asgi_http_client` -- an ``httpx.AsyncClient`` whose transport runs an
-  ASGI app in-process over memory channels and *streams* the response body
-  (``httpx.ASGITransport`` buffers it, useless for an endless event stream).
-  No sockets, so ``autojump_clock`` makes timeouts instant and deterministic.
+* :func:`asgi_http_client` -- the in-memory ``httpx.AsyncClient`` of
+  :mod:`trio_mcp_sse.testing`, its transport exposed for ``kill()`` and the
+  recorded requests.  No sockets, so ``autojump_clock`` makes timeouts instant.
 * :class:`FakeServer` -- a raw HTTP+SSE server whose every answer a test
   scripts: what the GET answers, which events go down the stream, what each
   POST gets back.  For the failures real servers do not produce on demand.
@@ -24,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -32,6 +30,7 @@ import trio
 
 from trio_mcp_sse._sse import encode_comment, encode_event
 from trio_mcp_sse.client._util import raise_collapsed
+from trio_mcp_sse.testing import open_http_transport
 
 BASE_URL = "http://testserver"
 SSE_URL = f"{BASE_URL}/sse"
@@ -39,169 +38,14 @@ SSE_URL = f"{BASE_URL}/sse"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-class _Crash:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _AppBody(httpx.AsyncByteStream):
-    """The app's ``http.response.body`` messages, as httpx reads a body."""
-
-    def __init__(self, messages: trio.MemoryReceiveChannel[Any], disconnect: trio.Event) -> None:
-        self._messages = messages
-        self._disconnect = disconnect
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for message in self._messages:
-            if isinstance(message, _Crash):
-                raise httpx.RemoteProtocolError(f"server error mid-body: {message.error!r}")
-            if message["type"] == "http.response.body":
-                body = message.get("body", b"")
-                if body:
-                    yield body
-                if not message.get("more_body", False):
-                    return
-        raise httpx.RemoteProtocolError(
-            "peer closed connection without sending complete message body"
-        )
-
-    async def aclose(self) -> None:
-        self._disconnect.set()
-
-
-class InMemoryASGITransport(httpx.AsyncBaseTransport):
-    """Runs ``app`` once per request, in ``nursery``; ``kill()`` plays the server dying."""
-
-    def __init__(self, app: ASGIApp, nursery: trio.Nursery) -> None:
-        self.app = app
-        self._nursery = nursery
-        self.dead = False
-        self.requests: list[httpx.Request] = []
-        self._running: set[trio.CancelScope] = set()
-
-    def kill(self) -> None:
-        self.dead = True
-        for scope in self._running:
-            scope.cancel()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.dead:
-            raise httpx.ConnectError("connection refused (server is dead)", request=request)
-        self.requests.append(request)
-        body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
-        url = request.url
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": request.method,
-            "scheme": url.scheme,
-            "path": unquote(url.path),
-            "raw_path": url.raw_path.split(b"?")[0],
-            "root_path": "",
-            "query_string": url.query,
-            "headers": [(key.lower(), value) for key, value in request.headers.raw],
-            "client": ("127.0.0.1", 50000),
-            "server": (url.host, url.port or 80),
-            "state": {},
-            "extensions": {},
-        }
-        to_client, from_app = trio.open_memory_channel[Any](math.inf)
-        disconnect = trio.Event()
-        body_delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal body_delivered
-            if not body_delivered:
-                body_delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await disconnect.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            if not disconnect.is_set():
-                to_client.send_nowait(message)
-
-        async def run_app() -> None:
-            with to_client, trio.CancelScope() as running:
-                self._running.add(running)
-                try:
-                    await self.app(scope, receive, send)
-                except Exception as error:
-                    to_client.send_nowait(_Crash(error))
-                finally:
-                    self._running.discard(running)
-
-        self._nursery.start_soon(run_app)
-        try:
-            start = await from_app.receive()
-        except trio.EndOfChannel:
-            raise httpx.RemoteProtocolError(
-                "server closed the connection without a response"
-            ) from None
-        if isinstance(start, _Crash) or start["type"] != "http.response.start":
-            raise httpx.RemoteProtocolError(f"server failed before responding: {start!r}")
-        headers = [(bytes(key), bytes(value)) for key, value in start.get("headers", [])]
-        return httpx.Response(
-            start["status"], headers=headers, stream=_AppBody(from_app, disconnect), request=request
-        )
-
-
-@asynccontextmanager
-async def in_memory_transport(
-    app: ASGIApp, *, lifespan: bool = True
-) -> AsyncIterator[InMemoryASGITransport]:
-    """The transport, with the app's lifespan run around it when ``lifespan``."""
-    try:
-        async with _nursery_for(app, lifespan=lifespan) as transport:
-            yield transport
-    except BaseExceptionGroup as group:
-        raise_collapsed(group)
-
-
-@asynccontextmanager
-async def _nursery_for(app: ASGIApp, *, lifespan: bool) -> AsyncIterator[InMemoryASGITransport]:
-    async with trio.open_nursery() as nursery:
-        transport = InMemoryASGITransport(app, nursery)
-        shutdown = trio.Event()
-        if lifespan:
-            started = trio.Event()
-
-            async def run_lifespan() -> None:
-                sent_startup = False
-
-                async def receive() -> dict[str, Any]:
-                    nonlocal sent_startup
-                    if not sent_startup:
-                        sent_startup = True
-                        return {"type": "lifespan.startup"}
-                    await shutdown.wait()
-                    return {"type": "lifespan.shutdown"}
-
-                async def send(message: dict[str, Any]) -> None:
-                    if message["type"].startswith("lifespan.startup"):
-                        started.set()
-
-                await app(
-                    {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send
-                )
-
-            nursery.start_soon(run_lifespan)
-            with trio.fail_after(5):
-                await started.wait()
-        try:
-            yield transport
-        finally:
-            shutdown.set()
-            nursery.cancel_scope.cancel()
-
-
 @asynccontextmanager
 async def asgi_http_client(
     app: ASGIApp, *, lifespan: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """The public in-memory client, with its transport reachable as ``transport_under_test``
+    (for ``kill()`` and the recorded ``requests``)."""
     async with (
-        in_memory_transport(app, lifespan=lifespan) as transport,
+        open_http_transport(app, lifespan=lifespan) as transport,
         httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client,
     ):
         client.transport_under_test = transport  # type: ignore[attr-defined]

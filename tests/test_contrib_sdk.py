@@ -14,8 +14,8 @@ from mcp.server.mcpserver import Context as SdkContext
 from mcp.server.mcpserver import MCPServer as SdkMCPServer
 
 from trio_mcp_sse.contrib import SdkSessionHandler, lowlevel_server, sdk_sse_app, sdk_sse_transport
+from trio_mcp_sse.testing import serve_sessions
 
-from .server_helpers import serve
 from .server_helpers_e2e import hypercorn_server
 
 E2E_TIMEOUT = 60.0
@@ -58,7 +58,7 @@ INITIALIZE = {
 async def test_sdk_server_answers_through_the_session(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     mcp, _ = make_sdk_server()
-    async with serve(SdkSessionHandler(mcp)) as host:
+    async with serve_sessions(SdkSessionHandler(mcp)) as host:
         client = await host.connect()
         init = await client.call("initialize", INITIALIZE)
         assert init["serverInfo"]["name"] == "sdk-test"
@@ -77,7 +77,7 @@ async def test_sdk_server_answers_through_the_session(caplog: pytest.LogCaptureF
 async def test_session_close_cancels_the_sdk_server_cleanly(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     mcp, seen = make_sdk_server()
-    async with serve(SdkSessionHandler(mcp)) as host:
+    async with serve_sessions(SdkSessionHandler(mcp)) as host:
         client = await host.connect()
         await client.call("initialize", INITIALIZE)
         await client.notify("notifications/initialized")
@@ -94,7 +94,7 @@ async def test_session_close_cancels_the_sdk_server_cleanly(caplog: pytest.LogCa
 async def test_end_of_inbound_channel_ends_the_sdk_run_normally(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     mcp, _ = make_sdk_server()
-    async with serve(SdkSessionHandler(mcp)) as host:
+    async with serve_sessions(SdkSessionHandler(mcp)) as host:
         client = await host.connect()
         await client.call("initialize", INITIALIZE)
         # A transport that stops feeding the session closes the inbound side;
@@ -109,7 +109,7 @@ async def test_end_of_inbound_channel_ends_the_sdk_run_normally(caplog: pytest.L
 async def test_outbound_gone_does_not_leak_trio_exceptions_into_the_sdk(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     mcp, _ = make_sdk_server()
-    async with serve(SdkSessionHandler(mcp)) as host:
+    async with serve_sessions(SdkSessionHandler(mcp)) as host:
         client = await host.connect()
         await client.call("initialize", INITIALIZE)
         await client.notify("notifications/initialized")

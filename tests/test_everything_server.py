@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from examples import everything_server
-from tests.asgi_harness import Harness, Stream, serve
+from trio_mcp_sse.testing import ASGITestClient, EventStream, run_asgi_app
 
 HEADERS = (("host", "127.0.0.1:8000"), ("content-type", "application/json"))
 CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {}}
@@ -28,7 +28,7 @@ CLIENT_CAPABILITIES = {"sampling": {}, "elicitation": {}}
 class SseClient:
     """One MCP session over the in-memory SSE transport, speaking raw JSON-RPC."""
 
-    def __init__(self, harness: Harness, stream: Stream, session_id: str) -> None:
+    def __init__(self, harness: ASGITestClient, stream: EventStream, session_id: str) -> None:
         self.harness = harness
         self.stream = stream
         self.session_id = session_id
@@ -76,7 +76,7 @@ class SseClient:
 
 @asynccontextmanager
 async def session() -> AsyncIterator[SseClient]:
-    async with serve(everything_server.app) as harness, harness.stream("/sse") as stream:
+    async with run_asgi_app(everything_server.app) as harness, harness.stream("/sse") as stream:
         endpoint = await stream.endpoint()
         session_id = parse_qs(urlsplit(endpoint).query)["session_id"][0]
         client = SseClient(harness, stream, session_id)
@@ -99,7 +99,7 @@ def png_bytes() -> bytes:
 
 # -- lifecycle and utilities -------------------------------------------------------------------------
 async def test_initialize_announces_every_capability_the_scenarios_use() -> None:
-    async with serve(everything_server.app) as harness, harness.stream("/sse") as stream:
+    async with run_asgi_app(everything_server.app) as harness, harness.stream("/sse") as stream:
         endpoint = await stream.endpoint()
         client = SseClient(harness, stream, parse_qs(urlsplit(endpoint).query)["session_id"][0])
         result = await client.call(

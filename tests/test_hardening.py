@@ -19,8 +19,8 @@ from trio_mcp_sse import (
     StaticTokens,
 )
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
+from trio_mcp_sse.testing import ASGITestClient, run_asgi_app
 
-from .asgi_harness import Harness, serve
 from .test_transport import HOST, JSON, echo_handler, post, request, session_id_of
 
 # -- session count -------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ from .test_transport import HOST, JSON, echo_handler, post, request, session_id_
 
 async def test_session_cap_answers_503_and_spares_existing_sessions() -> None:
     transport = SseServerTransport(echo_handler, limits=SessionLimits(max_sessions=2))
-    async with serve(transport) as h, h.stream() as first, h.stream() as second:
+    async with run_asgi_app(transport) as h, h.stream() as first, h.stream() as second:
         sids = [session_id_of(await s.endpoint()) for s in (first, second)]
         refused = await h.request("GET", "/sse")
         assert refused.status == 503
@@ -37,7 +37,7 @@ async def test_session_cap_answers_503_and_spares_existing_sessions() -> None:
         for stream, sid in zip((first, second), sids, strict=True):
             assert (await post(h, sid, request(1, "x"))).status == 202
             assert (await stream.next_message())["id"] == 1
-    async with serve(transport) as h, h.stream() as again:  # capacity is back once they left
+    async with run_asgi_app(transport) as h, h.stream() as again:  # capacity is back once they left
         assert again.status == 200
 
 
@@ -46,7 +46,7 @@ async def test_session_cap_answers_503_and_spares_existing_sessions() -> None:
 
 async def test_idle_session_is_closed_and_its_stream_ends_cleanly(autojump_clock: trio.testing.MockClock) -> None:
     transport = SseServerTransport(echo_handler, keepalive_interval=25, limits=SessionLimits(idle_timeout=60))
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         start = trio.current_time()
         with trio.fail_after(3600):
@@ -60,7 +60,7 @@ async def test_idle_session_is_closed_and_its_stream_ends_cleanly(autojump_clock
 
 async def test_traffic_in_either_direction_keeps_a_session_alive(autojump_clock: trio.testing.MockClock) -> None:
     transport = SseServerTransport(echo_handler, limits=SessionLimits(idle_timeout=60))
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         start = trio.current_time()
         for i in range(5):
@@ -91,7 +91,7 @@ async def test_client_that_stops_reading_is_dropped_within_the_bound(
 ) -> None:
     limits = SessionLimits(outbound_buffer=8, send_timeout=20)
     transport = SseServerTransport(flood_handler, limits=limits)
-    async with serve(transport) as h, h.stream(buffer=0) as stuck, h.stream() as healthy:
+    async with run_asgi_app(transport) as h, h.stream(buffer=0) as stuck, h.stream() as healthy:
         stuck_sid = session_id_of(await stuck.endpoint())
         stuck_session = transport.sessions.get(stuck_sid)
         assert stuck_session is not None
@@ -132,7 +132,7 @@ async def slow_handler(session: Session) -> None:
 
 async def test_drain_finishes_accepted_work_then_ends_streams_cleanly(autojump_clock: trio.testing.MockClock) -> None:
     transport = SseServerTransport(slow_handler)
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         assert (await post(h, sid, request(1, "work", {"seconds": 5}))).status == 202
         start = trio.current_time()
@@ -156,7 +156,7 @@ async def test_drain_finishes_accepted_work_then_ends_streams_cleanly(autojump_c
 
 async def test_drain_cancels_what_outlasts_the_grace_period(autojump_clock: trio.testing.MockClock) -> None:
     transport = SseServerTransport(slow_handler)
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         assert (await post(h, sid, request(1, "work", {"seconds": 3600}))).status == 202
         start = trio.current_time()
@@ -177,9 +177,9 @@ def bearer(token: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-async def authed() -> AsyncIterator[Harness]:
+async def authed() -> AsyncIterator[ASGITestClient]:
     auth = AuthSettings(verify_token=StaticTokens(TOKENS), required=False, resource_metadata="https://mcp.example/.well-known/oauth-protected-resource")
-    async with serve(SseServerTransport(echo_handler, auth=auth)) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler, auth=auth)) as h:
         yield h
 
 
@@ -193,7 +193,7 @@ async def authed() -> AsyncIterator[Harness]:
         (None, "token-alice", 404),
     ],
 )
-async def test_principal_matrix(authed: Harness, opener: str | None, poster: str | None, status: int) -> None:
+async def test_principal_matrix(authed: ASGITestClient, opener: str | None, poster: str | None, status: int) -> None:
     open_headers = (HOST,) if opener is None else (HOST, bearer(opener))
     post_headers = (HOST, JSON) if poster is None else (HOST, JSON, bearer(poster))
     async with authed.stream(headers=open_headers) as stream:
@@ -211,7 +211,7 @@ async def test_principal_matrix(authed: Harness, opener: str | None, poster: str
     ("credentials", "error"),
     [("Bearer wrong", "invalid_token"), ("Basic dXNlcjpwYXNz", "invalid_request"), ("Bearer", "invalid_request")],
 )
-async def test_bad_credentials_get_401_with_a_challenge(authed: Harness, method: str, credentials: str, error: str) -> None:
+async def test_bad_credentials_get_401_with_a_challenge(authed: ASGITestClient, method: str, credentials: str, error: str) -> None:
     headers = (HOST, JSON, ("authorization", credentials))
     response = await authed.request(method, "/sse" if method == "GET" else "/messages/", query="session_id=" + "a" * 32, headers=headers)
     assert response.status == 401
@@ -223,7 +223,7 @@ async def test_bad_credentials_get_401_with_a_challenge(authed: Harness, method:
 
 async def test_required_auth_refuses_anonymous_get_and_post() -> None:
     auth = AuthSettings(verify_token=StaticTokens(TOKENS))
-    async with serve(SseServerTransport(echo_handler, auth=auth)) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler, auth=auth)) as h:
         for method, path in (("GET", "/sse"), ("POST", "/messages/")):
             response = await h.request(method, path, query="session_id=" + "a" * 32, headers=(HOST, JSON))
             assert response.status == 401
@@ -234,7 +234,7 @@ async def test_required_auth_refuses_anonymous_get_and_post() -> None:
             assert transport_principal(h, sid) == "bob"
 
 
-def transport_principal(h: Harness, sid: str) -> str | None:
+def transport_principal(h: ASGITestClient, sid: str) -> str | None:
     for session in h.app.sessions:
         if session.id == sid:
             return session.principal  # type: ignore[no-any-return]
@@ -245,7 +245,7 @@ async def test_verifier_failure_is_503_and_logged_without_the_token(caplog: pyte
     async def broken(token: str) -> str | None:
         raise ConnectionError("identity provider down")
 
-    async with serve(SseServerTransport(echo_handler, auth=AuthSettings(verify_token=broken))) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler, auth=AuthSettings(verify_token=broken))) as h:
         response = await h.request("GET", "/sse", headers=(HOST, bearer("secret-token-123")))
         assert response.status == 503
     assert "identity provider down" in caplog.text
@@ -258,7 +258,7 @@ async def test_slow_verifier_is_bounded(autojump_clock: trio.testing.MockClock) 
         return "x"  # pragma: no cover
 
     auth = AuthSettings(verify_token=slow, timeout=2)
-    async with serve(SseServerTransport(echo_handler, auth=auth)) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler, auth=auth)) as h:
         start = trio.current_time()
         response = await h.request("GET", "/sse", headers=(HOST, bearer("t")))
         assert (response.status, trio.current_time() - start) == (503, 2)
@@ -273,7 +273,7 @@ def test_auth_settings_validation() -> None:
 
 
 async def test_health_and_readiness() -> None:
-    async with serve(SseServerTransport(echo_handler)) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler)) as h:
         assert (await h.request("GET", "/healthz")).status == 200
         assert (await h.request("HEAD", "/readyz")).status == 200
         assert (await h.request("POST", "/healthz")).status == 405
@@ -282,7 +282,7 @@ async def test_health_and_readiness() -> None:
 
 async def test_ops_paths_can_be_moved_or_disabled() -> None:
     transport = SseServerTransport(echo_handler, health_path=None, ready_path="/ready", metrics_path="/metrics")
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         assert (await h.request("GET", "/healthz")).status == 404
         assert (await h.request("GET", "/ready")).status == 200
         assert (await h.request("GET", "/metrics")).status == 200
@@ -290,7 +290,7 @@ async def test_ops_paths_can_be_moved_or_disabled() -> None:
 
 async def test_metrics_count_sessions_messages_and_rejections() -> None:
     transport = SseServerTransport(echo_handler, metrics_path="/metrics")
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         async with h.stream() as stream:
             sid = session_id_of(await stream.endpoint())
             for i in range(3):
@@ -318,7 +318,7 @@ async def test_cors_preflight_and_response_headers() -> None:
     cors = CorsSettings(allow_origins=["https://app.example.com"], expose_headers=["x-request-id"])
     transport = SseServerTransport(echo_handler, cors=cors)
     app_origin = ("origin", "https://app.example.com")
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         preflight = await h.request(
             "OPTIONS", "/messages/", headers=(HOST, app_origin, ("access-control-request-method", "POST"))
         )
@@ -341,7 +341,7 @@ async def test_cors_preflight_and_response_headers() -> None:
 
 
 async def test_without_cors_options_is_405() -> None:
-    async with serve(SseServerTransport(echo_handler)) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler)) as h:
         response = await h.request("OPTIONS", "/messages/", headers=(HOST, ("origin", "http://localhost:3000")))
         assert response.status == 405
         assert "access-control-allow-origin" not in response.headers
@@ -357,7 +357,7 @@ def test_cors_settings_validation() -> None:
 async def test_logs_never_contain_bodies_or_tokens(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     auth = AuthSettings(verify_token=StaticTokens({"tok-SECRET-1": "alice"}))
-    async with serve(SseServerTransport(echo_handler, auth=auth, limits=SessionLimits(inbound_buffer=1, deliver_timeout=0.01))) as h:
+    async with run_asgi_app(SseServerTransport(echo_handler, auth=auth, limits=SessionLimits(inbound_buffer=1, deliver_timeout=0.01))) as h:
         headers = (HOST, JSON, bearer("tok-SECRET-1"))
         async with h.stream(headers=(HOST, bearer("tok-SECRET-1"))) as stream:
             sid = session_id_of(await stream.endpoint())
@@ -381,7 +381,7 @@ async def test_drain_lets_an_mcp_tool_call_finish(autojump_clock: trio.testing.M
         return "finished"
 
     transport = server.sse_transport()
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
         await post(h, sid, request(0, "initialize", init))

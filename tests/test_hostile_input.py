@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_mcp_sse import MCPServer, SecuritySettings
+from trio_mcp_sse.testing import ASGITestClient, EventStream, run_asgi_app
 
-from .asgi_harness import Harness, Stream, serve
 from .test_transport import HOST, JSON, session_id_of
 
 LIMIT = 64 * 1024
@@ -34,16 +34,16 @@ def make_server() -> MCPServer:
 
 @dataclass
 class World:
-    h: Harness
-    healthy: Stream
+    h: ASGITestClient
+    healthy: EventStream
     healthy_sid: str
-    fresh: Stream  # opened, never initialized
+    fresh: EventStream  # opened, never initialized
     fresh_sid: str
-    victim: Stream  # initialized, takes the abuse
+    victim: EventStream  # initialized, takes the abuse
     victim_sid: str
 
 
-async def initialize(h: Harness, stream: Stream, sid: str) -> None:
+async def initialize(h: ASGITestClient, stream: EventStream, sid: str) -> None:
     params = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     body = json.dumps({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": params}).encode()
     assert (await post_to(h, sid, body)).status == 202
@@ -51,7 +51,7 @@ async def initialize(h: Harness, stream: Stream, sid: str) -> None:
     assert (await post_to(h, sid, b'{"jsonrpc":"2.0","method":"notifications/initialized"}')).status == 202
 
 
-async def post_to(h: Harness, sid: str, body: bytes | list[bytes], headers: Any = (HOST, JSON), query: str | None = None) -> Any:
+async def post_to(h: ASGITestClient, sid: str, body: bytes | list[bytes], headers: Any = (HOST, JSON), query: str | None = None) -> Any:
     return await h.request(
         "POST", "/messages/", query=f"session_id={sid}" if query is None else query, headers=headers, body=body
     )
@@ -60,7 +60,7 @@ async def post_to(h: Harness, sid: str, body: bytes | list[bytes], headers: Any 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     transport = make_server().sse_transport(security=SecuritySettings(max_body_size=LIMIT))
-    async with serve(transport) as h, h.stream() as healthy, h.stream() as fresh, h.stream() as victim:
+    async with run_asgi_app(transport) as h, h.stream() as healthy, h.stream() as fresh, h.stream() as victim:
         sids = [session_id_of(await s.endpoint()) for s in (healthy, fresh, victim)]
         await initialize(h, healthy, sids[0])
         await initialize(h, victim, sids[2])
@@ -244,7 +244,7 @@ def test_fuzz_post_intake_never_5xx_never_crashes(
 ) -> None:
     async def main() -> None:
         transport = make_server().sse_transport(security=SecuritySettings(max_body_size=LIMIT))
-        async with serve(transport) as h, h.stream() as stream:
+        async with run_asgi_app(transport) as h, h.stream() as stream:
             sid = session_id_of(await stream.endpoint())
             await initialize(h, stream, sid)
             size = max(1, len(body) // chunks)

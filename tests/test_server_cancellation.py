@@ -8,8 +8,7 @@ import pytest
 import trio
 
 from trio_mcp_sse.server import Context, MCPServer
-
-from .server_helpers import connected, serve
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
 
 def make_server() -> tuple[MCPServer, dict[str, list[str]]]:
@@ -34,7 +33,7 @@ def make_server() -> tuple[MCPServer, dict[str, list[str]]]:
 
 async def test_cancel_one_of_two_concurrent_calls(autojump_clock: trio.abc.Clock) -> None:
     server, events = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         first = await client.request("tools/call", {"name": "slow", "arguments": {"label": "A", "seconds": 5}})
         second = await client.request(
             "tools/call",
@@ -60,7 +59,7 @@ async def test_cancel_one_of_two_concurrent_calls(autojump_clock: trio.abc.Clock
 
 async def test_cancelling_an_unknown_or_finished_request_is_harmless(autojump_clock: trio.abc.Clock) -> None:
     server, events = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         done = await client.request("tools/call", {"name": "slow", "arguments": {"label": "A", "seconds": 1}})
         await client.response(done)
         await client.notify("notifications/cancelled", {"requestId": done})
@@ -72,7 +71,7 @@ async def test_cancelling_an_unknown_or_finished_request_is_harmless(autojump_cl
 
 async def test_disconnect_cancels_every_request_of_the_session(autojump_clock: trio.abc.Clock) -> None:
     server, events = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         leaving = await host.initialized_client()
         staying = await host.initialized_client()
         for label in ("A", "B"):
@@ -96,7 +95,7 @@ async def test_handler_exception_does_not_end_the_session(caplog: pytest.LogCapt
     async def explode() -> str:
         raise ValueError("kaboom")
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         for _ in range(2):
             error = await client.call_error("resources/read", {"uri": "boom://now"})
             assert error["code"] == -32603
@@ -114,7 +113,7 @@ async def test_a_cancel_that_overtakes_its_request_stops_it_from_running() -> No
         runs.append(label)
         return label
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         await client.notify("notifications/cancelled", {"requestId": 41, "reason": "changed my mind"})
         await client.request("tools/call", {"name": "work", "arguments": {"label": "cancelled"}}, request_id=41)
         result = await client.call("tools/call", {"name": "work", "arguments": {"label": "kept"}})

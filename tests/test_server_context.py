@@ -21,8 +21,7 @@ from trio_mcp_sse.server import (
     ServerConnection,
     ToolError,
 )
-
-from .server_helpers import connected, serve
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
 ALL_CAPABILITIES = {"sampling": {}, "elicitation": {}, "roots": {"listChanged": True}}
 
@@ -96,7 +95,7 @@ def make_server(**options: Any) -> tuple[MCPServer, dict[str, Any]]:
 
 async def test_progress_arrives_in_order_before_the_result() -> None:
     server, _ = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         request_id = await client.request(
             "tools/call", {"name": "work", "arguments": {"steps": 3}, "_meta": {"progressToken": "tok"}}
         )
@@ -114,10 +113,10 @@ async def test_progress_arrives_in_order_before_the_result() -> None:
 
 async def test_no_progress_without_a_token_and_no_message_on_old_protocols() -> None:
     server, _ = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         await client.call("tools/call", {"name": "work", "arguments": {"steps": 2}})
         assert await client.drain() == []
-    async with connected(server, version="2024-11-05") as client:
+    async with connected_client(server, version="2024-11-05") as client:
         await client.call("tools/call", {"name": "work", "arguments": {"steps": 1}, "_meta": {"progressToken": 7}})
         (progress,) = await client.drain()
         assert progress["params"] == {"progressToken": 7, "progress": 1, "total": 1}
@@ -125,7 +124,7 @@ async def test_no_progress_without_a_token_and_no_message_on_old_protocols() -> 
 
 async def test_identity_and_headers() -> None:
     server, _ = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         client = await host.connect(principal="alice")
         await client.initialize(version="2025-06-18", client_info={"name": "probe", "version": "9"})
         result = await client.call(
@@ -143,7 +142,7 @@ async def test_identity_and_headers() -> None:
 
 async def test_logging_respects_the_level() -> None:
     server, _ = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         # The server's default threshold is "info".
         await client.call("tools/call", {"name": "chatty"})
         messages = await client.drain()
@@ -167,7 +166,7 @@ async def test_logging_respects_the_level() -> None:
 
 async def test_sampling_round_trip() -> None:
     server, _ = make_server()
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask_model", "arguments": {"question": "2+2?"}})
         request = await client.server_request("sampling/createMessage")
         mcp_types.methods.parse_server_request(request["method"], "2025-11-25", request["params"])
@@ -189,7 +188,7 @@ async def test_sampling_round_trip() -> None:
 async def test_a_refusal_by_the_client_is_the_tools_result() -> None:
     """The user declining a sampling request is news for the model, not a protocol error."""
     server, _ = make_server()
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask_model", "arguments": {"question": "?"}})
         request = await client.server_request("sampling/createMessage")
         await client.respond_error(request["id"], -1, "User rejected sampling request")
@@ -202,7 +201,7 @@ async def test_a_refusal_by_the_client_is_the_tools_result() -> None:
 
 async def test_elicitation_and_roots() -> None:
     server, _ = make_server()
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask_user"})
         request = await client.server_request("elicitation/create")
         assert request["params"]["message"] == "Who should we contact?"
@@ -225,7 +224,7 @@ async def test_elicitation_and_roots() -> None:
 
 async def test_requests_need_the_client_capability() -> None:
     server, _ = make_server()
-    async with connected(server, capabilities={}) as client:
+    async with connected_client(server, capabilities={}) as client:
         result = await client.call("tools/call", {"name": "ask_model", "arguments": {"question": "?"}})
         assert result["isError"] is True
         assert "'sampling' capability" in result["content"][0]["text"]
@@ -248,7 +247,7 @@ async def test_client_error_answer_raises_mcp_error() -> None:
             return f"{error.code}: {error.message}"
         return "no error"
 
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask"})
         request = await client.server_request("sampling/createMessage")
         await client.respond_error(request["id"], -1, "User rejected sampling request")
@@ -267,7 +266,7 @@ async def test_unanswered_request_times_out_and_the_client_is_told(autojump_cloc
             return str(error)
         return "answered"
 
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask"})
         request = await client.server_request("sampling/createMessage")
         cancelled = await client.notification("notifications/cancelled")
@@ -289,7 +288,7 @@ async def test_cancelling_the_caller_tells_the_client_to_stop(autojump_clock: tr
             return "answered"
         return "gave up"
 
-    async with connected(server, capabilities=ALL_CAPABILITIES) as client:
+    async with connected_client(server, capabilities=ALL_CAPABILITIES) as client:
         call_id = await client.request("tools/call", {"name": "ask"})
         request = await client.server_request("sampling/createMessage")
         cancelled = await client.notification("notifications/cancelled")
@@ -299,7 +298,7 @@ async def test_cancelling_the_caller_tells_the_client_to_stop(autojump_clock: tr
 
 async def test_disconnect_during_a_pending_client_request_fails_it_without_leaks() -> None:
     server, seen = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         client = await host.initialized_client(capabilities=ALL_CAPABILITIES)
         await client.request("tools/call", {"name": "wait_for_model"})
         await client.server_request("sampling/createMessage")
@@ -319,7 +318,7 @@ async def test_disconnect_during_a_pending_client_request_fails_it_without_leaks
 
 async def test_a_waiter_outside_the_session_gets_session_closed() -> None:
     server, _ = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         client = await host.initialized_client(capabilities=ALL_CAPABILITIES)
         (connection,) = server.connections
         outcome: list[BaseException] = []
@@ -352,7 +351,7 @@ async def test_custom_server_to_client_request_and_notification_handlers() -> No
     async def ping_client(ctx: Context) -> str:
         return str(await ctx.send_request("ping"))
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         await client.notify("notifications/roots/list_changed")
         call_id = await client.request("tools/call", {"name": "ping_client"})
         request = await client.server_request("ping")

@@ -6,8 +6,7 @@ import pytest
 import trio
 
 from trio_mcp_sse.server import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, MCPServer
-
-from .server_helpers import connected, serve
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
 
 def make_server() -> MCPServer:
@@ -21,13 +20,13 @@ def make_server() -> MCPServer:
 
 
 async def test_ping_is_answered_before_initialize() -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         assert await client.call("ping") == {}
 
 
 async def test_requests_before_initialize_are_refused_and_the_session_survives() -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         error = await client.call_error("tools/list")
         assert error["code"] == -32600
@@ -39,7 +38,7 @@ async def test_requests_before_initialize_are_refused_and_the_session_survives()
 
 @pytest.mark.parametrize("version", SUPPORTED_PROTOCOL_VERSIONS)
 async def test_a_supported_version_is_echoed(version: str) -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         result = await client.initialize(version=version)
         assert result["protocolVersion"] == version
@@ -47,14 +46,14 @@ async def test_a_supported_version_is_echoed(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["2026-07-28", "1999-01-01", "draft"])
 async def test_an_unsupported_version_gets_the_latest(version: str) -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         result = await client.initialize(version=version)
         assert result["protocolVersion"] == LATEST_PROTOCOL_VERSION == "2025-11-25"
 
 
 async def test_initialize_result_describes_the_server() -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         result = await client.initialize()
         assert result["serverInfo"] == {"name": "lifecycle", "version": "2.0.0", "title": "Lifecycle"}
@@ -68,7 +67,7 @@ async def test_initialize_result_describes_the_server() -> None:
 
 
 async def test_a_second_initialize_is_refused() -> None:
-    async with connected(make_server(), version="2025-03-26") as client:
+    async with connected_client(make_server(), version="2025-03-26") as client:
         error = await client.call_error(
             "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}
         )
@@ -80,7 +79,7 @@ async def test_a_second_initialize_is_refused() -> None:
 
 
 async def test_initialize_without_a_protocol_version_is_invalid_params() -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         error = await client.call_error("initialize", {"capabilities": {}})
         assert error["code"] == -32602
@@ -92,7 +91,7 @@ async def test_initialize_without_a_protocol_version_is_invalid_params() -> None
 async def test_server_discover_is_method_not_found(initialized: bool) -> None:
     # Newer official clients try server/discover first and fall back to
     # initialize only on -32601.
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         if initialized:
             await client.initialize()
@@ -101,14 +100,14 @@ async def test_server_discover_is_method_not_found(initialized: bool) -> None:
 
 
 async def test_unknown_method_is_method_not_found() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         error = await client.call_error("tools/frobnicate")
         assert error["code"] == -32601
         assert "tools/frobnicate" in error["message"]
 
 
 async def test_unknown_notifications_and_stray_responses_are_ignored() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         await client.notify("notifications/whatever", {"x": 1})
         await client.respond(12345, {})
         await client.respond_error("nope", -1, "no")
@@ -125,7 +124,7 @@ async def test_a_request_id_in_flight_cannot_be_reused(autojump_clock: trio.abc.
         await release.wait()
         return "done"
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         await client.request("tools/call", {"name": "wait"}, request_id="same")
         error = await client.call_error("tools/call", {"name": "echo", "arguments": {"text": "x"}}, request_id="same")
         assert error["code"] == -32600
@@ -143,7 +142,7 @@ async def test_too_many_requests_in_flight_are_refused_not_queued() -> None:
         await release.wait()
         return "done"
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         first = await client.request("tools/call", {"name": "wait"})
         second = await client.request("tools/call", {"name": "wait"})
         error = await client.call_error("tools/call", {"name": "wait"})
@@ -156,7 +155,7 @@ async def test_too_many_requests_in_flight_are_refused_not_queued() -> None:
 
 async def test_the_server_forgets_the_session_when_it_ends() -> None:
     server = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         client = await host.connect()
         await client.initialize()
         assert len(server.connections) == 1

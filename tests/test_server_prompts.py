@@ -17,8 +17,9 @@ from trio_mcp_sse.server import (
     embedded_resource,
     user_message,
 )
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
-from .server_helpers import conforms, connected, serve
+from .conformance import conforms
 
 LANGUAGES = ["python", "pascal", "perl", "rust", "ruby"]
 
@@ -68,7 +69,7 @@ def with_completion(server: MCPServer) -> MCPServer:
 
 
 async def test_prompts_list() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("prompts/list")
         conforms("prompts/list", result)
         prompts = {p["name"]: p for p in result["prompts"]}
@@ -86,7 +87,7 @@ async def test_prompts_list() -> None:
 
 
 async def test_prompts_get_fills_in_arguments() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("prompts/get", {"name": "review", "arguments": {"code": "x = 1", "language": "rust"}})
         conforms("prompts/get", result)
         assert result["description"] == "Ask for a code review."
@@ -112,7 +113,7 @@ async def test_prompts_get_fills_in_arguments() -> None:
 
 
 async def test_prompts_get_errors() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         error = await client.call_error("prompts/get", {"name": "nope"})
         assert error == {"code": -32602, "message": "Unknown prompt: nope"}
         error = await client.call_error("prompts/get", {"name": "review", "arguments": {}})
@@ -130,13 +131,13 @@ async def test_prompt_returning_garbage_is_an_internal_error() -> None:
     async def broken() -> object:
         return 42
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         error = await client.call_error("prompts/get", {"name": "broken"})
         assert error["code"] == -32603
 
 
 async def test_completion_for_prompt_arguments() -> None:
-    async with connected(with_completion(make_server())) as client:
+    async with connected_client(with_completion(make_server())) as client:
         result = await client.call(
             "completion/complete",
             {"ref": {"type": "ref/prompt", "name": "review"}, "argument": {"name": "language", "value": "p"}},
@@ -146,7 +147,7 @@ async def test_completion_for_prompt_arguments() -> None:
 
 
 async def test_completion_for_resource_templates_is_capped_at_100() -> None:
-    async with connected(with_completion(make_server())) as client:
+    async with connected_client(with_completion(make_server())) as client:
         result = await client.call(
             "completion/complete",
             {"ref": {"type": "ref/resource", "uri": "notes://{name}"}, "argument": {"name": "name", "value": "n"}},
@@ -160,7 +161,7 @@ async def test_completion_for_resource_templates_is_capped_at_100() -> None:
 
 
 async def test_completion_sees_the_other_arguments() -> None:
-    async with connected(with_completion(make_server())) as client:
+    async with connected_client(with_completion(make_server())) as client:
         result = await client.call(
             "completion/complete",
             {
@@ -173,7 +174,7 @@ async def test_completion_sees_the_other_arguments() -> None:
 
 
 async def test_completion_capability_and_errors() -> None:
-    async with serve(make_server()) as host:
+    async with serve_sessions(make_server()) as host:
         client = await host.connect()
         assert "completions" not in (await client.initialize())["capabilities"]
         error = await client.call_error(
@@ -181,7 +182,7 @@ async def test_completion_capability_and_errors() -> None:
             {"ref": {"type": "ref/prompt", "name": "review"}, "argument": {"name": "language", "value": ""}},
         )
         assert error["code"] == -32601
-    async with serve(with_completion(make_server())) as host:
+    async with serve_sessions(with_completion(make_server())) as host:
         client = await host.connect()
         assert (await client.initialize())["capabilities"]["completions"] == {}
         for params in (
@@ -199,7 +200,7 @@ async def test_sync_completion_handler() -> None:
     def complete(request: CompletionRequest) -> list[str]:
         return [request.value.upper()]
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         result = await client.call(
             "completion/complete",
             {"ref": {"type": "ref/prompt", "name": "simple"}, "argument": {"name": "x", "value": "abc"}},
@@ -215,7 +216,7 @@ def test_completion_handler_signature_is_checked() -> None:
 
 async def test_prompts_list_changed() -> None:
     server = make_server()
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         server.remove_prompt("simple")
         await client.notification("notifications/prompts/list_changed")
         server.add_prompt(lambda: "hi", name="greeting")

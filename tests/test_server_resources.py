@@ -9,8 +9,9 @@ import pytest
 import trio
 
 from trio_mcp_sse.server import Context, MCPServer, ResourceNotFound, resource_contents
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
-from .server_helpers import conforms, connected, serve
+from .conformance import conforms
 
 NOTES = {"alpha": "first note", "beta": "second note"}
 
@@ -57,7 +58,7 @@ def make_server(**options: object) -> MCPServer:
 
 
 async def test_resources_list() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("resources/list")
         conforms("resources/list", result)
         resources = {r["uri"]: r for r in result["resources"]}
@@ -74,7 +75,7 @@ async def test_resources_list() -> None:
 
 
 async def test_resource_templates_list() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("resources/templates/list")
         conforms("resources/templates/list", result)
         templates = {t["uriTemplate"]: t for t in result["resourceTemplates"]}
@@ -88,7 +89,7 @@ async def test_resource_templates_list() -> None:
 
 
 async def test_read_text_binary_and_json() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("resources/read", {"uri": "config://app"})
         conforms("resources/read", result)
         assert result == {"contents": [{"uri": "config://app", "mimeType": "application/toml", "text": "debug = true"}]}
@@ -108,7 +109,7 @@ async def test_read_text_binary_and_json() -> None:
 
 
 async def test_read_through_templates() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("resources/read", {"uri": "notes://alpha"})
         assert result["contents"] == [{"uri": "notes://alpha", "mimeType": "text/markdown", "text": "first note"}]
         # Variables are percent-decoded and converted to the parameter's type.
@@ -122,7 +123,7 @@ async def test_read_through_templates() -> None:
 
 
 async def test_read_errors() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         error = await client.call_error("resources/read", {"uri": "nothing://here"})
         assert error == {"code": -32002, "message": "Resource not found: nothing://here", "data": {"uri": "nothing://here"}}
         # Matches the template, but the function says there is no such note.
@@ -138,7 +139,7 @@ async def test_read_errors() -> None:
 
 async def test_subscriptions_deliver_updates_to_subscribers_only() -> None:
     server = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         subscriber = await host.initialized_client()
         bystander = await host.initialized_client()
         assert await subscriber.call("resources/subscribe", {"uri": "notes://alpha"}) == {}
@@ -157,7 +158,7 @@ async def test_subscriptions_deliver_updates_to_subscribers_only() -> None:
 
 async def test_list_changed_is_announced_to_initialized_sessions() -> None:
     server = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         first = await host.initialized_client()
         second = await host.initialized_client()
         not_initialized = await host.connect()
@@ -184,7 +185,7 @@ async def test_announcements_wait_for_room_instead_of_being_dropped(autojump_clo
     from trio_mcp_sse import SessionLimits
 
     server = make_server()
-    async with serve(server, limits=SessionLimits(outbound_buffer=1)) as host:
+    async with serve_sessions(server, limits=SessionLimits(outbound_buffer=1)) as host:
         client = await host.initialized_client()
         await client.call("resources/subscribe", {"uri": "notes://alpha"})
         for _ in range(3):
@@ -203,7 +204,7 @@ async def test_announcements_wait_for_room_instead_of_being_dropped(autojump_clo
 
 @pytest.mark.parametrize("page_size", [1, 2, 10])
 async def test_pagination_visits_every_resource_once(page_size: int) -> None:
-    async with connected(make_server(page_size=page_size)) as client:
+    async with connected_client(make_server(page_size=page_size)) as client:
         seen: list[str] = []
         params: dict[str, str] = {}
         for _ in range(10):
@@ -217,7 +218,7 @@ async def test_pagination_visits_every_resource_once(page_size: int) -> None:
 
 
 async def test_a_cursor_never_issued_is_invalid_params() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         for method in ("tools/list", "resources/list", "resources/templates/list", "prompts/list"):
             error = await client.call_error(method, {"cursor": "bogus"})
             assert error["code"] == -32602
@@ -248,7 +249,7 @@ async def test_sync_code_in_a_worker_thread_can_announce_changes() -> None:
         server.add_resource(f"{uri}/copy", "copy")
         return "touched"
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         await client.call("resources/subscribe", {"uri": "config://app"})
         result = await client.call("tools/call", {"name": "touch", "arguments": {"uri": "config://app"}})
         assert result["content"][0]["text"] == "touched"
@@ -261,7 +262,7 @@ async def test_subscriptions_per_session_are_bounded(monkeypatch: pytest.MonkeyP
     from trio_mcp_sse.server import _handlers
 
     monkeypatch.setattr(_handlers, "MAX_SUBSCRIPTIONS", 8)
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         for index in range(8):
             assert await client.call("resources/subscribe", {"uri": f"notes://n{index}"}) == {}
         error = await client.call_error("resources/subscribe", {"uri": "notes://one-too-many"})

@@ -25,8 +25,9 @@ from trio_mcp_sse.server import (
     resource_link,
     text_content,
 )
+from trio_mcp_sse.testing import connected_client, serve_sessions
 
-from .server_helpers import conforms, connected, serve
+from .conformance import conforms
 
 
 class Weather(pydantic.BaseModel):
@@ -123,7 +124,7 @@ def make_server() -> MCPServer:
 
 
 async def test_tools_list_describes_every_tool() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/list")
         conforms("tools/list", result)
         tools = {tool["name"]: tool for tool in result["tools"]}
@@ -159,7 +160,7 @@ async def test_tools_list_describes_every_tool() -> None:
 async def test_object_returning_tools_declare_an_output_schema_and_return_structured_content(
     name: str, structured: dict[str, Any]
 ) -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         tools = {tool["name"]: tool for tool in (await client.call("tools/list"))["tools"]}
         schema = tools[name]["outputSchema"]
         assert schema["type"] == "object"
@@ -176,7 +177,7 @@ async def test_object_returning_tools_declare_an_output_schema_and_return_struct
 
 
 async def test_simple_results() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
         assert result == {"content": [{"type": "text", "text": "hi"}]}
         result = await client.call("tools/call", {"name": "add-numbers", "arguments": {"a": 2}})
@@ -189,7 +190,7 @@ async def test_simple_results() -> None:
 
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
 async def test_every_content_type_is_valid_on_the_wire(version: str) -> None:
-    async with connected(make_server(), version=version) as client:
+    async with connected_client(make_server(), version=version) as client:
         result = await client.call("tools/call", {"name": "media"})
         conforms("tools/call", result, version)
         content = result["content"]
@@ -211,7 +212,7 @@ async def test_every_content_type_is_valid_on_the_wire(version: str) -> None:
 
 
 async def test_arguments_are_validated_and_converted() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         # Lax conversion, as for any pydantic model: "2" is a fine float.
         result = await client.call("tools/call", {"name": "add-numbers", "arguments": {"a": "2", "b": 0.5}})
         assert result["content"][0]["text"] == "2.5"
@@ -230,7 +231,7 @@ async def test_arguments_are_validated_and_converted() -> None:
 
 
 async def test_unknown_tool_is_invalid_params() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         error = await client.call_error("tools/call", {"name": "nope", "arguments": {}})
         assert error == {"code": -32602, "message": "Unknown tool: nope"}
         error = await client.call_error("tools/call", {"arguments": {}})
@@ -238,7 +239,7 @@ async def test_unknown_tool_is_invalid_params() -> None:
 
 
 async def test_tool_error_is_reported_to_the_model_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "fails_for_the_model"})
         assert result == {"content": [{"type": "text", "text": "the city does not exist"}], "isError": True}
         conforms("tools/call", result)
@@ -246,14 +247,14 @@ async def test_tool_error_is_reported_to_the_model_without_a_traceback(caplog: p
 
 
 async def test_mcp_error_from_a_tool_is_the_response_error() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         error = await client.call_error("tools/call", {"name": "fails_with_protocol_error"})
         assert error == {"code": -32042, "message": "custom failure", "data": {"hint": "x"}}
 
 
 async def test_unexpected_exception_is_an_internal_error_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "crashes"})
         assert result["isError"] is True  # the model learns the call failed...
         assert result["content"] == [{"type": "text", "text": "Tool 'crashes' failed with an internal error"}]
@@ -268,13 +269,13 @@ async def test_unexpected_exception_is_an_internal_error_logged_once(caplog: pyt
 
 
 async def test_sync_tools_run_in_a_worker_thread() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "blocking", "arguments": {"text": "hi"}})
         assert result["content"][0]["text"] == "hi from False"
 
 
 async def test_context_is_injected() -> None:
-    async with connected(make_server()) as client:
+    async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "with_context", "arguments": {"text": "hi"}}, request_id="r1")
         assert result["content"][0]["text"] == "hi in 'r1' via tools/call"
 
@@ -311,7 +312,7 @@ async def test_structured_output_can_be_switched_off() -> None:
         return Weather(city="Oslo", celsius=1.0, conditions=[])
 
     server.add_tool(weather, structured_output=False, annotations=mcp_types.ToolAnnotations(read_only_hint=True))
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         (tool,) = (await client.call("tools/list"))["tools"]
         assert "outputSchema" not in tool
         assert tool["annotations"] == {"readOnlyHint": True}
@@ -328,7 +329,7 @@ async def test_a_slow_tool_does_not_block_ping(autojump_clock: trio.abc.Clock) -
         await trio.sleep(5)
         return "done"
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         slow_id = await client.request("tools/call", {"name": "slow"})
         ping_id = await client.request("ping")
         first = await client.receive()
@@ -347,7 +348,7 @@ async def test_a_complete_call_tool_result_passes_through() -> None:
             _meta={"com.example/trace": "t1"},
         )
 
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         result = await client.call("tools/call", {"name": "raw"})
         conforms("tools/call", result)
         assert result == {
@@ -359,7 +360,7 @@ async def test_a_complete_call_tool_result_passes_through() -> None:
 
 async def test_tools_list_changed_reaches_every_initialized_session() -> None:
     server = make_server()
-    async with serve(server) as host:
+    async with serve_sessions(server) as host:
         clients = [await host.initialized_client() for _ in range(2)]
         pending = await host.connect()  # not initialized: not told
 
@@ -403,7 +404,7 @@ async def test_partials_and_callable_objects_are_tools() -> None:
 
     server.add_tool(functools.partial(scaled, 10), name="times_ten")
     server.add_tool(Counter(), name="count")
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         tools = {tool["name"]: tool for tool in (await client.call("tools/list"))["tools"]}
         assert list(tools["times_ten"]["inputSchema"]["properties"]) == ["value"]
         result = await client.call("tools/call", {"name": "times_ten", "arguments": {"value": 4}})
@@ -436,7 +437,7 @@ async def test_a_definition_changes_by_replacement_and_the_listing_follows_at_on
         tool.description = "changed in place"  # type: ignore[misc]
     with pytest.raises(TypeError):
         server.tools["add"] = tool  # type: ignore[index]
-    async with connected(server) as client:
+    async with connected_client(server) as client:
         before = (await client.call("tools/list"))["tools"]
         assert before[0]["description"] == "Add two numbers."
         server.replace(dataclasses.replace(tool, description="Adds.", title="Adder"))

@@ -12,10 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_mcp_sse._sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
+from trio_mcp_sse._sse import (
+    ServerSentEvent,
+    SSEDecoder,
+    SSELimitExceeded,
+    encode_comment,
+    encode_event,
+)
 
 # Any text that can be UTF-8 encoded (no lone surrogates), weighted towards the
 # characters that matter to the format.
@@ -235,3 +242,71 @@ def test_long_line_in_tiny_chunks() -> None:
     for index in range(0, len(payload), 7):
         assert decoder.feed((b"data: " if index == 0 else b"") + payload[index : index + 7]) == []
     assert decoder.feed(b"\n\n") == [ServerSentEvent(data="x" * 20_000)]
+
+
+# -- bounds ----------------------------------------------------------------------------------------
+def test_default_bounds_carry_a_16_mib_event() -> None:
+    from trio_mcp_sse._sse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_SIZE
+
+    assert DEFAULT_MAX_EVENT_SIZE == DEFAULT_MAX_LINE_SIZE == 16 * 1024 * 1024
+    decoder = SSEDecoder()
+    data = "x" * (DEFAULT_MAX_EVENT_SIZE - len("data: "))
+    assert decoder.feed(f"event: message\ndata: {data}\n\n".encode()) == [
+        ServerSentEvent(data=data)
+    ]
+
+
+def test_an_endless_line_fails_once_it_passes_max_line_size() -> None:
+    decoder = SSEDecoder(max_line_size=100, max_event_size=1000)
+    assert decoder.feed(b"event: message\ndata: " + b"x" * 94) == []  # 100 characters: at the bound
+    with pytest.raises(SSELimitExceeded) as caught:
+        decoder.feed(b"x")
+    assert caught.value.limit_name == "max_line_size"
+    assert caught.value.limit == 100
+    assert str(caught.value) == "a line of the event stream exceeded max_line_size (100 characters)"
+
+
+def test_a_complete_line_over_the_bound_fails_too() -> None:
+    decoder = SSEDecoder(max_line_size=10)
+    with pytest.raises(SSELimitExceeded, match="max_line_size"):
+        decoder.feed(b": a comment that is too long\n")
+
+
+def test_an_event_that_never_ends_fails_at_max_event_size() -> None:
+    decoder = SSEDecoder(max_line_size=100, max_event_size=250)
+    line = b"data: " + b"y" * 74 + b"\n"  # 80 characters as received
+    assert decoder.feed(line * 3) == []  # 240
+    with pytest.raises(SSELimitExceeded) as caught:
+        decoder.feed(b"data: 12345")  # 240 + 11 characters still being received
+    assert caught.value.limit_name == "max_event_size"
+    assert caught.value.limit == 250
+
+
+def test_the_event_bound_counts_one_event_at_a_time() -> None:
+    decoder = SSEDecoder(max_event_size=30)
+    events = decoder.feed(b"data: 0123456789012345678\n\n" * 100)
+    assert len(events) == 100
+    assert decoder._data_size == 0
+
+
+def test_comments_and_other_fields_are_not_kept_so_only_the_line_bound_applies() -> None:
+    decoder = SSEDecoder(max_line_size=20, max_event_size=20)
+    assert decoder.feed(b": keepalive\n" * 1000 + b"event: x\nid: 7\n" * 100 + b"data: ok\n\n") == [
+        ServerSentEvent(data="ok", event="x", id="7")
+    ]
+
+
+def test_a_decoder_over_its_bound_refuses_further_input() -> None:
+    decoder = SSEDecoder(max_line_size=8)
+    with pytest.raises(SSELimitExceeded):
+        decoder.feed(b"data: 123456789")
+    assert decoder._partial == []  # the buffer is released
+    with pytest.raises(SSELimitExceeded):
+        decoder.feed(b"\n\ndata: ok\n\n")
+
+
+def test_none_lifts_a_bound_and_nonsense_bounds_are_refused() -> None:
+    decoder = SSEDecoder(max_line_size=None, max_event_size=None)
+    assert decoder.feed(b"data: " + b"z" * 100_000 + b"\n\n")[0].data == "z" * 100_000
+    with pytest.raises(ValueError, match="max_event_size must be >= 1"):
+        SSEDecoder(max_event_size=0)

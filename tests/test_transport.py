@@ -13,8 +13,8 @@ from quart_trio import QuartTrio
 
 from trio_mcp_sse import MCPServer, SecuritySettings, Session, SessionLimits, SseServerTransport
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
+from trio_mcp_sse.testing import ASGITestClient, run_asgi_app
 
-from .asgi_harness import Harness, serve
 from .conftest import error_records
 
 JSON = ("content-type", "application/json")
@@ -42,17 +42,17 @@ async def echo_handler(session: Session) -> None:
 
 
 @pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    async with serve(SseServerTransport(echo_handler)) as h:
+async def harness() -> AsyncIterator[ASGITestClient]:
+    async with run_asgi_app(SseServerTransport(echo_handler)) as h:
         yield h
 
 
-async def post(h: Harness, session_id: str, body: bytes, headers: Any = (HOST, JSON), **kw: Any) -> Any:
+async def post(h: ASGITestClient, session_id: str, body: bytes, headers: Any = (HOST, JSON), **kw: Any) -> Any:
     return await h.request("POST", "/messages/", query=f"session_id={session_id}", headers=headers, body=body, **kw)
 
 
 # -- the stream ---------------------------------------------------------------------------------
-async def test_stream_headers_and_endpoint_event(harness: Harness) -> None:
+async def test_stream_headers_and_endpoint_event(harness: ASGITestClient) -> None:
     async with harness.stream() as stream:
         assert stream.status == 200
         assert stream.headers["content-type"] == "text/event-stream"
@@ -64,7 +64,7 @@ async def test_stream_headers_and_endpoint_event(harness: Harness) -> None:
         assert stream.raw.startswith(b"event: endpoint\ndata: /messages/?session_id=")
 
 
-async def test_session_ids_are_unique(harness: Harness) -> None:
+async def test_session_ids_are_unique(harness: ASGITestClient) -> None:
     ids = set()
     for _ in range(20):
         async with harness.stream() as stream:
@@ -73,7 +73,7 @@ async def test_session_ids_are_unique(harness: Harness) -> None:
 
 
 async def test_endpoint_honours_mount_prefix() -> None:
-    async with serve(SseServerTransport(echo_handler)) as h, h.stream(root_path="/tools/mcp") as stream:
+    async with run_asgi_app(SseServerTransport(echo_handler)) as h, h.stream(root_path="/tools/mcp") as stream:
         endpoint = await stream.endpoint()
         assert endpoint.startswith("/tools/mcp/messages/?session_id=")
         sid = endpoint.rsplit("=", 1)[1]
@@ -87,13 +87,13 @@ async def test_endpoint_honours_mount_prefix() -> None:
 
 async def test_custom_paths() -> None:
     transport = SseServerTransport(echo_handler, sse_path="/events", message_path="/rpc")
-    async with serve(transport) as h, h.stream("/events") as stream:
+    async with run_asgi_app(transport) as h, h.stream("/events") as stream:
         endpoint = await stream.endpoint()
         assert endpoint.startswith("/rpc?session_id=")
         assert (await h.request("GET", "/sse")).status == 404
 
 
-async def test_messages_flow_in_order(harness: Harness) -> None:
+async def test_messages_flow_in_order(harness: ASGITestClient) -> None:
     async with harness.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         for i in range(10):
@@ -103,7 +103,7 @@ async def test_messages_flow_in_order(harness: Harness) -> None:
 
 
 async def test_keepalive_comment_at_exact_interval(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve(SseServerTransport(echo_handler, keepalive_interval=7.5)) as h, h.stream() as stream:
+    async with run_asgi_app(SseServerTransport(echo_handler, keepalive_interval=7.5)) as h, h.stream() as stream:
         await stream.endpoint()
         start = trio.current_time()
         arrivals = []
@@ -115,7 +115,7 @@ async def test_keepalive_comment_at_exact_interval(autojump_clock: trio.testing.
 
 
 async def test_keepalive_interval_restarts_after_traffic(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve(SseServerTransport(echo_handler, keepalive_interval=10)) as h, h.stream() as stream:
+    async with run_asgi_app(SseServerTransport(echo_handler, keepalive_interval=10)) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         await trio.sleep(6)
         assert (await post(h, sid, request(1, "x"))).status == 202
@@ -127,7 +127,7 @@ async def test_keepalive_interval_restarts_after_traffic(autojump_clock: trio.te
 
 async def test_keepalive_can_be_disabled(autojump_clock: trio.testing.MockClock) -> None:
     transport = SseServerTransport(echo_handler, keepalive_interval=None, limits=SessionLimits(idle_timeout=None))
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         await stream.endpoint()
         with trio.move_on_after(3600) as waited:
             await stream.read_chunk()
@@ -135,7 +135,7 @@ async def test_keepalive_can_be_disabled(autojump_clock: trio.testing.MockClock)
         assert b"ping" not in stream.raw
 
 
-async def test_default_keepalive_is_fifteen_seconds(autojump_clock: trio.testing.MockClock, harness: Harness) -> None:
+async def test_default_keepalive_is_fifteen_seconds(autojump_clock: trio.testing.MockClock, harness: ASGITestClient) -> None:
     async with harness.stream() as stream:
         await stream.endpoint()
         start = trio.current_time()
@@ -157,7 +157,7 @@ async def test_disconnect_cancels_session_and_empties_registry(library_errors: p
             raise
 
     transport = SseServerTransport(handler)
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         async with h.stream() as stream:
             await stream.endpoint()
             await started.wait()
@@ -184,7 +184,7 @@ async def test_disconnect_mid_request_cancels_the_request(library_errors: pytest
         return "never"  # pragma: no cover
 
     transport = server.sse_transport()
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         async with h.stream() as stream:
             sid = session_id_of(await stream.endpoint())
             await initialize(h, stream, sid)
@@ -197,7 +197,7 @@ async def test_disconnect_mid_request_cancels_the_request(library_errors: pytest
     assert error_records(library_errors) == []
 
 
-async def test_post_after_disconnect_is_404(harness: Harness) -> None:
+async def test_post_after_disconnect_is_404(harness: ASGITestClient) -> None:
     async with harness.stream() as stream:
         sid = session_id_of(await stream.endpoint())
     assert (await post(harness, sid, request(1, "x"))).status == 404
@@ -213,7 +213,7 @@ async def test_exception_in_one_session_leaves_others_running(library_errors: py
             await session.send(result_response(message.id, {}))
 
     transport = SseServerTransport(handler)
-    async with serve(transport) as h, h.stream() as healthy, h.stream() as doomed:
+    async with run_asgi_app(transport) as h, h.stream() as healthy, h.stream() as doomed:
         healthy_sid = session_id_of(await healthy.endpoint())
         doomed_sid = session_id_of(await doomed.endpoint())
         assert (await post(h, doomed_sid, request(1, "explode"))).status == 202
@@ -232,7 +232,7 @@ async def test_handler_returning_ends_the_stream_cleanly() -> None:
     async def handler(session: Session) -> None:
         await session.send(b'{"jsonrpc":"2.0","method":"bye"}')
 
-    async with serve(SseServerTransport(handler)) as h, h.stream() as stream:
+    async with run_asgi_app(SseServerTransport(handler)) as h, h.stream() as stream:
         await stream.endpoint()
         assert (await stream.next_message())["method"] == "bye"
         with trio.fail_after(5):
@@ -249,7 +249,7 @@ async def test_lifespan_shutdown_closes_open_streams() -> None:
 
     transport = SseServerTransport(handler)
     ended = False
-    async with serve(transport) as h, trio.open_nursery() as nursery:
+    async with run_asgi_app(transport) as h, trio.open_nursery() as nursery:
 
         async def hold_stream() -> None:
             nonlocal ended
@@ -267,12 +267,12 @@ async def test_lifespan_shutdown_closes_open_streams() -> None:
 
 # -- POST: the status table, row by row ------------------------------------------------------------
 @pytest.fixture
-async def live(harness: Harness) -> AsyncIterator[tuple[Harness, Any, str]]:
+async def live(harness: ASGITestClient) -> AsyncIterator[tuple[ASGITestClient, Any, str]]:
     async with harness.stream() as stream:
         yield harness, stream, session_id_of(await stream.endpoint())
 
 
-async def test_accepted_is_202(live: tuple[Harness, Any, str]) -> None:
+async def test_accepted_is_202(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     response = await post(h, sid, request(1, "x"))
     assert (response.status, response.text) == (202, "Accepted")
@@ -280,20 +280,20 @@ async def test_accepted_is_202(live: tuple[Harness, Any, str]) -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
-async def test_wrong_method_on_messages_is_405(live: tuple[Harness, Any, str], method: str) -> None:
+async def test_wrong_method_on_messages_is_405(live: tuple[ASGITestClient, Any, str], method: str) -> None:
     h, _, sid = live
     response = await h.request(method, "/messages/", query=f"session_id={sid}", headers=(HOST, JSON))
     assert response.status == 405
     assert response.headers["allow"] == "POST"
 
 
-async def test_wrong_method_on_stream_is_405(harness: Harness) -> None:
+async def test_wrong_method_on_stream_is_405(harness: ASGITestClient) -> None:
     response = await harness.request("POST", "/sse", headers=(HOST, JSON), body=b"{}")
     assert response.status == 405
     assert response.headers["allow"] == "GET"
 
 
-async def test_declared_body_over_limit_is_413_before_reading(live: tuple[Harness, Any, str]) -> None:
+async def test_declared_body_over_limit_is_413_before_reading(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     headers = (HOST, JSON, ("content-length", str(4 * 1024 * 1024 + 1)))
     response = await post(h, sid, b"", headers=headers)
@@ -302,7 +302,7 @@ async def test_declared_body_over_limit_is_413_before_reading(live: tuple[Harnes
 
 async def test_streamed_body_over_limit_is_413() -> None:
     transport = SseServerTransport(echo_handler, security=SecuritySettings(max_body_size=1000))
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         chunks = [b"x" * 400] * 3  # chunked: no content-length
         response = await h.request("POST", "/messages/", query=f"session_id={sid}", headers=(HOST, JSON), body=chunks)
@@ -316,24 +316,24 @@ async def test_body_at_exactly_the_limit_is_accepted() -> None:
     body = body.replace(b'"pad": ""', b'"pad": "' + b"y" * (1000 - len(body)) + b'"')
     assert len(body) == 1000
     transport = SseServerTransport(echo_handler, security=SecuritySettings(max_body_size=1000))
-    async with serve(transport) as h, h.stream() as stream:
+    async with run_asgi_app(transport) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         assert (await post(h, sid, body)).status == 202
 
 
-async def test_bad_host_is_421(live: tuple[Harness, Any, str]) -> None:
+async def test_bad_host_is_421(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     response = await post(h, sid, request(1, "x"), headers=(("host", "evil.example"), JSON))
     assert response.status == 421
 
 
-async def test_bad_host_on_stream_is_421(harness: Harness) -> None:
+async def test_bad_host_on_stream_is_421(harness: ASGITestClient) -> None:
     response = await harness.request("GET", "/sse", headers=(("host", "evil.example:8000"),))
     assert response.status == 421
     assert len(harness.app.sessions) == 0
 
 
-async def test_bad_origin_is_403(live: tuple[Harness, Any, str]) -> None:
+async def test_bad_origin_is_403(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     response = await post(h, sid, request(1, "x"), headers=(HOST, JSON, ("origin", "http://evil.example")))
     assert response.status == 403
@@ -341,38 +341,38 @@ async def test_bad_origin_is_403(live: tuple[Harness, Any, str]) -> None:
     assert good.status == 202
 
 
-async def test_bad_origin_on_stream_is_403(harness: Harness) -> None:
+async def test_bad_origin_on_stream_is_403(harness: ASGITestClient) -> None:
     response = await harness.request("GET", "/sse", headers=(HOST, ("origin", "https://evil.example")))
     assert response.status == 403
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx"])
-async def test_wrong_content_type_is_415(live: tuple[Harness, Any, str], content_type: str | None) -> None:
+async def test_wrong_content_type_is_415(live: tuple[ASGITestClient, Any, str], content_type: str | None) -> None:
     h, _, sid = live
     headers = (HOST,) if content_type is None else (HOST, ("content-type", content_type))
     response = await post(h, sid, request(1, "x"), headers=headers)
     assert response.status == 415
 
 
-async def test_content_type_parameters_are_fine(live: tuple[Harness, Any, str]) -> None:
+async def test_content_type_parameters_are_fine(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     response = await post(h, sid, request(1, "x"), headers=(HOST, ("content-type", "Application/JSON; charset=utf-8")))
     assert response.status == 202
 
 
 @pytest.mark.parametrize("query", ["", "session_id=", "session_id=abc", "sessionId=" + "a" * 32, "session_id=" + "A" * 32, "session_id=" + "g" * 32])
-async def test_missing_or_malformed_session_id_is_400(harness: Harness, query: str) -> None:
+async def test_missing_or_malformed_session_id_is_400(harness: ASGITestClient, query: str) -> None:
     response = await harness.request("POST", "/messages/", query=query, headers=(HOST, JSON), body=request(1, "x"))
     assert response.status == 400
     assert "session_id" in response.text
 
 
-async def test_unknown_session_is_404(harness: Harness) -> None:
+async def test_unknown_session_is_404(harness: ASGITestClient) -> None:
     response = await post(harness, "0" * 32, request(1, "x"))
     assert (response.status, response.text) == (404, "Could not find session")
 
 
-async def test_invalid_json_is_400_and_reported_on_the_stream(live: tuple[Harness, Any, str]) -> None:
+async def test_invalid_json_is_400_and_reported_on_the_stream(live: tuple[ASGITestClient, Any, str]) -> None:
     h, stream, sid = live
     response = await post(h, sid, b"{nope")
     assert response.status == 400
@@ -382,7 +382,7 @@ async def test_invalid_json_is_400_and_reported_on_the_stream(live: tuple[Harnes
     assert error["error"]["code"] == -32700
 
 
-async def test_not_a_message_is_400_and_reported_with_its_id(live: tuple[Harness, Any, str]) -> None:
+async def test_not_a_message_is_400_and_reported_with_its_id(live: tuple[ASGITestClient, Any, str]) -> None:
     h, stream, sid = live
     response = await post(h, sid, b'{"jsonrpc":"2.0","id":9,"method":["x"]}')
     assert response.status == 400
@@ -393,7 +393,7 @@ async def test_not_a_message_is_400_and_reported_with_its_id(live: tuple[Harness
     assert (await stream.next_message())["id"] == 10
 
 
-async def test_rejections_never_echo_the_body(live: tuple[Harness, Any, str]) -> None:
+async def test_rejections_never_echo_the_body(live: tuple[ASGITestClient, Any, str]) -> None:
     h, _, sid = live
     for body in (b"{secret-abc", b'["secret-abc"]'):
         response = await post(h, sid, body)
@@ -403,7 +403,7 @@ async def test_rejections_never_echo_the_body(live: tuple[Harness, Any, str]) ->
 async def test_status_table_order() -> None:
     """When several rules fail at once, the earliest row of the table wins."""
     transport = SseServerTransport(echo_handler, security=SecuritySettings(max_body_size=10))
-    async with serve(transport) as h:
+    async with run_asgi_app(transport) as h:
         everything_wrong = (("host", "evil.example"), ("origin", "http://evil.example"), ("content-type", "text/plain"))
         big = (*everything_wrong, ("content-length", "11"))
         assert (await h.request("PUT", "/messages/", headers=big)).status == 405
@@ -425,7 +425,7 @@ async def test_full_inbound_queue_is_503_never_a_lost_202(autojump_clock: trio.t
             seen.append(incoming.message.id)  # type: ignore[union-attr]
 
     limits = SessionLimits(inbound_buffer=2, deliver_timeout=3)
-    async with serve(SseServerTransport(stuck_handler, limits=limits)) as h, h.stream() as stream:
+    async with run_asgi_app(SseServerTransport(stuck_handler, limits=limits)) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         statuses = [(await post(h, sid, request(i, "x"))).status for i in range(3)]
         assert statuses == [202, 202, 503]
@@ -436,12 +436,12 @@ async def test_full_inbound_queue_is_503_never_a_lost_202(autojump_clock: trio.t
         assert seen == [0, 1]
 
 
-async def test_unknown_path_is_404(harness: Harness) -> None:
+async def test_unknown_path_is_404(harness: ASGITestClient) -> None:
     assert (await harness.request("GET", "/nope")).status == 404
 
 
 # -- the MCP layer through the transport ------------------------------------------------------------
-async def initialize(h: Harness, stream: Any, sid: str) -> dict[str, Any]:
+async def initialize(h: ASGITestClient, stream: Any, sid: str) -> dict[str, Any]:
     params = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     assert (await post(h, sid, request(0, "initialize", params))).status == 202
     result = await stream.next_message()
@@ -458,7 +458,7 @@ async def test_slow_tool_does_not_block_ping(autojump_clock: trio.testing.MockCl
         await trio.sleep(seconds)
         return "done"
 
-    async with serve(server.sse_transport()) as h, h.stream() as stream:
+    async with run_asgi_app(server.sse_transport()) as h, h.stream() as stream:
         sid = session_id_of(await stream.endpoint())
         await initialize(h, stream, sid)
         start = trio.current_time()
@@ -493,7 +493,7 @@ async def test_quart_app_keeps_its_own_routes_and_lifespan() -> None:
     async def shutdown() -> None:
         events.append("shutdown")
 
-    async with serve(app) as h:
+    async with run_asgi_app(app) as h:
         assert events == ["startup"]
         response = await h.request("GET", "/health")
         assert (response.status, response.text) == (200, "ok")
@@ -509,7 +509,7 @@ async def test_quart_app_keeps_its_own_routes_and_lifespan() -> None:
 async def test_without_lifespan_each_stream_hosts_its_session() -> None:
     transport = SseServerTransport(echo_handler)
     async with trio.open_nursery() as nursery:
-        h = Harness(transport, nursery)
+        h = ASGITestClient(transport, nursery)
         async with h.stream() as stream:
             sid = session_id_of(await stream.endpoint())
             assert (await post(h, sid, request(1, "x"))).status == 202
@@ -529,7 +529,7 @@ def test_constructor_validation() -> None:
 async def test_without_lifespan_later_streams_outlive_the_first() -> None:
     transport = SseServerTransport(echo_handler)
     async with trio.open_nursery() as nursery:
-        h = Harness(transport, nursery)
+        h = ASGITestClient(transport, nursery)
         async with h.stream() as first:
             await first.endpoint()
             async with h.stream() as second:
@@ -549,7 +549,7 @@ async def test_every_transport_of_an_app_joins_the_servers_drain_group(autojump_
     inner = SseServerTransport(echo_handler, sse_path="/a/sse", message_path="/a/messages/")
     outer = SseServerTransport(echo_handler, sse_path="/b/sse", message_path="/b/messages/", health_path=None, ready_path=None)
     group = DrainGroup()
-    async with serve(group.wrap(outer.wrap(inner))) as h:
+    async with run_asgi_app(group.wrap(outer.wrap(inner))) as h:
         assert len(group) == 2
         async with h.stream("/a/sse") as a, h.stream("/b/sse") as b:
             await a.endpoint()
@@ -562,6 +562,6 @@ async def test_every_transport_of_an_app_joins_the_servers_drain_group(autojump_
     assert len(group) == 0
 
 
-async def test_an_invalid_body_for_an_unknown_session_is_the_same_404(harness: Harness) -> None:
+async def test_an_invalid_body_for_an_unknown_session_is_the_same_404(harness: ASGITestClient) -> None:
     response = await post(harness, "0" * 32, b"{nope")
     assert (response.status, response.text) == (404, "Could not find session")

@@ -8,6 +8,7 @@ from ._cors import CorsSettings
 from ._drain import DrainGroup
 from ._errors import (
     ClientCapabilityError,
+    ClientRequestError,
     ClientRequestTimeout,
     MCPError,
     ResourceNotFound,
@@ -24,6 +25,7 @@ from ._jsonrpc import (
     parse_message,
     result_response,
 )
+from ._public import publish
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -39,7 +41,7 @@ from ._session import (
     SessionRegistry,
     SessionState,
 )
-from ._sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
+from ._sse import ServerSentEvent, SSEDecoder, SSELimitExceeded, encode_comment, encode_event
 from ._transport import SseServerTransport
 from .server import Context, MCPServer
 
@@ -66,6 +68,7 @@ __all__ = [
     "Outgoing",
     "ResourceNotFound",
     "SSEDecoder",
+    "SSELimitExceeded",
     "SecuritySettings",
     "ServerSentEvent",
     "Session",
@@ -88,3 +91,5 @@ __all__ = [
     "parse_message",
     "result_response",
 ]
+
+publish(__name__)

@@ -12,6 +12,10 @@ hypercorn writes to sockets inside a shielded scope with no timeout, so a peer
 with a full receive window would hold its connection (and the process) forever.
 Connections served here bound every write (``--write-timeout``) and are aborted
 outright once the drain and the graceful period are over.
+
+That guard replaces hypercorn's private ``TCPServer``; ``_hypercorn_internals``
+checks, before anything starts, that the installed hypercorn still has what it
+relies on, and the command stops with one line on stderr if not.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import trio
 
 from ._drain import DrainGroup
+from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 
 __all__ = ["ServeOptions", "main", "serve"]
 
@@ -113,8 +118,11 @@ async def serve(
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until SIGTERM/SIGINT, then drain and exit.
 
-    A second signal during the drain skips what is left of it.
+    A second signal during the drain skips what is left of it.  Raises
+    :class:`HypercornInternalsError` before serving if the installed hypercorn
+    lacks an internal the bounded writes rely on.
     """
+    check_hypercorn_internals()
     from hypercorn.trio.run import worker_serve
     from hypercorn.utils import wrap_app
 
@@ -231,9 +239,14 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    try:
+        check_hypercorn_internals()
+    except HypercornInternalsError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
     from hypercorn.config import Config
 
-    args = _parse(argv)
     _configure_logging(args.log_level)
     config = Config()
     config.bind = args.bind or ["127.0.0.1:8000"]

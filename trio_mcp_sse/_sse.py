@@ -11,6 +11,12 @@ reader ignores.  This module turns values into exact bytes (:func:`encode_event`
 Nothing here touches a socket or a clock, so both directions are tested byte
 for byte, and the decoder accepts data split at any chunk boundary: transports
 feed it whatever the network hands them.
+
+The decoder is bounded.  Only a blank line dispatches an event, so a peer that
+sends one endless line, or an event that never ends, would otherwise grow its
+buffer until the process runs out of memory -- while every read succeeds and no
+read timeout fires.  ``max_line_size`` and ``max_event_size`` cap what it
+holds; past either, :meth:`SSEDecoder.feed` raises :class:`SSELimitExceeded`.
 """
 
 from __future__ import annotations
@@ -18,10 +24,44 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["SSEDecoder", "ServerSentEvent", "encode_comment", "encode_event"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_LINE_SIZE",
+    "SSEDecoder",
+    "SSELimitExceeded",
+    "ServerSentEvent",
+    "encode_comment",
+    "encode_event",
+]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+DEFAULT_MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
+"""16 Mi characters: an MCP message travels as one event, and a tool result
+(a file, an image in base64) can be large; far above any sane message, far
+below what hurts a process."""
+
+DEFAULT_MAX_LINE_SIZE: Final = DEFAULT_MAX_EVENT_SIZE
+"""A JSON-RPC message is one ``data:`` line, so a line must be able to hold the
+largest event: the line limit defaults to the event limit."""
+
+
+class SSELimitExceeded(ValueError):
+    """The event stream exceeded one of the decoder's bounds.
+
+    ``limit_name`` is ``"max_line_size"`` or ``"max_event_size"`` and ``limit``
+    its value, in characters.  The stream cannot be resynchronised (the rest of
+    the line or event is still coming), so the decoder refuses further input:
+    the connection must be closed.
+    """
+
+    def __init__(self, limit_name: str, limit: int) -> None:
+        what = "a line" if limit_name == "max_line_size" else "an event"
+        super().__init__(f"{what} of the event stream exceeded {limit_name} ({limit} characters)")
+        self.limit_name = limit_name
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +150,32 @@ class SSEDecoder:
     Only the newly fed text is scanned for line breaks; an unfinished line is
     kept as a list of pieces, so a long line arriving in many small chunks
     costs linear, not quadratic, time.
+
+    Memory is bounded, in characters of decoded text (bytes, for ASCII text
+    such as JSON).  A line longer than ``max_line_size``, or an event whose
+    ``data:`` lines as received (field name included) plus the line still
+    being received exceed ``max_event_size``, makes :meth:`feed` raise
+    :class:`SSELimitExceeded` as soon as the excess arrives.  Comment and
+    other field lines are not kept, so only the line bound applies to them.
+    ``None`` lifts a bound (for trusted peers only).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_size: int | None = DEFAULT_MAX_LINE_SIZE,
+        max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE,
+    ) -> None:
+        for name, value in (("max_line_size", max_line_size), ("max_event_size", max_event_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value!r}")
+        self.max_line_size = max_line_size
+        self.max_event_size = max_event_size
+        self._failed: SSELimitExceeded | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial: list[str] = []
+        self._partial_size = 0
+        self._data_size = 0
         self._started = False
         self._pending_cr = False
         self._data: list[str] = []
@@ -139,6 +200,23 @@ class SSEDecoder:
         return bool(self._partial or self._data)
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode ``chunk``; return the events it completed, in order.
+
+        Raises :class:`SSELimitExceeded` when a bound is exceeded, and again on
+        every later call.  Events completed earlier in the same chunk are lost
+        with it: the connection is being abandoned anyway.
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._feed(chunk)
+        except SSELimitExceeded as error:
+            self._failed = error
+            self._partial.clear()
+            self._data.clear()
+            raise
+
+    def _feed(self, chunk: bytes) -> list[ServerSentEvent]:
         text = self._utf8.decode(chunk)
         if not text:
             # Nothing decoded yet (an empty chunk, or part of a multi-byte
@@ -162,6 +240,9 @@ class SSEDecoder:
                 self._partial.append(line)
                 line = "".join(self._partial)
                 self._partial.clear()
+                self._partial_size = 0
+            if self.max_line_size is not None and len(line) > self.max_line_size:
+                raise SSELimitExceeded("max_line_size", self.max_line_size)
             event = self._process_line(line)
             if event is not None:
                 events.append(event)
@@ -169,8 +250,18 @@ class SSEDecoder:
             if start == len(text) and match.group() == "\r":
                 self._pending_cr = True
         if start < len(text):
-            self._partial.append(text[start:])
+            rest = text[start:]
+            self._partial.append(rest)
+            self._partial_size += len(rest)
+            # The unfinished line may become one more data line of the event.
+            if self.max_line_size is not None and self._partial_size > self.max_line_size:
+                raise SSELimitExceeded("max_line_size", self.max_line_size)
+            self._check_event_size(self._partial_size)
         return events
+
+    def _check_event_size(self, line_size: int) -> None:
+        if self.max_event_size is not None and self._data_size + line_size > self.max_event_size:
+            raise SSELimitExceeded("max_event_size", self.max_event_size)
 
     def _process_line(self, line: str) -> ServerSentEvent | None:
         if not line:
@@ -182,7 +273,9 @@ class SSEDecoder:
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._check_event_size(len(line))
             self._data.append(value)
+            self._data_size += len(line)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -194,7 +287,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> ServerSentEvent | None:
         data, event = self._data, self._event
-        self._data, self._event = [], ""
+        self._data, self._event, self._data_size = [], "", 0
         if not data:
             return None
         return ServerSentEvent(

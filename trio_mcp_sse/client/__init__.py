@@ -4,12 +4,14 @@
 Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
 
+from .._public import publish
 from ._errors import (
     ClientError,
     ConnectError,
     ConnectionClosedError,
     EndpointError,
     EndpointOriginError,
+    EventTooLargeError,
     PostError,
     ProtocolError,
     ProtocolVersionError,
@@ -45,6 +47,7 @@ __all__ = [
     "ElicitationHandler",
     "EndpointError",
     "EndpointOriginError",
+    "EventTooLargeError",
     "NotificationHandler",
     "OutgoingMessage",
     "PostError",
@@ -65,3 +68,5 @@ __all__ = [
     "connect_streamable_http",
     "open_session",
 ]
+
+publish(__name__)

@@ -19,6 +19,7 @@ import pydantic
 import trio
 
 from .._errors import MCPError
+from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._errors import ClientError
 from ._open import open_session
 from ._session import ClientSession
@@ -81,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         help="seconds of stream silence before giving up (300)",
+    )
+    parser.add_argument(
+        "--max-event-size",
+        type=int,
+        default=DEFAULT_MAX_EVENT_SIZE,
+        metavar="CHARS",
+        help="largest server event accepted, in characters; a larger one ends the connection "
+        f"({DEFAULT_MAX_EVENT_SIZE}, 16 MiB)",
     )
     return parser
 
@@ -215,6 +224,7 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
         headers=headers,
         timeout=args.timeout,
         read_timeout=args.read_timeout,
+        max_event_size=args.max_event_size,
         request_timeout=args.request_timeout,
     ) as session:
         if args.call is None:
@@ -245,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    for option in ("timeout", "request_timeout", "read_timeout"):
+    for option in ("timeout", "request_timeout", "read_timeout", "max_event_size"):
         if not getattr(args, option) > 0:
             err.write(f"error: --{option.replace('_', '-')} must be > 0\n")
             return EXIT_USAGE

@@ -21,6 +21,7 @@ __all__ = [
     "ConnectionClosedError",
     "EndpointError",
     "EndpointOriginError",
+    "EventTooLargeError",
     "PostError",
     "ProtocolError",
     "ProtocolVersionError",
@@ -92,6 +93,20 @@ class SessionExpiredError(ConnectionClosedError):
     def __init__(self, message: str, *, session_id: str) -> None:
         super().__init__(message)
         self.session_id = session_id
+
+
+class EventTooLargeError(ConnectionClosedError):
+    """The server sent an event (or a line) larger than ``max_event_size``; the
+    client closed the connection rather than buffer it.
+
+    A server streaming one endless event would otherwise grow the client's
+    memory without bound while every read succeeds, so no read timeout fires.
+    ``limit`` is the bound that was exceeded, in characters.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ReadTimeoutError(SSEConnectionError, TimeoutError):

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import httpx
 
+from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._errors import PostError, SSEConnectionError
 from ._session import (
     LATEST_PROTOCOL_VERSION,
@@ -27,7 +28,7 @@ from ._session import (
     RootsHandler,
     SamplingHandler,
 )
-from ._streamable import DEFAULT_MAX_EVENT_SIZE, connect_streamable_http
+from ._streamable import connect_streamable_http
 from ._transport import AuthArgument, _check_url, connect_sse
 
 __all__ = ["TransportChoice", "choose_transport", "open_session"]
@@ -70,7 +71,7 @@ async def open_session(
     """Connect to ``url`` (Streamable HTTP or HTTP+SSE), open a :class:`ClientSession`, initialize.
 
     ``transport`` picks the transport (``"auto"``: see the module docstring);
-    ``max_event_size`` applies to Streamable HTTP.  Every other argument is
+    ``max_event_size`` bounds one event (or JSON body) from the server.  Every other argument is
     passed on to the transport or the session.
     """
     if transport not in ("auto", "streamable-http", "sse"):
@@ -92,6 +93,7 @@ async def open_session(
         "auth": auth,
         "timeout": timeout,
         "read_timeout": read_timeout,
+        "max_event_size": max_event_size,
         "http_client": http_client,
     }
     async with contextlib.AsyncExitStack() as stack:
@@ -101,7 +103,6 @@ async def open_session(
                 stack,
                 url,
                 fallback=transport == "auto",
-                max_event_size=max_event_size,
                 connection_options=connection_options,
                 session_options=session_options,
             )
@@ -121,7 +122,6 @@ async def _enter_streamable(
     url: str,
     *,
     fallback: bool,
-    max_event_size: int,
     connection_options: dict[str, Any],
     session_options: dict[str, Any],
 ) -> ClientSession | PostError:
@@ -132,7 +132,7 @@ async def _enter_streamable(
     """
     async with contextlib.AsyncExitStack() as attempt:
         connection = await attempt.enter_async_context(
-            connect_streamable_http(url, max_event_size=max_event_size, **connection_options)
+            connect_streamable_http(url, **connection_options)
         )
         session = await attempt.enter_async_context(ClientSession(connection, **session_options))
         try:

@@ -68,7 +68,7 @@ from .._jsonrpc import (
     error_response,
     parse_message,
 )
-from .._sse import SSEDecoder
+from .._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
@@ -95,8 +95,6 @@ __all__ = ["StreamableHTTPConnection", "connect_streamable_http"]
 
 log = logging.getLogger("trio_mcp_sse.client")
 
-DEFAULT_MAX_EVENT_SIZE: Final = 4 * 1024 * 1024
-"""The largest SSE event or JSON body accepted from the server (4 MiB)."""
 DEFAULT_RETRY: Final = 1.0
 """Seconds before reconnecting a stream when the server sent no ``retry`` field."""
 DEFAULT_RECONNECT_ATTEMPTS: Final = 3

@@ -17,8 +17,11 @@ block, with two background tasks:
 Every wait is bounded: opening the stream and receiving the endpoint share the
 ``timeout`` budget, each read of the stream waits at most ``read_timeout``
 (any bytes count, so keepalive comments keep a quiet session alive), each POST
-at most ``timeout``.  When either task fails -- a bad response, the stream
-ending, a timeout, a POST refused -- it raises; the nursery cancels the body of
+at most ``timeout``; and the decoder holds at most ``max_event_size``
+characters of one event, since a server streaming an endless event would
+otherwise grow memory while every read succeeds.  When either task fails -- a
+bad response, the stream ending, a timeout, an oversized event, a POST refused
+-- it raises; the nursery cancels the body of
 the ``async with`` (so nothing inside it keeps waiting for messages that will
 never come) and the one exception comes out of the ``async with`` unwrapped.
 
@@ -42,12 +45,13 @@ import orjson
 import trio
 
 from .._jsonrpc import InvalidMessage, JSONRPCMessage, encode_message, parse_message
-from .._sse import ServerSentEvent, SSEDecoder
+from .._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder, SSELimitExceeded
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
     EndpointError,
     EndpointOriginError,
+    EventTooLargeError,
     PostError,
     ReadTimeoutError,
     SSEResponseError,
@@ -159,6 +163,7 @@ class SSEConnection:
         auth: AuthArgument,
         timeout: float,
         read_timeout: float,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
     ) -> None:
         self.url = url
         """The event stream's URL, as given."""
@@ -172,6 +177,7 @@ class SSEConnection:
         self._auth: dict[str, Any] = {} if auth is None else {"auth": auth}
         self._timeout = timeout
         self._read_timeout = read_timeout
+        self._max_event_size = max_event_size
         self._closed = False
         self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](
             INCOMING_BUFFER
@@ -299,7 +305,8 @@ class SSEConnection:
     async def _read_stream(
         self, response: httpx.Response, deadline: float, task_status: trio.TaskStatus[None]
     ) -> None:
-        decoder = SSEDecoder()
+        # One message is one data line, so a line may be as large as an event.
+        decoder = SSEDecoder(max_line_size=self._max_event_size, max_event_size=self._max_event_size)
         chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
         async with contextlib.aclosing(chunks):
             while True:
@@ -338,7 +345,15 @@ class SSEConnection:
                     raise ReadTimeoutError(
                         f"nothing received on the event stream at {self.url} for {self._read_timeout:g} s"
                     )
-                for event in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except SSELimitExceeded as error:
+                    raise EventTooLargeError(
+                        f"the server at {self.url} sent an event larger than max_event_size "
+                        f"({self._max_event_size} characters); connection closed",
+                        limit=self._max_event_size,
+                    ) from error
+                for event in events:
                     await self._on_event(event, task_status)
 
     async def _on_event(self, event: ServerSentEvent, task_status: trio.TaskStatus[None]) -> None:
@@ -405,6 +420,7 @@ async def connect_sse(
     timeout: float = 10.0,  # noqa: ASYNC109
     read_timeout: float = 300.0,
     http_client: httpx.AsyncClient | None = None,
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
 ) -> AsyncIterator[SSEConnection]:
     """Open an HTTP+SSE connection to the MCP server whose event stream is at ``url``.
 
@@ -417,6 +433,8 @@ async def connect_sse(
         raise ValueError(f"timeout must be > 0, got {timeout!r}")
     if not read_timeout > 0:
         raise ValueError(f"read_timeout must be > 0, got {read_timeout!r}")
+    if not max_event_size >= 1:
+        raise ValueError(f"max_event_size must be >= 1, got {max_event_size!r}")
     async with contextlib.AsyncExitStack() as stack:
         if http_client is None:
             # Our own bounds (trio deadlines) are authoritative; httpx's are a backstop.
@@ -429,6 +447,7 @@ async def connect_sse(
             auth=auth,
             timeout=timeout,
             read_timeout=read_timeout,
+            max_event_size=max_event_size,
         )
         try:
             async with trio.open_nursery() as nursery:

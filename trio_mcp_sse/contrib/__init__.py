@@ -5,6 +5,9 @@ SDK (``pip install 'trio-mcp-sse[sdk]'``) over this package's HTTP+SSE
 transport, under ``hypercorn --worker-class trio``.
 """
 
+from .._public import publish
 from ._sdk import SdkRequest, SdkSessionHandler, lowlevel_server, sdk_sse_app, sdk_sse_transport
 
 __all__ = ["SdkRequest", "SdkSessionHandler", "lowlevel_server", "sdk_sse_app", "sdk_sse_transport"]
+
+publish(__name__)

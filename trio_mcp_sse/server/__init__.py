@@ -11,6 +11,7 @@ from .._errors import (
     ResourceNotFound,
     ToolError,
 )
+from .._public import publish
 from ._completion import Completion, CompletionRequest
 from ._connection import RequestHandler, ServerConnection
 from ._content import (
@@ -60,3 +61,5 @@ __all__ = [
     "text_content",
     "user_message",
 ]
+
+publish(__name__)

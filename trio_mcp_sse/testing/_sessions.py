@@ -1,11 +1,10 @@
-"""Drive the server layer without HTTP: a SessionManager, a session, JSON in and out.
+"""Drive a session handler (an ``MCPServer``, usually) without HTTP.
 
-``async with serve(server) as host: client = await host.connect()`` gives a
-:class:`FakeClient` that delivers messages the way the POST intake does
-(``Session.deliver(Incoming(parse_message(...)))``) and reads the JSON bytes
-of the items the server queues on ``session.outgoing``.  Every wait is bounded, so a test
-that expects a message that never comes fails instead of hanging (instantly
-under ``autojump_clock``).
+A :class:`SessionClient` delivers messages the way the POST intake does
+(``Session.deliver(Incoming(parse_message(...)))``) and reads the JSON the
+server queues on ``session.outgoing``: the server layer's behaviour, with no
+transport in between.  Every wait is bounded, so a test expecting a message
+that never comes fails instead of hanging (instantly under ``autojump_clock``).
 """
 
 from __future__ import annotations
@@ -18,22 +17,21 @@ import orjson
 import trio
 import trio.testing
 
-from trio_mcp_sse import (
-    Delivery,
-    Incoming,
-    Session,
-    SessionHandler,
-    SessionLimits,
-    SessionManager,
-    parse_message,
-)
-from trio_mcp_sse.server import MCPServer
+from .._jsonrpc import parse_message
+from .._session import Delivery, Incoming, Session, SessionHandler, SessionLimits, SessionManager
+from ..server import MCPServer
+
+__all__ = ["SessionClient", "SessionHost", "connected_client", "serve_sessions"]
 
 RECEIVE_TIMEOUT = 10.0
 
 
-class FakeClient:
-    """The client end of one session, speaking raw JSON-RPC dicts."""
+class SessionClient:
+    """The client end of one session, speaking raw JSON-RPC dicts.
+
+    Messages the test has not asked for yet wait in ``backlog``, in order, so
+    asking for one response never loses a notification that came first.
+    """
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -41,8 +39,19 @@ class FakeClient:
         self._last_id = 0
 
     # -- sending -------------------------------------------------------------------------------
-    async def send(self, message: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Delivery:
-        return await self.session.deliver(Incoming(parse_message(orjson.dumps(message)), headers or {}))
+    async def send(
+        self, message: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Delivery:
+        """Deliver any message (``headers`` are what handlers see as the POST's headers)."""
+        incoming = Incoming(parse_message(orjson.dumps(message)), headers or {})
+        return await self.session.deliver(incoming)
+
+    async def _send_accepted(
+        self, message: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        delivery = await self.send(message, headers)
+        if delivery is not Delivery.ACCEPTED:
+            raise AssertionError(f"the session did not accept {message!r}: {delivery}")
 
     async def request(
         self,
@@ -52,32 +61,38 @@ class FakeClient:
         request_id: int | str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> int | str:
+        """Send a request (numbered 1, 2, ... unless ``request_id``); return its id."""
         if request_id is None:
             self._last_id += 1
             request_id = self._last_id
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
-        assert await self.send(message, headers) is Delivery.ACCEPTED
+        await self._send_accepted(message, headers)
         return request_id
 
     async def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
+        """Send a notification."""
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params
-        assert await self.send(message) is Delivery.ACCEPTED
+        await self._send_accepted(message)
 
     async def respond(self, request_id: int | str, result: Mapping[str, Any]) -> None:
-        assert await self.send({"jsonrpc": "2.0", "id": request_id, "result": result}) is Delivery.ACCEPTED
+        """Answer a server->client request with a result."""
+        await self._send_accepted({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     async def respond_error(self, request_id: int | str, code: int, message: str) -> None:
+        """Answer a server->client request with an error."""
         error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-        assert await self.send(error) is Delivery.ACCEPTED
+        await self._send_accepted(error)
 
     # -- receiving -----------------------------------------------------------------------------
     async def _next(self) -> dict[str, Any]:
         with trio.fail_after(RECEIVE_TIMEOUT):
             item = await self.session.outgoing.receive()
+            while not item.data:  # a request ended unanswered, or a keepalive: no message
+                item = await self.session.outgoing.receive()
         message: dict[str, Any] = orjson.loads(item.data)
         return message
 
@@ -87,7 +102,9 @@ class FakeClient:
             return self.backlog.pop(0)
         return await self._next()
 
-    async def receive_matching(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    async def receive_matching(
+        self, predicate: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
         """The first message satisfying ``predicate``; the others stay in the backlog, in order."""
         for index, message in enumerate(self.backlog):
             if predicate(message):
@@ -99,27 +116,38 @@ class FakeClient:
             self.backlog.append(message)
 
     async def response(self, request_id: int | str) -> dict[str, Any]:
+        """The response (result or error) to request ``request_id``."""
         return await self.receive_matching(
-            lambda m: m.get("id") == request_id and ("result" in m or "error" in m) and "method" not in m
+            lambda m: m.get("id") == request_id
+            and ("result" in m or "error" in m)
+            and "method" not in m
         )
 
     async def notification(self, method: str) -> dict[str, Any]:
+        """The next notification named ``method``."""
         return await self.receive_matching(lambda m: m.get("method") == method and "id" not in m)
 
     async def server_request(self, method: str) -> dict[str, Any]:
+        """The next server->client request named ``method``."""
         return await self.receive_matching(lambda m: m.get("method") == method and "id" in m)
 
-    async def call(self, method: str, params: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-        """Send a request and return its ``result`` (failing the test on an error)."""
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Send a request and return its ``result`` (``AssertionError`` on an error)."""
         response = await self.response(await self.request(method, params, **kw))
-        assert "result" in response, response
+        if "result" not in response:
+            raise AssertionError(f"expected a result, got {response!r}")
         result: dict[str, Any] = response["result"]
         return result
 
-    async def call_error(self, method: str, params: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-        """Send a request and return its ``error`` (failing the test on a result)."""
+    async def call_error(
+        self, method: str, params: Mapping[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Send a request and return its ``error`` (``AssertionError`` on a result)."""
         response = await self.response(await self.request(method, params, **kw))
-        assert "error" in response, response
+        if "error" not in response:
+            raise AssertionError(f"expected an error, got {response!r}")
         error: dict[str, Any] = response["error"]
         return error
 
@@ -130,6 +158,7 @@ class FakeClient:
         capabilities: Mapping[str, Any] | None = None,
         client_info: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The MCP handshake: ``initialize``, then ``notifications/initialized``; returns the result."""
         result = await self.call(
             "initialize",
             {
@@ -142,7 +171,10 @@ class FakeClient:
         return result
 
     async def drain(self) -> list[dict[str, Any]]:
-        """Everything queued once the server has nothing left to do (backlog included)."""
+        """Everything queued once every task is blocked (backlog included).
+
+        Waits for *all* tasks of the run to block, so use it with in-memory tests only.
+        """
         await trio.testing.wait_all_tasks_blocked()
         messages, self.backlog = self.backlog, []
         while True:
@@ -150,45 +182,45 @@ class FakeClient:
                 item = self.session.outgoing.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return messages
-            messages.append(orjson.loads(item.data))
+            if item.data:
+                messages.append(orjson.loads(item.data))
 
 
-class Host:
-    """A running SessionManager whose sessions are served by an MCPServer."""
+class SessionHost:
+    """A running :class:`~trio_mcp_sse.SessionManager`: open sessions as a client would."""
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
 
     async def connect(
         self, *, principal: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> FakeClient:
+    ) -> SessionClient:
+        """Open a session (``principal`` is what handlers see as ``ctx.principal``)."""
         session = await self.manager.open_session(principal=principal, headers=headers)
-        return FakeClient(session)
+        return SessionClient(session)
 
-    async def initialized_client(self, **kw: Any) -> FakeClient:
+    async def initialized_client(self, **initialize: Any) -> SessionClient:
+        """Open a session and complete the handshake (keywords go to ``initialize``)."""
         client = await self.connect()
-        await client.initialize(**kw)
+        await client.initialize(**initialize)
         return client
 
 
 @asynccontextmanager
-async def serve(server: MCPServer | SessionHandler, *, limits: SessionLimits | None = None) -> AsyncIterator[Host]:
-    """Sessions served by ``server`` (an MCPServer, or any session handler)."""
+async def serve_sessions(
+    server: MCPServer | SessionHandler, *, limits: SessionLimits | None = None
+) -> AsyncIterator[SessionHost]:
+    """Sessions served by ``server``: an ``MCPServer``, or any session handler."""
     handler = server.run_session if isinstance(server, MCPServer) else server
     manager = SessionManager(handler, limits=limits)
     async with manager.run():
-        yield Host(manager)
+        yield SessionHost(manager)
 
 
 @asynccontextmanager
-async def connected(server: MCPServer, **initialize: Any) -> AsyncIterator[FakeClient]:
-    """One initialized session on ``server``."""
-    async with serve(server) as host:
+async def connected_client(
+    server: MCPServer | SessionHandler, **initialize: Any
+) -> AsyncIterator[SessionClient]:
+    """One initialized session on ``server`` (keywords go to ``initialize``)."""
+    async with serve_sessions(server) as host:
         yield await host.initialized_client(**initialize)
-
-
-def conforms(method: str, result: Mapping[str, Any], version: str = "2025-11-25") -> None:
-    """Fail unless ``result`` is a valid result of ``method`` at ``version`` per the official wire types."""
-    from mcp_types.methods import parse_server_result
-
-    parse_server_result(method, version, result)
