@@ -43,6 +43,7 @@ from ._session import (
 )
 from ._sse import ServerSentEvent, SSEDecoder, SSELimitExceeded, encode_comment, encode_event
 from ._transport import SseServerTransport
+from ._websocket import WebSocketServerTransport, WebSocketSettings
 from .server import Context, MCPServer
 
 __version__ = "0.1.0"
@@ -83,6 +84,8 @@ __all__ = [
     "StaticTokens",
     "TokenVerifier",
     "ToolError",
+    "WebSocketServerTransport",
+    "WebSocketSettings",
     "__version__",
     "encode_comment",
     "encode_event",

@@ -41,6 +41,7 @@ class Outcome(enum.Enum):
     PREFLIGHT = (204, "")
     INVALID_MESSAGE = (400, "Invalid JSON-RPC message")
     MISSING_SESSION_ID = (400, "Missing or malformed session_id query parameter")
+    SUBPROTOCOL_REQUIRED = (400, "WebSocket subprotocol 'mcp' required")
     UNAUTHORIZED = (401, "Authentication required")
     INVALID_TOKEN = (401, "Invalid or expired token")
     FORBIDDEN_ORIGIN = (403, "Origin not allowed")

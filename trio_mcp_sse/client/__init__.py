@@ -1,5 +1,6 @@
-"""The Trio MCP client: Streamable HTTP (:func:`connect_streamable_http`) and HTTP+SSE
-(:func:`connect_sse`) transports, :class:`ClientSession`, and :func:`open_session`.
+"""The Trio MCP client: Streamable HTTP (:func:`connect_streamable_http`), HTTP+SSE
+(:func:`connect_sse`) and WebSocket (:func:`connect_websocket`, non-standard) transports,
+:class:`ClientSession`, and :func:`open_session`.
 
 Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
@@ -20,6 +21,8 @@ from ._errors import (
     SessionExpiredError,
     SSEConnectionError,
     SSEResponseError,
+    WebSocketClosedError,
+    WebSocketRejectedError,
 )
 from ._open import TransportChoice, open_session
 from ._session import (
@@ -35,6 +38,7 @@ from ._session import (
 )
 from ._streamable import StreamableHTTPConnection, connect_streamable_http
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
+from ._websocket import WebSocketConnection, connect_websocket
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
@@ -64,8 +68,12 @@ __all__ = [
     "SessionExpiredError",
     "StreamableHTTPConnection",
     "TransportChoice",
+    "WebSocketClosedError",
+    "WebSocketConnection",
+    "WebSocketRejectedError",
     "connect_sse",
     "connect_streamable_http",
+    "connect_websocket",
     "open_session",
 ]
 

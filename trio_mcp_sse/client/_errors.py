@@ -30,6 +30,8 @@ __all__ = [
     "SSEConnectionError",
     "SSEResponseError",
     "SessionExpiredError",
+    "WebSocketClosedError",
+    "WebSocketRejectedError",
 ]
 
 
@@ -107,6 +109,34 @@ class EventTooLargeError(ConnectionClosedError):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class WebSocketRejectedError(SSEConnectionError):
+    """The server answered the WebSocket upgrade with an HTTP status instead of accepting it.
+
+    ``status_code`` tells why: 400 (the ``mcp`` subprotocol was not offered),
+    401 (a token is needed), 403 (Origin refused), 421 (Host refused), 503 (at
+    the session cap, or draining).
+    """
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class WebSocketClosedError(ConnectionClosedError):
+    """The WebSocket connection closed or died.
+
+    ``code`` is the close code (``None`` when the connection died without a
+    closing handshake, or a ping got no pong) and ``reason`` the close reason:
+    1001 means the server is draining (reconnect later), 1009 a message over a
+    size limit, 1011 a server failure (see ``docs/websocket.md`` for every code).
+    """
+
+    def __init__(self, message: str, *, code: int | None, reason: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 class ReadTimeoutError(SSEConnectionError, TimeoutError):

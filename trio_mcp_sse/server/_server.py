@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
     from .._transport import SseServerTransport
+    from .._websocket import WebSocketSettings
 
 __all__ = ["MCPServer"]
 
@@ -309,12 +310,17 @@ class MCPServer:
 
         return SseServerTransport(self.run_session, **options)
 
-    def sse_app(self, **options: Any) -> QuartTrio:
-        """A Quart-Trio app serving this server over HTTP+SSE.
+    def sse_app(self, *, websocket: WebSocketSettings | bool = True, **options: Any) -> QuartTrio:
+        """A Quart-Trio app serving this server over HTTP+SSE (and WebSocket at ``/ws``).
 
         Add routes, blueprints and lifecycle hooks to it as to any Quart-Trio
         app; the transport's two endpoints are answered before Quart's routing.
         The transport is at ``app.extensions["trio_mcp_sse"]``.
+
+        ``websocket``: the non-standard WebSocket endpoint (``docs/websocket.md``)
+        shares the HTTP+SSE transport's sessions, limits and admission settings;
+        ``False`` leaves it out, a :class:`WebSocketSettings` sets its path and
+        bounds.  It is at ``app.extensions["trio_mcp_sse.websocket"]``.
         """
         from quart_trio import QuartTrio
 
@@ -322,4 +328,11 @@ class MCPServer:
         transport = self.sse_transport(**options)
         transport.init_app(app)
         app.extensions["trio_mcp_sse"] = transport
+        if websocket is not False:
+            from .._websocket import WebSocketServerTransport, WebSocketSettings
+
+            settings = websocket if isinstance(websocket, WebSocketSettings) else None
+            endpoint = WebSocketServerTransport.beside(transport, settings)
+            endpoint.init_app(app)
+            app.extensions["trio_mcp_sse.websocket"] = endpoint
         return app
