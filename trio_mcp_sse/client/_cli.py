@@ -38,20 +38,22 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trio_mcp_sse client",
-        description="Connect to an MCP server (Streamable HTTP or HTTP+SSE); list its tools, "
+        description="Connect to an MCP server (Streamable HTTP, HTTP+SSE or WebSocket); list its tools, "
         "or call one. Prints JSON.",
     )
     parser.add_argument(
         "url",
         help="the server's URL: a Streamable HTTP endpoint (e.g. http://127.0.0.1:8000/mcp) or an "
-        "HTTP+SSE event stream (e.g. http://127.0.0.1:8000/sse)",
+        "HTTP+SSE event stream (e.g. http://127.0.0.1:8000/sse), or a WebSocket endpoint "
+        "(non-standard, e.g. ws://127.0.0.1:8000/ws)",
     )
     parser.add_argument(
         "--transport",
-        choices=("auto", "streamable-http", "sse"),
+        choices=("auto", "streamable-http", "sse", "websocket"),
         default="auto",
-        help="auto (default): a URL ending in /sse is HTTP+SSE; any other is tried as Streamable "
-        "HTTP first, falling back to HTTP+SSE when the server answers 400, 404 or 405",
+        help="auto (default): a ws:// or wss:// URL is WebSocket, a URL ending in /sse is HTTP+SSE; "
+        "any other is tried as Streamable HTTP first, falling back to HTTP+SSE when the server "
+        "answers 400, 404 or 405",
     )
     parser.add_argument("--call", metavar="TOOL", help="call this tool instead of listing tools")
     parser.add_argument(

@@ -6,7 +6,8 @@ specification's backwards-compatibility rule decides: ``POST`` an
 ``404`` or ``405``, the server is an older one, so ``GET`` the URL as an
 HTTP+SSE event stream instead.  A URL whose path ends in ``/sse`` is taken to
 be an HTTP+SSE stream right away, which saves a round trip to the servers that
-use that conventional path (ours included).
+use that conventional path (ours included).  A ``ws://`` or ``wss://`` URL
+names the (non-standard) WebSocket transport, and nothing else is tried.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,20 +32,25 @@ from ._session import (
 )
 from ._streamable import connect_streamable_http
 from ._transport import AuthArgument, _check_url, connect_sse
+from ._websocket import connect_websocket
 
 __all__ = ["TransportChoice", "choose_transport", "open_session"]
 
-TransportChoice: TypeAlias = Literal["auto", "streamable-http", "sse"]
+TransportChoice: TypeAlias = Literal["auto", "streamable-http", "sse", "websocket"]
 """``"auto"``: decide from the URL and the server's answer; or one transport, no fallback."""
+_TRANSPORTS: Final = ("auto", "streamable-http", "sse", "websocket")
 
 FALLBACK_STATUSES: Final = frozenset({400, 404, 405})
 """Answers to the ``initialize`` POST that mean "not a Streamable HTTP endpoint"."""
 
 
-def choose_transport(url: str, transport: TransportChoice) -> Literal["streamable-http", "sse"]:
-    """The transport to try first: ``auto`` takes a path ending in ``/sse`` as HTTP+SSE."""
+def choose_transport(url: str, transport: TransportChoice) -> Literal["streamable-http", "sse", "websocket"]:
+    """The transport to try first: ``auto`` takes a ``ws(s)://`` URL as WebSocket and a path
+    ending in ``/sse`` as HTTP+SSE."""
     if transport != "auto":
         return transport
+    if urlsplit(url).scheme in ("ws", "wss"):
+        return "websocket"
     path = httpx.URL(url).path.rstrip("/")
     return "sse" if path.endswith("/sse") else "streamable-http"
 
@@ -68,15 +75,19 @@ async def open_session(
     roots_handler: RootsHandler | None = None,
     notification_handlers: Mapping[str, NotificationHandler] | None = None,
 ) -> AsyncIterator[ClientSession]:
-    """Connect to ``url`` (Streamable HTTP or HTTP+SSE), open a :class:`ClientSession`, initialize.
+    """Connect to ``url`` (Streamable HTTP, HTTP+SSE or WebSocket), open a :class:`ClientSession`, initialize.
 
     ``transport`` picks the transport (``"auto"``: see the module docstring);
-    ``max_event_size`` bounds one event (or JSON body) from the server.  Every other argument is
-    passed on to the transport or the session.
+    ``max_event_size`` bounds one event (or JSON body, or WebSocket message) from the server.
+    Every other argument is passed on to the transport or the session (a WebSocket takes
+    ``headers``, ``timeout`` and ``max_event_size``; ``auth`` and ``http_client`` are HTTP's).
     """
-    if transport not in ("auto", "streamable-http", "sse"):
-        raise ValueError(f"transport must be 'auto', 'streamable-http' or 'sse', got {transport!r}")
-    if transport != "streamable-http":
+    if transport not in _TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(map(repr, _TRANSPORTS))}, got {transport!r}")
+    over_websocket = transport == "websocket" or (
+        transport == "auto" and urlsplit(url).scheme in ("ws", "wss")
+    )
+    if not over_websocket and transport != "streamable-http":
         _check_url(url)
     session_options: dict[str, Any] = {
         "client_name": client_name,
@@ -96,6 +107,17 @@ async def open_session(
         "max_event_size": max_event_size,
         "http_client": http_client,
     }
+    if over_websocket:
+        if auth is not None or http_client is not None:
+            raise ValueError(
+                "auth and http_client are for HTTP transports: give a WebSocket its token in headers"
+            )
+        async with connect_websocket(
+            url, headers=headers, timeout=timeout, max_message_size=max_event_size
+        ) as websocket, ClientSession(websocket, **session_options) as ws_session:
+            await ws_session.initialize()
+            yield ws_session
+        return
     async with contextlib.AsyncExitStack() as stack:
         session: ClientSession | PostError | None = None
         if choose_transport(url, transport) == "streamable-http":
