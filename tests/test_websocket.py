@@ -218,7 +218,7 @@ async def test_a_drain_lets_requests_finish_then_closes_with_1001() -> None:
             assert answer["id"] == 5
             assert answer["result"]["content"] == [{"type": "text", "text": "done"}]
             assert await peer.closed() == (1001, "server shutting down")
-    assert transport.metrics.sessions_closed["session ended"] == 0
+    assert dict(transport.metrics.sessions_closed) == {"drained": 1}
 
 
 async def test_the_server_pings_a_silent_client_and_closes_on_no_answer(autojump_clock: trio.abc.Clock) -> None:
@@ -269,3 +269,39 @@ def test_close_codes_follow_how_the_session_ended() -> None:
     assert close_for_session("handler failed", draining=False) == (CloseCode.INTERNAL_ERROR, "handler failed")
     assert close_for_session("idle timeout", draining=False) == (CloseCode.GOING_AWAY, "idle timeout")
     assert close_for_session("server shutting down", draining=True) == (CloseCode.GOING_AWAY, "server shutting down")
+
+
+async def test_a_request_sent_while_draining_is_refused_at_once() -> None:
+    app = make_server().sse_app()
+    transport = app.extensions["trio_mcp_sse"]
+    async with run_asgi_app(app), websocket_peer(app) as (peer, first):
+        accepted(first)
+        await peer.initialize()
+        await peer.send_text(
+            {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 1}}}
+        )
+        await trio.sleep(0.1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transport.drain, 10.0)
+            await trio.sleep(0.1)
+            assert await peer.request(6, "ping") == {
+                "jsonrpc": "2.0",
+                "id": 6,
+                "error": {"code": -32000, "message": "Server is shutting down"},
+            }
+            assert (await peer.receive_json())["id"] == 5
+            assert (await peer.closed())[0] == 1001
+
+
+async def test_a_failing_handler_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(session: Any) -> None:
+        async for _ in session.incoming:
+            raise RuntimeError("boom")
+
+    transport = WebSocketServerTransport(handler)
+    async with run_asgi_app(transport), websocket_peer(transport) as (peer, first):
+        accepted(first)
+        await peer.send_text({"jsonrpc": "2.0", "method": "notifications/anything"})
+        assert await peer.closed() == (1011, "handler failed")
+    assert len(transport.sessions) == 0
+    assert "handler failed" in caplog.text

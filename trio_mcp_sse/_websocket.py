@@ -213,8 +213,14 @@ class _Wire:
 
     async def send_text(self, data: bytes) -> None:
         async with self._lock:
-            if not self.closed:
+            if self.closed:
+                return
+            try:
                 await self._send({"type": "websocket.send", "text": data.decode("utf-8")})
+            except OSError:
+                # Some servers raise once the client is gone (hypercorn drops the frame);
+                # the reader is about to see the disconnect.
+                self.closed = True
 
     async def close(self, code: CloseCode, reason: str) -> None:
         """Send the close frame (once), even while the connection's tasks are cancelled."""
@@ -346,7 +352,7 @@ class WebSocketServerTransport:
             self.metrics.rejections[outcome.label] += 1
             await send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
 
-    async def _admit(self, scope: Scope, send: Send) -> Session | None:
+    async def _admit(self, scope: Scope, send: Send, headers: HeaderView) -> Session | None:
         server = scope.get("server")
         head = RequestHead("GET", scope["headers"], scope.get("query_string", b""), server[0] if server else None)
         decision = self.intake.decide(head)
@@ -361,7 +367,7 @@ class WebSocketServerTransport:
             await self._refuse(scope, send, Outcome.SUBPROTOCOL_REQUIRED)
             return None
         try:
-            return await self.sessions.open_session(principal=decision.principal, headers=HeaderView(scope["headers"]))
+            return await self.sessions.open_session(principal=decision.principal, headers=headers)
         except SessionRefused as refused:
             outcome = Outcome.SHUTTING_DOWN if refused.reason is Refusal.DRAINING else Outcome.TOO_MANY_SESSIONS
             await self._refuse(scope, send, outcome)
@@ -375,7 +381,8 @@ class WebSocketServerTransport:
             return
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake reached the application
-        session = await self._admit(scope, send)
+        headers = HeaderView(scope["headers"])
+        session = await self._admit(scope, send, headers)
         if session is None:
             return
         self.host.stream_started()
@@ -383,8 +390,8 @@ class WebSocketServerTransport:
         close = _PEER_GONE
         try:
             await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-            close = await self._run(session, receive, wire, HeaderView(scope["headers"]))
-        except OSError:
+            close = await self._run(session, receive, wire, headers)
+        except OSError:  # the accept could not be sent: the client is gone
             close = _PEER_GONE
         finally:
             session.close(close.session_reason)
