@@ -44,12 +44,20 @@ def node_22_client() -> tuple[Path, Path]:
     return NODE_22, CLIENT_DIR / "websocket_client.mjs"
 
 
-async def test_official_typescript_websocket_client(node_22_client: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("app", "idle_ms"),
+    [
+        ("tests.apps.e2e_app:app", 0),
+        # Silent for 3 s, while an unanswered ping would close the connection after 1.3 s: the SDK answers.
+        ("tests.apps.websocket_ping_app:app", 3000),
+    ],
+)
+async def test_official_typescript_websocket_client(node_22_client: tuple[Path, Path], app: str, idle_ms: int) -> None:
     node, script = node_22_client
-    async with running_server(hypercorn_argv("tests.apps.e2e_app:app")) as server:
+    async with running_server(hypercorn_argv(app)) as server:
         with trio.fail_after(60):
             result = await trio.run_process(
-                [str(node), str(script), f"ws://127.0.0.1:{server.port}/ws"],
+                [str(node), str(script), f"ws://127.0.0.1:{server.port}/ws", str(idle_ms)],
                 capture_stdout=True, capture_stderr=True, check=False,
             )
             assert result.returncode == 0, result.stderr.decode()

@@ -1,6 +1,7 @@
 // Connects the official TypeScript SDK client over WebSocket (WebSocketClientTransport,
 // subprotocol "mcp") and prints what it saw as JSON.  Needs Node 22 (a global WebSocket).
-// Usage: node websocket_client.mjs ws://127.0.0.1:PORT/ws
+// Usage: node websocket_client.mjs ws://127.0.0.1:PORT/ws [IDLE_MS]
+// IDLE_MS: stay silent that long after connecting (the server's liveness pings must be answered).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { WebSocketClientTransport } from "@modelcontextprotocol/sdk/client/websocket.js";
 
@@ -11,6 +12,7 @@ const transport = new WebSocketClientTransport(url);
 const timer = setTimeout(() => { console.error("timed out"); process.exit(3); }, 20000);
 try {
   await client.connect(transport);
+  await new Promise((resolve) => setTimeout(resolve, Number(process.argv[3] ?? 0)));
   const tools = await client.listTools();
   const echoed = await client.callTool({ name: "echo", arguments: { text } });
   const added = await client.callTool({ name: "add", arguments: { a: 2, b: 3.5 } });
