@@ -1,7 +1,7 @@
 """The smallest useful MCP server: two tools over HTTP+SSE.
 
 Run it:  hypercorn --worker-class trio examples.echo_server:app
-Connect: http://127.0.0.1:8000/sse
+Connect: http://127.0.0.1:8000/sse  (or ws://127.0.0.1:8000/ws, the non-standard WebSocket transport)
 """
 
 from trio_mcp_sse import MCPServer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from examples.echo_server import server
-
 from trio_mcp_sse import WebSocketSettings
 
 from .debug import install_debug_route
