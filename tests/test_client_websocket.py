@@ -15,7 +15,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 
-from trio_mcp_sse import MCPServer, WebSocketSettings
+from trio_mcp_sse import AuthSettings, MCPServer, StaticTokens, WebSocketSettings
 from trio_mcp_sse.client import (
     ClientSession,
     ConnectionClosedError,
@@ -110,6 +110,20 @@ async def test_a_refused_upgrade_is_a_typed_error(monkeypatch: pytest.MonkeyPatc
             async with connect_websocket(URL, headers={"Origin": "https://evil.example"}):
                 pass
         assert refused.value.status_code == 403
+
+
+async def test_a_bearer_token_travels_on_the_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_server().sse_app(auth=AuthSettings(verify_token=StaticTokens({"s3cret": "alice"})))
+    transport = app.extensions["trio_mcp_sse"]
+    async with served(monkeypatch, app):
+        with trio.fail_after(10):
+            with pytest.raises(WebSocketRejectedError) as refused:
+                async with connect_websocket(URL):
+                    pass
+            assert refused.value.status_code == 401
+            async with open_session(URL, headers={"Authorization": "Bearer s3cret"}) as session:
+                assert (await session.call_tool("echo", {"text": "hi"})).content[0].text == "hi"  # type: ignore[union-attr]
+                assert [s.principal for s in transport.sessions] == ["alice"]
 
 
 async def use_until_closed(connect: Callable[[], Any], during: Callable[[], Any]) -> None:
