@@ -271,6 +271,10 @@ class ServerConnection:
         """Whether a message at ``level`` would currently reach this client."""
         return LOG_LEVELS[level] >= LOG_LEVELS[self.log_level]
 
+    async def ask_to_reconnect(self, request_id: RequestId) -> None:
+        """Queue the signal that ends ``request_id``'s own stream early (see ``Context.close_sse_stream``)."""
+        await self.session.send(b"", related_request_id=request_id, reconnect=True)
+
     async def log(
         self, level: str, data: Any, *, logger: str | None = None, related_request_id: RequestId | None = None
     ) -> None:

@@ -32,6 +32,7 @@ from ._tools import Tool, ToolOptions
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
+    from .._streamable import StreamableHTTPTransport
     from .._transport import SseServerTransport
 
 __all__ = ["MCPServer"]
@@ -322,4 +323,61 @@ class MCPServer:
         transport = self.sse_transport(**options)
         transport.init_app(app)
         app.extensions["trio_mcp_sse"] = transport
+        return app
+
+    def streamable_http_transport(self, **options: Any) -> StreamableHTTPTransport:
+        """A :class:`StreamableHTTPTransport` serving this server (options as its constructor's)."""
+        from .._streamable import StreamableHTTPTransport
+
+        return StreamableHTTPTransport(self.run_session, **options)
+
+    def http_app(
+        self,
+        *,
+        path: str = "/mcp",
+        sse_path: str | None = "/sse",
+        message_path: str = "/messages/",
+        keepalive_interval: float | None = 15.0,
+        limits: Any = None,
+        registry: Any = None,
+        health_path: str | None = "/healthz",
+        ready_path: str | None = "/readyz",
+        metrics_path: str | None = None,
+        **options: Any,
+    ) -> QuartTrio:
+        """A Quart-Trio app serving this server over Streamable HTTP and, beside it, HTTP+SSE.
+
+        Streamable HTTP (the current transport) answers at ``path``; the
+        deprecated HTTP+SSE transport, for older clients, at ``sse_path`` and
+        ``message_path`` (``sse_path=None`` serves Streamable HTTP only).  Both
+        share one set of sessions: the session cap, the idle timeout, the
+        metrics and a drain cover both.  ``options`` are the shared transport
+        options (``security``, ``auth``, ``cors``) and the Streamable HTTP ones
+        (``response_mode``, ``event_store``, ``retry_interval``); see
+        ``docs/transports.md``.  The transports are at
+        ``app.extensions["trio_mcp_sse"]`` (Streamable HTTP) and
+        ``app.extensions["trio_mcp_sse.sse"]``.
+        """
+        from quart_trio import QuartTrio
+
+        from .._host import SessionHost
+        from .._streamable import StreamableHTTPTransport
+        from .._transport import SseServerTransport
+
+        shared = {key: options[key] for key in ("security", "auth", "cors") if key in options}
+        ops: dict[str, Any] = {"health_path": health_path, "ready_path": ready_path, "metrics_path": metrics_path}
+        host = SessionHost(self.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        app = QuartTrio(self.name)
+        streamable = StreamableHTTPTransport(
+            self.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options
+        )
+        inner: Any = app.asgi_app
+        if sse_path is not None:
+            sse = SseServerTransport(
+                self.run_session, sse_path=sse_path, message_path=message_path, host=host, **ops, **shared
+            )
+            inner = sse.wrap(inner)
+            app.extensions["trio_mcp_sse.sse"] = sse
+        app.asgi_app = streamable.wrap(inner)  # type: ignore[method-assign, assignment]
+        app.extensions["trio_mcp_sse"] = streamable
         return app
