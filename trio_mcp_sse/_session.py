@@ -246,9 +246,14 @@ class Session:
         headers: Mapping[str, str],
         limits: SessionLimits,
         metrics: Metrics | None = None,
+        stateless: bool = False,
     ) -> None:
         self.id = session_id
         self.principal = principal
+        self.stateless = stateless
+        """The session serves one request of a stateless transport: no handshake came
+        before it, and nothing the client sends later can reach it (so the server
+        layer cannot send it requests: their answers would have nowhere to go)."""
         self.headers = headers
         """Headers of the request that opened the session (e.g. the SSE GET)."""
         self._limits = limits
@@ -572,6 +577,7 @@ class SessionManager:
         principal: str | None = None,
         headers: Mapping[str, str] | None = None,
         handler: SessionHandler | None = None,
+        stateless: bool = False,
     ) -> Session:
         """Register a new session and start its handler task in the manager's nursery.
 
@@ -587,7 +593,12 @@ class SessionManager:
         if self._nursery is None:
             raise RuntimeError("SessionManager is not running")
         session = Session(
-            new_session_id(), principal=principal, headers=headers or {}, limits=self.limits, metrics=self.metrics
+            new_session_id(),
+            principal=principal,
+            headers=headers or {},
+            limits=self.limits,
+            metrics=self.metrics,
+            stateless=stateless,
         )
         self._adopt(session)
         try:

@@ -378,6 +378,12 @@ class StreamableHTTPTransport:
     ``retry_interval``
         Seconds a client should wait before reconnecting a stream the server
         closed (the SSE ``retry`` field of the priming event).
+    ``stateless``
+        No protocol sessions: no ``Mcp-Session-Id``; every request is served by
+        a fresh session that ends with its answer, so any worker can serve any
+        request.  ``GET`` and ``DELETE`` are ``405``, streams are not
+        resumable, and a tool cannot send requests to the client (sampling,
+        elicitation, roots): its answer would have nowhere to go.
     ``host``
         Share sessions, limits, metrics and drain with another transport of
         the same app (the HTTP+SSE transport beside it).
@@ -401,6 +407,7 @@ class StreamableHTTPTransport:
         metrics_path: str | None = None,
         registry: SessionRegistry | None = None,
         host: SessionHost | None = None,
+        stateless: bool = False,
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -419,14 +426,17 @@ class StreamableHTTPTransport:
         self.metrics: Metrics = self.host.metrics
         self.path = path
         self.response_mode: ResponseMode = response_mode
-        self.event_store: EventStore | None = MemoryEventStore() if event_store == "memory" else event_store
+        self.stateless = stateless
+        self.event_store: EventStore | None = (
+            None if stateless else MemoryEventStore() if event_store == "memory" else event_store
+        )
         self.retry_ms = round(retry_interval * 1000)
         self.keepalive_interval = keepalive_interval
         self.security = security = security or SecuritySettings()
         self.auth = auth
         self.cors = cors
         self._streams: dict[str, _SessionStreams] = {}
-        methods = allow_methods(b"GET", b"POST", b"DELETE", cors=cors)
+        methods = allow_methods(b"POST", cors=cors) if stateless else allow_methods(b"GET", b"POST", b"DELETE", cors=cors)
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
         version = protocol_version_supported()
         # The status tables of docs/transports.md, row by row.
@@ -596,6 +606,9 @@ class StreamableHTTPTransport:
             return
         del body
         headers = HeaderView(scope["headers"])
+        if self.stateless:
+            await self._serve_stateless(message, headers, head, principal, receive, send)
+            return
         session_id = head.header(b"mcp-session-id")
         if session_id is None:
             if not (isinstance(message, JSONRPCRequest) and message.method == "initialize"):
@@ -626,7 +639,35 @@ class StreamableHTTPTransport:
             return
         await self._serve_request(found[0], found[1], message, headers, head, receive, send)
 
+    async def _serve_stateless(
+        self,
+        message: Any,
+        headers: HeaderView,
+        head: RequestHead,
+        principal: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """One request, one short-lived session; notifications and responses have no one to reach."""
+        if not isinstance(message, JSONRPCRequest):
+            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *self._cors_headers(head)]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            session = await self.sessions.open_session(
+                principal=principal, headers=headers, handler=self._serve_session, stateless=True
+            )
+        except SessionRefused as refused:
+            await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
+            return
+        try:
+            await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
+        finally:
+            await self.sessions.close_session(session, "stateless request answered")
+
     def _session_headers(self, head: RequestHead, session_id: str) -> list[tuple[bytes, bytes]]:
+        if self.stateless:
+            return list(self._cors_headers(head))
         return [(b"mcp-session-id", session_id.encode("ascii")), *self._cors_headers(head)]
 
     async def _serve_request(
