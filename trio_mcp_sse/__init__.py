@@ -1,4 +1,4 @@
-"""trio-mcp-sse: the Model Context Protocol's HTTP+SSE transport, native to Trio.
+"""trio-mcp-sse: the Model Context Protocol's HTTP transports (Streamable HTTP, HTTP+SSE), native to Trio.
 
 Public API; everything in ``_modules`` is private.
 """
@@ -6,6 +6,7 @@ Public API; everything in ``_modules`` is private.
 from ._auth import AuthSettings, StaticTokens, TokenVerifier
 from ._cors import CorsSettings
 from ._drain import DrainGroup
+from ._event_store import EventStore, MemoryEventStore, Replay, StoredEvent
 from ._errors import (
     ClientCapabilityError,
     ClientRequestError,
@@ -42,6 +43,7 @@ from ._session import (
     SessionState,
 )
 from ._sse import ServerSentEvent, SSEDecoder, SSELimitExceeded, encode_comment, encode_event
+from ._streamable import ResponseMode, StreamableHTTPTransport
 from ._transport import SseServerTransport
 from .server import Context, MCPServer
 
@@ -56,6 +58,7 @@ __all__ = [
     "CorsSettings",
     "Delivery",
     "DrainGroup",
+    "EventStore",
     "Incoming",
     "InvalidMessage",
     "JSONRPCError",
@@ -65,8 +68,11 @@ __all__ = [
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
+    "MemoryEventStore",
     "Outgoing",
+    "Replay",
     "ResourceNotFound",
+    "ResponseMode",
     "SSEDecoder",
     "SSELimitExceeded",
     "SecuritySettings",
@@ -81,6 +87,8 @@ __all__ = [
     "SessionState",
     "SseServerTransport",
     "StaticTokens",
+    "StoredEvent",
+    "StreamableHTTPTransport",
     "TokenVerifier",
     "ToolError",
     "__version__",
