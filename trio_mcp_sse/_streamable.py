@@ -45,7 +45,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
-import orjson
 import trio
 
 from ._auth import AuthSettings
@@ -196,7 +195,7 @@ def accepts_event_stream() -> Rule:
 class _Stream:
     """One logical event stream of a session: its standalone stream, or one request's."""
 
-    __slots__ = ("finished", "json", "name", "pending", "request_id", "writer")
+    __slots__ = ("finished", "json", "name", "pending", "reader", "request_id", "writer")
 
     def __init__(self, name: str, request_id: RequestId | None, *, json: bool) -> None:
         self.name = name
@@ -204,6 +203,8 @@ class _Stream:
         self.json = json
         self.writer: trio.MemorySendChannel[_Event] | None = None
         """The channel of the HTTP response writing this stream now, if any."""
+        self.reader: trio.MemoryReceiveChannel[_Event] | None = None
+        """That response's end of the channel (to tell whose it is when it detaches)."""
         self.finished = False
         """Its last event was routed: a request's answer, or the end of an unanswered one."""
         self.pending: deque[_Event] = deque()
@@ -236,8 +237,9 @@ class _SessionStreams:
         return stream
 
     def forget(self, stream: _Stream) -> None:
-        if self.requests.get(stream.request_id) is stream:  # type: ignore[arg-type]
-            del self.requests[stream.request_id]  # type: ignore[arg-type]
+        """Drop a request's stream (a resume then replays from the event store alone)."""
+        if stream.request_id is not None and self.requests.get(stream.request_id) is stream:
+            del self.requests[stream.request_id]
         if stream is not self.standalone:
             self.by_name.pop(stream.name, None)
 
@@ -246,7 +248,7 @@ class _SessionStreams:
         send, receive = trio.open_memory_channel[_Event](self._buffer)
         if stream.writer is not None:
             stream.writer.close()  # (a resume replaces a writer whose client is gone)
-        stream.writer = send
+        stream.writer, stream.reader = send, receive
         while stream.pending:
             try:
                 send.send_nowait(stream.pending.popleft())
@@ -257,17 +259,19 @@ class _SessionStreams:
         return receive
 
     def detach(self, stream: _Stream, receive: trio.MemoryReceiveChannel[_Event]) -> None:
+        """The response that held ``receive`` is done; the stream goes on without it."""
         receive.close()
-        writer = stream.writer
-        if writer is not None and writer._state is receive._state:
-            stream.writer = None
+        if stream.reader is receive:
+            stream.writer = stream.reader = None
+        if stream.finished and stream.writer is None:
+            self.forget(stream)
 
     def close(self) -> None:
         """The session ended: end every stream's response."""
         for stream in (*self.by_name.values(), *self.requests.values()):
             if stream.writer is not None:
                 stream.writer.close()
-                stream.writer = None
+                stream.writer = stream.reader = None
 
     # -- the router task -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -306,19 +310,25 @@ class _SessionStreams:
                 if not stream.json:
                     await self._push(stream, _RECONNECT)
             elif item.final:  # the request ended unanswered (cancelled)
-                stream.finished = True
-                self.forget(stream) if stream.writer is None else self.requests.pop(request_id, None)
+                self._finish(stream)
                 await self._push(stream, _END)
             return
         if stream is None or (stream.json and not item.final):
             stream = self.standalone
         elif item.final:
-            stream.finished = True
-            del self.requests[request_id]
+            self._finish(stream)
         event_id = None
         if self.store is not None and not stream.json:
             event_id = await self.store.store(self.session.id, stream.name, item.data)
         await self._push(stream, (event_id, item.data, item.final, False))
+
+    def _finish(self, stream: _Stream) -> None:
+        """Its last event is being routed: no later item belongs to it."""
+        stream.finished = True
+        if stream.writer is None:
+            self.forget(stream)  # nobody holds it; a resume replays it from the store
+        elif stream.request_id is not None:
+            del self.requests[stream.request_id]
 
     async def _push(self, stream: _Stream, event: _Event) -> None:
         writer = stream.writer
@@ -337,9 +347,9 @@ class _SessionStreams:
                     extra={"event": "slow_stream", "session_id": self.session.id},
                 )
                 writer.close()
-                stream.writer = None
+                stream.writer = stream.reader = None
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                stream.writer = None  # its response ended: the client left
+                stream.writer = stream.reader = None  # its response ended: the client left
         if event[0] is not None and stream is not self.standalone:
             return  # kept by the event store: a resume replays it
         if event[1] or event is _END:
@@ -624,8 +634,11 @@ class StreamableHTTPTransport:
             await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
             return
         if not isinstance(message, JSONRPCRequest):
+            if session_id not in self._streams:  # (an HTTP+SSE session of a shared host is not ours)
+                await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+                return
             delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
-            if delivery is Delivery.GONE or not is_session_id(session_id) or session_id not in self._streams:
+            if delivery is Delivery.GONE:
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
             elif delivery is Delivery.ACCEPTED:
                 await send({"type": "http.response.start", "status": 202, "headers": self._session_headers(head, session_id)})
@@ -711,11 +724,10 @@ class StreamableHTTPTransport:
                 await self._write_events(events, receive, send, response_headers, first)
         finally:
             streams.detach(stream, events)
-            if stream.finished and stream.writer is None and not stream.pending:
-                streams.forget(stream)
-                if self.event_store is not None and not stream.json:
-                    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                        await self.event_store.forget_stream(session.id, stream.name)
+            if stream.finished and self.event_store is not None and not stream.json and stream.name not in streams.by_name:
+                # Written to its end: nobody will resume it.
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self.event_store.forget_stream(session.id, stream.name)
             self.host.stream_ended()
 
     async def _write_json(
@@ -801,8 +813,8 @@ class StreamableHTTPTransport:
                     break  # the client resumes with Last-Event-ID after the retry interval
                 if data:
                     if skip_through is not None and event_id is not None:
-                        parsed = parse_event_id(event_id)
-                        if parsed is not None and parsed[1] <= skip_through:
+                        seq = _seq(event_id)
+                        if seq is not None and seq <= skip_through:
                             continue
                     frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -878,12 +890,11 @@ class StreamableHTTPTransport:
         first = b"".join(
             encode_event(event.data, id=event.event_id) for event in replay.events if event.data
         )
-        last_seq = parse_event_id(replay.events[-1].event_id)[1] if replay.events else parsed[1]  # type: ignore[index]
-        answered = any(_is_response(event.data) for event in replay.events) and replay.stream != STANDALONE
+        last_seq = max((seq for event in replay.events if (seq := _seq(event.event_id)) is not None), default=parsed[1])
         self.host.stream_started()
         try:
-            if events is None or answered:
-                # The stream is over (or unknown here): the replay is all there is.
+            if events is None:
+                # The stream is over (or was never ours to write): the replay is all there is.
                 await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
                 await send({"type": "http.response.body", "body": first, "more_body": False})
                 return
@@ -891,8 +902,6 @@ class StreamableHTTPTransport:
         finally:
             if events is not None and stream is not None:
                 streams.detach(stream, events)
-                if stream.finished and stream.writer is None and stream is not streams.standalone:
-                    streams.forget(stream)
             self.host.stream_ended()
 
     # -- DELETE ------------------------------------------------------------------------------------------
@@ -907,14 +916,9 @@ class StreamableHTTPTransport:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _is_response(data: bytes) -> bool:
-    if not data:
-        return False
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
+def _seq(event_id: str) -> int | None:
+    parsed = parse_event_id(event_id)
+    return None if parsed is None else parsed[1]
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
