@@ -1,7 +1,9 @@
-"""The smallest useful MCP server: two tools over HTTP+SSE.
+"""The smallest useful MCP server: two tools, over Streamable HTTP and HTTP+SSE.
 
-Run it:  hypercorn --worker-class trio examples.echo_server:app
-Connect: http://127.0.0.1:8000/sse  (or ws://127.0.0.1:8000/ws, the non-standard WebSocket transport)
+Run it:  python -m trio_mcp_sse serve examples.echo_server:app
+   (or:  hypercorn --worker-class trio examples.echo_server:app)
+Connect: http://127.0.0.1:8000/mcp (Streamable HTTP), http://127.0.0.1:8000/sse (HTTP+SSE),
+         ws://127.0.0.1:8000/ws (WebSocket, non-standard)
 """
 
 from trio_mcp_sse import MCPServer
@@ -21,4 +23,4 @@ async def add(a: float, b: float) -> float:
     return a + b
 
 
-app = server.sse_app()
+app = server.http_app()

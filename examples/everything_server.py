@@ -239,11 +239,10 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
         "the stream mid-call and sends the result after the client reconnects."
     )
 )
-async def test_reconnection() -> str:
-    # server-sse-polling expects the transport to close this request's SSE stream
-    # here and deliver the result on the client's Last-Event-ID reconnection.  The
-    # server API has no way yet to ask for that (docs/conformance.md), so the
-    # result simply follows on the same stream, which the scenario reports as INFO.
+async def test_reconnection(ctx: Context) -> str:
+    # server-sse-polling: end this request's HTTP response mid-call; the client
+    # resumes with Last-Event-ID after the retry interval and gets the result.
+    await ctx.close_sse_stream()
     await trio.sleep(RECONNECTION_DELAY)
     return (
         "Reconnection test completed successfully. If you received this, "
@@ -384,4 +383,4 @@ async def complete(request: CompletionRequest) -> list[str]:
     return []
 
 
-app = server.sse_app()
+app = server.http_app()  # Streamable HTTP at /mcp, HTTP+SSE at /sse

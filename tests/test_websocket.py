@@ -305,3 +305,18 @@ async def test_a_failing_handler_closes_with_1011(caplog: pytest.LogCaptureFixtu
         assert await peer.closed() == (1011, "handler failed")
     assert len(transport.sessions) == 0
     assert "handler failed" in caplog.text
+
+
+async def test_http_app_serves_websocket_beside_streamable_http_on_one_host() -> None:
+    app = make_server().http_app(limits=SessionLimits(max_sessions=1))
+    streamable = app.extensions["trio_mcp_sse"]
+    endpoint = app.extensions["trio_mcp_sse.websocket"]
+    assert endpoint.host is streamable.host
+    async with run_asgi_app(app), websocket_peer(app) as (peer, first):
+        accepted(first)
+        assert (await peer.initialize())["result"]["serverInfo"]["name"] == "ws-test"
+        assert len(streamable.sessions) == 1
+        async with websocket_peer(app) as (second, answer):  # the cap counts every transport's sessions
+            assert (await refusal(second, answer))[0] == 503
+        await peer.disconnect()
+    assert "trio_mcp_sse.websocket" not in make_server().http_app(websocket=False).extensions

@@ -1,4 +1,4 @@
-"""trio-mcp-sse: the Model Context Protocol's HTTP+SSE transport, native to Trio.
+"""trio-mcp-sse: the Model Context Protocol's HTTP transports (Streamable HTTP, HTTP+SSE), native to Trio.
 
 Public API; everything in ``_modules`` is private.
 """
@@ -14,6 +14,7 @@ from ._errors import (
     ResourceNotFound,
     ToolError,
 )
+from ._event_store import EventStore, MemoryEventStore, Replay, StoredEvent
 from ._jsonrpc import (
     InvalidMessage,
     JSONRPCError,
@@ -42,6 +43,7 @@ from ._session import (
     SessionState,
 )
 from ._sse import ServerSentEvent, SSEDecoder, SSELimitExceeded, encode_comment, encode_event
+from ._streamable import ResponseMode, StreamableHTTPTransport
 from ._transport import SseServerTransport
 from ._websocket import WebSocketServerTransport, WebSocketSettings
 from .server import Context, MCPServer
@@ -57,6 +59,7 @@ __all__ = [
     "CorsSettings",
     "Delivery",
     "DrainGroup",
+    "EventStore",
     "Incoming",
     "InvalidMessage",
     "JSONRPCError",
@@ -66,8 +69,11 @@ __all__ = [
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
+    "MemoryEventStore",
     "Outgoing",
+    "Replay",
     "ResourceNotFound",
+    "ResponseMode",
     "SSEDecoder",
     "SSELimitExceeded",
     "SecuritySettings",
@@ -82,6 +88,8 @@ __all__ = [
     "SessionState",
     "SseServerTransport",
     "StaticTokens",
+    "StoredEvent",
+    "StreamableHTTPTransport",
     "TokenVerifier",
     "ToolError",
     "WebSocketServerTransport",

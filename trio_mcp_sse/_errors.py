@@ -74,9 +74,9 @@ class ClientCapabilityError(Exception):
     it would at best earn a "method not found", so it is refused locally.
     """
 
-    def __init__(self, method: str, capability: str) -> None:
+    def __init__(self, method: str, capability: str, reason: str | None = None) -> None:
         super().__init__(
-            f"the client did not declare the {capability!r} capability, so it cannot answer {method}"
+            reason or f"the client did not declare the {capability!r} capability, so it cannot answer {method}"
         )
         self.method = method
         self.capability = capability

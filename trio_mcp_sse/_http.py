@@ -6,6 +6,8 @@ import enum
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
+import orjson
+
 __all__ = [
     "ASGIApp",
     "ClientGone",
@@ -41,6 +43,10 @@ class Outcome(enum.Enum):
     PREFLIGHT = (204, "")
     INVALID_MESSAGE = (400, "Invalid JSON-RPC message")
     MISSING_SESSION_ID = (400, "Missing or malformed session_id query parameter")
+    MISSING_SESSION_HEADER = (400, "Missing Mcp-Session-Id header")
+    BAD_PROTOCOL_VERSION = (400, "Unsupported MCP-Protocol-Version")
+    REQUEST_ID_IN_USE = (400, "Request id is already in use in this session")
+    UNKNOWN_EVENT_ID = (400, "Unknown Last-Event-ID")
     SUBPROTOCOL_REQUIRED = (400, "WebSocket subprotocol 'mcp' required")
     UNAUTHORIZED = (401, "Authentication required")
     INVALID_TOKEN = (401, "Invalid or expired token")
@@ -48,6 +54,8 @@ class Outcome(enum.Enum):
     NOT_FOUND = (404, "Not found")
     UNKNOWN_SESSION = (404, "Could not find session")
     METHOD_NOT_ALLOWED = (405, "Method not allowed")
+    NOT_ACCEPTABLE = (406, "Accept must list the media types of the response (application/json, text/event-stream)")
+    STREAM_CONFLICT = (409, "This session already has a standalone stream")
     BODY_TOO_LARGE = (413, "Request body too large")
     UNSUPPORTED_MEDIA_TYPE = (415, "Content-Type must be application/json")
     MISDIRECTED_HOST = (421, "Host not allowed")
@@ -89,12 +97,22 @@ async def send_outcome(
     allow: bytes = b"",
     detail: str | None = None,
     extra_headers: RawHeaders = (),
+    jsonrpc_code: int | None = None,
 ) -> None:
-    """Answer a request with ``outcome``'s status and a short plain-text reason."""
+    """Answer a request with ``outcome``'s status and a short reason.
+
+    The reason is plain text, or with ``jsonrpc_code`` a JSON-RPC error without
+    an ``id`` (what Streamable HTTP clients parse out of a refusal).
+    """
     text = outcome.reason if detail is None else f"{outcome.reason}: {detail}"
-    body = text.encode("utf-8")
+    if jsonrpc_code is None:
+        body = text.encode("utf-8")
+        content_type = b"text/plain; charset=utf-8"
+    else:
+        body = orjson.dumps({"jsonrpc": "2.0", "error": {"code": jsonrpc_code, "message": text}})
+        content_type = b"application/json"
     headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode("ascii")),
         (b"cache-control", b"no-store"),
     ]

@@ -309,11 +309,26 @@ async def settle(intake: Intake, head: RequestHead, decision: Answer | VerifyTok
 
 
 async def send_answer(
-    send: Send, answer: Answer, *, metrics: Metrics, cors_headers: RawHeaders = _NO_HEADERS, detail: str | None = None
+    send: Send,
+    answer: Answer,
+    *,
+    metrics: Metrics,
+    cors_headers: RawHeaders = _NO_HEADERS,
+    detail: str | None = None,
+    jsonrpc_code: int | None = None,
 ) -> None:
-    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total``."""
+    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total``.
+
+    ``jsonrpc_code``: the body is a JSON-RPC error with that code (see :func:`send_outcome`)."""
     if answer.outcome is Outcome.PREFLIGHT:
         await send_outcome(send, answer.outcome, extra_headers=answer.headers)
         return
     metrics.rejections[answer.outcome.label] += 1
-    await send_outcome(send, answer.outcome, allow=answer.allow, detail=detail, extra_headers=(*answer.headers, *cors_headers))
+    await send_outcome(
+        send,
+        answer.outcome,
+        allow=answer.allow,
+        detail=detail,
+        extra_headers=(*answer.headers, *cors_headers),
+        jsonrpc_code=jsonrpc_code,
+    )

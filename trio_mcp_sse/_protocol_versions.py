@@ -22,6 +22,7 @@ __all__ = [
     "LATEST_HANDSHAKE",
     "LATEST_MODERN",
     "MODERN_PROTOCOL_VERSIONS",
+    "UNANNOUNCED_HTTP_VERSION",
     "version_at_least",
 ]
 
@@ -31,6 +32,9 @@ LATEST_HANDSHAKE: Final[str] = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 MODERN_PROTOCOL_VERSIONS: Final[tuple[str, ...]] = tuple(_registry.MODERN_PROTOCOL_VERSIONS)
 """Revisions of the stateless era (no ``initialize``), oldest first."""
 LATEST_MODERN: Final[str] = MODERN_PROTOCOL_VERSIONS[-1]
+UNANNOUNCED_HTTP_VERSION: Final = "2025-03-26"
+"""What a Streamable HTTP server assumes when a request has no ``MCP-Protocol-Version``
+header and nothing else tells (the specification's rule for backwards compatibility)."""
 
 
 def version_at_least(version: str | None, floor: str) -> bool:

@@ -94,7 +94,7 @@ async def _pump(session: Session, receive: Receive, send: Send, watched: Watched
                     break
                 if item.data:
                     frames.append(encode_message_event(item.data))
-                elif not item.final:  # (an empty final item: a request ended unanswered)
+                elif not (item.final or item.reconnect):  # (per-request stream signals: not for this stream)
                     keepalive = True
                 del item  # an idle stream must not keep its last (maybe large) message alive
             if frames or keepalive:

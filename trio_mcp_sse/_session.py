@@ -124,6 +124,10 @@ class Outgoing:
     """The last item for ``related_request_id``: its response, or (empty ``data``) the
     notice that it ended without one (the client cancelled it).  A transport that
     holds a stream per request ends that stream here."""
+    reconnect: bool = False
+    """Ask the client to reconnect: a transport with a stream per request ends that
+    request's HTTP response now (after a ``retry`` hint), keeps its later messages
+    for a ``Last-Event-ID`` resume, and the request goes on.  Others ignore it."""
 
 
 _WAKE: Final = Outgoing(b"")  # shared: a keepalive request allocates nothing
@@ -242,9 +246,14 @@ class Session:
         headers: Mapping[str, str],
         limits: SessionLimits,
         metrics: Metrics | None = None,
+        stateless: bool = False,
     ) -> None:
         self.id = session_id
         self.principal = principal
+        self.stateless = stateless
+        """The session serves one request of a stateless transport: no handshake came
+        before it, and nothing the client sends later can reach it (so the server
+        layer cannot send it requests: their answers would have nowhere to go)."""
         self.headers = headers
         """Headers of the request that opened the session (e.g. the SSE GET)."""
         self._limits = limits
@@ -336,7 +345,9 @@ class Session:
                 self.cancel_scope.deadline = deadline
 
     # -- called by the server layer --------------------------------------------------------
-    async def send(self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False) -> None:
+    async def send(
+        self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False, reconnect: bool = False
+    ) -> None:
         """Queue one encoded JSON-RPC message for the peer.
 
         ``related_request_id`` is the client request this message belongs to
@@ -345,7 +356,7 @@ class Session:
         would cost memory for nothing, so the session is closed and
         :class:`SessionClosed` raised.
         """
-        item = Outgoing(data, related_request_id, final)
+        item = Outgoing(data, related_request_id, final, reconnect)
         try:
             self._outbound_send.send_nowait(item)
         except trio.WouldBlock:
@@ -560,8 +571,18 @@ class SessionManager:
             return Refusal.AT_CAPACITY
         return None
 
-    async def open_session(self, *, principal: str | None = None, headers: Mapping[str, str] | None = None) -> Session:
+    async def open_session(
+        self,
+        *,
+        principal: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        handler: SessionHandler | None = None,
+        stateless: bool = False,
+    ) -> Session:
         """Register a new session and start its handler task in the manager's nursery.
+
+        ``handler`` replaces the manager's for this session: a transport that
+        shares the manager with another wraps the server layer in its own way.
 
         Raises :class:`SessionRefused` while draining or at ``max_sessions``, and
         ``RuntimeError`` outside :meth:`run`.
@@ -572,11 +593,16 @@ class SessionManager:
         if self._nursery is None:
             raise RuntimeError("SessionManager is not running")
         session = Session(
-            new_session_id(), principal=principal, headers=headers or {}, limits=self.limits, metrics=self.metrics
+            new_session_id(),
+            principal=principal,
+            headers=headers or {},
+            limits=self.limits,
+            metrics=self.metrics,
+            stateless=stateless,
         )
         self._adopt(session)
         try:
-            await self._nursery.start(self._run_session, session)
+            await self._nursery.start(self._run_session, session, handler or self.handler)
         except BaseException:
             self._forget(session)
             session._finish()
@@ -603,7 +629,7 @@ class SessionManager:
             self._all_finished.set()
 
     async def _run_session(
-        self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, session: Session, handler: SessionHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The session task: the handler inside the session's scope and error boundary."""
         try:
@@ -613,7 +639,7 @@ class SessionManager:
                 # phase; this frame would keep it (~1 KB) alive as long as the session.
                 del task_status
                 try:
-                    await self.handler(session)
+                    await handler(session)
                 except* SessionClosed:
                     pass
                 except* Exception:

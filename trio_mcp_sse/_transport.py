@@ -124,6 +124,10 @@ class SseServerTransport:
     ``registry``
         Where messages for a session id are delivered (:class:`SessionRegistry`);
         in-process by default.
+    ``host``
+        Share sessions, limits, metrics, keepalives and drain with another
+        transport of the same app (``limits``, ``registry`` and
+        ``keepalive_interval`` are then the host's).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class SseServerTransport:
         ready_path: str | None = "/readyz",
         metrics_path: str | None = None,
         registry: SessionRegistry | None = None,
+        host: SessionHost | None = None,
     ) -> None:
         self.ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
         paths = {"sse_path": sse_path, "message_path": message_path, **self.ops.paths}
@@ -149,7 +154,7 @@ class SseServerTransport:
                 raise ValueError(f"{name} must start with '/': {path!r}")
         if len(set(paths.values())) != len(paths):
             raise ValueError(f"sse_path, message_path, health_path, ready_path and metrics_path must differ: {paths}")
-        self.host = SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        self.host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
         self.sessions: SessionManager = self.host.sessions
         self.metrics: Metrics = self.host.metrics
         self.sse_path = sse_path
@@ -221,7 +226,10 @@ class SseServerTransport:
                 )
                 return
         elif kind == "lifespan":
-            await self.host.lifespan(scope, receive, send, app)
+            if self.host.running and app is not None:
+                await app(scope, receive, send)  # a transport beside us runs the shared host
+            else:
+                await self.host.lifespan(scope, receive, send, app)
             return
         if app is not None:
             await app(scope, receive, send)

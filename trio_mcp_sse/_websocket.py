@@ -42,7 +42,7 @@ import enum
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import trio
 
@@ -80,6 +80,7 @@ from ._jsonrpc import (
     error_response,
     parse_message,
 )
+from ._metrics import Metrics
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -88,12 +89,10 @@ from ._session import (
     Session,
     SessionHandler,
     SessionLimits,
+    SessionManager,
     SessionRefused,
     SessionRegistry,
 )
-
-if TYPE_CHECKING:
-    from ._transport import SseServerTransport
 
 __all__ = ["SUBPROTOCOL", "CloseCode", "WebSocketServerTransport", "WebSocketSettings", "close_for_session"]
 
@@ -237,13 +236,15 @@ class WebSocketServerTransport:
     """Serve MCP sessions over WebSocket (non-standard; ``docs/websocket.md``).
 
     ``handler`` is the server layer, as for :class:`SseServerTransport`.  Use it
-    as a whole ASGI app, mount it with :meth:`wrap`, install it on a Quart-Trio
-    app with :meth:`init_app`, or serve it next to an HTTP+SSE transport with
-    :meth:`beside` (what :meth:`MCPServer.sse_app` does): then both share one
-    session cap, one drain, one set of metrics and the same admission settings.
+    as a whole ASGI app, mount it with :meth:`wrap`, or install it on a
+    Quart-Trio app with :meth:`init_app`.
 
     ``settings``: :class:`WebSocketSettings`; ``security``, ``limits``,
     ``auth``, ``cors``, ``registry``: as for :class:`SseServerTransport`.
+    ``host``: share sessions, limits, metrics and drain with the other
+    transports of the same app (what :meth:`MCPServer.http_app` and
+    :meth:`MCPServer.sse_app` do; give them the same ``security``, ``auth``
+    and ``cors`` too).
     """
 
     def __init__(
@@ -256,42 +257,11 @@ class WebSocketServerTransport:
         auth: AuthSettings | None = None,
         cors: CorsSettings | None = None,
         registry: SessionRegistry | None = None,
+        host: SessionHost | None = None,
     ) -> None:
-        host = SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
-        self._configure(host, owns_host=True, settings=settings, security=security, auth=auth, cors=cors)
-
-    @classmethod
-    def beside(cls, transport: SseServerTransport, settings: WebSocketSettings | None = None) -> WebSocketServerTransport:
-        """A WebSocket endpoint that shares ``transport``'s sessions, limits, drain and admission settings.
-
-        Install it outside ``transport`` (``init_app`` after ``transport.init_app``):
-        the lifespan passes through to ``transport``, which runs the shared host.
-        """
-        self = cls.__new__(cls)
-        self._configure(
-            transport.host,
-            owns_host=False,
-            settings=settings,
-            security=transport.security,
-            auth=transport.auth,
-            cors=transport.cors,
-        )
-        return self
-
-    def _configure(
-        self,
-        host: SessionHost,
-        *,
-        owns_host: bool,
-        settings: WebSocketSettings | None,
-        security: SecuritySettings | None,
-        auth: AuthSettings | None,
-        cors: CorsSettings | None,
-    ) -> None:
-        self.host = host
-        self.sessions = host.sessions
-        self.metrics = host.metrics
-        self._owns_host = owns_host
+        self.host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        self.sessions: SessionManager = self.host.sessions
+        self.metrics: Metrics = self.host.metrics
         self.settings = settings = settings or WebSocketSettings()
         self.path = settings.path
         self.security = security = security or SecuritySettings()
@@ -333,8 +303,11 @@ class WebSocketServerTransport:
         if kind == "websocket" and route_path(scope) == self.path:
             await self._serve(scope, receive, send)
             return
-        if kind == "lifespan" and self._owns_host:
-            await self.host.lifespan(scope, receive, send, app)
+        if kind == "lifespan":
+            if self.host.running and app is not None:
+                await app(scope, receive, send)  # a transport beside us runs the shared host
+            else:
+                await self.host.lifespan(scope, receive, send, app)
             return
         if app is not None:
             await app(scope, receive, send)

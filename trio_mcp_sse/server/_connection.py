@@ -57,6 +57,7 @@ from .._jsonrpc import (
     JSONRPCRequest,
     RequestId,
 )
+from .._protocol_versions import UNANNOUNCED_HTTP_VERSION
 from .._rpc import Failures, Handler, Peer
 from .._session import Incoming, Session, SessionClosed
 from ._catalog import Catalog
@@ -120,6 +121,11 @@ class ServerConnection:
         self.subscriptions: set[str] = set()
         """Resource URIs this client subscribed to."""
         self.closed = False
+        if session.stateless:
+            # No handshake precedes a stateless request: its headers carry the revision.
+            version = session.headers.get("mcp-protocol-version")
+            self.protocol_version = version if version in SUPPORTED_PROTOCOL_VERSIONS else UNANNOUNCED_HTTP_VERSION
+            self.initialized = self.client_ready = True
         self.rpc = Peer(
             self._send,
             route=self._route,
@@ -208,7 +214,7 @@ class ServerConnection:
         return functools.partial(handler, self, params, context)
 
     def _initialize(self, request: JSONRPCRequest) -> dict[str, Any]:
-        if self.initialized:
+        if self.initialized and not self.session.stateless:
             raise MCPError(INVALID_REQUEST, "Session is already initialized")
         params = request.params or _EMPTY
         requested = params.get("protocolVersion")
@@ -271,6 +277,10 @@ class ServerConnection:
         """Whether a message at ``level`` would currently reach this client."""
         return LOG_LEVELS[level] >= LOG_LEVELS[self.log_level]
 
+    async def ask_to_reconnect(self, request_id: RequestId) -> None:
+        """Queue the signal that ends ``request_id``'s own stream early (see ``Context.close_sse_stream``)."""
+        await self.session.send(b"", related_request_id=request_id, reconnect=True)
+
     async def log(
         self, level: str, data: Any, *, logger: str | None = None, related_request_id: RequestId | None = None
     ) -> None:
@@ -305,6 +315,12 @@ class ServerConnection:
         ``related_request_id``: the client request being served, if any
         (a :class:`Context` passes its own).
         """
+        if self.session.stateless:
+            raise ClientCapabilityError(
+                method,
+                capability or method,
+                f"{method} needs a session: this server is stateless, so the client's answer could not reach it",
+            )
         if capability is not None and not self.client_supports(capability):
             raise ClientCapabilityError(method, capability)
         if self.closed or self.session.closed:

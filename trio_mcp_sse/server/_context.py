@@ -61,6 +61,8 @@ class ContextHost(Protocol):
         related_request_id: RequestId | None = None,
     ) -> dict[str, Any]: ...
 
+    async def ask_to_reconnect(self, request_id: RequestId) -> None: ...
+
 
 class Context:
     """Handed to a tool, resource, prompt or completion function that declares a parameter of this type.
@@ -156,6 +158,19 @@ class Context:
         token = self.progress_token
         if token is not None:
             await self._connection.send_progress(token, progress, total, message, related_request_id=self.request_id)
+
+    async def close_sse_stream(self) -> None:
+        """Ask the client to reconnect: end this request's HTTP response now; the request goes on.
+
+        On Streamable HTTP with resumability (the default) the client reconnects
+        with ``Last-Event-ID`` after the server's ``retry`` interval and receives
+        everything sent for this request meanwhile, its result included.  A
+        long-running tool can use this so that proxies and load balancers never
+        see an HTTP response held open for minutes (the specification's
+        "polling" pattern).  Messages sent before the call go out first.  On a
+        transport with one stream per session (HTTP+SSE) it does nothing.
+        """
+        await self._connection.ask_to_reconnect(self.request_id)
 
     async def log(self, level: LoggingLevel, data: Any, *, logger: str | None = None) -> None:
         """Send a ``notifications/message`` log entry, if the session's level lets it through.

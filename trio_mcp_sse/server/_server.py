@@ -32,8 +32,10 @@ from ._tools import Tool, ToolOptions
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
+    from .._host import SessionHost
+    from .._streamable import StreamableHTTPTransport
     from .._transport import SseServerTransport
-    from .._websocket import WebSocketSettings
+    from .._websocket import WebSocketServerTransport, WebSocketSettings
 
 __all__ = ["MCPServer"]
 
@@ -328,11 +330,86 @@ class MCPServer:
         transport = self.sse_transport(**options)
         transport.init_app(app)
         app.extensions["trio_mcp_sse"] = transport
-        if websocket is not False:
-            from .._websocket import WebSocketServerTransport, WebSocketSettings
-
-            settings = websocket if isinstance(websocket, WebSocketSettings) else None
-            endpoint = WebSocketServerTransport.beside(transport, settings)
+        shared = {"security": transport.security, "auth": transport.auth, "cors": transport.cors}
+        endpoint = self._websocket_beside(websocket, transport.host, **shared)
+        if endpoint is not None:
             endpoint.init_app(app)
             app.extensions["trio_mcp_sse.websocket"] = endpoint
+        return app
+
+    def _websocket_beside(
+        self, websocket: WebSocketSettings | bool, host: SessionHost, **shared: Any
+    ) -> WebSocketServerTransport | None:
+        """The non-standard WebSocket endpoint on ``host`` (``websocket=False``: none; ``docs/websocket.md``)."""
+        if websocket is False:
+            return None
+        from .._websocket import WebSocketServerTransport, WebSocketSettings
+
+        settings = websocket if isinstance(websocket, WebSocketSettings) else None
+        return WebSocketServerTransport(self.run_session, settings=settings, host=host, **shared)
+
+    def streamable_http_transport(self, **options: Any) -> StreamableHTTPTransport:
+        """A :class:`StreamableHTTPTransport` serving this server (options as its constructor's)."""
+        from .._streamable import StreamableHTTPTransport
+
+        return StreamableHTTPTransport(self.run_session, **options)
+
+    def http_app(
+        self,
+        *,
+        path: str = "/mcp",
+        sse_path: str | None = "/sse",
+        message_path: str = "/messages/",
+        keepalive_interval: float | None = 15.0,
+        limits: Any = None,
+        registry: Any = None,
+        health_path: str | None = "/healthz",
+        ready_path: str | None = "/readyz",
+        metrics_path: str | None = None,
+        websocket: WebSocketSettings | bool = True,
+        **options: Any,
+    ) -> QuartTrio:
+        """A Quart-Trio app serving this server over Streamable HTTP and, beside it, HTTP+SSE.
+
+        Streamable HTTP (the current transport) answers at ``path``; the
+        deprecated HTTP+SSE transport, for older clients, at ``sse_path`` and
+        ``message_path`` (``sse_path=None`` serves Streamable HTTP only).  Both
+        share one set of sessions: the session cap, the idle timeout, the
+        metrics and a drain cover both.  ``options`` are the shared transport
+        options (``security``, ``auth``, ``cors``) and the Streamable HTTP ones
+        (``response_mode``, ``event_store``, ``retry_interval``); see
+        ``docs/transports.md``.  The transports are at
+        ``app.extensions["trio_mcp_sse"]`` (Streamable HTTP) and
+        ``app.extensions["trio_mcp_sse.sse"]``.
+
+        ``websocket``: the non-standard WebSocket endpoint (``/ws``, sharing
+        the same sessions and admission settings; ``docs/websocket.md``) at
+        ``app.extensions["trio_mcp_sse.websocket"]``; ``False`` leaves it out.
+        """
+        from quart_trio import QuartTrio
+
+        from .._host import SessionHost
+        from .._streamable import StreamableHTTPTransport
+        from .._transport import SseServerTransport
+
+        shared = {key: options[key] for key in ("security", "auth", "cors") if key in options}
+        ops: dict[str, Any] = {"health_path": health_path, "ready_path": ready_path, "metrics_path": metrics_path}
+        host = SessionHost(self.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        app = QuartTrio(self.name)
+        streamable = StreamableHTTPTransport(
+            self.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options
+        )
+        inner: Any = app.asgi_app
+        if sse_path is not None:
+            sse = SseServerTransport(
+                self.run_session, sse_path=sse_path, message_path=message_path, host=host, **ops, **shared
+            )
+            inner = sse.wrap(inner)
+            app.extensions["trio_mcp_sse.sse"] = sse
+        endpoint = self._websocket_beside(websocket, host, **shared)
+        if endpoint is not None:
+            inner = endpoint.wrap(inner)
+            app.extensions["trio_mcp_sse.websocket"] = endpoint
+        app.asgi_app = streamable.wrap(inner)  # type: ignore[method-assign, assignment]
+        app.extensions["trio_mcp_sse"] = streamable
         return app

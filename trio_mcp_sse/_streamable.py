@@ -1,0 +1,936 @@
+"""The Streamable HTTP transport (MCP 2025-03-26 to 2025-11-25): one endpoint for POST, GET and DELETE.
+
+Theory of operation
+-------------------
+Every message the client sends is a ``POST`` to the endpoint (default
+``/mcp``).  ``initialize`` without an ``Mcp-Session-Id`` opens a session (the
+id travels back in that header); every later request names its session in the
+header.  Notifications and responses are answered ``202`` once they are in the
+session's inbound channel.  A request is answered on its own HTTP response:
+an event stream (``response_mode="sse"``, the default) that carries the
+notifications and server->client requests made while serving it and ends with
+its response, or one JSON body (``"json"``, or a client whose ``Accept`` lists
+only ``application/json``).  ``GET`` opens the session's *standalone* stream
+for messages related to no request; ``DELETE`` ends the session.
+
+The session core is the same as for HTTP+SSE: a :class:`~trio_mcp_sse.Session`
+task owns the server layer, and everything it sends leaves through its bounded
+outbound channel as :class:`~trio_mcp_sse.Outgoing` items that name the client
+request they belong to.  Here one *router* task per session reads that channel
+and hands each item to its :class:`_Stream`: the stream of its request, or the
+standalone stream (messages of no request; the non-final messages of a request
+answered as JSON, which has no room for them).  Each stream's HTTP response is
+written by the request that holds it, from a small bounded channel; a writer
+that stops reading is let go after ``send_timeout`` and the router moves on.
+
+Resumability: with an :class:`~trio_mcp_sse.EventStore` (in memory by default)
+every event of a stream gets an id that names the stream.  Each stream starts
+with a *priming* event (an id, the ``retry`` hint, empty data).  A client whose
+connection broke -- or that the server disconnected on purpose, see
+:meth:`~trio_mcp_sse.server.Context.close_sse_stream` -- sends ``GET`` with
+``Last-Event-ID`` and gets that stream's later events and no others; if the
+request is still running, the resumed response goes on until its answer.  A
+broken connection never cancels a request: only ``notifications/cancelled``
+does.
+
+Refusals are decided by the intake tables (``_intake``) and the one
+:class:`~trio_mcp_sse._http.Outcome` table; their bodies are JSON-RPC errors
+without an id, as the specification describes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import trio
+
+from ._auth import AuthSettings
+from ._cors import CorsSettings
+from ._event_store import EventStore, MemoryEventStore, parse_event_id
+from ._host import SessionHost
+from ._http import (
+    ASGIApp,
+    ClientGone,
+    HeaderView,
+    Outcome,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    route_path,
+    send_outcome,
+)
+from ._intake import (
+    Admit,
+    Answer,
+    Intake,
+    RequestHead,
+    Rule,
+    VerifyToken,
+    allow_methods,
+    authenticate,
+    content_type_json,
+    declared_body_within,
+    host_allowed,
+    origin_allowed,
+    send_answer,
+    settle,
+)
+from ._jsonrpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    InvalidMessage,
+    JSONRPCRequest,
+    RequestId,
+    parse_message,
+)
+from ._metrics import Metrics
+from ._ops import OperationalEndpoints
+from ._protocol_versions import HANDSHAKE_PROTOCOL_VERSIONS
+from ._security import SecuritySettings
+from ._session import (
+    Delivery,
+    Incoming,
+    Refusal,
+    Session,
+    SessionHandler,
+    SessionLimits,
+    SessionManager,
+    SessionRefused,
+    SessionRegistry,
+    is_session_id,
+)
+from ._sse import encode_comment, encode_event
+
+__all__ = ["ResponseMode", "StreamableHTTPTransport"]
+
+log = logging.getLogger("trio_mcp_sse")
+
+ResponseMode = Literal["sse", "json"]
+STANDALONE: Final = "get"
+"""The name of a session's standalone stream in its event ids."""
+
+_NO_HEADERS: Final[RawHeaders] = ()
+_SERVER_ERROR: Final = -32000
+_REFUSAL_OUTCOME: Final = {Refusal.DRAINING: Outcome.SHUTTING_DOWN, Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS}
+_DELIVERY_OUTCOME: Final = {
+    Delivery.REJECTED: Outcome.INVALID_MESSAGE,
+    Delivery.GONE: Outcome.UNKNOWN_SESSION,
+    Delivery.BUSY: Outcome.SESSION_BUSY,
+    Delivery.DRAINING: Outcome.SHUTTING_DOWN,
+}
+_EVENT_STREAM_HEADERS: Final[RawHeaders] = (
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+)
+_JSON_HEADERS: Final[RawHeaders] = ((b"content-type", b"application/json"), (b"cache-control", b"no-store"))
+_PENDING_KEPT: Final = 256
+"""Messages kept for a standalone stream no client is reading yet (oldest dropped first)."""
+
+# One event as the router hands it to a writer: (event id, JSON data, final, reconnect).
+_Event = tuple[str | None, bytes, bool, bool]
+_END: Final[_Event] = (None, b"", True, False)
+_KEEPALIVE: Final = encode_comment("ping")
+_RECONNECT: Final[_Event] = (None, b"", False, True)
+
+
+def _jsonrpc_code(outcome: Outcome) -> int:
+    return INVALID_REQUEST if outcome.status == 400 else _SERVER_ERROR
+
+
+def accepts(head: RequestHead) -> tuple[bool, bool]:
+    """Whether ``Accept`` admits (JSON, an event stream); no header admits both."""
+    accept = head.header(b"accept")
+    if accept is None:
+        return True, True
+    types = {part.partition(";")[0].strip().lower() for part in accept.split(",")}
+    anything = "*/*" in types
+    return (
+        anything or "application/json" in types or "application/*" in types,
+        anything or "text/event-stream" in types or "text/*" in types,
+    )
+
+
+# -- the transport's own intake rows ----------------------------------------------------------------
+def protocol_version_supported(versions: Sequence[str] = HANDSHAKE_PROTOCOL_VERSIONS) -> Rule:
+    """An ``MCP-Protocol-Version`` header naming a revision this server does not speak: 400.
+
+    No header is fine: the specification says to assume 2025-03-26 then.
+    """
+    known = frozenset(versions)
+
+    def rule(head: RequestHead) -> Answer | None:
+        version = head.header(b"mcp-protocol-version")
+        if version is None or version in known:
+            return None
+        return Answer(Outcome.BAD_PROTOCOL_VERSION)
+
+    return rule
+
+
+def session_header_present() -> Rule:
+    """No ``Mcp-Session-Id`` on a request that needs one (GET, DELETE): 400."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        return Answer(Outcome.MISSING_SESSION_HEADER) if head.header(b"mcp-session-id") is None else None
+
+    return rule
+
+
+def accepts_event_stream() -> Rule:
+    """A GET whose ``Accept`` does not admit ``text/event-stream``: 406."""
+
+    def rule(head: RequestHead) -> Answer | None:
+        return None if accepts(head)[1] else Answer(Outcome.NOT_ACCEPTABLE)
+
+    return rule
+
+
+# -- per session ------------------------------------------------------------------------------------------
+class _Stream:
+    """One logical event stream of a session: its standalone stream, or one request's."""
+
+    __slots__ = ("finished", "json", "name", "pending", "reader", "request_id", "writer")
+
+    def __init__(self, name: str, request_id: RequestId | None, *, json: bool) -> None:
+        self.name = name
+        self.request_id = request_id
+        self.json = json
+        self.writer: trio.MemorySendChannel[_Event] | None = None
+        """The channel of the HTTP response writing this stream now, if any."""
+        self.reader: trio.MemoryReceiveChannel[_Event] | None = None
+        """That response's end of the channel (to tell whose it is when it detaches)."""
+        self.finished = False
+        """Its last event was routed: a request's answer, or the end of an unanswered one."""
+        self.pending: deque[_Event] = deque()
+        """Events routed while no response was writing the stream (and no store keeps them)."""
+
+
+class _SessionStreams:
+    """The router of one session: every outgoing item to the stream it belongs to."""
+
+    def __init__(self, session: Session, store: EventStore | None, *, buffer: int, send_timeout: float) -> None:
+        self.session = session
+        self.store = store
+        self.requests: dict[RequestId, _Stream] = {}
+        """Streams of requests not answered yet, by request id."""
+        self.by_name: dict[str, _Stream] = {}
+        self.standalone = _Stream(STANDALONE, None, json=False)
+        self.by_name[STANDALONE] = self.standalone
+        self._buffer = buffer
+        self._send_timeout = send_timeout
+        self._count = 0
+        self._waiting: trio.CancelScope | None = None
+        self._handler_done = False
+
+    # -- streams -------------------------------------------------------------------------------------
+    def open_request_stream(self, request_id: RequestId, *, json: bool) -> _Stream:
+        self._count += 1
+        stream = _Stream(f"r{self._count}", request_id, json=json)
+        self.requests[request_id] = stream
+        self.by_name[stream.name] = stream
+        return stream
+
+    def forget(self, stream: _Stream) -> None:
+        """Drop a request's stream (a resume then replays from the event store alone)."""
+        if stream.request_id is not None and self.requests.get(stream.request_id) is stream:
+            del self.requests[stream.request_id]
+        if stream is not self.standalone:
+            self.by_name.pop(stream.name, None)
+
+    def attach(self, stream: _Stream) -> trio.MemoryReceiveChannel[_Event]:
+        """Make a response the stream's writer; events kept for it meanwhile come first."""
+        send, receive = trio.open_memory_channel[_Event](self._buffer)
+        if stream.writer is not None:
+            stream.writer.close()  # (a resume replaces a writer whose client is gone)
+        stream.writer, stream.reader = send, receive
+        while stream.pending:
+            try:
+                send.send_nowait(stream.pending.popleft())
+            except trio.WouldBlock:
+                break
+        if stream.finished and not stream.pending:
+            send.close()
+        return receive
+
+    def detach(self, stream: _Stream, receive: trio.MemoryReceiveChannel[_Event]) -> None:
+        """The response that held ``receive`` is done; the stream goes on without it."""
+        receive.close()
+        if stream.reader is receive:
+            stream.writer = stream.reader = None
+        if stream.finished and stream.writer is None:
+            self.forget(stream)
+
+    def close(self) -> None:
+        """The session ended: end every stream's response."""
+        for stream in (*self.by_name.values(), *self.requests.values()):
+            if stream.writer is not None:
+                stream.writer.close()
+                stream.writer = stream.reader = None
+
+    # -- the router task -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Route until the session's handler is done and what it queued is routed."""
+        outgoing = self.session.outgoing
+        while not self._handler_done:
+            item = None
+            with trio.CancelScope() as self._waiting:
+                try:
+                    item = await outgoing.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+            self._waiting = None
+            if item is not None:
+                await self._route(item)
+                item = None  # an idle session must not keep its last message alive
+        while True:  # the handler returned: route what it left queued, then stop
+            try:
+                item = outgoing.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            await self._route(item)
+
+    def handler_done(self) -> None:
+        self._handler_done = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def _route(self, item: Any) -> None:
+        request_id = item.related_request_id
+        stream = self.requests.get(request_id) if request_id is not None else None
+        if not item.data:
+            if stream is None:
+                return  # a keepalive wake-up: writers here keep alive by themselves
+            if item.reconnect:
+                if not stream.json:
+                    await self._push(stream, _RECONNECT)
+            elif item.final:  # the request ended unanswered (cancelled)
+                self._finish(stream)
+                await self._push(stream, _END)
+            return
+        if stream is None or (stream.json and not item.final):
+            stream = self.standalone
+        elif item.final:
+            self._finish(stream)
+        event_id = None
+        if self.store is not None and not stream.json:
+            event_id = await self.store.store(self.session.id, stream.name, item.data)
+        await self._push(stream, (event_id, item.data, item.final, False))
+
+    def _finish(self, stream: _Stream) -> None:
+        """Its last event is being routed: no later item belongs to it."""
+        stream.finished = True
+        if stream.writer is None:
+            self.forget(stream)  # nobody holds it; a resume replays it from the store
+        elif stream.request_id is not None:
+            del self.requests[stream.request_id]
+
+    async def _push(self, stream: _Stream, event: _Event) -> None:
+        writer = stream.writer
+        if writer is not None:
+            try:
+                writer.send_nowait(event)
+                return
+            except trio.WouldBlock:
+                with trio.move_on_after(self._send_timeout):
+                    await writer.send(event)
+                    return
+                log.warning(
+                    "session %s: stream %s is not being read; letting its response go",
+                    self.session.id,
+                    stream.name,
+                    extra={"event": "slow_stream", "session_id": self.session.id},
+                )
+                writer.close()
+                stream.writer = stream.reader = None
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                stream.writer = stream.reader = None  # its response ended: the client left
+        if event[0] is not None and stream is not self.standalone:
+            return  # kept by the event store: a resume replays it
+        if event[1] or event is _END:
+            stream.pending.append(event)
+            if len(stream.pending) > _PENDING_KEPT:
+                stream.pending.popleft()
+                log.warning(
+                    "session %s: no client reads stream %s; dropped its oldest message",
+                    self.session.id,
+                    stream.name,
+                    extra={"event": "stream_overflow", "session_id": self.session.id},
+                )
+
+
+class StreamableHTTPTransport:
+    """Serve MCP sessions over Streamable HTTP (protocol revisions 2025-03-26 to 2025-11-25).
+
+    ``handler`` is the server layer, e.g. :meth:`trio_mcp_sse.MCPServer.run_session`.
+    Mount it like :class:`~trio_mcp_sse.SseServerTransport` (as a whole ASGI
+    app, :meth:`wrap`, :meth:`init_app`).  Options beyond those the HTTP+SSE
+    transport shares (``keepalive_interval``, ``security``, ``limits``,
+    ``auth``, ``cors``, ``health_path``, ``ready_path``, ``metrics_path``,
+    ``registry``), all documented in ``docs/transports.md``:
+
+    ``path``
+        The MCP endpoint, relative to the mount point.
+    ``response_mode``
+        ``"sse"``: a request is answered with an event stream carrying its
+        related messages, then its response; ``"json"``: with one JSON body
+        (related messages go to the standalone stream).  A client whose
+        ``Accept`` lists only ``application/json`` gets JSON either way.
+    ``event_store``
+        Where stream events are kept for ``Last-Event-ID`` resumption (a
+        bounded :class:`~trio_mcp_sse.MemoryEventStore` by default); ``None``
+        disables resumability (no event ids, no priming events).
+    ``retry_interval``
+        Seconds a client should wait before reconnecting a stream the server
+        closed (the SSE ``retry`` field of the priming event).
+    ``stateless``
+        No protocol sessions: no ``Mcp-Session-Id``; every request is served by
+        a fresh session that ends with its answer, so any worker can serve any
+        request.  ``GET`` and ``DELETE`` are ``405``, streams are not
+        resumable, and a tool cannot send requests to the client (sampling,
+        elicitation, roots): its answer would have nowhere to go.
+    ``host``
+        Share sessions, limits, metrics and drain with another transport of
+        the same app (the HTTP+SSE transport beside it).
+    """
+
+    def __init__(
+        self,
+        handler: SessionHandler,
+        *,
+        path: str = "/mcp",
+        response_mode: ResponseMode = "sse",
+        event_store: EventStore | Literal["memory"] | None = "memory",
+        retry_interval: float = 1.0,
+        keepalive_interval: float | None = 15.0,
+        security: SecuritySettings | None = None,
+        limits: SessionLimits | None = None,
+        auth: AuthSettings | None = None,
+        cors: CorsSettings | None = None,
+        health_path: str | None = "/healthz",
+        ready_path: str | None = "/readyz",
+        metrics_path: str | None = None,
+        registry: SessionRegistry | None = None,
+        host: SessionHost | None = None,
+        stateless: bool = False,
+    ) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        if response_mode not in ("sse", "json"):
+            raise ValueError(f"response_mode must be 'sse' or 'json', not {response_mode!r}")
+        if retry_interval < 0:
+            raise ValueError("retry_interval must be >= 0")
+        if keepalive_interval is not None and keepalive_interval <= 0:
+            raise ValueError("keepalive_interval must be > 0 or None")
+        self.ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
+        if path in self.ops.paths.values():
+            raise ValueError(f"path must differ from the operational endpoints: {path!r}")
+        self._handler = handler
+        self.host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        self.sessions: SessionManager = self.host.sessions
+        self.metrics: Metrics = self.host.metrics
+        self.path = path
+        self.response_mode: ResponseMode = response_mode
+        self.stateless = stateless
+        self.event_store: EventStore | None = (
+            None if stateless else MemoryEventStore() if event_store == "memory" else event_store
+        )
+        self.retry_ms = round(retry_interval * 1000)
+        self.keepalive_interval = keepalive_interval
+        self.security = security = security or SecuritySettings()
+        self.auth = auth
+        self.cors = cors
+        self._streams: dict[str, _SessionStreams] = {}
+        methods = allow_methods(b"POST", cors=cors) if stateless else allow_methods(b"GET", b"POST", b"DELETE", cors=cors)
+        shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
+        version = protocol_version_supported()
+        # The status tables of docs/transports.md, row by row.
+        self.post_intake = Intake(methods, declared_body_within(security.max_body_size), *shared, content_type_json(), version)
+        self.get_intake = Intake(methods, *shared, accepts_event_stream(), version, session_header_present())
+        self.delete_intake = Intake(methods, *shared, version, session_header_present())
+        self._cors_expose = cors is not None
+
+    # -- sessions ------------------------------------------------------------------------------------
+    async def _serve_session(self, session: Session) -> None:
+        """The session task: the server layer plus this session's router."""
+        limits = self.sessions.limits
+        streams = _SessionStreams(
+            session, self.event_store, buffer=limits.outbound_buffer, send_timeout=limits.send_timeout
+        )
+        self._streams[session.id] = streams
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(streams.run, name=f"router {session.id[:8]}")
+                try:
+                    await self._handler(session)
+                finally:
+                    streams.handler_done()
+        finally:
+            streams.close()
+            del self._streams[session.id]
+            if self.event_store is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(limits.close_timeout):
+                    await self.event_store.forget_session(session.id)
+
+    @property
+    def draining(self) -> bool:
+        return self.host.draining
+
+    async def drain(self, grace_period: float) -> None:
+        """Stop opening sessions, let the open ones finish, end every stream (see the SSE transport)."""
+        await self.host.drain(grace_period)
+
+    async def close_all_sessions(self, reason: str = "server shutting down") -> None:
+        await self.host.close_all_sessions(reason)
+
+    # -- ASGI entry points ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._dispatch(scope, receive, send, None)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """An ASGI app that serves the endpoint and passes everything else to ``app``."""
+
+        async def transport_then_app(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._dispatch(scope, receive, send, app)
+
+        return transport_then_app
+
+    def init_app(self, app: Any) -> None:
+        """Install on a Quart / Quart-Trio app, keeping the app object itself as the ASGI app."""
+        app.asgi_app = self.wrap(app.asgi_app)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = route_path(scope)
+            if path == self.path:
+                if not self.host.running:  # no lifespan reached us
+                    async with self.host.hosting():
+                        await self._serve(scope, receive, send)
+                    return
+                await self._serve(scope, receive, send)
+                return
+            if self.ops.serves(path):
+                await self.ops.serve(
+                    path, scope, send, metrics=self.metrics, sessions_open=len(self.sessions), draining=self.draining
+                )
+                return
+        elif kind == "lifespan":
+            if self.host.running and app is not None:
+                await app(scope, receive, send)  # a transport beside us runs the shared host
+            else:
+                await self.host.lifespan(scope, receive, send, app)
+            return
+        if app is not None:
+            await app(scope, receive, send)
+        elif kind == "http":
+            await send_outcome(send, Outcome.NOT_FOUND)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = RequestHead.from_scope(scope)
+        method = head.method
+        intake = self.get_intake if method == "GET" else self.delete_intake if method == "DELETE" else self.post_intake
+        decision = intake.decide(head)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(intake, head, decision, send)
+        if admitted is None:
+            return
+        if method == "POST":
+            await self._serve_post(scope, head, admitted.principal, receive, send)
+        elif method == "GET":
+            await self._serve_get(head, admitted.principal, receive, send)
+        else:
+            await self._serve_delete(head, admitted.principal, send)
+
+    # -- answering ---------------------------------------------------------------------------------------
+    def _cors_headers(self, head: RequestHead) -> RawHeaders:
+        if self.cors is None:
+            return _NO_HEADERS
+        origin = head.header(b"origin")
+        if origin is None or not self.cors.allows(origin):
+            return _NO_HEADERS
+        headers = list(self.cors.response_headers(origin))
+        if not any(name == b"access-control-expose-headers" for name, _ in headers):
+            headers.append((b"access-control-expose-headers", b"mcp-session-id"))
+        return headers
+
+    async def _answer(
+        self, send: Send, head: RequestHead, outcome: Outcome, *, detail: str | None = None, code: int | None = None
+    ) -> None:
+        await self._answer_with(send, head, Answer(outcome), detail=detail, code=code)
+
+    async def _answer_with(
+        self, send: Send, head: RequestHead, answer: Answer, *, detail: str | None = None, code: int | None = None
+    ) -> None:
+        if answer.outcome is Outcome.PREFLIGHT:
+            await send_answer(send, answer, metrics=self.metrics)
+            return
+        await send_answer(
+            send,
+            answer,
+            metrics=self.metrics,
+            cors_headers=self._cors_headers(head),
+            detail=detail,
+            jsonrpc_code=code if code is not None else _jsonrpc_code(answer.outcome),
+        )
+
+    async def _admit(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
+        settled = await settle(intake, head, decision, self.auth)
+        if isinstance(settled, Admit):
+            return settled
+        await self._answer_with(send, head, settled)
+        return None
+
+    def _session_of(self, head: RequestHead, principal: str | None) -> tuple[Session, _SessionStreams] | None:
+        """The session named by ``Mcp-Session-Id``, if it is ours, alive, and the caller's."""
+        session_id = head.header(b"mcp-session-id")
+        if session_id is None or not is_session_id(session_id):
+            return None
+        streams = self._streams.get(session_id)
+        if streams is None or streams.session.principal != principal or streams.session.closed:
+            return None
+        return streams.session, streams
+
+    # -- POST ------------------------------------------------------------------------------------------
+    async def _serve_post(
+        self, scope: Scope, head: RequestHead, principal: str | None, receive: Receive, send: Send
+    ) -> None:
+        try:
+            body = await read_body(receive, self.security.max_body_size)
+        except ClientGone:
+            return
+        if body is None:
+            await self._answer(send, head, Outcome.BODY_TOO_LARGE)
+            return
+        try:
+            message = parse_message(body)
+        except InvalidMessage as invalid:
+            outcome = Outcome.INVALID_MESSAGE
+            await self._answer(send, head, outcome, detail=invalid.message, code=invalid.code or PARSE_ERROR)
+            return
+        del body
+        headers = HeaderView(scope["headers"])
+        if self.stateless:
+            await self._serve_stateless(message, headers, head, principal, receive, send)
+            return
+        session_id = head.header(b"mcp-session-id")
+        if session_id is None:
+            if not (isinstance(message, JSONRPCRequest) and message.method == "initialize"):
+                await self._answer(send, head, Outcome.MISSING_SESSION_HEADER)
+                return
+            try:
+                session = await self.sessions.open_session(
+                    principal=principal, headers=headers, handler=self._serve_session
+                )
+            except SessionRefused as refused:
+                await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
+                return
+            await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
+            return
+        if not isinstance(message, JSONRPCRequest):
+            if session_id not in self._streams:  # (an HTTP+SSE session of a shared host is not ours)
+                await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+                return
+            delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
+            if delivery is Delivery.GONE:
+                await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+            elif delivery is Delivery.ACCEPTED:
+                await send({"type": "http.response.start", "status": 202, "headers": self._session_headers(head, session_id)})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await self._answer(send, head, _DELIVERY_OUTCOME[delivery])
+            return
+        found = self._session_of(head, principal)
+        if found is None:
+            await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+            return
+        await self._serve_request(found[0], found[1], message, headers, head, receive, send)
+
+    async def _serve_stateless(
+        self,
+        message: Any,
+        headers: HeaderView,
+        head: RequestHead,
+        principal: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """One request, one short-lived session; notifications and responses have no one to reach."""
+        if not isinstance(message, JSONRPCRequest):
+            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *self._cors_headers(head)]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            session = await self.sessions.open_session(
+                principal=principal, headers=headers, handler=self._serve_session, stateless=True
+            )
+        except SessionRefused as refused:
+            await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
+            return
+        try:
+            await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
+        finally:
+            await self.sessions.close_session(session, "stateless request answered")
+
+    def _session_headers(self, head: RequestHead, session_id: str) -> list[tuple[bytes, bytes]]:
+        if self.stateless:
+            return list(self._cors_headers(head))
+        return [(b"mcp-session-id", session_id.encode("ascii")), *self._cors_headers(head)]
+
+    async def _serve_request(
+        self,
+        session: Session,
+        streams: _SessionStreams,
+        message: JSONRPCRequest,
+        headers: HeaderView,
+        head: RequestHead,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Deliver one request and write its response stream (or JSON body)."""
+        wants_json, wants_sse = accepts(head)
+        as_json = self.response_mode == "json" or not wants_sse
+        if as_json and not wants_json:
+            await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
+            return
+        if message.id in streams.requests:
+            await self._answer(send, head, Outcome.REQUEST_ID_IN_USE)
+            return
+        stream = streams.open_request_stream(message.id, json=as_json)
+        events = streams.attach(stream)
+        priming = None
+        if not as_json and self.event_store is not None:
+            priming = await self.event_store.store(session.id, stream.name, b"")
+        delivery = await session.deliver(Incoming(message, headers))
+        if delivery is not Delivery.ACCEPTED:
+            streams.detach(stream, events)
+            streams.forget(stream)
+            outcome = Outcome.UNKNOWN_SESSION if delivery is Delivery.GONE else _DELIVERY_OUTCOME[delivery]
+            await self._answer(send, head, outcome)
+            return
+        response_headers = self._session_headers(head, session.id)
+        self.host.stream_started()
+        try:
+            if as_json:
+                await self._write_json(events, receive, send, response_headers)
+            else:
+                first = encode_event("", id=priming, retry=self.retry_ms) if priming is not None else b""
+                await self._write_events(events, receive, send, response_headers, first)
+        finally:
+            streams.detach(stream, events)
+            if stream.finished and self.event_store is not None and not stream.json and stream.name not in streams.by_name:
+                # Written to its end: nobody will resume it.
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self.event_store.forget_stream(session.id, stream.name)
+            self.host.stream_ended()
+
+    async def _write_json(
+        self, events: trio.MemoryReceiveChannel[_Event], receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        data = b""
+        gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                await _wait_for_disconnect(receive)
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            try:
+                while True:
+                    _, data, final, _ = await events.receive()
+                    if final:
+                        break
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                data = b""  # the session ended first
+            nursery.cancel_scope.cancel()
+        if gone:
+            return None  # the request goes on; its answer is lost with the connection (JSON has no resume)
+        if not data:
+            return await _end_unanswered(send, headers)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(data)).encode("ascii")), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+        return None
+
+    async def _write_events(
+        self,
+        events: trio.MemoryReceiveChannel[_Event],
+        receive: Receive,
+        send: Send,
+        headers: Sequence[tuple[bytes, bytes]],
+        first: bytes,
+        skip_through: int | None = None,
+        stream_name: str | None = None,
+    ) -> None:
+        """Write an event stream from ``events`` until its final event (or the session's end).
+
+        ``skip_through``: a resume already replayed the stream's events up to
+        this sequence number; live events with ids at or below it are skipped.
+        """
+        gone = False
+        keepalive = self.keepalive_interval
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                await _wait_for_disconnect(receive)
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            while True:
+                received: _Event | None = None
+                try:
+                    if keepalive is None:
+                        received = await events.receive()
+                    else:
+                        with trio.move_on_after(keepalive):
+                            received = await events.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if received is None:
+                    await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+                    continue
+                event_id, data, final, reconnect = received
+                if reconnect:
+                    break  # the client resumes with Last-Event-ID after the retry interval
+                if data:
+                    if skip_through is not None and event_id is not None:
+                        seq = _seq(event_id)
+                        if seq is not None and seq <= skip_through:
+                            continue
+                    frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                if final:
+                    break
+            nursery.cancel_scope.cancel()
+        if not gone:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- GET -----------------------------------------------------------------------------------------------
+    async def _serve_get(self, head: RequestHead, principal: str | None, receive: Receive, send: Send) -> None:
+        found = self._session_of(head, principal)
+        if found is None:
+            await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+            return
+        session, streams = found
+        last_event_id = head.header(b"last-event-id")
+        headers = self._session_headers(head, session.id)
+        if last_event_id is not None:
+            await self._resume(session, streams, last_event_id, head, receive, send, headers)
+            return
+        stream = streams.standalone
+        if stream.writer is not None:
+            await self._answer(send, head, Outcome.STREAM_CONFLICT)
+            return
+        events = streams.attach(stream)
+        first = b""
+        if self.event_store is not None:
+            priming = await self.event_store.store(session.id, STANDALONE, b"")
+            first = encode_event("", id=priming, retry=self.retry_ms)
+        self.host.stream_started()
+        try:
+            await self._write_events(events, receive, send, headers, first)
+        finally:
+            streams.detach(stream, events)
+            self.host.stream_ended()
+
+    async def _resume(
+        self,
+        session: Session,
+        streams: _SessionStreams,
+        last_event_id: str,
+        head: RequestHead,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """GET with ``Last-Event-ID``: that stream's later events, then (if it goes on) live ones."""
+        parsed = parse_event_id(last_event_id)
+        stream = streams.by_name.get(parsed[0]) if parsed is not None else None
+        if self.event_store is None or parsed is None:
+            await self._answer(send, head, Outcome.UNKNOWN_EVENT_ID)
+            return
+        if stream is streams.standalone and stream.writer is not None:
+            await self._answer(send, head, Outcome.STREAM_CONFLICT)
+            return
+        # Attach before replaying, so nothing routed meanwhile is missed (duplicates are skipped by seq).
+        events = streams.attach(stream) if stream is not None and not stream.json else None
+        replay = await self.event_store.replay(session.id, last_event_id)
+        if replay is None:
+            if events is not None and stream is not None:
+                streams.detach(stream, events)
+            await self._answer(send, head, Outcome.UNKNOWN_EVENT_ID)
+            return
+        if not replay.complete:
+            log.warning(
+                "session %s: resuming stream %s after %s, some events were already dropped",
+                session.id,
+                replay.stream,
+                last_event_id,
+                extra={"event": "resume_incomplete", "session_id": session.id},
+            )
+        first = b"".join(
+            encode_event(event.data, id=event.event_id) for event in replay.events if event.data
+        )
+        last_seq = max((seq for event in replay.events if (seq := _seq(event.event_id)) is not None), default=parsed[1])
+        self.host.stream_started()
+        try:
+            if events is None:
+                # The stream is over (or was never ours to write): the replay is all there is.
+                await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
+                await send({"type": "http.response.body", "body": first, "more_body": False})
+                return
+            await self._write_events(events, receive, send, headers, first, skip_through=last_seq)
+        finally:
+            if events is not None and stream is not None:
+                streams.detach(stream, events)
+            self.host.stream_ended()
+
+    # -- DELETE ------------------------------------------------------------------------------------------
+    async def _serve_delete(self, head: RequestHead, principal: str | None, send: Send) -> None:
+        found = self._session_of(head, principal)
+        if found is None:
+            await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+            return
+        session = found[0]
+        await self.sessions.close_session(session, "deleted by the client")
+        await send({"type": "http.response.start", "status": 200, "headers": [*_JSON_HEADERS, (b"content-length", b"0"), *self._cors_headers(head)]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _seq(event_id: str) -> int | None:
+    parsed = parse_event_id(event_id)
+    return None if parsed is None else parsed[1]
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _end_unanswered(send: Send, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """A JSON-mode request that ended without an answer (cancelled, or the session ended): 202, no body."""
+    try:
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *headers]})
+        await send({"type": "http.response.body", "body": b""})
+    except OSError:
+        pass
+
