@@ -2,8 +2,7 @@
 
 Run it:  python -m trio_mcp_sse serve examples.echo_server:app
    (or:  hypercorn --worker-class trio examples.echo_server:app)
-Connect: http://127.0.0.1:8000/mcp (Streamable HTTP), http://127.0.0.1:8000/sse (HTTP+SSE),
-         ws://127.0.0.1:8000/ws (WebSocket, non-standard)
+Connect: http://127.0.0.1:8000/mcp (Streamable HTTP), http://127.0.0.1:8000/sse (HTTP+SSE)
 """
 
 from trio_mcp_sse import MCPServer

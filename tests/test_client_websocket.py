@@ -89,7 +89,7 @@ async def served(monkeypatch: pytest.MonkeyPatch, app: Any) -> AsyncIterator[Mem
 
 
 async def test_open_session_over_websocket(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with served(monkeypatch, app):
         with trio.fail_after(10):
@@ -105,7 +105,7 @@ async def test_open_session_over_websocket(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 async def test_a_refused_upgrade_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with served(monkeypatch, make_server().sse_app()):
+    async with served(monkeypatch, make_server().sse_app(websocket=True)):
         with trio.fail_after(10), pytest.raises(WebSocketRejectedError, match="403 Origin not allowed") as refused:
             async with connect_websocket(URL, headers={"Origin": "https://evil.example"}):
                 pass
@@ -113,7 +113,7 @@ async def test_a_refused_upgrade_is_a_typed_error(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_a_bearer_token_travels_on_the_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_server().sse_app(auth=AuthSettings(verify_token=StaticTokens({"s3cret": "alice"})))
+    app = make_server().sse_app(websocket=True, auth=AuthSettings(verify_token=StaticTokens({"s3cret": "alice"})))
     transport = app.extensions["trio_mcp_sse"]
     async with served(monkeypatch, app):
         with trio.fail_after(10):
@@ -134,7 +134,7 @@ async def use_until_closed(connect: Callable[[], Any], during: Callable[[], Any]
 
 
 async def test_a_drain_reaches_the_client_as_close_code_1001(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with served(monkeypatch, app), trio.open_nursery() as nursery:
 
@@ -147,7 +147,7 @@ async def test_a_drain_reaches_the_client_as_close_code_1001(monkeypatch: pytest
 
 
 async def test_a_message_over_the_clients_limit_closes_with_1009(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with served(monkeypatch, make_server().sse_app()):
+    async with served(monkeypatch, make_server().sse_app(websocket=True)):
 
         async def connect_and_call() -> None:
             async with connect_websocket(URL, max_message_size=500) as connection, ClientSession(connection) as session:
@@ -172,7 +172,7 @@ async def test_a_server_that_stops_answering_pings_fails_the_connection(monkeypa
 
 
 async def test_sending_on_a_closed_connection_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with served(monkeypatch, make_server().sse_app()):
+    async with served(monkeypatch, make_server().sse_app(websocket=True)):
         with trio.fail_after(10):
             async with connect_websocket(URL) as connection:
                 assert connection.subprotocol == "mcp"

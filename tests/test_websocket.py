@@ -50,7 +50,7 @@ async def refusal(peer: Any, first: dict[str, Any]) -> tuple[int, bytes]:
 
 
 async def test_a_session_per_connection_speaks_json_rpc_in_text_frames() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
@@ -72,7 +72,7 @@ async def test_a_session_per_connection_speaks_json_rpc_in_text_frames() -> None
 
 
 async def test_a_normal_close_by_the_client_ends_the_session() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
@@ -83,7 +83,7 @@ async def test_a_normal_close_by_the_client_ends_the_session() -> None:
 
 @pytest.mark.parametrize("http_response", [True, False])
 async def test_the_mcp_subprotocol_is_required(http_response: bool) -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     scope = websocket_scope(subprotocols=("graphql-ws",), http_response=http_response)
     async with run_asgi_app(app), websocket_peer(app, scope) as (peer, first):
@@ -104,7 +104,7 @@ async def test_the_mcp_subprotocol_is_required(http_response: bool) -> None:
     ],
 )
 async def test_host_and_origin_are_checked_on_the_upgrade(headers: Any, status: int, text: bytes) -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app, websocket_scope(headers=headers)) as (peer, first):
         assert await refusal(peer, first) == (status, text)
@@ -112,7 +112,7 @@ async def test_host_and_origin_are_checked_on_the_upgrade(headers: Any, status: 
 
 
 async def test_a_loopback_origin_is_welcome() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     scope = websocket_scope(headers=(*LOOPBACK, ("origin", "http://localhost:3000")))
     async with run_asgi_app(app), websocket_peer(app, scope) as (peer, first):
         accepted(first)
@@ -121,7 +121,7 @@ async def test_a_loopback_origin_is_welcome() -> None:
 
 async def test_bearer_tokens_bind_the_session_to_its_principal() -> None:
     auth = AuthSettings(verify_token=StaticTokens({"s3cret": "alice"}))
-    app = make_server().sse_app(auth=auth)
+    app = make_server().sse_app(websocket=True, auth=auth)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app):
         async with websocket_peer(app) as (peer, first):
@@ -139,7 +139,7 @@ async def test_bearer_tokens_bind_the_session_to_its_principal() -> None:
 
 
 async def test_the_session_cap_is_shared_with_http_sse() -> None:
-    app = make_server().sse_app(limits=SessionLimits(max_sessions=1))
+    app = make_server().sse_app(websocket=True, limits=SessionLimits(max_sessions=1))
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
         async with websocket_peer(app) as (second, answer):
@@ -150,7 +150,7 @@ async def test_the_session_cap_is_shared_with_http_sse() -> None:
 
 
 async def test_a_binary_frame_closes_with_1003() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
@@ -179,7 +179,7 @@ async def test_a_frame_at_the_limit_is_accepted() -> None:
 
 
 async def test_text_that_is_not_json_gets_a_parse_error_then_1007() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
         await peer.send_text("{not json")
@@ -191,7 +191,7 @@ async def test_text_that_is_not_json_gets_a_parse_error_then_1007() -> None:
 
 
 async def test_json_that_is_not_a_message_gets_an_invalid_request_then_1002() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
         await peer.send_text([{"jsonrpc": "2.0", "id": 1, "method": "ping"}])
@@ -203,7 +203,7 @@ async def test_json_that_is_not_a_message_gets_an_invalid_request_then_1002() ->
 
 
 async def test_a_drain_lets_requests_finish_then_closes_with_1001() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
@@ -272,7 +272,7 @@ def test_close_codes_follow_how_the_session_ended() -> None:
 
 
 async def test_a_request_sent_while_draining_is_refused_at_once() -> None:
-    app = make_server().sse_app()
+    app = make_server().sse_app(websocket=True)
     transport = app.extensions["trio_mcp_sse"]
     async with run_asgi_app(app), websocket_peer(app) as (peer, first):
         accepted(first)
@@ -308,7 +308,7 @@ async def test_a_failing_handler_closes_with_1011(caplog: pytest.LogCaptureFixtu
 
 
 async def test_http_app_serves_websocket_beside_streamable_http_on_one_host() -> None:
-    app = make_server().http_app(limits=SessionLimits(max_sessions=1))
+    app = make_server().http_app(websocket=True, limits=SessionLimits(max_sessions=1))
     streamable = app.extensions["trio_mcp_sse"]
     endpoint = app.extensions["trio_mcp_sse.websocket"]
     assert endpoint.host is streamable.host

@@ -312,17 +312,17 @@ class MCPServer:
 
         return SseServerTransport(self.run_session, **options)
 
-    def sse_app(self, *, websocket: WebSocketSettings | bool = True, **options: Any) -> QuartTrio:
-        """A Quart-Trio app serving this server over HTTP+SSE (and WebSocket at ``/ws``).
+    def sse_app(self, *, websocket: WebSocketSettings | bool = False, **options: Any) -> QuartTrio:
+        """A Quart-Trio app serving this server over HTTP+SSE (and, if asked, WebSocket at ``/ws``).
 
         Add routes, blueprints and lifecycle hooks to it as to any Quart-Trio
         app; the transport's two endpoints are answered before Quart's routing.
         The transport is at ``app.extensions["trio_mcp_sse"]``.
 
-        ``websocket``: the non-standard WebSocket endpoint (``docs/websocket.md``)
-        shares the HTTP+SSE transport's sessions, limits and admission settings;
-        ``False`` leaves it out, a :class:`WebSocketSettings` sets its path and
-        bounds.  It is at ``app.extensions["trio_mcp_sse.websocket"]``.
+        ``websocket``: ``True`` (or a :class:`WebSocketSettings`, for its path and
+        bounds) adds the non-standard WebSocket endpoint (``docs/websocket.md``),
+        sharing the HTTP+SSE transport's sessions, limits and admission settings;
+        off by default.  It is at ``app.extensions["trio_mcp_sse.websocket"]``.
         """
         from quart_trio import QuartTrio
 
@@ -366,7 +366,7 @@ class MCPServer:
         health_path: str | None = "/healthz",
         ready_path: str | None = "/readyz",
         metrics_path: str | None = None,
-        websocket: WebSocketSettings | bool = True,
+        websocket: WebSocketSettings | bool = False,
         **options: Any,
     ) -> QuartTrio:
         """A Quart-Trio app serving this server over Streamable HTTP and, beside it, HTTP+SSE.
@@ -384,7 +384,8 @@ class MCPServer:
 
         ``websocket``: the non-standard WebSocket endpoint (``/ws``, sharing
         the same sessions and admission settings; ``docs/websocket.md``) at
-        ``app.extensions["trio_mcp_sse.websocket"]``; ``False`` leaves it out.
+        ``app.extensions["trio_mcp_sse.websocket"]`` when ``True`` or a
+        :class:`WebSocketSettings`; off by default.
         """
         from quart_trio import QuartTrio
 
