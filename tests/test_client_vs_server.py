@@ -1132,8 +1132,13 @@ async def test_paged_lists_are_followed_with_cursors(
 E2E_TIMEOUT = 60.0
 
 
+ENDPOINT_PATHS = ["/sse", "/mcp"]
+"""The example's two transports, side by side in one app (``MCPServer.http_app``)."""
+
+
 @pytest.mark.e2e
-async def test_end_to_end_against_the_notes_server_under_hypercorn() -> None:
+@pytest.mark.parametrize("path", ENDPOINT_PATHS)
+async def test_end_to_end_against_the_notes_server_under_hypercorn(path: str) -> None:
     inbox = Inbox()
     progress: list[float] = []
 
@@ -1144,7 +1149,7 @@ async def test_end_to_end_against_the_notes_server_under_hypercorn() -> None:
         async with (
             hypercorn_server("examples.notes_server:app") as server,
             open_session(
-                server.sse_url, notification_handlers={"*": inbox}, request_timeout=20
+                server.base_url + path, notification_handlers={"*": inbox}, request_timeout=20
             ) as session,
         ):
             assert session.server_info is not None
@@ -1219,10 +1224,11 @@ async def _cli(*argv: str) -> int:
 
 
 @pytest.mark.e2e
-async def test_cli_against_the_notes_server(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("path", ENDPOINT_PATHS)
+async def test_cli_against_the_notes_server(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(E2E_TIMEOUT):
         async with hypercorn_server("examples.notes_server:app") as server:
-            url = server.sse_url
+            url = server.base_url + path
             assert await _cli(url) == 0
             listed = orjson.loads(capsys.readouterr().out)
             assert [tool["name"] for tool in listed] == [
