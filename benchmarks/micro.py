@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("BENCH_MAX_BODY", str(8 * 1024 * 1024))
     for name in args.apps:
-        app = load(name)
         best = None
         for attempt in range(args.repeat):
+            # A fresh app per run: the SDK's Streamable HTTP session manager runs only once.
+            app = load(name)
             streamable = "streamable" in name
             if args.profile and attempt == args.repeat - 1:
                 from pyinstrument import Profiler
