@@ -35,6 +35,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+from examples import everything_server
 from tests.client_helpers import BASE_URL, ROOT, SSE_URL, asgi_http_client, serve_in_process
 from tests.server_helpers_e2e import hypercorn_server
 from trio_mcp_sse import Context, MCPError, MCPServer
@@ -1330,3 +1331,47 @@ async def test_cli_follows_pages_when_listing_and_when_checking_a_name(
             # --arg makes the CLI look the tool up for its schema: on the last page here.
             assert await _cli(f"{base}/sse", "--call", "tool4", "--arg", "text=123") == 0
             assert orjson.loads(capsys.readouterr().out)["content"][0]["text"] == "123"
+
+
+# -- a request's stream ended by the server mid-call, resumed by the client --------------------------
+RECONNECTED = (
+    "Reconnection test completed successfully. If you received this, "
+    "the client properly reconnected after stream closure."
+)
+
+
+async def test_client_resumes_a_stream_the_server_closed_mid_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with (
+            asgi_http_client(everything_server.server.http_app()) as http,
+            open_session(MCP_URL, http_client=http) as session,
+        ):
+            result = await session.call_tool("test_reconnection")
+            assert text_of(result) == RECONNECTED
+            requests = http.transport_under_test.requests  # type: ignore[attr-defined]
+            resumed = [r for r in requests if "last-event-id" in r.headers]
+            assert [r.method for r in resumed] == ["GET"]
+            assert resumed[0].headers["mcp-session-id"] == session_id_of(requests)
+
+
+def session_id_of(requests: list[Any]) -> str:
+    ids = {r.headers["mcp-session-id"] for r in requests if "mcp-session-id" in r.headers}
+    (only,) = ids
+    return str(only)
+
+
+@pytest.mark.e2e
+async def test_client_resumes_a_stream_the_server_closed_mid_call_under_hypercorn() -> None:
+    with trio.fail_after(E2E_TIMEOUT):
+        async with (
+            hypercorn_server("tests.apps.streamable_apps:everything_sse") as server,
+            open_session(f"{server.base_url}/mcp") as session,
+        ):
+            result = await session.call_tool("test_reconnection")
+            assert text_of(result) == RECONNECTED
+            # The session goes on after the resumed request.
+            simple = await session.call_tool("test_simple_text")
+            assert text_of(simple) == "This is a simple text response for testing."
+    assert "Traceback" not in server.text()

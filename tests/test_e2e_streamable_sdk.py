@@ -13,7 +13,7 @@ import httpx
 import mcp_types
 import pytest
 import trio
-from mcp import ClientSession
+from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from .server_helpers_e2e import RunningServer, hypercorn_server
@@ -205,5 +205,18 @@ async def test_official_client_drives_the_notes_server(mode: str) -> None:
                     mcp_types.PromptReference(type="ref/prompt", name="summarize"), {"name": "name", "value": "gro"}
                 )
                 assert completion.completion.values == ["groceries"]
+            await until_no_session_is_open(server)
+            assert "Traceback" not in server.text(), server.text()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_newer_client_object_connects_by_url(mode: str) -> None:
+    """``mcp.Client(url)`` probes ``server/discover`` first, then falls back to ``initialize``."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with hypercorn_server(f"tests.apps.streamable_apps:everything_{mode}") as server:
+            async with Client(f"{server.base_url}/mcp") as client:
+                assert client.protocol_version == "2025-11-25"
+                result = await client.call_tool("test_simple_text", {})
+                assert text_of(result) == "This is a simple text response for testing."
             await until_no_session_is_open(server)
             assert "Traceback" not in server.text(), server.text()
