@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import mcp_types
+import orjson
 import pytest
 import trio
 from mcp import Client, ClientSession
@@ -199,6 +200,29 @@ async def test_official_client_drives_the_notes_server(mode: str) -> None:
                 else:
                     assert progress == [1, 2, 3][: len(progress)] and len(progress) >= 2
 
+                # Cancellation: abandon a slow call; the server stops exactly that request.
+                started = trio.Event()
+
+                async def cancel_soon(value: float, total: float | None, message: str | None) -> None:
+                    started.set()
+
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            lambda: session.call_tool(
+                                "process_notes", {"steps": 1000, "delay": 0.05}, progress_callback=cancel_soon
+                            )
+                        )
+                        await started.wait()
+                        scope.cancel()
+                stats: dict[str, int] = {}
+                while stats.get("cancelled") != 1:
+                    await trio.sleep(0.05)
+                    contents = (await session.read_resource("notes://stats")).contents[0]
+                    assert isinstance(contents, mcp_types.TextResourceContents)
+                    stats = orjson.loads(contents.text)
+                assert stats == {"notes": 2, "completed": 1, "cancelled": 1}
+
                 prompt = await session.get_prompt("brainstorm", {"topic": "trio", "count": "2"})
                 assert [m.role for m in prompt.messages] == ["user", "assistant"]
                 completion = await session.complete(
@@ -206,6 +230,7 @@ async def test_official_client_drives_the_notes_server(mode: str) -> None:
                 )
                 assert completion.completion.values == ["groceries"]
             await until_no_session_is_open(server)
+
             assert "Traceback" not in server.text(), server.text()
 
 
