@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # e.g. CONFORMANCE_ARGS='--scenario ping' or '--requirements 2026-07-28'
 CONFORMANCE_ARGS ?=
 
-.PHONY: serve test lint conformance bench bench-quick bench-design clean
+.PHONY: serve test lint conformance conformance-client bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -50,6 +50,11 @@ conformance/node_modules/.installed: conformance/package.json conformance/packag
 # (docs/conformance.md); results in conformance/results/.
 conformance: $(VENV)/.installed-base conformance/node_modules/.installed
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
+
+# The suite's client scenarios (initialize, tools_call, sse-retry) against our
+# client, conformance/client.py; every check must pass (docs/conformance.md).
+conformance-client: $(VENV)/.installed-base conformance/node_modules/.installed
+	$(BIN)/python -m conformance.run_client $(CONFORMANCE_ARGS)
 
 # Full comparison with the official SDK, HTTP+SSE and Streamable HTTP (about 15
 # minutes on 2 cores): prints one table per transport, writes
