@@ -45,7 +45,7 @@ class ConnectionState(Protocol):
     def session_id(self) -> str: ...
 
     subscriptions: set[str]
-    log_level: str
+    log_level: str | None
 
 
 BuiltinHandler: TypeAlias = Callable[[ConnectionState, Mapping[str, Any], Context], Awaitable[dict[str, Any]]]
