@@ -139,6 +139,13 @@ async def test_tools_list_names_every_fixture_tool_with_a_description() -> None:
         "test_error_handling", "test_sampling", "test_elicitation",
         "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "test_reconnection",
         "json_schema_2020_12_tool",
+        # protocol 2026-07-28 fixtures (written once, callable in both eras)
+        "test_input_required_result_elicitation", "test_input_required_result_sampling",
+        "test_input_required_result_list_roots", "test_input_required_result_request_state",
+        "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
+        "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
+        "test_missing_capability", "test_streaming_elicitation", "test_logging_tool",
+        "test_trigger_tool_change", "test_trigger_prompt_change", "test_custom_header",
     }
     assert all(tool["description"] and tool["inputSchema"]["type"] == "object" for tool in tools)
 
@@ -370,7 +377,8 @@ async def test_prompts_list() -> None:
     async with session() as client:
         prompts = {p["name"]: p for p in (await client.call("prompts/list"))["prompts"]}
     assert set(prompts) == {"test_simple_prompt", "test_prompt_with_arguments",
-                            "test_prompt_with_embedded_resource", "test_prompt_with_image"}
+                            "test_prompt_with_embedded_resource", "test_prompt_with_image",
+                            "test_input_required_result_prompt"}
     assert all(p["description"] for p in prompts.values())
     assert [(a["name"], a["required"]) for a in prompts["test_prompt_with_arguments"]["arguments"]] == [
         ("arg1", True), ("arg2", True)]
@@ -410,3 +418,14 @@ async def test_prompt_with_image() -> None:
         {"role": "user", "content": {"type": "image", "data": everything_server.PNG_BASE64, "mimeType": "image/png"}},
         {"role": "user", "content": {"type": "text", "text": "Please analyze the image above."}},
     ]
+
+
+
+async def test_a_2026_fixture_asks_a_handshake_era_client_with_a_request() -> None:
+    """The tool that answers a 2026-07-28 client with an InputRequiredResult elicits directly here."""
+    async with session() as client:
+        params, result = await answer_elicitation(
+            client, "test_input_required_result_elicitation", {}, {"name": "Ann"}
+        )
+    assert params == {"message": "What is your name?", "requestedSchema": everything_server.NAME_SCHEMA}
+    assert result["content"] == [{"type": "text", "text": "Hello, Ann!"}]
