@@ -601,3 +601,53 @@ async def test_listen_acknowledges_then_sends_only_what_was_asked_tagged() -> No
         {"jsonrpc": "2.0", "method": "notifications/prompts/list_changed", "params": {"_meta": tag}},
     ]
 
+
+
+async def test_a_draining_server_ends_a_listen_stream_with_its_result() -> None:
+    server = make_server()
+    app = server.http_app()
+    transport = app.extensions["trio_mcp_sse"]
+    frames: list[dict[str, Any]] = []
+    params = {"notifications": {"toolsListChanged": True}, "_meta": envelope()}
+    body = {"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": params}
+    with trio.fail_after(10):
+        headers = standard_headers("subscriptions/listen", params)
+        async with (
+            open_http_client(app, base_url="http://127.0.0.1:8000") as client,
+            client.stream("POST", "/mcp", json=body, headers=headers) as response,
+        ):
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    frames.append(json.loads(line[6:]))
+                    if len(frames) == 1:
+                        await transport.drain(5.0)
+    tag = {"io.modelcontextprotocol/subscriptionId": "listen-1"}
+    assert [frame.get("method") for frame in frames] == ["notifications/subscriptions/acknowledged", None]
+    assert frames[1] == {"jsonrpc": "2.0", "id": "listen-1", "result": {"_meta": {**tag, **STAMP}, "resultType": "complete"}}
+    wire.validate_server_result("subscriptions/listen", MODERN, frames[1]["result"])
+
+
+async def test_listen_needs_an_event_stream_and_a_filter() -> None:
+    async with await open_modern() as client:
+        modern = Modern(client)
+        json_only = await modern.post("subscriptions/listen", {"notifications": {}}, headers={"accept": "application/json"})
+        no_filter = await modern.post("subscriptions/listen", {})
+    assert json_only[0] == 406
+    assert (no_filter[0], no_filter[2]["error"]["code"]) == (400, -32602)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_get_and_delete_are_not_part_of_the_modern_era(method: str) -> None:
+    async with await open_modern() as client:
+        headers = (("host", "127.0.0.1:8000"), ("accept", "text/event-stream"), ("mcp-protocol-version", MODERN), ("mcp-session-id", "x"))
+        response = await client.request(method, "/mcp", headers=headers)
+    assert (response.status, response.headers["allow"]) == (405, "POST")
+
+
+async def test_the_http_sse_transport_stays_in_the_handshake_era() -> None:
+    from tests.test_everything_server import session
+
+    async with session() as client:
+        request_id = await client.request("server/discover", {"_meta": envelope()})
+        answer = await client.response(request_id)
+    assert answer["error"]["code"] == -32601

@@ -203,6 +203,21 @@ def protocol_version_supported(versions: Sequence[str] = HANDSHAKE_PROTOCOL_VERS
     return rule
 
 
+def handshake_era_only() -> Rule:
+    """GET and DELETE under a revision without a handshake: 405, ``Allow: POST``.
+
+    Protocol 2026-07-28 has no sessions to end and no standalone stream
+    (``subscriptions/listen`` is a POST); any other non-handshake value is
+    left to the version row.
+    """
+    not_allowed = Answer(Outcome.METHOD_NOT_ALLOWED, allow=b"POST")
+
+    def rule(head: RequestHead) -> Answer | None:
+        return not_allowed if head.header(b"mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS else None
+
+    return rule
+
+
 def session_header_present() -> Rule:
     """No ``Mcp-Session-Id`` on a request that needs one (GET, DELETE): 400."""
 
@@ -471,8 +486,9 @@ class StreamableHTTPTransport:
         # The status tables of docs/transports.md, row by row.
         # POST has no version row: a revision without a handshake is answered by the modern era.
         self.post_intake = Intake(methods, declared_body_within(security.max_body_size), *shared, content_type_json())
-        self.get_intake = Intake(methods, *shared, accepts_event_stream(), version, session_header_present())
-        self.delete_intake = Intake(methods, *shared, version, session_header_present())
+        modern = handshake_era_only()
+        self.get_intake = Intake(methods, *shared, modern, accepts_event_stream(), version, session_header_present())
+        self.delete_intake = Intake(methods, *shared, modern, version, session_header_present())
         self._cors_expose = cors is not None
 
     # -- sessions ------------------------------------------------------------------------------------

@@ -136,6 +136,8 @@ class ServerConnection:
         self.subscriptions: set[str] = set()
         """Resource URIs this client subscribed to."""
         self.closed = False
+        self.ending = trio.Event()
+        """Set when the session drains (its inbound channel ended) or ends: long requests wind down."""
         self.modern = False
         """The session serves one request of protocol 2026-07-28 or later (see ``_modern``)."""
         if session.stateless:
@@ -195,8 +197,11 @@ class ServerConnection:
                 # The inbound channel ended: the session is draining.  Requests already
                 # accepted run to completion and answer; the client's answers to our own
                 # requests can no longer arrive, so those fail now instead of timing out.
+                # A request that would run for ever (a listen stream) ends now too.
+                self.ending.set()
                 self.rpc.close(self.session.close_reason or "session closed")
         finally:
+            self.ending.set()
             self.closed = True
             self._nursery = None
             unsubscribe()

@@ -246,6 +246,8 @@ class ListenHost(Protocol):
 
     @property
     def catalog(self) -> Catalog: ...
+    @property
+    def ending(self) -> trio.Event: ...
 
     async def send_notification(
         self, method: str, params: Mapping[str, Any] | None = None, *, related_request_id: RequestId | None = None
@@ -253,11 +255,14 @@ class ListenHost(Protocol):
 
 
 async def listen(connection: ListenHost, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-    """Serve one ``subscriptions/listen`` stream until the client leaves or the session ends.
+    """Serve one ``subscriptions/listen`` stream until the client leaves or the server drains.
 
     The acknowledgment names what the server agreed to send (the requested
     types it has; at most :data:`MAX_SUBSCRIPTIONS` resource URIs), then
-    every matching change follows on the same response stream.
+    every matching change follows on the same response stream.  A client
+    that leaves cancels it (its session closes); a draining server ends it
+    with a ``SubscriptionsListenResult``, so the client knows to reconnect
+    elsewhere.
     """
     wanted = params.get("notifications")
     if not isinstance(wanted, dict):
@@ -295,12 +300,20 @@ async def listen(connection: ListenHost, params: Mapping[str, Any], context: Con
     )
     unsubscribe = connection.catalog.subscribe(heard)
     try:
-        async for message in receive:
-            notification_params = dict(message.get("params") or {})
-            notification_params["_meta"] = {**notification_params.get("_meta", {}), **tag}
-            await connection.send_notification(
-                message["method"], notification_params, related_request_id=subscription
-            )
+        async with trio.open_nursery() as nursery:
+
+            async def end_when_draining() -> None:
+                await connection.ending.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(end_when_draining)
+            async for message in receive:
+                notification_params = dict(message.get("params") or {})
+                notification_params["_meta"] = {**notification_params.get("_meta", {}), **tag}
+                await connection.send_notification(
+                    message["method"], notification_params, related_request_id=subscription
+                )
     finally:
         unsubscribe()
-    return {"_meta": dict(tag)}  # pragma: no cover - the channel never ends by itself
+    # The server is draining: end the subscription with its result, as the specification asks.
+    return {"_meta": dict(tag)}
