@@ -1,4 +1,4 @@
-"""The Streamable HTTP transport (MCP 2025-03-26 to 2025-11-25): one endpoint for POST, GET and DELETE.
+"""The Streamable HTTP transport (MCP 2025-03-26 to 2026-07-28): one endpoint for POST, GET and DELETE.
 
 Theory of operation
 -------------------
@@ -32,6 +32,17 @@ connection broke -- or that the server disconnected on purpose, see
 request is still running, the resumed response goes on until its answer.  A
 broken connection never cancels a request: only ``notifications/cancelled``
 does.
+
+Two protocol eras share the endpoint.  A POST whose ``MCP-Protocol-Version``
+is not a handshake revision (``is_modern_request``: 2026-07-28, or a revision
+nobody here speaks, which the server layer then refuses with -32022) has no
+session: it is served like stateless mode, by a session of its own whose
+server layer runs the modern lifecycle (``server/_modern``), with no event ids
+(the revision dropped resumability).  Its answer is JSON when the response
+comes alone -- with the HTTP status its error code calls for (400, 404) -- and
+an event stream when progress or log messages precede it, or for
+``subscriptions/listen``, whose stream stays open.  ``GET`` and ``DELETE`` are
+``405`` under that revision.
 
 Refusals are decided by the intake tables (``_intake``) and the one
 :class:`~trio_mcp_sse._http.Outcome` table; their bodies are JSON-RPC errors
@@ -399,7 +410,7 @@ class _SessionStreams:
 
 
 class StreamableHTTPTransport:
-    """Serve MCP sessions over Streamable HTTP (protocol revisions 2025-03-26 to 2025-11-25).
+    """Serve MCP over Streamable HTTP: sessions of revisions 2025-03-26 to 2025-11-25, and 2026-07-28.
 
     ``handler`` is the server layer, e.g. :meth:`trio_mcp_sse.MCPServer.run_session`.
     Mount it like :class:`~trio_mcp_sse.SseServerTransport` (as a whole ASGI
