@@ -651,3 +651,36 @@ async def test_the_http_sse_transport_stays_in_the_handshake_era() -> None:
         request_id = await client.request("server/discover", {"_meta": envelope()})
         answer = await client.response(request_id)
     assert answer["error"]["code"] == -32601
+
+
+async def test_only_the_three_questions_can_be_asked_of_a_modern_client() -> None:
+    server = make_server()
+
+    @server.tool
+    async def pinger(ctx: Context) -> str:
+        """Sends a request that has no InputRequiredResult form."""
+        await ctx.send_request("ping")
+        return "unreachable"
+
+    @server.tool
+    async def asks_and_fails(ctx: Context) -> str:
+        """A question and a failure in one nursery."""
+
+        async def fail() -> None:
+            raise ValueError("boom")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fail)
+            await ctx.elicit("Name?", Name)
+        return "unreachable"
+
+    async with await open_modern(server) as client:
+        modern = Modern(client)
+        pinged = await modern.result("tools/call", {"name": "pinger", "arguments": {}})
+        failed = await modern.result("tools/call", {"name": "asks_and_fails", "arguments": {}})
+    assert pinged["isError"] is True
+    assert pinged["content"] == [
+        {"type": "text", "text": "ping cannot be asked of a 2026-07-28 client: only elicitation/create, sampling/createMessage, roots/list can"}
+    ]
+    assert failed["isError"] is True
+    assert failed["content"] == [{"type": "text", "text": "Tool 'asks_and_fails' failed with an internal error"}]

@@ -303,8 +303,10 @@ class ServerConnection:
             return self._input_required(asked.requests, method, params, inputs, server_info)
         except BaseExceptionGroup as group:
             asked_group, rest = group.split(InputRequired)
-            if asked_group is None or rest is not None:
+            if asked_group is None:
                 raise
+            if rest is not None:  # questions and failures together: the failures win
+                raise rest from None
             requests: dict[str, Any] = {}
             for leaf in _leaves(asked_group):
                 requests.update(leaf.requests)

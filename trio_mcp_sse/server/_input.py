@@ -48,7 +48,7 @@ from typing import Any, Final
 
 import orjson
 
-from .._errors import MCPError
+from .._errors import ClientCapabilityError, MCPError
 from .._jsonrpc import INVALID_PARAMS
 
 __all__ = [
@@ -183,7 +183,11 @@ class InputRound:
 
     def _check(self, method: str) -> None:
         capability = INPUT_METHODS.get(method)
-        if capability is not None and self._capabilities.get(capability) is None:
+        if capability is None:
+            raise ClientCapabilityError(
+                method, method, f"{method} cannot be asked of a 2026-07-28 client: only {', '.join(INPUT_METHODS)} can"
+            )
+        if self._capabilities.get(capability) is None:
             raise MissingClientCapability(method, capability)
 
     def _take(self, key: str) -> dict[str, Any] | None:
