@@ -75,7 +75,7 @@ class SseClient:
 
 
 @asynccontextmanager
-async def session() -> AsyncIterator[SseClient]:
+async def session(capabilities: Mapping[str, Any] = CLIENT_CAPABILITIES) -> AsyncIterator[SseClient]:
     async with run_asgi_app(everything_server.app) as harness, harness.stream("/sse") as stream:
         endpoint = await stream.endpoint()
         session_id = parse_qs(urlsplit(endpoint).query)["session_id"][0]
@@ -84,7 +84,7 @@ async def session() -> AsyncIterator[SseClient]:
             "initialize",
             {
                 "protocolVersion": "2025-11-25",
-                "capabilities": CLIENT_CAPABILITIES,
+                "capabilities": dict(capabilities),
                 "clientInfo": {"name": "conformance-test-client", "version": "1.0.0"},
             },
         )
@@ -429,3 +429,29 @@ async def test_a_2026_fixture_asks_a_handshake_era_client_with_a_request() -> No
         )
     assert params == {"message": "What is your name?", "requestedSchema": everything_server.NAME_SCHEMA}
     assert result["content"] == [{"type": "text", "text": "Hello, Ann!"}]
+
+
+async def test_questions_asked_together_reach_a_handshake_era_client_concurrently() -> None:
+    async with session({**CLIENT_CAPABILITIES, "roots": {}}) as client:
+        call_id = await client.request("tools/call", {"name": "test_input_required_result_multiple_inputs", "arguments": {}})
+        asks = [await client.next_matching(lambda m: "method" in m and "id" in m) for _ in range(3)]
+        # All three are out before any is answered: they were sent concurrently.
+        assert sorted(ask["method"] for ask in asks) == ["elicitation/create", "roots/list", "sampling/createMessage"]
+        answers = {
+            "elicitation/create": {"action": "accept", "content": {"name": "Ann"}},
+            "sampling/createMessage": {"role": "assistant", "content": {"type": "text", "text": "Hi"}, "model": "m"},
+            "roots/list": {"roots": [{"uri": "file:///a"}, {"uri": "file:///b"}]},
+        }
+        for ask in asks:
+            await client.send({"jsonrpc": "2.0", "id": ask["id"], "result": answers[ask["method"]]})
+        result = (await client.response(call_id))["result"]
+    assert result["content"] == [{"type": "text", "text": "Hi Ann (2 roots)"}]
+
+
+async def test_one_refused_question_of_several_is_the_tools_refusal() -> None:
+    async with session({**CLIENT_CAPABILITIES, "roots": {}}) as client:
+        call_id = await client.request("tools/call", {"name": "test_input_required_result_multiple_inputs", "arguments": {}})
+        ask = await client.next_matching(lambda m: m.get("method") == "elicitation/create")
+        await client.send({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -1, "message": "User said no"}})
+        result = (await client.response(call_id))["result"]
+    assert result == {"content": [{"type": "text", "text": "The client refused the request: User said no"}], "isError": True}

@@ -248,9 +248,15 @@ class Context:
                 method, params, capability=capability, related_request_id=self.request_id
             )
 
-        async with trio.open_nursery() as nursery:
-            for key, request in requests.items():
-                nursery.start_soon(ask, key, request["method"], request.get("params"))
+        try:
+            async with trio.open_nursery() as nursery:
+                for key, request in requests.items():
+                    nursery.start_soon(ask, key, request["method"], request.get("params"))
+        except BaseExceptionGroup as group:
+            # One request failed and the others were cancelled: raise what a single question would.
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+                raise group.exceptions[0] from None
+            raise
         return {key: results[key] for key in requests}
 
     def _parse(self, model: type[pydantic.BaseModel], answer: dict[str, Any], method: str) -> Any:
