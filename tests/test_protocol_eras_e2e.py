@@ -15,6 +15,7 @@ import mcp.types as types
 import pytest
 import trio
 from mcp import Client
+from mcp.shared.subscriptions import ToolsListChanged
 
 from tests.server_helpers_e2e import hypercorn_server
 
@@ -61,5 +62,18 @@ async def test_auto_mode_lands_on_2026_07_28_and_reads_discovery_and_cache_hints
             assert client.server_info is not None
             assert (client.server_info.name, client.server_info.version) == ("eras", "3.1.0")
             tools = await client.list_tools()
-    assert [tool.name for tool in tools.tools] == ["book", "echo"]
+    assert [tool.name for tool in tools.tools] == ["book", "echo", "add_special"]
     assert (tools.ttl_ms, tools.cache_scope) == (30_000, "public")
+
+
+async def test_a_listen_stream_of_the_official_client_hears_a_tool_list_change() -> None:
+    with trio.fail_after(60):
+        async with hypercorn_server(APP) as running, Client(f"{running.base_url}/mcp", mode="2026-07-28") as client:
+            async with client.listen(tools_list_changed=True, prompts_list_changed=False) as subscription:
+                assert subscription.honored is not None
+                assert subscription.honored.tools_list_changed is True
+                await client.call_tool("add_special", {})
+                event = await subscription.__anext__()
+            tools = await client.list_tools()
+    assert isinstance(event, ToolsListChanged)
+    assert "special" in [tool.name for tool in tools.tools]

@@ -37,4 +37,12 @@ async def echo(text: str) -> str:
     return text
 
 
+@server.tool
+async def add_special() -> str:
+    """Register one more tool: listen streams that opted in hear of it."""
+    if "special" not in server.tools:
+        server.add_tool(echo, name="special")
+    return "added"
+
+
 app = server.http_app()
