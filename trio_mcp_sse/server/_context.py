@@ -133,17 +133,17 @@ class Context:
 
     @property
     def client_info(self) -> Mapping[str, Any] | None:
-        """``clientInfo`` from the client's ``initialize``."""
+        """``clientInfo`` from the client's ``initialize`` (2026-07-28: from this request's ``_meta``)."""
         return self._connection.client_info
 
     @property
     def client_capabilities(self) -> Mapping[str, Any]:
-        """``capabilities`` from the client's ``initialize``."""
+        """``capabilities`` from the client's ``initialize`` (2026-07-28: from this request's ``_meta``)."""
         return self._connection.client_capabilities
 
     @property
     def protocol_version(self) -> str | None:
-        """The protocol revision negotiated for this session."""
+        """The protocol revision negotiated for this session (2026-07-28: named by this request)."""
         return self._connection.protocol_version
 
     @property
