@@ -236,11 +236,11 @@ async def test_official_client_drives_the_notes_server(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_newer_client_object_connects_by_url(mode: str) -> None:
-    """``mcp.Client(url)`` probes ``server/discover`` first, then falls back to ``initialize``."""
+    """``mcp.Client(url)`` probes ``server/discover`` first and lands on the newest era: 2026-07-28."""
     with trio.fail_after(TEST_TIMEOUT):
         async with hypercorn_server(f"tests.apps.streamable_apps:everything_{mode}") as server:
             async with Client(f"{server.base_url}/mcp") as client:
-                assert client.protocol_version == "2025-11-25"
+                assert client.protocol_version == "2026-07-28"
                 result = await client.call_tool("test_simple_text", {})
                 assert text_of(result) == "This is a simple text response for testing."
             await until_no_session_is_open(server)
