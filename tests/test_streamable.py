@@ -472,7 +472,8 @@ async def test_drain_refuses_new_sessions_and_ends_streams_cleanly(autojump_cloc
         async with session.open_get() as standalone, trio.open_nursery() as nursery:
             await priming(standalone)
             nursery.start_soon(transport.drain, 5.0)
-            await trio.sleep(0)
+            while not transport.draining:
+                await trio.sleep(0.01)
             refused = await StreamableTestSession(http).post(
                 {
                     "jsonrpc": "2.0",
@@ -531,3 +532,20 @@ async def test_silent_streams_get_keepalive_comments(autojump_clock: trio.abc.Cl
                 await stream.read_until_end()
         assert bytes(stream.raw).count(b": ping\n") == 1
         assert text_of(answer) == "woke"
+
+
+async def test_an_initialize_refused_406_opens_no_session() -> None:
+    async with serving() as (http, transport):
+        response = await StreamableTestSession(http).post(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            },
+            accept="text/html",
+        )
+        assert response.status == 406
+        assert "mcp-session-id" not in response.headers
+        assert error_body(response)["code"] == -32000
+        assert len(transport.sessions) == 0

@@ -601,6 +601,9 @@ class StreamableHTTPTransport:
             if not (isinstance(message, JSONRPCRequest) and message.method == "initialize"):
                 await self._answer(send, head, Outcome.MISSING_SESSION_HEADER)
                 return
+            if self._answer_form(head) is None:  # before opening: a refused initialize leaves no session
+                await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
+                return
             try:
                 session = await self.sessions.open_session(
                     principal=principal, headers=headers, handler=self._serve_session
@@ -626,6 +629,12 @@ class StreamableHTTPTransport:
             return
         await self._serve_request(found[0], found[1], message, headers, head, receive, send)
 
+    def _answer_form(self, head: RequestHead) -> bool | None:
+        """How a request is answered: JSON (True), an event stream (False), or not at all (406)."""
+        wants_json, wants_sse = accepts(head)
+        as_json = self.response_mode == "json" or not wants_sse
+        return None if as_json and not wants_json else as_json
+
     def _session_headers(self, head: RequestHead, session_id: str) -> list[tuple[bytes, bytes]]:
         return [(b"mcp-session-id", session_id.encode("ascii")), *self._cors_headers(head)]
 
@@ -640,9 +649,8 @@ class StreamableHTTPTransport:
         send: Send,
     ) -> None:
         """Deliver one request and write its response stream (or JSON body)."""
-        wants_json, wants_sse = accepts(head)
-        as_json = self.response_mode == "json" or not wants_sse
-        if as_json and not wants_json:
+        as_json = self._answer_form(head)
+        if as_json is None:
             await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
             return
         if message.id in streams.requests:
