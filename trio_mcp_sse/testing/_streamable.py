@@ -18,7 +18,14 @@ import orjson
 import trio
 
 from .._sse import SSEDecoder
-from ._asgi import _WAIT_SECONDS, DEFAULT_HEADERS, ASGIResponse, ASGITestClient, EventStream, Headers
+from ._asgi import (
+    _WAIT_SECONDS,
+    DEFAULT_HEADERS,
+    ASGIResponse,
+    ASGITestClient,
+    EventStream,
+    Headers,
+)
 
 __all__ = ["ACCEPT_BOTH", "StreamableTestSession", "messages_of", "read_messages"]
 
