@@ -549,3 +549,89 @@ async def test_an_initialize_refused_406_opens_no_session() -> None:
         assert "mcp-session-id" not in response.headers
         assert error_body(response)["code"] == -32000
         assert len(transport.sessions) == 0
+
+
+async def test_delete_ends_a_request_stream_in_flight_and_cancels_its_request() -> None:
+    tools = Tools()
+    async with serving(tools) as (http, transport):
+        session = await initialized(http)
+        async with session.open_post(call(3, "gated", {"name": "del"})) as stream:
+            await priming(stream)
+            assert (await session.delete()).status == 200
+            with trio.fail_after(10):
+                await stream.read_until_end()
+        assert b'"id":3' not in bytes(stream.raw)
+        assert tools.cancelled == ["del"]
+        assert len(transport.sessions) == 0
+
+
+async def test_drain_lets_a_request_in_flight_finish_on_its_stream(autojump_clock: trio.abc.Clock) -> None:
+    tools = Tools()
+    async with serving(tools) as (http, transport):
+        session = await initialized(http)
+        async with session.open_post(call(3, "gated", {"name": "dr"})) as stream, trio.open_nursery() as nursery:
+            await priming(stream)
+            nursery.start_soon(transport.drain, 30.0)
+            while not transport.draining:
+                await trio.sleep(0.01)
+            await trio.sleep(1)
+            tools.gate("dr").set()
+            [answer] = await read_messages(stream, 1)
+            with trio.fail_after(10):
+                await stream.read_until_end()
+        assert text_of(answer) == "opened dr"
+        assert len(transport.sessions) == 0
+
+
+async def test_the_standalone_stream_resumes_with_what_was_sent_while_nobody_read() -> None:
+    tools = Tools()
+    async with serving(tools) as (http, _):
+        session = await initialized(http)
+        async with session.open_get() as standalone:
+            await priming(standalone)
+            tools.server.add_tool(lambda: "1", name="one")
+            [first] = await read_messages(standalone, 1)
+            last_id = standalone.decoder.last_event_id
+        assert first["method"] == "notifications/tools/list_changed"
+        assert last_id is not None and last_id.startswith("get.")
+        tools.server.add_tool(lambda: "2", name="two")
+        await trio.sleep(0.1)
+        async with session.open_get(last_event_id=last_id) as resumed:
+            assert resumed.status == 200
+            [missed] = await read_messages(resumed, 1)
+            assert missed["method"] == "notifications/tools/list_changed"
+            tools.server.add_tool(lambda: "3", name="three")
+            [live] = await read_messages(resumed, 1)
+            assert live["method"] == "notifications/tools/list_changed"
+            # Nothing twice: exactly two messages so far, and the stream stays open.
+            await trio.sleep(0.1)
+            ids = re.findall(rb"^id: (get\.\d+)$", bytes(resumed.raw), re.MULTILINE)
+            assert len(ids) == len(set(ids)) == 2
+            assert not resumed.ended
+
+
+async def test_a_notification_for_a_session_of_the_other_transport_is_404_and_not_delivered(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    tools = Tools()
+    app = tools.server.http_app()  # Streamable HTTP at /mcp, HTTP+SSE at /sse
+    async with run_asgi_app(app) as http, http.open_sse_session() as sse:
+        await sse.initialize()
+        posted = await sse.post(call(1, "gated", {"name": "x"}))
+        assert posted.status == 202
+        while "x" not in tools.gates:
+            await trio.sleep(0.01)
+        intruder = StreamableTestSession(http)
+        intruder.session_id = sse.endpoint.rpartition("session_id=")[2]
+        response = await intruder.post(
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}
+        )
+        assert response.status == 404
+        assert error_body(response) == {"code": -32000, "message": "Could not find session"}
+        await trio.sleep(1)  # time for a cancellation to land, had it been delivered
+        tools.gate("x").set()
+        answer = await sse.next_message()
+        while answer.get("id") != 1:
+            answer = await sse.next_message()
+        assert tools.cancelled == []
+        assert text_of(answer) == "opened x"

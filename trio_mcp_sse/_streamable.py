@@ -614,8 +614,11 @@ class StreamableHTTPTransport:
             await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
             return
         if not isinstance(message, JSONRPCRequest):
+            if session_id not in self._streams:  # not one of ours (an HTTP+SSE session shares the manager)
+                await self._answer(send, head, Outcome.UNKNOWN_SESSION)
+                return
             delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
-            if delivery is Delivery.GONE or not is_session_id(session_id) or session_id not in self._streams:
+            if delivery is Delivery.GONE:
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
             elif delivery is Delivery.ACCEPTED:
                 await send({"type": "http.response.start", "status": 202, "headers": self._session_headers(head, session_id)})
