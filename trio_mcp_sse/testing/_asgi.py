@@ -259,17 +259,20 @@ class ASGITestClient:
                 started.set()
 
         self._nursery.start_soon(run_app)
-        await started.wait()
-        if not start:
-            raise AssertionError("the app returned without a response")
-        headers_out = {k.decode().lower(): v.decode() for k, v in start[0].get("headers", [])}
-        stream = EventStream(start[0]["status"], headers_out, chunk_receive, inbox_send)
         try:
+            # A client cancelled before the response started (a JSON answer not ready
+            # yet) leaves all the same: the app hears the disconnect.
+            await started.wait()
+            if not start:
+                raise AssertionError("the app returned without a response")
+            headers_out = {k.decode().lower(): v.decode() for k, v in start[0].get("headers", [])}
+            stream = EventStream(start[0]["status"], headers_out, chunk_receive, inbox_send)
             yield stream
         finally:
             if not done.is_set():
-                stream.disconnect()
-            with trio.fail_after(_WAIT_SECONDS):
+                inbox_send.send_nowait({"type": "http.disconnect"})
+                chunk_receive.close()
+            with trio.CancelScope(shield=True), trio.fail_after(_WAIT_SECONDS):
                 await done.wait()
 
     @asynccontextmanager
