@@ -635,3 +635,34 @@ async def test_a_notification_for_a_session_of_the_other_transport_is_404_and_no
             answer = await sse.next_message()
         assert tools.cancelled == []
         assert text_of(answer) == "opened x"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"response_mode": "json"}, {"event_store": None}, {}],
+    ids=["json", "sse-without-store", "sse-with-store"],
+)
+async def test_requests_whose_client_left_keep_nothing_once_answered(
+    options: dict[str, Any], autojump_clock: trio.abc.Clock
+) -> None:
+    """A long session whose clients drop requests must not accumulate their streams or answers."""
+    tools = Tools()
+    async with serving(tools, **options) as (http, transport):
+        session = await initialized(http)
+        for index in range(5):
+            name = f"left{index}"
+            with trio.move_on_after(1):  # a JSON answer never starts: the client gives up waiting
+                async with session.open_post(call(100 + index, "gated", {"name": name})) as stream:
+                    assert stream.status == 200
+                    while name not in tools.gates:
+                        await trio.sleep(0.01)
+            tools.gate(name).set()
+            with trio.fail_after(10):
+                while name not in tools.finished:
+                    await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        streams = transport._streams[session.session_id]
+        assert list(streams.by_name) == ["get"]
+        assert streams.requests == {}
+        # Still answerable: the session works.
+        assert (await session.request("ping"))["result"] == {}

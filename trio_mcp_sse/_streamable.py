@@ -340,8 +340,12 @@ class _SessionStreams:
                 stream.writer = None
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 stream.writer = None  # its response ended: the client left
-        if event[0] is not None and stream is not self.standalone:
-            return  # kept by the event store: a resume replays it
+        if stream is not self.standalone:
+            # Nobody writes this request's stream: its client left.  Only the event store can
+            # bring its events back (a resume replays them); once it is over, let it go.
+            if event[2]:
+                self.forget(stream)
+            return
         if event[1] or event is _END:
             stream.pending.append(event)
             if len(stream.pending) > _PENDING_KEPT:
