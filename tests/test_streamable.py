@@ -666,3 +666,43 @@ async def test_requests_whose_client_left_keep_nothing_once_answered(
         assert streams.requests == {}
         # Still answerable: the session works.
         assert (await session.request("ping"))["result"] == {}
+
+
+async def test_a_resume_takes_over_a_stream_whose_old_response_is_still_open() -> None:
+    tools = Tools()
+    async with serving(tools) as (http, _):
+        session = await initialized(http)
+        async with session.open_post(call(12, "gated", {"name": "t"}, token="t")) as old:
+            priming_id = await priming(old)
+            [first] = await read_messages(old, 1)
+            async with session.open_get(last_event_id=priming_id) as resumed:
+                assert resumed.status == 200
+                with trio.fail_after(10):
+                    await old.read_until_end()  # replaced: the old response ends
+                [replayed] = await read_messages(resumed, 1)
+                assert replayed == first
+                tools.gate("t").set()
+                progress, answer = await read_messages(resumed, 2)
+                with trio.fail_after(10):
+                    await resumed.read_until_end()
+        assert progress["params"]["progress"] == 2
+        assert answer["id"] == 12
+        assert text_of(answer) == "opened t"
+        assert b'"id":12' not in bytes(old.raw)
+
+
+async def test_initialize_may_carry_mcp_protocol_version_and_mcp_method_headers() -> None:
+    async with serving() as (http, _):
+        response = await StreamableTestSession(http).post(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            },
+            headers=(("mcp-protocol-version", "2025-11-25"), ("mcp-method", "initialize")),
+        )
+        assert response.status == 200
+        assert re.fullmatch(r"[\x21-\x7e]+", response.headers["mcp-session-id"])
+        [answer] = messages_of(response)
+        assert answer["result"]["protocolVersion"] == "2025-11-25"
