@@ -50,7 +50,12 @@ def doc_example() -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "name",
-    ["test_forecast_tool", "test_forecast_over_http_and_sse", "test_the_trio_client_against_the_server"],
+    [
+        "test_forecast_tool",
+        "test_forecast_over_http_and_sse",
+        "test_forecast_over_streamable_http",
+        "test_the_trio_client_against_the_server",
+    ],
 )
 async def test_the_documented_example_passes(name: str) -> None:
     await doc_example()[name]()

@@ -406,8 +406,12 @@ class _SessionStreams:
                 stream.writer = stream.reader = None
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 stream.writer = stream.reader = None  # its response ended: the client left
-        if event[0] is not None and stream is not self.standalone:
-            return  # kept by the event store: a resume replays it
+        if stream is not self.standalone:
+            # Nobody writes this request's stream: its client left.  Only the event store can
+            # bring its events back (a resume replays them); once it is over, let it go.
+            if event[2]:
+                self.forget(stream)
+            return
         if event[1] or event is _END:
             stream.pending.append(event)
             if len(stream.pending) > _PENDING_KEPT:
@@ -674,7 +678,13 @@ class StreamableHTTPTransport:
             return
         del body
         headers = HeaderView(scope["headers"])
-        if is_modern_request(head.header(b"mcp-protocol-version")):
+        version = head.header(b"mcp-protocol-version")
+        if is_modern_request(version):
+            if version not in MODERN_PROTOCOL_VERSIONS and not _has_envelope(message):
+                # An unknown revision from a client without the 2026-07-28 envelope: a
+                # handshake-era client with a bad header, told so in its own terms.
+                await self._answer(send, head, Outcome.BAD_PROTOCOL_VERSION)
+                return
             await self._serve_modern(message, headers, head, principal, receive, send)
             return
         if self.stateless:
@@ -684,6 +694,9 @@ class StreamableHTTPTransport:
         if session_id is None:
             if not (isinstance(message, JSONRPCRequest) and message.method == "initialize"):
                 await self._answer(send, head, Outcome.MISSING_SESSION_HEADER)
+                return
+            if self._answer_form(head) is None:  # before opening: a refused initialize leaves no session
+                await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
                 return
             try:
                 session = await self.sessions.open_session(
@@ -695,7 +708,7 @@ class StreamableHTTPTransport:
             await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
             return
         if not isinstance(message, JSONRPCRequest):
-            if session_id not in self._streams:  # (an HTTP+SSE session of a shared host is not ours)
+            if session_id not in self._streams:  # not one of ours (an HTTP+SSE session shares the manager)
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
                 return
             delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
@@ -795,6 +808,12 @@ class StreamableHTTPTransport:
         finally:
             await self.sessions.close_session(session, "stateless request answered")
 
+    def _answer_form(self, head: RequestHead) -> bool | None:
+        """How a request is answered: JSON (True), an event stream (False), or not at all (406)."""
+        wants_json, wants_sse = accepts(head)
+        as_json = self.response_mode == "json" or not wants_sse
+        return None if as_json and not wants_json else as_json
+
     def _session_headers(self, head: RequestHead, session_id: str | None) -> list[tuple[bytes, bytes]]:
         """Response headers: the session id (``None``: a session of one request has none), CORS."""
         if session_id is None:
@@ -820,11 +839,10 @@ class StreamableHTTPTransport:
         (an answer that comes alone is sent as JSON, so that its status can
         still say what went wrong).
         """
-        wants_json, wants_sse = accepts(head)
-        as_json = self.response_mode == "json" or not wants_sse
+        as_json = self._answer_form(head)
         if modern and message.method == "subscriptions/listen":
-            as_json = False
-        if as_json and not wants_json:
+            as_json = False  # a listen answer is a stream (its Accept was checked already)
+        if as_json is None:
             await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
             return
         if message.id in streams.requests:
@@ -1100,3 +1118,9 @@ async def _end_unanswered(send: Send, headers: Sequence[tuple[bytes, bytes]]) ->
     except OSError:
         pass
 
+
+def _has_envelope(message: Any) -> bool:
+    """Whether a message carries the 2026-07-28 per-request ``_meta`` envelope (its protocol version)."""
+    params = getattr(message, "params", None)
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta

@@ -7,7 +7,8 @@ Two levels, usable separately (see ``docs/testing.md``):
   the quickest way to test tools, resources and prompts;
 * the HTTP level -- :func:`run_asgi_app` runs an ASGI app's lifespan and gives
   an :class:`ASGITestClient` for plain requests, streaming responses
-  (:class:`EventStream`) and whole HTTP+SSE sessions (:class:`SSETestSession`);
+  (:class:`EventStream`), whole HTTP+SSE sessions (:class:`SSETestSession`) and
+  Streamable HTTP sessions (:class:`StreamableTestSession`);
 * for client code -- :func:`open_http_client` gives an ``httpx.AsyncClient``
   whose requests an ASGI app serves in memory, to pass as ``http_client=`` to
   :func:`~trio_mcp_sse.client.connect_sse` or ``open_session``.
@@ -29,8 +30,10 @@ from ._asgi import (
 )
 from ._http_client import InMemoryHTTPTransport, open_http_client, open_http_transport
 from ._sessions import SessionClient, SessionHost, connected_client, serve_sessions
+from ._streamable import ACCEPT_BOTH, StreamableTestSession, messages_of, read_messages
 
 __all__ = [
+    "ACCEPT_BOTH",
     "DEFAULT_HEADERS",
     "ASGIResponse",
     "ASGITestClient",
@@ -40,10 +43,13 @@ __all__ = [
     "SSETestSession",
     "SessionClient",
     "SessionHost",
+    "StreamableTestSession",
     "connected_client",
     "make_scope",
+    "messages_of",
     "open_http_client",
     "open_http_transport",
+    "read_messages",
     "run_asgi_app",
     "serve_sessions",
 ]

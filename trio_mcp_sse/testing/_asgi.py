@@ -214,17 +214,19 @@ class ASGITestClient:
         root_path: str = "",
         server: tuple[str, int] = ("127.0.0.1", 8000),
         buffer: float = math.inf,
+        body: bytes = b"",
     ) -> AsyncIterator[EventStream]:
         """Open a streaming request; on exit the client disconnects and the app must return.
 
         ``buffer`` is how many body chunks the "network" holds before the app's
         ``send`` blocks: 0 models a client that reads nothing until asked.
+        ``body`` is the request body (a POST answered with an event stream).
         """
         scope = make_scope(
             method, path, query=query, headers=headers, root_path=root_path, server=server
         )
         inbox_send, inbox = trio.open_memory_channel[dict[str, Any]](math.inf)
-        inbox_send.send_nowait({"type": "http.request", "body": b"", "more_body": False})
+        inbox_send.send_nowait({"type": "http.request", "body": body, "more_body": False})
         chunk_send, chunk_receive = trio.open_memory_channel[bytes | None](buffer)
         start: list[dict[str, Any]] = []
         started = trio.Event()
@@ -257,17 +259,20 @@ class ASGITestClient:
                 started.set()
 
         self._nursery.start_soon(run_app)
-        await started.wait()
-        if not start:
-            raise AssertionError("the app returned without a response")
-        headers_out = {k.decode().lower(): v.decode() for k, v in start[0].get("headers", [])}
-        stream = EventStream(start[0]["status"], headers_out, chunk_receive, inbox_send)
         try:
+            # A client cancelled before the response started (a JSON answer not ready
+            # yet) leaves all the same: the app hears the disconnect.
+            await started.wait()
+            if not start:
+                raise AssertionError("the app returned without a response")
+            headers_out = {k.decode().lower(): v.decode() for k, v in start[0].get("headers", [])}
+            stream = EventStream(start[0]["status"], headers_out, chunk_receive, inbox_send)
             yield stream
         finally:
             if not done.is_set():
-                stream.disconnect()
-            with trio.fail_after(_WAIT_SECONDS):
+                inbox_send.send_nowait({"type": "http.disconnect"})
+                chunk_receive.close()
+            with trio.CancelScope(shield=True), trio.fail_after(_WAIT_SECONDS):
                 await done.wait()
 
     @asynccontextmanager
