@@ -63,6 +63,8 @@ __all__ = [
     "Delivery",
     "Incoming",
     "LocalSessionRegistry",
+    "OutboundBudget",
+    "Outbox",
     "Outgoing",
     "Refusal",
     "Session",
@@ -210,6 +212,17 @@ class SessionLimits:
     sessions per process (further streams get 503); ``idle_timeout`` closes a
     session that saw no message in either direction for that many seconds
     (keepalives do not count).  ``None`` disables either.
+
+    ``outbound_bytes`` caps the bytes queued for one session's writer and not
+    yet taken by it; ``outbound_bytes_total`` caps them for every session of
+    the process together.  Counting messages alone does not bound memory (256
+    results of 3 MB are 768 MB), so a session whose backlog would grow past its
+    byte budget is closed as a slow consumer at once, and when the process
+    budget is exceeded the session with the largest backlog is closed.  One
+    message is always accepted into an empty queue, whatever its size.
+    ``None`` disables either.  ``write_timeout`` bounds one write to a client's
+    socket under hypercorn's trio worker: a peer that does not read for that
+    long has its connection closed (see ``docs/operations.md``).
     """
 
     max_sessions: int | None = 10_000
@@ -219,16 +232,96 @@ class SessionLimits:
     deliver_timeout: float = 10.0
     send_timeout: float = 30.0
     close_timeout: float = 5.0
+    outbound_bytes: int | None = 16 * 1024 * 1024
+    outbound_bytes_total: int | None = 256 * 1024 * 1024
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("inbound_buffer", "outbound_buffer", "max_sessions"):
+        for name in ("inbound_buffer", "outbound_buffer", "max_sessions", "outbound_bytes", "outbound_bytes_total"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("deliver_timeout", "send_timeout", "close_timeout", "idle_timeout"):
+        for name in ("deliver_timeout", "send_timeout", "close_timeout", "idle_timeout", "write_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
+
+
+class OutboundBudget:
+    """Bytes queued for the writers of every session of one manager (one process), bounded.
+
+    Sessions with a backlog are tracked so that, when the total would pass the
+    limit, the one furthest behind can be closed: the peer that is not reading
+    pays, not the healthy session that happens to send next.
+    """
+
+    __slots__ = ("backlogged", "limit", "queued")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.queued = 0
+        self.backlogged: set[Session] = set()
+
+    def relieve(self, size: int, sender: Session) -> None:
+        """Close the sessions furthest behind (never ``sender``) until ``size`` more bytes fit."""
+        limit = self.limit
+        assert limit is not None
+        victims = sorted(self.backlogged, key=lambda session: session.queued_bytes, reverse=True)
+        for victim in victims:
+            if self.queued + size <= limit or victim.queued_bytes <= sender.queued_bytes:
+                return  # it fits now, or the sender is the one furthest behind
+            victim.drop_slow_consumer("the process outbound budget is exhausted")
+
+
+class Outbox:
+    """The receiving end of a session's outbound channel: what the transport's writer drains.
+
+    A thin wrapper over the memory channel that gives each item's bytes back to
+    the session's byte budgets as the writer takes it; closing it discards (and
+    gives back) whatever is still queued.
+    """
+
+    __slots__ = ("_channel", "_session")
+
+    def __init__(self, session: Session, channel: trio.MemoryReceiveChannel[Outgoing]) -> None:
+        self._session = session
+        self._channel = channel
+
+    def receive_nowait(self) -> Outgoing:
+        item = self._channel.receive_nowait()
+        if item.data:
+            self._session._taken(len(item.data))
+        return item
+
+    async def receive(self) -> Outgoing:
+        item = await self._channel.receive()
+        if item.data:
+            self._session._taken(len(item.data))
+        return item
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        return self._channel.statistics()
+
+    def __aiter__(self) -> Outbox:
+        return self
+
+    async def __anext__(self) -> Outgoing:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def discard(self) -> None:
+        """Drop everything queued now (the peer will never read it)."""
+        while True:
+            try:
+                self.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+
+    def close(self) -> None:
+        self.discard()
+        self._channel.close()
 
 
 class Session:
@@ -242,14 +335,22 @@ class Session:
         headers: Mapping[str, str],
         limits: SessionLimits,
         metrics: Metrics | None = None,
+        budget: OutboundBudget | None = None,
+        peer: str | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
         self.headers = headers
         """Headers of the request that opened the session (e.g. the SSE GET)."""
+        self.peer = peer
+        """The client's address as ``host:port`` when the transport knows it (for logs)."""
         self._limits = limits
         self._inbound_send, self.incoming = trio.open_memory_channel[Incoming](limits.inbound_buffer)
-        self._outbound_send, self.outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
+        self._outbound_send, outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
+        self.outgoing = Outbox(self, outgoing)
+        self.queued_bytes = 0
+        """Bytes queued on ``outgoing`` and not yet taken by the writer."""
+        self._budget = budget if budget is not None else OutboundBudget(limits.outbound_bytes_total)
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._state = SessionState.OPEN
@@ -318,6 +419,46 @@ class Session:
     def _finish(self) -> None:
         self._transition(_Event.FINISH)
 
+    # -- outbound bytes ----------------------------------------------------------------------
+    def _room_for(self, size: int) -> bool:
+        """May ``size`` more bytes be queued?  Makes room in the process budget if it must."""
+        queued = self.queued_bytes
+        limit = self._limits.outbound_bytes
+        if queued and limit is not None and queued + size > limit:
+            return False
+        budget = self._budget
+        if budget.limit is not None and budget.queued + size > budget.limit:
+            budget.relieve(size, self)
+            if queued and budget.queued + size > budget.limit:
+                return False
+        return True
+
+    def _queued(self, size: int) -> None:
+        if not self.queued_bytes:
+            self._budget.backlogged.add(self)
+        self.queued_bytes += size
+        self._budget.queued += size
+
+    def _taken(self, size: int) -> None:
+        self.queued_bytes -= size
+        self._budget.queued -= size
+        if not self.queued_bytes:
+            self._budget.backlogged.discard(self)
+
+    def drop_slow_consumer(self, why: str) -> None:
+        """Close the session because its peer is not reading, and free what it had queued."""
+        if not self.closed:
+            log.warning(
+                "session %s (peer %s) is not reading: %s; %d bytes unread; closing it as a slow consumer",
+                self.id,
+                self.peer or "unknown",
+                why,
+                self.queued_bytes,
+                extra={"event": "session_slow_consumer", "session_id": self.id, "peer": self.peer},
+            )
+            self.close("slow consumer")
+        self.outgoing.discard()
+
     # -- housekeeping ----------------------------------------------------------------------
     def _wake(self) -> None:
         if self.on_outgoing is not None:
@@ -346,6 +487,12 @@ class Session:
         :class:`SessionClosed` raised.
         """
         item = Outgoing(data, related_request_id, final)
+        size = len(data)
+        if size and not self._room_for(size):
+            if self.closed:
+                raise SessionClosed(self._close_reason or "session closed")
+            self.drop_slow_consumer(f"its outbound backlog would pass {self._limits.outbound_bytes} bytes")
+            raise SessionClosed("slow consumer")
         try:
             self._outbound_send.send_nowait(item)
         except trio.WouldBlock:
@@ -353,6 +500,8 @@ class Session:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise SessionClosed(self._close_reason or "session closed") from None
         else:
+            if size:
+                self._queued(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
@@ -362,25 +511,26 @@ class Session:
                 await self._outbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise SessionClosed(self._close_reason or "session closed") from None
+            if size:
+                self._queued(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
             return
-        log.warning(
-            "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
-            self.id,
-            self._limits.send_timeout,
-            extra={"event": "session_slow_consumer", "session_id": self.id},
-        )
-        self.close("slow consumer")
+        self.drop_slow_consumer(f"its outbound buffer stayed full for {self._limits.send_timeout:.1f}s")
         raise SessionClosed("slow consumer")
 
     def send_nowait(self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False) -> bool:
         """Queue an outbound message if there is room right now; report whether it was."""
+        size = len(data)
+        if size and not self._room_for(size):
+            return False
         try:
             self._outbound_send.send_nowait(Outgoing(data, related_request_id, final))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
+        if size:
+            self._queued(size)
         self._metrics.messages_out += 1
         self._wake()
         return True
@@ -500,6 +650,7 @@ class SessionManager:
         self.limits = limits or SessionLimits()
         self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
         self.metrics = metrics or Metrics()
+        self.outbound_budget = OutboundBudget(self.limits.outbound_bytes_total)
         self.deliver = self.registry.deliver
         """``deliver(session_id, principal, incoming) -> Delivery``: hand a message to a session
         through the registry, wherever the session is hosted (bound directly: the POST hot path)."""
@@ -560,7 +711,9 @@ class SessionManager:
             return Refusal.AT_CAPACITY
         return None
 
-    async def open_session(self, *, principal: str | None = None, headers: Mapping[str, str] | None = None) -> Session:
+    async def open_session(
+        self, *, principal: str | None = None, headers: Mapping[str, str] | None = None, peer: str | None = None
+    ) -> Session:
         """Register a new session and start its handler task in the manager's nursery.
 
         Raises :class:`SessionRefused` while draining or at ``max_sessions``, and
@@ -572,7 +725,13 @@ class SessionManager:
         if self._nursery is None:
             raise RuntimeError("SessionManager is not running")
         session = Session(
-            new_session_id(), principal=principal, headers=headers or {}, limits=self.limits, metrics=self.metrics
+            new_session_id(),
+            principal=principal,
+            headers=headers or {},
+            limits=self.limits,
+            metrics=self.metrics,
+            budget=self.outbound_budget,
+            peer=peer,
         )
         self._adopt(session)
         try:

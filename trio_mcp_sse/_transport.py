@@ -30,6 +30,8 @@ from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
     ASGIApp,
+    BodyBudget,
+    BodyLimits,
     ClientGone,
     HeaderView,
     Outcome,
@@ -37,6 +39,7 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    peer_of,
     read_body,
     route_path,
     send_outcome,
@@ -158,6 +161,7 @@ class SseServerTransport:
         self.security = security = security or SecuritySettings()
         self.auth = auth
         self.cors = cors
+        self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, BodyBudget(security.body_budget))
         # The status tables of docs/security.md, row by row.
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
         self.stream_intake = Intake(allow_methods(b"GET", cors=cors), *shared)
@@ -267,7 +271,9 @@ class SseServerTransport:
         if admitted is None:
             return
         try:
-            session = await self.sessions.open_session(principal=admitted.principal, headers=HeaderView(scope["headers"]))
+            session = await self.sessions.open_session(
+                principal=admitted.principal, headers=HeaderView(scope["headers"]), peer=peer_of(scope)
+            )
         except SessionRefused as refused:
             await self._answer(send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
             return
@@ -300,11 +306,11 @@ class SseServerTransport:
         session_id = head.query_param(b"session_id")
         assert session_id is not None  # the intake checked it
         try:
-            body = await read_body(receive, self.security.max_body_size)
+            body = await read_body(receive, self.body_limits)
         except ClientGone:
             return  # nobody is left to answer
-        if body is None:
-            await self._answer(send, head, Answer(Outcome.BODY_TOO_LARGE))
+        if isinstance(body, Outcome):
+            await self._answer(send, head, Answer(body))
             return
         detail = None
         try:
