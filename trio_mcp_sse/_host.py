@@ -22,17 +22,31 @@ from typing import Any, Final
 
 import trio
 
+from ._bounded_writes import bound_writes_if_hypercorn_trio
 from ._drain import drain_group_of
-from ._http import ASGIApp, Receive, Scope, Send
+from ._http import ASGIApp, Outcome, Receive, Scope, Send
 from ._keepalive import KeepaliveClock
+from ._logs import ensure_default_handler, install_accept_error_filter
 from ._metrics import Metrics
 from ._session import SessionHandler, SessionLimits, SessionManager, SessionRegistry
 
-__all__ = ["SessionHost"]
+__all__ = ["NOT_TRIO", "SessionHost", "running_under_trio"]
 
 log = logging.getLogger("trio_mcp_sse")
 
 _FLUSH_TIME: Final = 0.25  # after a drain, how long ended streams get to flush their last bytes
+
+
+NOT_TRIO: Final = Outcome.NOT_TRIO.reason
+
+
+def running_under_trio() -> bool:
+    """Is the caller a Trio task?  (Under an asyncio server every Trio call would fail later, per request.)"""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
 class SessionHost:
@@ -90,7 +104,18 @@ class SessionHost:
             await self._streams_closed.wait()  # bounded by those streams, each ending with its client
 
     async def lifespan(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
-        """Run for the server's lifetime; join the server's drain group; close sessions before the app stops."""
+        """Run for the server's lifetime; join the server's drain group; close sessions before the app stops.
+
+        Start-up also refuses a server that is not Trio (an asyncio worker,
+        uvicorn) with one line, and under hypercorn's trio worker installs the
+        default log handler, the accept-error filter and bounded socket writes.
+        """
+        if not running_under_trio():
+            await self._refuse_startup(receive, send)
+            return
+        ensure_default_handler()
+        install_accept_error_filter()
+        bound_writes_if_hypercorn_trio(self.sessions.limits.write_timeout)
         group = drain_group_of(scope)
         async with self.run():
             if group is not None:
@@ -117,6 +142,13 @@ class SessionHost:
             finally:
                 if group is not None:
                     group.discard(self)
+
+    @staticmethod
+    async def _refuse_startup(receive: Receive, send: Send) -> None:
+        log.error(NOT_TRIO, extra={"event": "not_trio"})
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": NOT_TRIO})
 
     # -- streams ------------------------------------------------------------------------------------
     def stream_started(self) -> None:

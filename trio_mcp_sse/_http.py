@@ -82,8 +82,10 @@ _RETRY_AFTER = {
     Outcome.AUTH_UNAVAILABLE: b"5",
     Outcome.BODIES_BUSY: b"1",
 }
-_CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT})
-"""Answers after which the connection cannot be reused: the rest of the body may never come."""
+_CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT, Outcome.TOO_MANY_SESSIONS})
+"""Answers after which the connection is closed: after a 408 the rest of the body may never
+come; after a 503 at the session cap, an idle kept-alive connection would hold one of the
+descriptors the cap exists to save."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -41,6 +41,7 @@ from typing import Final
 from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict, verify_bearer
 from ._cors import CorsSettings
 from ._http import Outcome, RawHeaders, Scope, Send, send_outcome
+from ._logs import log_refusal
 from ._metrics import Metrics
 from ._security import SecuritySettings
 from ._session import is_session_id
@@ -309,11 +310,20 @@ async def settle(intake: Intake, head: RequestHead, decision: Answer | VerifyTok
 
 
 async def send_answer(
-    send: Send, answer: Answer, *, metrics: Metrics, cors_headers: RawHeaders = _NO_HEADERS, detail: str | None = None
+    send: Send,
+    answer: Answer,
+    *,
+    metrics: Metrics,
+    cors_headers: RawHeaders = _NO_HEADERS,
+    detail: str | None = None,
+    scope: Scope | None = None,
 ) -> None:
-    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total``."""
+    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total`` and,
+    given the request's ``scope``, logged (one rate-limited line, see ``_logs.log_refusal``)."""
     if answer.outcome is Outcome.PREFLIGHT:
         await send_outcome(send, answer.outcome, extra_headers=answer.headers)
         return
     metrics.rejections[answer.outcome.label] += 1
+    if scope is not None:
+        log_refusal(scope, answer.outcome)
     await send_outcome(send, answer.outcome, allow=answer.allow, detail=detail, extra_headers=(*answer.headers, *cors_headers))

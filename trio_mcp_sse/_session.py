@@ -635,6 +635,36 @@ class LocalSessionRegistry:
         return await session.deliver(incoming)
 
 
+FD_RESERVE: Final = 64
+"""Descriptors kept for everything but streams: listening sockets, log files, imports, probes."""
+
+
+def session_cap(max_sessions: int | None, open_files_limit: int | None) -> int | None:
+    """How many sessions this process can hold: ``max_sessions``, and at most ``(limit - 64) // 2``.
+
+    Each stream holds a descriptor (its connection) for its whole life, and
+    every POST needs one while it is answered; half of what is left after
+    :data:`FD_RESERVE` goes to streams, half to everything else.  A stream over
+    the cap gets ``503`` with ``Retry-After`` (and its connection closed)
+    instead of an ``accept`` that fails with ``EMFILE`` and no answer at all.
+    ``open_files_limit`` ``None`` means unlimited.
+    """
+    if open_files_limit is None:
+        return max_sessions
+    by_files = max(1, (open_files_limit - FD_RESERVE) // 2)
+    return by_files if max_sessions is None else min(max_sessions, by_files)
+
+
+def open_files_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` of this process (``None``: unlimited or unknown)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover -- not on POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 class SessionManager:
     """Starts, tracks and ends the sessions this process hosts; owns the nursery their tasks run in."""
 
@@ -656,6 +686,9 @@ class SessionManager:
         through the registry, wherever the session is hosted (bound directly: the POST hot path)."""
         self._draining = False
         self._nursery: trio.Nursery | None = None
+        self.max_sessions = self.limits.max_sessions
+        """The effective cap: ``limits.max_sessions`` lowered to what the open-files limit allows
+        (:func:`session_cap`), decided when :meth:`run` starts."""
         self._local: dict[str, Session] = {}
         """Sessions hosted here: their streams are served by this process."""
         self._all_finished = trio.Event()
@@ -690,6 +723,16 @@ class SessionManager:
         if self._nursery is not None:
             raise RuntimeError("SessionManager is already running")
         self._draining = False
+        files = open_files_limit()
+        self.max_sessions = session_cap(self.limits.max_sessions, files)
+        if self.max_sessions != self.limits.max_sessions:
+            log.info(
+                "session cap %d (open files limit %s; max_sessions %s)",
+                self.max_sessions,
+                files,
+                self.limits.max_sessions,
+                extra={"event": "session_cap", "sessions": self.max_sessions},
+            )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -706,7 +749,7 @@ class SessionManager:
         """Would a new session be refused right now, and why?"""
         if self._draining:
             return Refusal.DRAINING
-        limit = self.limits.max_sessions
+        limit = self.max_sessions
         if limit is not None and len(self._local) >= limit:
             return Refusal.AT_CAPACITY
         return None

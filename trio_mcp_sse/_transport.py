@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from ._auth import AuthSettings
 from ._cors import CorsSettings
-from ._host import SessionHost
+from ._host import NOT_TRIO, SessionHost, running_under_trio
 from ._http import (
     ASGIApp,
     BodyBudget,
@@ -212,6 +212,9 @@ class SseServerTransport:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
         kind = scope["type"]
         if kind == "http":
+            if not self.host.running and not running_under_trio():
+                await self._refuse_not_trio(scope, send)
+                return
             path = route_path(scope)
             if path == self.message_path:
                 await self._serve_post(scope, receive, send)
@@ -234,6 +237,13 @@ class SseServerTransport:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
+    async def _refuse_not_trio(self, scope: Scope, send: Send) -> None:
+        """No lifespan ran and this is not Trio: say so on every request, and never look ready."""
+        if self.ops.is_ready_path(route_path(scope)):
+            await send_outcome(send, Outcome.NOT_READY, detail=NOT_TRIO)
+        else:
+            await send_outcome(send, Outcome.NOT_TRIO)
+
     # -- answering -----------------------------------------------------------------------
     def _cors_headers(self, head: RequestHead) -> RawHeaders:
         if self.cors is None:
@@ -243,15 +253,21 @@ class SseServerTransport:
             return _NO_HEADERS
         return self.cors.response_headers(origin)
 
-    async def _answer(self, send: Send, head: RequestHead, answer: Answer, detail: str | None = None) -> None:
-        await send_answer(send, answer, metrics=self.metrics, cors_headers=self._cors_headers(head), detail=detail)
+    async def _answer(
+        self, scope: Scope, send: Send, head: RequestHead, answer: Answer, detail: str | None = None
+    ) -> None:
+        await send_answer(
+            send, answer, metrics=self.metrics, cors_headers=self._cors_headers(head), detail=detail, scope=scope
+        )
 
-    async def _admit(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
+    async def _admit(
+        self, intake: Intake, scope: Scope, head: RequestHead, decision: Answer | VerifyToken, send: Send
+    ) -> Admit | None:
         """Off the usual path: verify a token, or answer a refusal (then ``None``)."""
         settled = await settle(intake, head, decision, self.auth)
         if isinstance(settled, Admit):
             return settled
-        await self._answer(send, head, settled)
+        await self._answer(scope, send, head, settled)
         return None
 
     # -- GET: the event stream -----------------------------------------------------------
@@ -267,7 +283,7 @@ class SseServerTransport:
             return
         head = RequestHead.from_scope(scope)
         decision = self.stream_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._admit(self.stream_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.stream_intake, scope, head, decision, send)
         if admitted is None:
             return
         try:
@@ -275,7 +291,7 @@ class SseServerTransport:
                 principal=admitted.principal, headers=HeaderView(scope["headers"]), peer=peer_of(scope)
             )
         except SessionRefused as refused:
-            await self._answer(send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
+            await self._answer(scope, send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
             return
         cors = self._cors_headers(head)
         del head, decision, admitted  # an idle stream keeps only what it needs
@@ -300,7 +316,7 @@ class SseServerTransport:
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
         decision = self.message_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._admit(self.message_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.message_intake, scope, head, decision, send)
         if admitted is None:  # (one await less on the usual path)
             return
         session_id = head.query_param(b"session_id")
@@ -310,7 +326,7 @@ class SseServerTransport:
         except ClientGone:
             return  # nobody is left to answer
         if isinstance(body, Outcome):
-            await self._answer(send, head, Answer(body))
+            await self._answer(scope, send, head, Answer(body))
             return
         detail = None
         try:
@@ -319,7 +335,11 @@ class SseServerTransport:
             # The poster learns from the status; the session learns from its stream.
             incoming, detail = invalid, invalid.message
         delivery = await self.sessions.deliver(session_id, admitted.principal, incoming)
+        if delivery is Delivery.GONE and self.draining:
+            # An idle session ends as soon as the drain starts; its client should still
+            # hear "shutting down, retry elsewhere", as documented, not "no such session".
+            delivery = Delivery.DRAINING
         if delivery is Delivery.ACCEPTED:
             await send_outcome(send, Outcome.ACCEPTED, extra_headers=self._cors_headers(head))
         else:
-            await self._answer(send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)
+            await self._answer(scope, send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)
