@@ -16,6 +16,8 @@ of them has ended.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -145,10 +147,20 @@ class SessionHost:
 
     @staticmethod
     async def _refuse_startup(receive: Receive, send: Send) -> None:
+        """Fail the start-up of a server that is not Trio, with one line and a non-zero exit."""
+        ensure_default_handler()
         log.error(NOT_TRIO, extra={"event": "not_trio"})
         message = await receive()
-        if message["type"] == "lifespan.startup":
+        if message["type"] != "lifespan.startup":
+            return
+        try:
             await send({"type": "lifespan.startup.failed", "message": NOT_TRIO})
+        except Exception:
+            # hypercorn's asyncio worker raises here; its worker process would print a
+            # 30-line traceback and the server exit 0.  The line above said everything:
+            # end this worker process now, with a status its parent reports.
+            sys.stderr.flush()
+            os._exit(1)
 
     # -- streams ------------------------------------------------------------------------------------
     def stream_started(self) -> None:

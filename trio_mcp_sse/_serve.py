@@ -240,10 +240,6 @@ def main(argv: Sequence[str]) -> int:
     from hypercorn.config import Config
 
     _configure_logging(args.log_level)
-    before, after = raise_fd_limit()
-    log.info(
-        "open files limit: %d%s", after, f" (raised from {before})" if after != before else "", extra={"event": "fd_limit"}
-    )
     config = Config()
     config.bind = args.bind or ["127.0.0.1:8000"]
     config.worker_class = "trio"
@@ -271,6 +267,10 @@ def main(argv: Sequence[str]) -> int:
         return 1
     for sock in sockets.insecure_sockets + sockets.secure_sockets:
         sock.listen(config.backlog)
+    before, after = raise_fd_limit()
+    log.info(
+        "open files limit: %d%s", after, f" (raised from {before})" if after != before else "", extra={"event": "fd_limit"}
+    )
     try:
         trio.run(functools.partial(serve, app, config, options, sockets=sockets))
     finally:
