@@ -87,6 +87,7 @@ class SecuritySettings:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     body_budget: int = DEFAULT_BODY_BUDGET
+    trusted_proxies: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.max_body_size < 1:
@@ -95,7 +96,7 @@ class SecuritySettings:
             raise ValueError("body_timeout must be > 0")
         if self.body_budget < self.max_body_size:
             raise ValueError("body_budget must be >= max_body_size (one largest body must fit)")
-        for name in ("allowed_hosts", "allowed_origins"):
+        for name in ("allowed_hosts", "allowed_origins", "trusted_proxies"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise TypeError(f"{name} must be a sequence of patterns, not a single string")

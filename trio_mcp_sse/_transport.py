@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from ._auth import AuthSettings
 from ._cors import CorsSettings
+from ._forwarded import ForwardedHeaders
 from ._host import NOT_TRIO, SessionHost, running_under_trio
 from ._http import (
     ASGIApp,
@@ -161,6 +162,8 @@ class SseServerTransport:
         self.security = security = security or SecuritySettings()
         self.auth = auth
         self.cors = cors
+        self.forwarded = ForwardedHeaders(security.trusted_proxies) if security.trusted_proxies else None
+        """Applied to every request's scope when trusted proxies are configured (off by default)."""
         self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, BodyBudget(security.body_budget))
         # The status tables of docs/security.md, row by row.
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
@@ -212,6 +215,8 @@ class SseServerTransport:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self.forwarded is not None:
+                scope = self.forwarded.apply(scope)
             if not self.host.running and not running_under_trio():
                 await self._refuse_not_trio(scope, send)
                 return
