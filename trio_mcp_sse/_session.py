@@ -49,6 +49,7 @@ import logging
 import math
 import re
 import secrets
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -250,7 +251,7 @@ class SessionLimits:
 class OutboundBudget:
     """Bytes queued for the writers of every session of one manager (one process), bounded.
 
-    Sessions with a backlog are tracked so that, when the total would pass the
+    Outboxes with a backlog are tracked so that, when the total would pass the
     limit, the one furthest behind can be closed: the peer that is not reading
     pays, not the healthy session that happens to send next.
     """
@@ -260,43 +261,61 @@ class OutboundBudget:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.queued = 0
-        self.backlogged: set[Session] = set()
+        self.backlogged: set[Outbox] = set()
 
-    def relieve(self, size: int, sender: Session) -> None:
-        """Close the sessions furthest behind (never ``sender``) until ``size`` more bytes fit."""
+    def relieve(self, size: int, sender: Outbox) -> None:
+        """Close the sessions furthest behind (never ``sender``'s) until ``size`` more bytes fit."""
         limit = self.limit
         assert limit is not None
-        victims = sorted(self.backlogged, key=lambda session: session.queued_bytes, reverse=True)
+        victims = sorted(self.backlogged, key=lambda outbox: outbox.queued_bytes, reverse=True)
         for victim in victims:
             if self.queued + size <= limit or victim.queued_bytes <= sender.queued_bytes:
                 return  # it fits now, or the sender is the one furthest behind
-            victim.drop_slow_consumer("the process outbound budget is exhausted")
+            victim.drop("the process outbound budget is exhausted")
 
 
 class Outbox:
     """The receiving end of a session's outbound channel: what the transport's writer drains.
 
-    A thin wrapper over the memory channel that gives each item's bytes back to
-    the session's byte budgets as the writer takes it; closing it discards (and
-    gives back) whatever is still queued.
+    A thin wrapper over the memory channel that keeps the byte count of what is
+    queued: each item's bytes go back to the session's and the process's
+    budgets as the writer takes it, and closing it discards (and gives back)
+    whatever is still queued.  It refers to its session weakly: a session must
+    stay free of reference cycles, so that it is freed the moment it ends
+    rather than at the next full garbage collection.
     """
 
-    __slots__ = ("_channel", "_session")
+    __slots__ = ("__weakref__", "_budget", "_channel", "_session", "queued_bytes")
 
-    def __init__(self, session: Session, channel: trio.MemoryReceiveChannel[Outgoing]) -> None:
-        self._session = session
+    def __init__(self, session: Session, channel: trio.MemoryReceiveChannel[Outgoing], budget: OutboundBudget) -> None:
+        self._session = weakref.ref(session)
         self._channel = channel
+        self._budget = budget
+        self.queued_bytes = 0
+        """Bytes queued and not yet taken by the writer."""
+
+    def _added(self, size: int) -> None:
+        if not self.queued_bytes:
+            self._budget.backlogged.add(self)
+        self.queued_bytes += size
+        self._budget.queued += size
+
+    def _taken(self, size: int) -> None:
+        self.queued_bytes -= size
+        self._budget.queued -= size
+        if not self.queued_bytes:
+            self._budget.backlogged.discard(self)
 
     def receive_nowait(self) -> Outgoing:
         item = self._channel.receive_nowait()
         if item.data:
-            self._session._taken(len(item.data))
+            self._taken(len(item.data))
         return item
 
     async def receive(self) -> Outgoing:
         item = await self._channel.receive()
         if item.data:
-            self._session._taken(len(item.data))
+            self._taken(len(item.data))
         return item
 
     def statistics(self) -> trio.MemoryChannelStatistics:
@@ -310,6 +329,14 @@ class Outbox:
             return await self.receive()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+
+    def drop(self, why: str) -> None:
+        """Close the session as a slow consumer (its queue is freed with it)."""
+        session = self._session()
+        if session is not None:
+            session.drop_slow_consumer(why)
+        else:
+            self.discard()
 
     def discard(self) -> None:
         """Drop everything queued now (the peer will never read it)."""
@@ -347,10 +374,8 @@ class Session:
         self._limits = limits
         self._inbound_send, self.incoming = trio.open_memory_channel[Incoming](limits.inbound_buffer)
         self._outbound_send, outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
-        self.outgoing = Outbox(self, outgoing)
-        self.queued_bytes = 0
-        """Bytes queued on ``outgoing`` and not yet taken by the writer."""
         self._budget = budget if budget is not None else OutboundBudget(limits.outbound_bytes_total)
+        self.outgoing = Outbox(self, outgoing, self._budget)
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._state = SessionState.OPEN
@@ -420,30 +445,23 @@ class Session:
         self._transition(_Event.FINISH)
 
     # -- outbound bytes ----------------------------------------------------------------------
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued on ``outgoing`` and not yet taken by the writer."""
+        return self.outgoing.queued_bytes
+
     def _room_for(self, size: int) -> bool:
         """May ``size`` more bytes be queued?  Makes room in the process budget if it must."""
-        queued = self.queued_bytes
+        queued = self.outgoing.queued_bytes
         limit = self._limits.outbound_bytes
         if queued and limit is not None and queued + size > limit:
             return False
         budget = self._budget
         if budget.limit is not None and budget.queued + size > budget.limit:
-            budget.relieve(size, self)
+            budget.relieve(size, self.outgoing)
             if queued and budget.queued + size > budget.limit:
                 return False
         return True
-
-    def _queued(self, size: int) -> None:
-        if not self.queued_bytes:
-            self._budget.backlogged.add(self)
-        self.queued_bytes += size
-        self._budget.queued += size
-
-    def _taken(self, size: int) -> None:
-        self.queued_bytes -= size
-        self._budget.queued -= size
-        if not self.queued_bytes:
-            self._budget.backlogged.discard(self)
 
     def drop_slow_consumer(self, why: str) -> None:
         """Close the session because its peer is not reading, and free what it had queued."""
@@ -501,7 +519,7 @@ class Session:
             raise SessionClosed(self._close_reason or "session closed") from None
         else:
             if size:
-                self._queued(size)
+                self.outgoing._added(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
@@ -512,7 +530,7 @@ class Session:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise SessionClosed(self._close_reason or "session closed") from None
             if size:
-                self._queued(size)
+                self.outgoing._added(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
@@ -530,7 +548,7 @@ class Session:
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         if size:
-            self._queued(size)
+            self.outgoing._added(size)
         self._metrics.messages_out += 1
         self._wake()
         return True
