@@ -220,8 +220,10 @@ class SessionLimits:
     results of 3 MB are 768 MB), so a session whose backlog would grow past its
     byte budget is closed as a slow consumer at once, and when the process
     budget is exceeded the session with the largest backlog is closed.  One
-    message is always accepted into an empty queue, whatever its size.
-    ``None`` disables either.  ``write_timeout`` bounds one write to a client's
+    message is always accepted into an empty queue, whatever its size; keep
+    ``outbound_bytes`` well above twice the largest message, since results
+    that finish together can queue before the writer runs.  ``None`` disables
+    either.  ``write_timeout`` bounds one write to a client's
     socket under hypercorn's trio worker: a peer that does not read for that
     long has its connection closed (see ``docs/operations.md``).
     """
