@@ -33,7 +33,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 serve: $(VENV)/.installed-base
 	@echo "MCP server (HTTP+SSE) at http://$(HOST):$(PORT)/sse"
-	$(BIN)/hypercorn --worker-class trio --bind $(HOST):$(PORT) examples.echo_server:app
+	$(BIN)/python -m trio_mcp_sse serve examples.echo_server:app --bind $(HOST):$(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +38,16 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def running_server(argv: Sequence[str], *, port_pattern: re.Pattern[bytes] = _RUNNING_ON) -> AsyncIterator[ServerProcess]:
-    """Start ``argv`` (which must bind 127.0.0.1:0 and log its port), stop it on exit."""
+async def running_server(
+    argv: Sequence[str], *, port_pattern: re.Pattern[bytes] = _RUNNING_ON, preexec_fn: Callable[[], None] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Start ``argv`` (which must bind 127.0.0.1:0 and log its port), stop it on exit.
+
+    ``preexec_fn`` runs in the child before it starts (e.g. to lower its ``ulimit -n``).
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     process = await trio.lowlevel.open_process(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env, preexec_fn=preexec_fn
     )
     server = ServerProcess(process)
     ready = trio.Event()

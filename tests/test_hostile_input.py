@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from trio_mcp_sse import MCPServer, SecuritySettings
 from trio_mcp_sse.testing import ASGITestClient, EventStream, run_asgi_app
+from trio_mcp_sse.testing._asgi import make_scope
 
 from .test_transport import HOST, JSON, session_id_of
 
@@ -59,7 +60,7 @@ async def post_to(h: ASGITestClient, sid: str, body: bytes | list[bytes], header
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    transport = make_server().sse_transport(security=SecuritySettings(max_body_size=LIMIT))
+    transport = make_server().sse_transport(security=SecuritySettings(max_body_size=LIMIT, body_budget=LIMIT))
     async with run_asgi_app(transport) as h, h.stream() as healthy, h.stream() as fresh, h.stream() as victim:
         sids = [session_id_of(await s.endpoint()) for s in (healthy, fresh, victim)]
         await initialize(h, healthy, sids[0])
@@ -72,6 +73,62 @@ def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
     if params is not None:
         message["params"] = params
     return json.dumps(message).encode()
+
+
+# (name, body parts sent before the client stalls or ends, ends, body bytes held by other
+#  requests, status, extra header the answer must carry)
+SLOW_BODY_CASES: list[tuple[str, list[bytes], bool, int, int, tuple[str, str] | None]] = [
+    ("stalls after the head", [], False, 0, 408, ("connection", "close")),
+    ("stalls mid-body", [b'{"jsonrpc":'], False, 0, 408, ("connection", "close")),
+    ("trickles and stalls", [b"{", b'"', b"j"], False, 0, 408, ("connection", "close")),
+    ("body budget held by other requests", [rpc("ping")], True, LIMIT, 503, ("retry-after", "1")),
+    ("budget nearly held, small body fits", [rpc("ping")], True, LIMIT - 100, 202, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "parts", "ends", "held", "status", "header"), SLOW_BODY_CASES, ids=[c[0] for c in SLOW_BODY_CASES]
+)
+async def test_slow_and_budgeted_bodies(
+    autojump_clock: trio.testing.MockClock,
+    world: World,
+    name: str,
+    parts: list[bytes],
+    ends: bool,
+    held: int,
+    status: int,
+    header: tuple[str, str] | None,
+) -> None:
+    transport = world.h.app
+    budget = transport.body_limits.budget
+    assert budget.take(held)
+    messages = [{"type": "http.request", "body": part, "more_body": True} for part in parts]
+    if ends:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await trio.sleep_forever()  # the client stalls (the deadline is what ends this)
+        raise AssertionError
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = make_scope("POST", "/messages/", query=f"session_id={world.victim_sid}", headers=(HOST, JSON))
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await transport(scope, receive, send)
+    budget.give_back(held)
+    assert sent[0]["status"] == status
+    if status == 408:
+        assert trio.current_time() - start == SecuritySettings().body_timeout
+    if header is not None:
+        assert (header[0].encode(), header[1].encode()) in sent[0]["headers"]
+    assert budget.in_use == 0
+    await assert_unaffected(world)
 
 
 # (name, body, status, JSON-RPC error code expected on the victim's stream or None)
@@ -262,3 +319,20 @@ def test_fuzz_post_intake_never_5xx_never_crashes(
                     pass
 
     trio.run(main)
+
+
+async def test_refusals_are_logged_once_without_bodies_or_tokens(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_mcp_sse import _logs
+
+    monkeypatch.setattr(_logs, "_refusals", _logs.RateLimiter(2, 60.0))
+    caplog.set_level("INFO", logger="trio_mcp_sse")
+    headers = (("host", "attacker.example"), JSON, ("authorization", "Bearer hunter2"))
+    for _ in range(5):
+        response = await world.h.request("POST", "/messages/", query=f"session_id={world.victim_sid}", headers=headers, body=rpc("secret-method"))
+        assert response.status == 421
+    lines = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "request_refused"]
+    assert lines[0] == f"refused POST /messages/: 421 misdirected_host (session {world.victim_sid[:8]}…, peer 127.0.0.1:50000)"
+    assert len(lines) == 2  # rate-limited
+    assert not any("hunter2" in r.getMessage() or "secret-method" in r.getMessage() for r in caplog.records)

@@ -16,23 +16,39 @@ of them has ended.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import trio
 
+from ._bounded_writes import bound_writes_if_hypercorn_trio
 from ._drain import drain_group_of
-from ._http import ASGIApp, Receive, Scope, Send
+from ._http import ASGIApp, BodyBudget, Outcome, Receive, Scope, Send
 from ._keepalive import KeepaliveClock
+from ._logs import ensure_default_handler, install_accept_error_filter
 from ._metrics import Metrics
 from ._session import SessionHandler, SessionLimits, SessionManager, SessionRegistry
 
-__all__ = ["SessionHost"]
+__all__ = ["NOT_TRIO", "SessionHost", "running_under_trio"]
 
 log = logging.getLogger("trio_mcp_sse")
 
 _FLUSH_TIME: Final = 0.25  # after a drain, how long ended streams get to flush their last bytes
+
+
+NOT_TRIO: Final = Outcome.NOT_TRIO.reason
+
+
+def running_under_trio() -> bool:
+    """Is the caller a Trio task?  (Under an asyncio server every Trio call would fail later, per request.)"""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
 class SessionHost:
@@ -52,6 +68,9 @@ class SessionHost:
         self.sessions = SessionManager(handler, limits=limits, registry=registry, metrics=self.metrics)
         self.keepalive = KeepaliveClock(keepalive_interval) if keepalive_interval is not None else None
         """Shared by every stream while the host runs (one timer task, not one per stream)."""
+        self.body_budget: BodyBudget | None = None
+        """The worker's budget for request bodies being read, shared by the transports on this host
+        (the first transport creates it from its ``SecuritySettings.body_budget``)."""
         self._open_streams = 0
         self._streams_closed = trio.Event()
         self._streams_closed.set()
@@ -90,7 +109,18 @@ class SessionHost:
             await self._streams_closed.wait()  # bounded by those streams, each ending with its client
 
     async def lifespan(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
-        """Run for the server's lifetime; join the server's drain group; close sessions before the app stops."""
+        """Run for the server's lifetime; join the server's drain group; close sessions before the app stops.
+
+        Start-up also refuses a server that is not Trio (an asyncio worker,
+        uvicorn) with one line, and under hypercorn's trio worker installs the
+        default log handler, the accept-error filter and bounded socket writes.
+        """
+        if not running_under_trio():
+            await self._refuse_startup(receive, send)
+            return
+        ensure_default_handler()
+        install_accept_error_filter()
+        bound_writes_if_hypercorn_trio(self.sessions.limits.write_timeout)
         group = drain_group_of(scope)
         async with self.run():
             if group is not None:
@@ -117,6 +147,23 @@ class SessionHost:
             finally:
                 if group is not None:
                     group.discard(self)
+
+    @staticmethod
+    async def _refuse_startup(receive: Receive, send: Send) -> None:
+        """Fail the start-up of a server that is not Trio, with one line and a non-zero exit."""
+        ensure_default_handler()
+        log.error(NOT_TRIO, extra={"event": "not_trio"})
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await send({"type": "lifespan.startup.failed", "message": NOT_TRIO})
+        except Exception:
+            # hypercorn's asyncio worker raises here; its worker process would print a
+            # 30-line traceback and the server exit 0.  The line above said everything:
+            # end this worker process now, with a status its parent reports.
+            sys.stderr.flush()
+            os._exit(1)
 
     # -- streams ------------------------------------------------------------------------------------
     def stream_started(self) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
+import trio
 
 __all__ = [
     "ASGIApp",
+    "BodyBudget",
+    "BodyLimits",
     "ClientGone",
     "HeaderView",
     "Outcome",
@@ -17,6 +21,7 @@ __all__ = [
     "Scope",
     "Send",
     "header",
+    "peer_of",
     "read_body",
     "route_path",
     "send_outcome",
@@ -56,6 +61,7 @@ class Outcome(enum.Enum):
     METHOD_NOT_ALLOWED = (405, "Method not allowed")
     NOT_ACCEPTABLE = (406, "Accept must list the media types of the response (application/json, text/event-stream)")
     STREAM_CONFLICT = (409, "This session already has a standalone stream")
+    BODY_TIMEOUT = (408, "Request body did not arrive in time")
     BODY_TOO_LARGE = (413, "Request body too large")
     UNSUPPORTED_MEDIA_TYPE = (415, "Content-Type must be application/json")
     MISDIRECTED_HOST = (421, "Host not allowed")
@@ -63,6 +69,9 @@ class Outcome(enum.Enum):
     SESSION_BUSY = (503, "Session inbound queue is full; retry later")
     SHUTTING_DOWN = (503, "Server is shutting down")
     TOO_MANY_SESSIONS = (503, "Too many sessions; retry later")
+    BODIES_BUSY = (503, "Too many request bodies in flight; retry later")
+    NOT_TRIO = (500, "trio_mcp_sse needs hypercorn's trio worker: run it with --worker-class trio")
+    NOT_READY = (503, "Not ready")
 
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
@@ -79,7 +88,12 @@ _RETRY_AFTER = {
     Outcome.TOO_MANY_SESSIONS: b"5",
     Outcome.SHUTTING_DOWN: b"5",
     Outcome.AUTH_UNAVAILABLE: b"5",
+    Outcome.BODIES_BUSY: b"1",
 }
+_CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT, Outcome.TOO_MANY_SESSIONS})
+"""Answers after which the connection is closed: after a 408 the rest of the body may never
+come; after a 503 at the session cap, an idle kept-alive connection would hold one of the
+descriptors the cap exists to save."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -121,9 +135,19 @@ async def send_outcome(
     retry_after = _RETRY_AFTER.get(outcome)
     if retry_after is not None:
         headers.append((b"retry-after", retry_after))
+    if outcome in _CLOSES_CONNECTION:
+        headers.append((b"connection", b"close"))
     headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def peer_of(scope: Scope) -> str | None:
+    """The client's address as ``host:port`` (for logs), when the server tells."""
+    client = scope.get("client")
+    if not client:
+        return None
+    return f"{client[0]}:{client[1]}"
 
 
 def route_path(scope: Scope) -> str:
@@ -139,24 +163,77 @@ class ClientGone(Exception):
     """The client disconnected before its request body arrived."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` as soon as it exceeds ``limit`` bytes.
+class BodyBudget:
+    """The bytes of request bodies being read right now, across every request of a worker, bounded.
 
-    Raises :class:`ClientGone` when the client disconnects first.
+    Each request's limit bounds one body; this bounds them all together, so many
+    slow or stalled bodies cannot add up to the worker's memory.  Bytes are
+    counted as they arrive (a stalled body that declared a large
+    ``Content-Length`` holds only what it sent) and given back when the body
+    is complete or abandoned.
+    """
+
+    __slots__ = ("in_use", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the body budget must be >= 1 byte")
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes if they fit; report whether they did."""
+        if self.in_use + size > self.limit:
+            return False
+        self.in_use += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.in_use -= size
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How much body one request may send, how long it may take, and the worker's shared budget."""
+
+    max_size: int
+    timeout: float
+    budget: BodyBudget = field(compare=False)
+
+
+async def read_body(receive: Receive, limits: BodyLimits) -> bytes | Outcome:
+    """The whole request body, or the :class:`Outcome` that refuses it.
+
+    The one body reader of every transport.  ``BODY_TOO_LARGE`` as soon as the
+    body exceeds ``limits.max_size``; ``BODY_TIMEOUT`` when it has not fully
+    arrived within ``limits.timeout`` seconds (a client that declares a body
+    and stalls would otherwise hold its connection and its buffer forever; the
+    408 answer closes the connection); ``BODIES_BUSY`` when the worker's
+    :class:`BodyBudget` has no room for the bytes that arrived.  Raises
+    :class:`ClientGone` when the client disconnects first.
     """
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    budget = limits.budget
+    try:
+        with trio.move_on_after(limits.timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk: bytes = message.get("body", b"")
+                if size + len(chunk) > limits.max_size:
+                    return Outcome.BODY_TOO_LARGE
+                if chunk:
+                    if not budget.take(len(chunk)):
+                        return Outcome.BODIES_BUSY
+                    size += len(chunk)
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return Outcome.BODY_TIMEOUT
+    finally:
+        budget.give_back(size)
 
 
 class HeaderView(Mapping[str, str]):

@@ -41,6 +41,7 @@ from typing import Final
 from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict, verify_bearer
 from ._cors import CorsSettings
 from ._http import Outcome, RawHeaders, Scope, Send, send_outcome
+from ._logs import log_refusal
 from ._metrics import Metrics
 from ._security import SecuritySettings
 from ._session import is_session_id
@@ -71,12 +72,14 @@ _NO_HEADERS: Final[RawHeaders] = ()
 class RequestHead:
     """The facts of a request head that admission looks at, decoded on first use."""
 
-    __slots__ = ("_headers", "_params", "_raw", "method", "query", "server_host")
+    __slots__ = ("_headers", "_params", "_raw", "method", "query", "scope", "server_host")
 
     def __init__(self, method: str, raw_headers: RawHeaders, query: bytes = b"", server_host: str | None = None) -> None:
         self.method = method
         self.query = query
         self.server_host = server_host
+        self.scope: Scope | None = None
+        """The ASGI scope the head came from, if any (refusal logs name its path and peer)."""
         self._headers: dict[bytes, bytes] | None = None
         self._params: dict[bytes, bytes] | None = None
         self._raw = raw_headers
@@ -84,7 +87,9 @@ class RequestHead:
     @classmethod
     def from_scope(cls, scope: Scope) -> RequestHead:
         server = scope.get("server")
-        return cls(scope["method"], scope["headers"], scope.get("query_string", b""), server[0] if server else None)
+        head = cls(scope["method"], scope["headers"], scope.get("query_string", b""), server[0] if server else None)
+        head.scope = scope
+        return head
 
     def header(self, name: bytes) -> str | None:
         """First value of a header (``name`` lower-case), decoded as latin-1."""
@@ -316,14 +321,18 @@ async def send_answer(
     cors_headers: RawHeaders = _NO_HEADERS,
     detail: str | None = None,
     jsonrpc_code: int | None = None,
+    scope: Scope | None = None,
 ) -> None:
-    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total``.
+    """Answer with ``answer``'s outcome; a refusal is counted in ``mcp_rejections_total`` and,
+    given the request's ``scope``, logged (one rate-limited line, see ``_logs.log_refusal``).
 
     ``jsonrpc_code``: the body is a JSON-RPC error with that code (see :func:`send_outcome`)."""
     if answer.outcome is Outcome.PREFLIGHT:
         await send_outcome(send, answer.outcome, extra_headers=answer.headers)
         return
     metrics.rejections[answer.outcome.label] += 1
+    if scope is not None:
+        log_refusal(scope, answer.outcome)
     await send_outcome(
         send,
         answer.outcome,

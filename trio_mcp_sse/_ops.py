@@ -46,6 +46,9 @@ class OperationalEndpoints:
     def serves(self, path: str) -> bool:
         return path in self._paths
 
+    def is_ready_path(self, path: str) -> bool:
+        return self._paths.get(path) is _Probe.READY
+
     async def serve(self, path: str, scope: Scope, send: Send, *, metrics: Metrics, sessions_open: int, draining: bool) -> None:
         probe = self._paths[path]
         if scope["method"] not in ("GET", "HEAD"):

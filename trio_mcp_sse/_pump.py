@@ -35,6 +35,9 @@ STREAM_HEADERS: Final[RawHeaders] = (
 )
 KEEPALIVE_FRAME: Final = b": ping\n\n"
 _MAX_COALESCED: Final = 64
+_MAX_COALESCED_BYTES: Final = 256 * 1024
+"""Stop coalescing past this: a write handed to the server stays small, so a peer that stops
+reading strands little in it (a single larger message is still written whole)."""
 
 
 async def pump_events(
@@ -84,7 +87,8 @@ async def _pump(session: Session, receive: Receive, send: Send, watched: Watched
         while True:
             frames: list[bytes] = []
             keepalive = ended = False
-            while len(frames) < _MAX_COALESCED:
+            size = 0
+            while len(frames) < _MAX_COALESCED and size < _MAX_COALESCED_BYTES:
                 try:
                     item = outgoing.receive_nowait()
                 except trio.WouldBlock:
@@ -94,6 +98,7 @@ async def _pump(session: Session, receive: Receive, send: Send, watched: Watched
                     break
                 if item.data:
                     frames.append(encode_message_event(item.data))
+                    size += len(item.data)
                 elif not (item.final or item.reconnect):  # (per-request stream signals: not for this stream)
                     keepalive = True
                 del item  # an idle stream must not keep its last (maybe large) message alive

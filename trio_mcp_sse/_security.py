@@ -35,6 +35,8 @@ LOOPBACK_ORIGINS: tuple[str, ...] = (
     "https://[::1]:*",
 )
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 10.0
+DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
 
 
 def matches_pattern(value: str, patterns: Sequence[str]) -> bool:
@@ -73,17 +75,28 @@ class SecuritySettings:
     *automatic*: when the server is bound to a loopback address only loopback
     names and origins are allowed; otherwise any Host is accepted and an Origin
     must name the same host as the Host header.  A list is enforced as given on
-    every address.  ``max_body_size`` caps one POST body in bytes.
+    every address.  ``max_body_size`` caps one POST body in bytes;
+    ``body_timeout`` is how many seconds a body may take to arrive in full
+    (then ``408`` and the connection is closed); ``body_budget`` caps the bytes
+    of all request bodies being read at once by one transport, i.e. one worker
+    process (beyond it ``503`` with ``Retry-After``).
     """
 
     allowed_hosts: Sequence[str] | None = None
     allowed_origins: Sequence[str] | None = None
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    body_budget: int = DEFAULT_BODY_BUDGET
+    trusted_proxies: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.max_body_size < 1:
             raise ValueError("max_body_size must be >= 1")
-        for name in ("allowed_hosts", "allowed_origins"):
+        if not self.body_timeout > 0:
+            raise ValueError("body_timeout must be > 0")
+        if self.body_budget < self.max_body_size:
+            raise ValueError("body_budget must be >= max_body_size (one largest body must fit)")
+        for name in ("allowed_hosts", "allowed_origins", "trusted_proxies"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise TypeError(f"{name} must be a sequence of patterns, not a single string")

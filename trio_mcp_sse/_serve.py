@@ -21,26 +21,26 @@ relies on, and the command stops with one line on stderr if not.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import importlib
 import logging
-import multiprocessing
 import os
+import resource
 import signal
 import sys
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
+from ._logs import ensure_default_handler, install_accept_error_filter
 
-__all__ = ["ServeOptions", "main", "serve"]
+__all__ = ["LoadError", "ServeOptions", "main", "raise_fd_limit", "serve"]
 
 log = logging.getLogger("trio_mcp_sse.serve")
 
@@ -53,59 +53,6 @@ class ServeOptions:
 
     drain_timeout: float = 10.0
     write_timeout: float = 30.0
-
-
-def _install_bounded_writes(options: ServeOptions) -> weakref.WeakSet[Any]:
-    """Make hypercorn's trio connections bound their writes and be abortable.
-
-    Returns the live connections, for aborting at the end of a shutdown.
-    """
-    from hypercorn.events import Closed, RawData
-    from hypercorn.trio import run as hypercorn_run
-    from hypercorn.trio.tcp_server import TCPServer
-
-    connections: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    class BoundedWriteTCPServer(TCPServer):
-        """hypercorn's connection with a write deadline and an abort switch."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.writing = False
-            connections.add(self)
-
-        async def protocol_send(self, event: Any) -> None:
-            if not isinstance(event, RawData):
-                await super().protocol_send(event)
-                return
-            async with self.send_lock:
-                try:
-                    # Shielded as in hypercorn (a cancelled request must not tear a
-                    # half-written frame), but no longer unbounded.
-                    with trio.CancelScope(shield=True), trio.move_on_after(options.write_timeout) as timer:
-                        self.writing = True
-                        try:
-                            await self.stream.send_all(event.data)
-                        finally:
-                            self.writing = False
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self.protocol.handle(Closed())
-                    return
-                if timer.cancelled_caught:
-                    log.warning(
-                        "peer did not read for %.1fs; closing its connection",
-                        options.write_timeout,
-                        extra={"event": "write_timeout"},
-                    )
-                    await self.abort()
-                    await self.protocol.handle(Closed())
-
-        async def abort(self) -> None:
-            with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await self.stream.aclose()
-
-    setattr(hypercorn_run, "TCPServer", BoundedWriteTCPServer)  # noqa: B010 -- worker_serve looks it up here
-    return connections
 
 
 async def serve(
@@ -126,7 +73,7 @@ async def serve(
     from hypercorn.trio.run import worker_serve
     from hypercorn.utils import wrap_app
 
-    connections = _install_bounded_writes(options)
+    connections = install_bounded_writes(options.write_timeout)
     shutting_down = trio.Event()
     drain_group = DrainGroup()  # every transport of ``app`` joins it from its lifespan
     served: Any = drain_group.wrap(app)
@@ -178,50 +125,92 @@ async def serve(
             nursery.cancel_scope.cancel()
 
 
+_WORKERS_REFUSED = (
+    "--workers {n}: sessions live in the memory of the worker that holds their stream, so a POST "
+    "that reaches another worker would get 404; run one worker per process (scale with more "
+    "processes behind a balancer with session affinity on session_id)"
+)
+
+
+class LoadError(Exception):
+    """``module:attribute`` could not be turned into an ASGI app; the message is one line."""
+
+
 def _load_app(path: str) -> Any:
     """Import ``module:attribute`` (attribute defaults to ``app``), then freeze the heap.
+
+    An :class:`~trio_mcp_sse.MCPServer` is served through its app (``sse_app()``).
 
     ``gc.freeze()`` moves everything imported so far (Quart, pydantic, the MCP
     types...) out of the cyclic collector's reach.  Under load the collector
     otherwise walks all of it about once a second, a pause that shows up as the
     p99 latency (halved at 20 sessions in ``docs/performance.md``).
     """
+    from .server import MCPServer
+
     module_name, _, attribute = path.partition(":")
-    module = importlib.import_module(module_name)
+    if not module_name:
+        raise LoadError(f"cannot load {path!r}: expected module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # any import failure is in the user's module: one line says which
+        raise LoadError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from None
     target: Any = module
     for part in (attribute or "app").split("."):
-        target = getattr(target, part)
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise LoadError(f"module {module_name!r} has no attribute {attribute or 'app'!r}") from None
+    if isinstance(target, MCPServer):
+        target = target.sse_app()
+    if not callable(target):
+        raise LoadError(f"{path!r} is a {type(target).__name__}, not an ASGI application or an MCPServer")
     gc.collect()
     gc.freeze()
     return target
 
 
-def _worker_process(app_path: str, config: Any, options: ServeOptions, sockets: Any) -> None:
-    """Entry point of one worker process (spawned): own signals, own drain."""
-    _configure_logging(config.loglevel)
-    for sock in sockets.insecure_sockets + sockets.secure_sockets:
-        sock.listen(config.backlog)
-    trio.run(functools.partial(serve, _load_app(app_path), config, options, sockets=sockets))
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; returns (before, after).
+
+    Every stream holds a descriptor for its whole life, and the common default
+    soft limit (1024) caps a server at a few hundred sessions for no reason.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, hard
+    return soft, soft
 
 
 def _configure_logging(level: str) -> None:
-    """Our records next to hypercorn's, same format (hypercorn configures its own loggers)."""
-    library = logging.getLogger("trio_mcp_sse")
-    if not library.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
-        library.addHandler(handler)
-    library.setLevel(level.upper())
+    """Our records next to hypercorn's, in hypercorn's format (configured logging is left alone)."""
+    ensure_default_handler()
+    logging.getLogger("trio_mcp_sse").setLevel(level.upper())
+    install_accept_error_filter()
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m trio_mcp_sse serve",
-        description="Serve an ASGI app with hypercorn's trio worker; drain sessions on SIGTERM/SIGINT.",
+        description=(
+            "Serve an ASGI app (or an MCPServer) with hypercorn's trio worker; drain sessions on SIGTERM/SIGINT. "
+            "Raises the soft open-files limit to the hard one."
+        ),
     )
-    parser.add_argument("app", help="the application, as module:attribute (default attribute: app)")
+    parser.add_argument("app", help="module:attribute, an ASGI app or an MCPServer (default attribute: app)")
     parser.add_argument("-b", "--bind", action="append", help="address to bind, HOST:PORT (repeatable; default 127.0.0.1:8000)")
-    parser.add_argument("-w", "--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; only 1 is supported: sessions live in one worker's memory and a POST "
+        "reaching another worker would get 404",
+    )
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish on shutdown (default 10)")
     parser.add_argument("--graceful-timeout", type=float, default=1.0, help="seconds other connections get after the drain before they are closed (default 1)")
     parser.add_argument("--write-timeout", type=float, default=30.0, help="seconds a write to a client may block before its connection is closed (default 30)")
@@ -240,6 +229,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
+    if args.workers > 1:
+        sys.stderr.write(f"error: {_WORKERS_REFUSED.format(n=args.workers)}\n")
+        return 2
     try:
         check_hypercorn_internals()
     except HypercornInternalsError as error:
@@ -263,50 +255,25 @@ def main(argv: Sequence[str]) -> int:
     options = ServeOptions(drain_timeout=args.drain_timeout, write_timeout=args.write_timeout)
     sys.path.insert(0, os.getcwd())
 
-    if args.workers == 1:
-        try:
-            app = _load_app(args.app)
-        except (ImportError, AttributeError) as error:
-            sys.stderr.write(f"error: cannot load {args.app!r}: {error}\n")
-            return 2
-        trio.run(serve, app, config, options)
-        return 0
-    return _run_workers(args.app, config, options, args.workers)
-
-
-def _run_workers(app_path: str, config: Any, options: ServeOptions, workers: int) -> int:
-    """Parent of N worker processes sharing the listening sockets; forwards SIGTERM/SIGINT."""
-    sockets = config.create_sockets()
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker_process, args=(app_path, config, options, sockets), name=f"worker-{n}")
-        for n in range(workers)
-    ]
-    forwarded = False
-
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal forwarded
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM if not forwarded else signal.SIGINT)
-        forwarded = True
-
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _SIGNALS}
     try:
-        for process in processes:
-            process.start()
-        for signum in _SIGNALS:
-            signal.signal(signum, forward)
-        for process in processes:
-            process.join()
+        app = _load_app(args.app)
+    except LoadError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        sockets = config.create_sockets()
+    except OSError as error:
+        sys.stderr.write(f"error: cannot bind {', '.join(config.bind)}: {error.strerror or error}\n")
+        return 1
+    for sock in sockets.insecure_sockets + sockets.secure_sockets:
+        sock.listen(config.backlog)
+    before, after = raise_fd_limit()
+    log.info(
+        "open files limit: %d%s", after, f" (raised from {before})" if after != before else "", extra={"event": "fd_limit"}
+    )
+    try:
+        trio.run(functools.partial(serve, app, config, options, sockets=sockets))
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
         for sock in sockets.insecure_sockets + sockets.secure_sockets:
             sock.close()
-    codes = [process.exitcode or 0 for process in processes]
-    return max(codes, default=0)
+    return 0

@@ -49,6 +49,7 @@ import logging
 import math
 import re
 import secrets
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ __all__ = [
     "Delivery",
     "Incoming",
     "LocalSessionRegistry",
+    "OutboundBudget",
+    "Outbox",
     "Outgoing",
     "Refusal",
     "Session",
@@ -214,6 +217,19 @@ class SessionLimits:
     sessions per process (further streams get 503); ``idle_timeout`` closes a
     session that saw no message in either direction for that many seconds
     (keepalives do not count).  ``None`` disables either.
+
+    ``outbound_bytes`` caps the bytes queued for one session's writer and not
+    yet taken by it; ``outbound_bytes_total`` caps them for every session of
+    the process together.  Counting messages alone does not bound memory (256
+    results of 3 MB are 768 MB), so a session whose backlog would grow past its
+    byte budget is closed as a slow consumer at once, and when the process
+    budget is exceeded the session with the largest backlog is closed.  One
+    message is always accepted into an empty queue, whatever its size; keep
+    ``outbound_bytes`` well above twice the largest message, since results
+    that finish together can queue before the writer runs.  ``None`` disables
+    either.  ``write_timeout`` bounds one write to a client's
+    socket under hypercorn's trio worker: a peer that does not read for that
+    long has its connection closed (see ``docs/operations.md``).
     """
 
     max_sessions: int | None = 10_000
@@ -223,16 +239,122 @@ class SessionLimits:
     deliver_timeout: float = 10.0
     send_timeout: float = 30.0
     close_timeout: float = 5.0
+    outbound_bytes: int | None = 16 * 1024 * 1024
+    outbound_bytes_total: int | None = 256 * 1024 * 1024
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("inbound_buffer", "outbound_buffer", "max_sessions"):
+        for name in ("inbound_buffer", "outbound_buffer", "max_sessions", "outbound_bytes", "outbound_bytes_total"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("deliver_timeout", "send_timeout", "close_timeout", "idle_timeout"):
+        for name in ("deliver_timeout", "send_timeout", "close_timeout", "idle_timeout", "write_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
+
+
+class OutboundBudget:
+    """Bytes queued for the writers of every session of one manager (one process), bounded.
+
+    Outboxes with a backlog are tracked so that, when the total would pass the
+    limit, the one furthest behind can be closed: the peer that is not reading
+    pays, not the healthy session that happens to send next.
+    """
+
+    __slots__ = ("backlogged", "limit", "queued")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.queued = 0
+        self.backlogged: set[Outbox] = set()
+
+    def relieve(self, size: int, sender: Outbox) -> None:
+        """Close the sessions furthest behind (never ``sender``'s) until ``size`` more bytes fit."""
+        limit = self.limit
+        assert limit is not None
+        victims = sorted(self.backlogged, key=lambda outbox: outbox.queued_bytes, reverse=True)
+        for victim in victims:
+            if self.queued + size <= limit or victim.queued_bytes <= sender.queued_bytes:
+                return  # it fits now, or the sender is the one furthest behind
+            victim.drop("the process outbound budget is exhausted")
+
+
+class Outbox:
+    """The receiving end of a session's outbound channel: what the transport's writer drains.
+
+    A thin wrapper over the memory channel that keeps the byte count of what is
+    queued: each item's bytes go back to the session's and the process's
+    budgets as the writer takes it, and closing it discards (and gives back)
+    whatever is still queued.  It refers to its session weakly: a session must
+    stay free of reference cycles, so that it is freed the moment it ends
+    rather than at the next full garbage collection.
+    """
+
+    __slots__ = ("__weakref__", "_budget", "_channel", "_session", "queued_bytes")
+
+    def __init__(self, session: Session, channel: trio.MemoryReceiveChannel[Outgoing], budget: OutboundBudget) -> None:
+        self._session = weakref.ref(session)
+        self._channel = channel
+        self._budget = budget
+        self.queued_bytes = 0
+        """Bytes queued and not yet taken by the writer."""
+
+    def _added(self, size: int) -> None:
+        if not self.queued_bytes:
+            self._budget.backlogged.add(self)
+        self.queued_bytes += size
+        self._budget.queued += size
+
+    def _taken(self, size: int) -> None:
+        self.queued_bytes -= size
+        self._budget.queued -= size
+        if not self.queued_bytes:
+            self._budget.backlogged.discard(self)
+
+    def receive_nowait(self) -> Outgoing:
+        item = self._channel.receive_nowait()
+        if item.data:
+            self._taken(len(item.data))
+        return item
+
+    async def receive(self) -> Outgoing:
+        item = await self._channel.receive()
+        if item.data:
+            self._taken(len(item.data))
+        return item
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        return self._channel.statistics()
+
+    def __aiter__(self) -> Outbox:
+        return self
+
+    async def __anext__(self) -> Outgoing:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def drop(self, why: str) -> None:
+        """Close the session as a slow consumer (its queue is freed with it)."""
+        session = self._session()
+        if session is not None:
+            session.drop_slow_consumer(why)
+        else:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop everything queued now (the peer will never read it)."""
+        while True:
+            try:
+                self.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+
+    def close(self) -> None:
+        self.discard()
+        self._channel.close()
 
 
 class Session:
@@ -247,6 +369,8 @@ class Session:
         limits: SessionLimits,
         metrics: Metrics | None = None,
         stateless: bool = False,
+        budget: OutboundBudget | None = None,
+        peer: str | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -256,9 +380,13 @@ class Session:
         layer cannot send it requests: their answers would have nowhere to go)."""
         self.headers = headers
         """Headers of the request that opened the session (e.g. the SSE GET)."""
+        self.peer = peer
+        """The client's address as ``host:port`` when the transport knows it (for logs)."""
         self._limits = limits
         self._inbound_send, self.incoming = trio.open_memory_channel[Incoming](limits.inbound_buffer)
-        self._outbound_send, self.outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
+        self._outbound_send, outgoing = trio.open_memory_channel[Outgoing](limits.outbound_buffer)
+        self._budget = budget if budget is not None else OutboundBudget(limits.outbound_bytes_total)
+        self.outgoing = Outbox(self, outgoing, self._budget)
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._state = SessionState.OPEN
@@ -327,6 +455,39 @@ class Session:
     def _finish(self) -> None:
         self._transition(_Event.FINISH)
 
+    # -- outbound bytes ----------------------------------------------------------------------
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued on ``outgoing`` and not yet taken by the writer."""
+        return self.outgoing.queued_bytes
+
+    def _room_for(self, size: int) -> bool:
+        """May ``size`` more bytes be queued?  Makes room in the process budget if it must."""
+        queued = self.outgoing.queued_bytes
+        limit = self._limits.outbound_bytes
+        if queued and limit is not None and queued + size > limit:
+            return False
+        budget = self._budget
+        if budget.limit is not None and budget.queued + size > budget.limit:
+            budget.relieve(size, self.outgoing)
+            if queued and budget.queued + size > budget.limit:
+                return False
+        return True
+
+    def drop_slow_consumer(self, why: str) -> None:
+        """Close the session because its peer is not reading, and free what it had queued."""
+        if not self.closed:
+            log.warning(
+                "session %s (peer %s) is not reading: %s; %d bytes unread; closing it as a slow consumer",
+                self.id,
+                self.peer or "unknown",
+                why,
+                self.queued_bytes,
+                extra={"event": "session_slow_consumer", "session_id": self.id, "peer": self.peer},
+            )
+            self.close("slow consumer")
+        self.outgoing.discard()
+
     # -- housekeeping ----------------------------------------------------------------------
     def _wake(self) -> None:
         if self.on_outgoing is not None:
@@ -357,6 +518,12 @@ class Session:
         :class:`SessionClosed` raised.
         """
         item = Outgoing(data, related_request_id, final, reconnect)
+        size = len(data)
+        if size and not self._room_for(size):
+            if self.closed:
+                raise SessionClosed(self._close_reason or "session closed")
+            self.drop_slow_consumer(f"its outbound backlog would pass {self._limits.outbound_bytes} bytes")
+            raise SessionClosed("slow consumer")
         try:
             self._outbound_send.send_nowait(item)
         except trio.WouldBlock:
@@ -364,6 +531,8 @@ class Session:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise SessionClosed(self._close_reason or "session closed") from None
         else:
+            if size:
+                self.outgoing._added(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
@@ -373,25 +542,26 @@ class Session:
                 await self._outbound_send.send(item)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise SessionClosed(self._close_reason or "session closed") from None
+            if size:
+                self.outgoing._added(size)
             self._metrics.messages_out += 1
             self._touch()
             self._wake()
             return
-        log.warning(
-            "session %s: peer is not reading (outbound buffer full for %.1fs); closing it",
-            self.id,
-            self._limits.send_timeout,
-            extra={"event": "session_slow_consumer", "session_id": self.id},
-        )
-        self.close("slow consumer")
+        self.drop_slow_consumer(f"its outbound buffer stayed full for {self._limits.send_timeout:.1f}s")
         raise SessionClosed("slow consumer")
 
     def send_nowait(self, data: bytes, *, related_request_id: RequestId | None = None, final: bool = False) -> bool:
         """Queue an outbound message if there is room right now; report whether it was."""
+        size = len(data)
+        if size and not self._room_for(size):
+            return False
         try:
             self._outbound_send.send_nowait(Outgoing(data, related_request_id, final))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             return False
+        if size:
+            self.outgoing._added(size)
         self._metrics.messages_out += 1
         self._wake()
         return True
@@ -496,6 +666,36 @@ class LocalSessionRegistry:
         return await session.deliver(incoming)
 
 
+FD_RESERVE: Final = 64
+"""Descriptors kept for everything but streams: listening sockets, log files, imports, probes."""
+
+
+def session_cap(max_sessions: int | None, open_files_limit: int | None) -> int | None:
+    """How many sessions this process can hold: ``max_sessions``, and at most ``(limit - 64) // 2``.
+
+    Each stream holds a descriptor (its connection) for its whole life, and
+    every POST needs one while it is answered; half of what is left after
+    :data:`FD_RESERVE` goes to streams, half to everything else.  A stream over
+    the cap gets ``503`` with ``Retry-After`` (and its connection closed)
+    instead of an ``accept`` that fails with ``EMFILE`` and no answer at all.
+    ``open_files_limit`` ``None`` means unlimited.
+    """
+    if open_files_limit is None:
+        return max_sessions
+    by_files = max(1, (open_files_limit - FD_RESERVE) // 2)
+    return by_files if max_sessions is None else min(max_sessions, by_files)
+
+
+def open_files_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` of this process (``None``: unlimited or unknown)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover -- not on POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 class SessionManager:
     """Starts, tracks and ends the sessions this process hosts; owns the nursery their tasks run in."""
 
@@ -511,11 +711,15 @@ class SessionManager:
         self.limits = limits or SessionLimits()
         self.registry: SessionRegistry = registry if registry is not None else LocalSessionRegistry()
         self.metrics = metrics or Metrics()
+        self.outbound_budget = OutboundBudget(self.limits.outbound_bytes_total)
         self.deliver = self.registry.deliver
         """``deliver(session_id, principal, incoming) -> Delivery``: hand a message to a session
         through the registry, wherever the session is hosted (bound directly: the POST hot path)."""
         self._draining = False
         self._nursery: trio.Nursery | None = None
+        self.max_sessions = self.limits.max_sessions
+        """The effective cap: ``limits.max_sessions`` lowered to what the open-files limit allows
+        (:func:`session_cap`), decided when :meth:`run` starts."""
         self._local: dict[str, Session] = {}
         """Sessions hosted here: their streams are served by this process."""
         self._all_finished = trio.Event()
@@ -550,6 +754,16 @@ class SessionManager:
         if self._nursery is not None:
             raise RuntimeError("SessionManager is already running")
         self._draining = False
+        files = open_files_limit()
+        self.max_sessions = session_cap(self.limits.max_sessions, files)
+        if self.max_sessions != self.limits.max_sessions:
+            log.info(
+                "session cap %d (open files limit %s; max_sessions %s)",
+                self.max_sessions,
+                files,
+                self.limits.max_sessions,
+                extra={"event": "session_cap", "sessions": self.max_sessions},
+            )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -566,7 +780,7 @@ class SessionManager:
         """Would a new session be refused right now, and why?"""
         if self._draining:
             return Refusal.DRAINING
-        limit = self.limits.max_sessions
+        limit = self.max_sessions
         if limit is not None and len(self._local) >= limit:
             return Refusal.AT_CAPACITY
         return None
@@ -578,6 +792,7 @@ class SessionManager:
         headers: Mapping[str, str] | None = None,
         handler: SessionHandler | None = None,
         stateless: bool = False,
+        peer: str | None = None,
     ) -> Session:
         """Register a new session and start its handler task in the manager's nursery.
 
@@ -599,6 +814,8 @@ class SessionManager:
             limits=self.limits,
             metrics=self.metrics,
             stateless=stateless,
+            budget=self.outbound_budget,
+            peer=peer,
         )
         self._adopt(session)
         try:

@@ -64,7 +64,8 @@ from ._cors import CorsSettings
 from ._event_store import EventStore, MemoryEventStore, parse_event_id
 from ._host import SessionHost
 from ._http import (
-    ASGIApp,
+    BodyBudget,
+    BodyLimits,
     ClientGone,
     HeaderView,
     Outcome,
@@ -72,9 +73,8 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    peer_of,
     read_body,
-    route_path,
-    send_outcome,
 )
 from ._intake import (
     Admit,
@@ -101,7 +101,7 @@ from ._jsonrpc import (
     RequestId,
     parse_message,
 )
-from ._metrics import Metrics
+from ._mount import MountedTransport
 from ._ops import OperationalEndpoints
 from ._protocol_versions import (
     HANDSHAKE_PROTOCOL_VERSIONS,
@@ -116,7 +116,6 @@ from ._session import (
     Session,
     SessionHandler,
     SessionLimits,
-    SessionManager,
     SessionRefused,
     SessionRegistry,
     is_session_id,
@@ -146,6 +145,9 @@ _EVENT_STREAM_HEADERS: Final[RawHeaders] = (
     (b"x-accel-buffering", b"no"),
 )
 _JSON_HEADERS: Final[RawHeaders] = ((b"content-type", b"application/json"), (b"cache-control", b"no-store"))
+_STREAM_BUFFER: Final = 16
+"""Events queued for one response writer: small, so a slow reader soon holds the session's
+outbound queue back, where its byte budget applies."""
 _PENDING_KEPT: Final = 256
 """Messages kept for a standalone stream no client is reading yet (oldest dropped first)."""
 
@@ -424,7 +426,7 @@ class _SessionStreams:
                 )
 
 
-class StreamableHTTPTransport:
+class StreamableHTTPTransport(MountedTransport):
     """Serve MCP over Streamable HTTP: sessions of revisions 2025-03-26 to 2025-11-25, and 2026-07-28.
 
     ``handler`` is the server layer, e.g. :meth:`trio_mcp_sse.MCPServer.run_session`.
@@ -487,13 +489,13 @@ class StreamableHTTPTransport:
             raise ValueError("retry_interval must be >= 0")
         if keepalive_interval is not None and keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be > 0 or None")
-        self.ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
-        if path in self.ops.paths.values():
+        ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
+        if path in ops.paths.values():
             raise ValueError(f"path must differ from the operational endpoints: {path!r}")
         self._handler = handler
-        self.host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
-        self.sessions: SessionManager = self.host.sessions
-        self.metrics: Metrics = self.host.metrics
+        security = security or SecuritySettings()
+        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        self._mount(host, security, cors, ops)
         self.path = path
         self.response_mode: ResponseMode = response_mode
         self.stateless = stateless
@@ -502,9 +504,10 @@ class StreamableHTTPTransport:
         )
         self.retry_ms = round(retry_interval * 1000)
         self.keepalive_interval = keepalive_interval
-        self.security = security = security or SecuritySettings()
         self.auth = auth
-        self.cors = cors
+        if self.host.body_budget is None:
+            self.host.body_budget = BodyBudget(security.body_budget)
+        self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, self.host.body_budget)
         self._streams: dict[str, _SessionStreams] = {}
         methods = allow_methods(b"POST", cors=cors) if stateless else allow_methods(b"GET", b"POST", b"DELETE", cors=cors)
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
@@ -523,7 +526,7 @@ class StreamableHTTPTransport:
         limits = self.sessions.limits
         # A session of one request (stateless, or of the modern era) is never resumed.
         store = None if session.stateless else self.event_store
-        streams = _SessionStreams(session, store, buffer=limits.outbound_buffer, send_timeout=limits.send_timeout)
+        streams = _SessionStreams(session, store, buffer=min(limits.outbound_buffer, _STREAM_BUFFER), send_timeout=limits.send_timeout)
         self._streams[session.id] = streams
         try:
             async with trio.open_nursery() as nursery:
@@ -539,61 +542,15 @@ class StreamableHTTPTransport:
                 with trio.CancelScope(shield=True), trio.move_on_after(limits.close_timeout):
                     await self.event_store.forget_session(session.id)
 
-    @property
-    def draining(self) -> bool:
-        return self.host.draining
-
-    async def drain(self, grace_period: float) -> None:
-        """Stop opening sessions, let the open ones finish, end every stream (see the SSE transport)."""
-        await self.host.drain(grace_period)
-
-    async def close_all_sessions(self, reason: str = "server shutting down") -> None:
-        await self.host.close_all_sessions(reason)
-
-    # -- ASGI entry points ---------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._dispatch(scope, receive, send, None)
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """An ASGI app that serves the endpoint and passes everything else to ``app``."""
-
-        async def transport_then_app(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._dispatch(scope, receive, send, app)
-
-        return transport_then_app
-
-    def init_app(self, app: Any) -> None:
-        """Install on a Quart / Quart-Trio app, keeping the app object itself as the ASGI app."""
-        app.asgi_app = self.wrap(app.asgi_app)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path = route_path(scope)
-            if path == self.path:
-                if not self.host.running:  # no lifespan reached us
-                    async with self.host.hosting():
-                        await self._serve(scope, receive, send)
-                    return
+    async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        if path != self.path:
+            return False
+        if not self.host.running:  # no lifespan reached us
+            async with self.host.hosting():
                 await self._serve(scope, receive, send)
-                return
-            if self.ops.serves(path):
-                await self.ops.serve(
-                    path, scope, send, metrics=self.metrics, sessions_open=len(self.sessions), draining=self.draining
-                )
-                return
-        elif kind == "lifespan":
-            if self.host.running and app is not None:
-                await app(scope, receive, send)  # a transport beside us runs the shared host
-            else:
-                await self.host.lifespan(scope, receive, send, app)
-            return
-        if app is not None:
-            await app(scope, receive, send)
-        elif kind == "http":
-            await send_outcome(send, Outcome.NOT_FOUND)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            return True
+        await self._serve(scope, receive, send)
+        return True
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
@@ -612,13 +569,8 @@ class StreamableHTTPTransport:
 
     # -- answering ---------------------------------------------------------------------------------------
     def _cors_headers(self, head: RequestHead) -> RawHeaders:
-        if self.cors is None:
-            return _NO_HEADERS
-        origin = head.header(b"origin")
-        if origin is None or not self.cors.allows(origin):
-            return _NO_HEADERS
-        headers = list(self.cors.response_headers(origin))
-        if not any(name == b"access-control-expose-headers" for name, _ in headers):
+        headers = list(super()._cors_headers(head))
+        if headers and not any(name == b"access-control-expose-headers" for name, _ in headers):
             headers.append((b"access-control-expose-headers", b"mcp-session-id"))
         return headers
 
@@ -640,6 +592,7 @@ class StreamableHTTPTransport:
             cors_headers=self._cors_headers(head),
             detail=detail,
             jsonrpc_code=code if code is not None else _jsonrpc_code(answer.outcome),
+            scope=head.scope,
         )
 
     async def _admit(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
@@ -664,11 +617,11 @@ class StreamableHTTPTransport:
         self, scope: Scope, head: RequestHead, principal: str | None, receive: Receive, send: Send
     ) -> None:
         try:
-            body = await read_body(receive, self.security.max_body_size)
+            body = await read_body(receive, self.body_limits)
         except ClientGone:
             return
-        if body is None:
-            await self._answer(send, head, Outcome.BODY_TOO_LARGE)
+        if isinstance(body, Outcome):  # too large, too slow, or over the worker's budget
+            await self._answer(send, head, body)
             return
         try:
             message = parse_message(body)
@@ -700,7 +653,7 @@ class StreamableHTTPTransport:
                 return
             try:
                 session = await self.sessions.open_session(
-                    principal=principal, headers=headers, handler=self._serve_session
+                    principal=principal, headers=headers, handler=self._serve_session, peer=peer_of(head.scope) if head.scope else None
                 )
             except SessionRefused as refused:
                 await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
@@ -712,6 +665,8 @@ class StreamableHTTPTransport:
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
                 return
             delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
+            if delivery is Delivery.GONE and self.draining:
+                delivery = Delivery.DRAINING  # "shutting down, retry elsewhere", not "no such session"
             if delivery is Delivery.GONE:
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
             elif delivery is Delivery.ACCEPTED:

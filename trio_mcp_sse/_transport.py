@@ -22,14 +22,15 @@ is mounted on, e.g. a Quart-Trio app (:meth:`SseServerTransport.init_app`).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 from ._auth import AuthSettings
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
-    ASGIApp,
+    BodyBudget,
+    BodyLimits,
     ClientGone,
     HeaderView,
     Outcome,
@@ -37,8 +38,8 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    peer_of,
     read_body,
-    route_path,
     send_outcome,
 )
 from ._intake import (
@@ -58,7 +59,7 @@ from ._intake import (
     settle,
 )
 from ._jsonrpc import InvalidMessage, parse_message
-from ._metrics import Metrics
+from ._mount import MountedTransport
 from ._ops import OperationalEndpoints
 from ._pump import pump_events
 from ._security import SecuritySettings
@@ -69,7 +70,6 @@ from ._session import (
     Session,
     SessionHandler,
     SessionLimits,
-    SessionManager,
     SessionRefused,
     SessionRegistry,
 )
@@ -88,7 +88,7 @@ _DELIVERY_OUTCOME: Final = {
 }
 
 
-class SseServerTransport:
+class SseServerTransport(MountedTransport):
     """Serve MCP sessions over HTTP+SSE.
 
     ``handler`` is the server layer: an async callable run once per session
@@ -147,22 +147,23 @@ class SseServerTransport:
         registry: SessionRegistry | None = None,
         host: SessionHost | None = None,
     ) -> None:
-        self.ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
-        paths = {"sse_path": sse_path, "message_path": message_path, **self.ops.paths}
+        ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
+        paths = {"sse_path": sse_path, "message_path": message_path, **ops.paths}
         for name, path in paths.items():
             if not path.startswith("/"):
                 raise ValueError(f"{name} must start with '/': {path!r}")
         if len(set(paths.values())) != len(paths):
             raise ValueError(f"sse_path, message_path, health_path, ready_path and metrics_path must differ: {paths}")
-        self.host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
-        self.sessions: SessionManager = self.host.sessions
-        self.metrics: Metrics = self.host.metrics
+        security = security or SecuritySettings()
+        host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        self._mount(host, security, cors, ops)
         self.sse_path = sse_path
         self.message_path = message_path
         self.keepalive_interval = keepalive_interval
-        self.security = security = security or SecuritySettings()
         self.auth = auth
-        self.cors = cors
+        if self.host.body_budget is None:
+            self.host.body_budget = BodyBudget(security.body_budget)
+        self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, self.host.body_budget)
         # The status tables of docs/security.md, row by row.
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
         self.stream_intake = Intake(allow_methods(b"GET", cors=cors), *shared)
@@ -174,88 +175,31 @@ class SseServerTransport:
             session_id_in_query(),
         )
 
-    @property
-    def draining(self) -> bool:
-        return self.host.draining
-
-    async def drain(self, grace_period: float) -> None:
-        """Stop opening sessions and let the open ones finish, then end every stream cleanly.
-
-        New streams get ``503`` at once and ``ready_path`` turns ``503``.  Each
-        session stops taking new messages (POSTs get ``503``), its handler
-        finishes the requests it accepted, and its stream ends with a complete
-        body.  Sessions still busy after ``grace_period`` seconds are cancelled.
-        Returns when every stream has ended, and never much later than
-        ``grace_period``.
-        """
-        await self.host.drain(grace_period)
-
-    async def close_all_sessions(self, reason: str = "server shutting down") -> None:
-        """Close every session at once and wait (bounded) for their tasks to unwind."""
-        await self.host.close_all_sessions(reason)
-
-    # -- ASGI entry points -------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._dispatch(scope, receive, send, None)
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """An ASGI app that serves the transport's paths and passes the rest to ``app``."""
-
-        async def transport_then_app(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._dispatch(scope, receive, send, app)
-
-        return transport_then_app
-
-    def init_app(self, app: Any) -> None:
-        """Install on a Quart / Quart-Trio app, keeping the app object itself as the ASGI app."""
-        app.asgi_app = self.wrap(app.asgi_app)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path = route_path(scope)
-            if path == self.message_path:
-                await self._serve_post(scope, receive, send)
-                return
-            if path == self.sse_path:
-                await self._serve_stream(scope, receive, send)
-                return
-            if self.ops.serves(path):
-                await self.ops.serve(
-                    path, scope, send, metrics=self.metrics, sessions_open=len(self.sessions), draining=self.draining
-                )
-                return
-        elif kind == "lifespan":
-            if self.host.running and app is not None:
-                await app(scope, receive, send)  # a transport beside us runs the shared host
-            else:
-                await self.host.lifespan(scope, receive, send, app)
-            return
-        if app is not None:
-            await app(scope, receive, send)
-        elif kind == "http":
-            await send_outcome(send, Outcome.NOT_FOUND)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+    async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        if path == self.message_path:
+            await self._serve_post(scope, receive, send)
+            return True
+        if path == self.sse_path:
+            await self._serve_stream(scope, receive, send)
+            return True
+        return False
 
     # -- answering -----------------------------------------------------------------------
-    def _cors_headers(self, head: RequestHead) -> RawHeaders:
-        if self.cors is None:
-            return _NO_HEADERS
-        origin = head.header(b"origin")
-        if origin is None or not self.cors.allows(origin):
-            return _NO_HEADERS
-        return self.cors.response_headers(origin)
+    async def _answer(
+        self, scope: Scope, send: Send, head: RequestHead, answer: Answer, detail: str | None = None
+    ) -> None:
+        await send_answer(
+            send, answer, metrics=self.metrics, cors_headers=self._cors_headers(head), detail=detail, scope=scope
+        )
 
-    async def _answer(self, send: Send, head: RequestHead, answer: Answer, detail: str | None = None) -> None:
-        await send_answer(send, answer, metrics=self.metrics, cors_headers=self._cors_headers(head), detail=detail)
-
-    async def _admit(self, intake: Intake, head: RequestHead, decision: Answer | VerifyToken, send: Send) -> Admit | None:
+    async def _admit(
+        self, intake: Intake, scope: Scope, head: RequestHead, decision: Answer | VerifyToken, send: Send
+    ) -> Admit | None:
         """Off the usual path: verify a token, or answer a refusal (then ``None``)."""
         settled = await settle(intake, head, decision, self.auth)
         if isinstance(settled, Admit):
             return settled
-        await self._answer(send, head, settled)
+        await self._answer(scope, send, head, settled)
         return None
 
     # -- GET: the event stream -----------------------------------------------------------
@@ -271,13 +215,15 @@ class SseServerTransport:
             return
         head = RequestHead.from_scope(scope)
         decision = self.stream_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._admit(self.stream_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.stream_intake, scope, head, decision, send)
         if admitted is None:
             return
         try:
-            session = await self.sessions.open_session(principal=admitted.principal, headers=HeaderView(scope["headers"]))
+            session = await self.sessions.open_session(
+                principal=admitted.principal, headers=HeaderView(scope["headers"]), peer=peer_of(scope)
+            )
         except SessionRefused as refused:
-            await self._answer(send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
+            await self._answer(scope, send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
             return
         cors = self._cors_headers(head)
         del head, decision, admitted  # an idle stream keeps only what it needs
@@ -302,17 +248,17 @@ class SseServerTransport:
     async def _serve_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.from_scope(scope)
         decision = self.message_intake.decide(head)
-        admitted = decision if isinstance(decision, Admit) else await self._admit(self.message_intake, head, decision, send)
+        admitted = decision if isinstance(decision, Admit) else await self._admit(self.message_intake, scope, head, decision, send)
         if admitted is None:  # (one await less on the usual path)
             return
         session_id = head.query_param(b"session_id")
         assert session_id is not None  # the intake checked it
         try:
-            body = await read_body(receive, self.security.max_body_size)
+            body = await read_body(receive, self.body_limits)
         except ClientGone:
             return  # nobody is left to answer
-        if body is None:
-            await self._answer(send, head, Answer(Outcome.BODY_TOO_LARGE))
+        if isinstance(body, Outcome):
+            await self._answer(scope, send, head, Answer(body))
             return
         detail = None
         try:
@@ -321,7 +267,11 @@ class SseServerTransport:
             # The poster learns from the status; the session learns from its stream.
             incoming, detail = invalid, invalid.message
         delivery = await self.sessions.deliver(session_id, admitted.principal, incoming)
+        if delivery is Delivery.GONE and self.draining:
+            # An idle session ends as soon as the drain starts; its client should still
+            # hear "shutting down, retry elsewhere", as documented, not "no such session".
+            delivery = Delivery.DRAINING
         if delivery is Delivery.ACCEPTED:
             await send_outcome(send, Outcome.ACCEPTED, extra_headers=self._cors_headers(head))
         else:
-            await self._answer(send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)
+            await self._answer(scope, send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)

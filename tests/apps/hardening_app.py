@@ -12,7 +12,7 @@ import os
 import trio
 from quart_trio import QuartTrio
 
-from trio_mcp_sse import Session, SessionLimits, SseServerTransport
+from trio_mcp_sse import SecuritySettings, Session, SessionLimits, SseServerTransport
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
 
 from .debug import install_debug_route
@@ -38,13 +38,30 @@ async def handler(session: Session) -> None:
             nursery.start_soon(serve)
 
 
+def _optional_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    return default if value is None else int(value)
+
+
+_limits = SessionLimits()
+_security = SecuritySettings()
 transport = SseServerTransport(
     handler,
     keepalive_interval=float(os.environ.get("KEEPALIVE", "15")),
     limits=SessionLimits(
         send_timeout=float(os.environ.get("SEND_TIMEOUT", "30")),
         outbound_buffer=int(os.environ.get("OUTBOUND_BUFFER", "256")),
+        outbound_bytes=_optional_int("OUTBOUND_BYTES", _limits.outbound_bytes),
+        outbound_bytes_total=_optional_int("OUTBOUND_BYTES_TOTAL", _limits.outbound_bytes_total),
+        write_timeout=float(os.environ.get("WRITE_TIMEOUT", _limits.write_timeout)),
+        max_sessions=_optional_int("MAX_SESSIONS", _limits.max_sessions),
     ),
+    security=SecuritySettings(
+        max_body_size=int(os.environ.get("MAX_BODY", _security.max_body_size)),
+        body_timeout=float(os.environ.get("BODY_TIMEOUT", _security.body_timeout)),
+        body_budget=int(os.environ.get("BODY_BUDGET", _security.body_budget)),
+    ),
+    metrics_path="/metrics",
 )
 app = QuartTrio(__name__)
 transport.init_app(app)
