@@ -117,7 +117,22 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
                 break
         else:
             nav.append({title: page})
+    # A page added without a nav entry still gets one, at the end, rather than none.
+    named = set(_pages_named(nav))
+    unlisted = sorted(path.name for path in docs.glob("*.md") if path.name not in named)
+    if unlisted:
+        nav.append({"More": unlisted})
     return config
+
+
+def _pages_named(nav: Any) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _pages_named(value)]
+    if isinstance(nav, list):
+        return [page for entry in nav for page in _pages_named(entry)]
+    return []
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
