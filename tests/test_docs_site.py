@@ -55,3 +55,30 @@ def test_the_unbroken_copy_builds(tmp_path: Path) -> None:
     result = build(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "api" / "trio_mcp_sse.server.html").exists()
+
+
+def test_each_reference_page_lists_exactly_its_namespace_all() -> None:
+    """Every exported name is on its namespace's page once: rendered, linked or listed."""
+    import importlib
+
+    import griffe
+
+    from tools import docs_site
+
+    package = griffe.load("trio_mcp_sse", resolve_aliases=True, resolve_external=False)
+    assert isinstance(package, griffe.Module)
+    rendered_somewhere: set[str] = set()
+    for namespace in docs_site.public_namespaces():
+        page = docs_site.namespace_page(namespace, package)
+        entries = [
+            line for line in page.splitlines() if line.startswith(("::: ", "- [`", "- `"))
+        ]
+        names = [entry.split("`")[1] if "`" in entry else entry.rpartition(".")[2]
+                 for entry in entries]
+        assert sorted(names) == sorted(importlib.import_module(namespace).__all__), namespace
+        rendered_somewhere |= {line[4:] for line in entries if line.startswith("::: ")}
+    # A re-export links to the page that renders the name in full.
+    assert "trio_mcp_sse.server.MCPServer" in rendered_somewhere
+    assert "trio_mcp_sse.MCPServer" not in rendered_somewhere
+    assert "- [`MCPServer`][trio_mcp_sse.server.MCPServer]: documented in `trio_mcp_sse.server`." \
+        in docs_site.namespace_page("trio_mcp_sse", package)
