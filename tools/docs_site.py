@@ -27,7 +27,7 @@ from trio_mcp_sse._public import home_of
 
 PACKAGE = "trio_mcp_sse"
 API_DIR = "api"
-# Pages the nav names only when they exist (written on other branches of the project).
+# Pages that get a nav entry in a fixed place once they exist.
 OPTIONAL_PAGES = {"protocol-eras.md": ("Protocol eras", "transports.md")}
 
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|data|mod|obj|exc|const):`~?([^`]+)`")
