@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
-# e.g. CONFORMANCE_ARGS='--scenario ping' or '--requirements 2026-07-28'
+# e.g. CONFORMANCE_ARGS='--scenario ping' or '--requirements 2026-07-28' (one run instead of one per set)
 CONFORMANCE_ARGS ?=
+# The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
+CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint docs conformance conformance-report bench bench-quick bench-design clean
+.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -58,9 +60,21 @@ conformance/node_modules/.installed: conformance/package.json conformance/packag
 	touch $@
 
 # Serve examples.everything_server:app on a free port and judge its /mcp endpoint
-# (docs/conformance.md); results in conformance/results/.
+# (docs/conformance.md) for every set of CONFORMANCE_SETS; results in conformance/results/.
 conformance: $(VENV)/.installed-base conformance/node_modules/.installed
+ifeq ($(strip $(CONFORMANCE_ARGS)),)
+	@status=0; for set in $(CONFORMANCE_SETS); do \
+		echo "== conformance: requirement set $$set"; \
+		$(BIN)/python -m conformance.run --requirements $$set || status=1; \
+	done; exit $$status
+else
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
+endif
+
+# The suite's client scenarios (initialize, tools_call, sse-retry) against our
+# client, conformance/client.py; every check must pass (docs/conformance.md).
+conformance-client: $(VENV)/.installed-base conformance/node_modules/.installed
+	$(BIN)/python -m conformance.run_client $(CONFORMANCE_ARGS)
 
 # Run the conformance suite, then write docs/conformance-report.md from the newest
 # verdict of each requirement set in conformance/results/ (commit the page).

@@ -10,15 +10,15 @@ the other variants, each from a fresh server:
 * ``sync_app()``: HTTP+SSE with a plain ``def`` echo (run on a worker thread,
   as the SDK runs its ``def`` tools), the like-for-like partner of the SDK's
   ``def`` row;
-* ``streamable_app(json_response=...)``: the same ``MCPServer`` app serving
-  Streamable HTTP at ``/mcp``, answering each request with a JSON body or with
-  an event stream.
+* ``streamable_app(response_mode=...)``: the same ``MCPServer`` serving
+  Streamable HTTP at ``/mcp`` (``http_app``), answering each request with a
+  JSON body or with an event stream.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from examples.echo_server import server
 from trio_mcp_sse import MCPServer, SecuritySettings
@@ -49,12 +49,12 @@ def sync_app() -> Any:
     return make_sync_server().sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
 
 
-def streamable_app(*, json_response: bool) -> Any:
-    """The example's server with its Streamable HTTP endpoint at ``/mcp``.
+def streamable_app(*, response_mode: Literal["json", "sse"]) -> Any:
+    """The example's server over Streamable HTTP at ``/mcp`` (``MCPServer.http_app``).
 
-    The one place that knows how the endpoint is switched on and set to JSON
-    answers: ``servers.py`` marks the rows that use it until ``MCPServer``
-    serves ``/mcp``.  Each server process builds one app, so the example's
-    module-level server is used as it is.
+    ``response_mode`` is ``"json"`` (each request answered with one JSON body)
+    or ``"sse"`` (with an event stream).  Everything else is the default a user
+    gets, the in-memory event store included.  Each server process builds one
+    app, so the example's module-level server is used as it is.
     """
-    return server.sse_app(security=SecuritySettings(max_body_size=MAX_BODY), json_response=json_response)
+    return server.http_app(response_mode=response_mode, security=SecuritySettings(max_body_size=MAX_BODY))

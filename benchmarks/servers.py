@@ -29,10 +29,6 @@ GC_DEFAULT = "default {}/{}/{}, no freeze".format(*gc.get_threshold())
 hypercorn nor uvicorn nor either app module touches it (``python -m trio_mcp_sse
 serve`` would freeze the heap; the benchmark serves with plain hypercorn)."""
 
-NEEDS_MCP = "needs /mcp: MCPServer does not serve Streamable HTTP yet (benchmarks.app_ours.streamable_app)"
-"""The marker on our Streamable HTTP rows.  ``run.py`` skips a server whose ``needs``
-is set and says why; delete the marker from the two specs once ``/mcp`` exists."""
-
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -97,11 +93,11 @@ SERVERS: dict[str, ServerSpec] = {
         # Streamable HTTP at /mcp, stateful sessions, answers as JSON bodies or event streams.
         ServerSpec(
             "ours-streamable-json", "trio-mcp-sse, hypercorn-trio, JSON answers", "hypercorn",
-            "benchmarks.app_ours:streamable_app(json_response=True)", transport="streamable", needs=NEEDS_MCP,
+            "benchmarks.app_ours:streamable_app(response_mode='json')", transport="streamable",
         ),
         ServerSpec(
             "ours-streamable-sse", "trio-mcp-sse, hypercorn-trio, SSE answers", "hypercorn",
-            "benchmarks.app_ours:streamable_app(json_response=False)", transport="streamable", needs=NEEDS_MCP,
+            "benchmarks.app_ours:streamable_app(response_mode='sse')", transport="streamable",
         ),
         ServerSpec(
             "sdk-streamable-json", "SDK, uvicorn, JSON answers", "uvicorn", "benchmarks.app_sdk:streamable_json_app",

@@ -376,6 +376,175 @@ async def test_prompt_with_image() -> list[dict[str, Any]]:
     ]
 
 
+# -- protocol 2026-07-28: multi round-trip requests (input-required-result-*) ------------------------
+# Each tool is written once: to a handshake-era client its questions are requests
+# sent while it waits; to a 2026-07-28 client they become an InputRequiredResult and
+# the tool runs again when the client retries with the answers.  The keys are the
+# ones the scenarios expect.
+NAME_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+CONFIRM_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+COLOR_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+CONTEXT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"context": {"type": "string"}},
+    "required": ["context"],
+}
+
+
+def accepted(result: Any, field: str) -> str:
+    """The accepted answer's ``field``, or what the user did instead."""
+    content = result.content or {}
+    return str(content.get(field)) if result.action == "accept" else f"({result.action})"
+
+
+@server.tool(description="Asks the user's name (InputRequiredResult with one elicitation)")
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    result = await ctx.elicit("What is your name?", NAME_SCHEMA, key="user_name")
+    return f"Hello, {accepted(result, 'name')}!"
+
+
+@server.tool(description="Asks the client's model a question (InputRequiredResult with one sampling request)")
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    result = await ctx.sample("What is the capital of France?", max_tokens=100, key="capital_question")
+    return f"The model said: {getattr(result.content, 'text', None)}"
+
+
+@server.tool(description="Asks for the client's roots (InputRequiredResult with one roots/list request)")
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    roots = await ctx.list_roots(key="client_roots")
+    return "Roots: " + ", ".join(str(root.uri) for root in roots)
+
+
+@server.tool(description="Asks for a confirmation; the retry's requestState is verified")
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    result = await ctx.elicit("Please confirm", CONFIRM_SCHEMA, key="confirm")
+    # Reaching this line means the requestState passed its integrity check.
+    return f"state-ok: confirmed={accepted(result, 'ok')}"
+
+
+@server.tool(description="Asks three questions in one round (elicitation, sampling, roots)")
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    answers = await ctx.request_input(
+        {
+            "user_name": {
+                "method": "elicitation/create",
+                "params": {"message": "What is your name?", "requestedSchema": NAME_SCHEMA},
+            },
+            "greeting": {
+                "method": "sampling/createMessage",
+                "params": {
+                    "messages": [{"role": "user", "content": {"type": "text", "text": "Generate a greeting"}}],
+                    "maxTokens": 50,
+                },
+            },
+            "client_roots": {"method": "roots/list", "params": {}},
+        }
+    )
+    name = (answers["user_name"].get("content") or {}).get("name")
+    greeting = (answers["greeting"].get("content") or {}).get("text")
+    roots = len(answers["client_roots"].get("roots") or [])
+    return f"{greeting} {name} ({roots} roots)"
+
+
+@server.tool(description="Asks two questions in two rounds")
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    name = await ctx.elicit("Step 1: What is your name?", NAME_SCHEMA, key="step1")
+    color = await ctx.elicit("Step 2: What is your favorite color?", COLOR_SCHEMA, key="step2")
+    return f"{accepted(name, 'name')} likes {accepted(color, 'color')}"
+
+
+@server.tool(description="Asks for a confirmation whose requestState is integrity-protected (HMAC)")
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    result = await ctx.elicit("Please confirm", CONFIRM_SCHEMA, key="confirm")
+    return f"confirmed={accepted(result, 'ok')}"
+
+
+@server.tool(description="Asks only what the client declared it can answer")
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    questions: dict[str, dict[str, Any]] = {}
+    if ctx.client_supports("sampling"):
+        questions["model_answer"] = {
+            "method": "sampling/createMessage",
+            "params": {"messages": [{"role": "user", "content": {"type": "text", "text": "Say hi"}}], "maxTokens": 20},
+        }
+    if ctx.client_supports("elicitation"):
+        questions["user_answer"] = {
+            "method": "elicitation/create",
+            "params": {"message": "Say hi", "requestedSchema": NAME_SCHEMA},
+        }
+    if not questions:
+        return "The client can answer no questions."
+    answers = await ctx.request_input(questions)
+    return f"Answered: {', '.join(sorted(answers))}"
+
+
+@server.prompt(
+    title="Prompt That Asks",
+    description="A prompt that asks the user for context first (InputRequiredResult on prompts/get)",
+)
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    result = await ctx.elicit("What context should the prompt use?", CONTEXT_SCHEMA, key="user_context")
+    return f"Answer with this context in mind: {accepted(result, 'context')}"
+
+
+# -- protocol 2026-07-28: the diagnostics of server-stateless and SEP-2243 -----------------------------
+@server.tool(description="Needs the client's sampling capability (refused with -32021 without it)")
+async def test_missing_capability(ctx: Context) -> str:
+    result = await ctx.sample("Say something", max_tokens=20)
+    return f"The model said: {getattr(result.content, 'text', None)}"
+
+
+@server.tool(description="Elicits while streaming (a 2026-07-28 client gets an InputRequiredResult)")
+async def test_streaming_elicitation(ctx: Context) -> str:
+    result = await ctx.elicit("What is your name?", NAME_SCHEMA)
+    return f"Hello, {accepted(result, 'name')}!"
+
+
+@server.tool(description="Logs at info level (nothing reaches a request that named no log level)")
+async def test_logging_tool(ctx: Context) -> str:
+    await ctx.info("logging tool ran")
+    return "Logged"
+
+
+TRIGGERED_TOOL = "test_triggered_tool"
+TRIGGERED_PROMPT = "test_triggered_prompt"
+
+
+async def triggered() -> str:
+    """Added and removed by test_trigger_tool_change / test_trigger_prompt_change."""
+    return "triggered"
+
+
+@server.tool(description="Adds or removes a tool, so listen streams hear tools/list_changed")
+async def test_trigger_tool_change() -> str:
+    if TRIGGERED_TOOL in server.tools:
+        server.remove_tool(TRIGGERED_TOOL)
+        return "removed"
+    server.add_tool(triggered, name=TRIGGERED_TOOL)
+    return "added"
+
+
+@server.tool(description="Adds or removes a prompt, so listen streams hear prompts/list_changed")
+async def test_trigger_prompt_change() -> str:
+    if TRIGGERED_PROMPT in server.prompts:
+        server.remove_prompt(TRIGGERED_PROMPT)
+        return "removed"
+    server.add_prompt(triggered, name=TRIGGERED_PROMPT)
+    return "added"
+
+
+@server.tool(
+    description="Routes on a header: its region argument is mirrored as Mcp-Param-Region (SEP-2243)",
+    input_schema={
+        "type": "object",
+        "properties": {"region": {"type": "string", "description": "Where to run", "x-mcp-header": "Region"}},
+        "required": ["region"],
+    },
+)
+async def test_custom_header(region: str) -> str:
+    return f"Routed to {region}"
+
+
 # -- completion --------------------------------------------------------------------------------------
 @server.completion
 async def complete(request: CompletionRequest) -> list[str]:

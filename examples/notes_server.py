@@ -1,7 +1,7 @@
 """A notes server: resources, prompts, completion, logging, and a slow tool with progress.
 
 Run it:  hypercorn --worker-class trio examples.notes_server:app
-Connect: http://127.0.0.1:8000/sse
+Connect: http://127.0.0.1:8000/mcp (Streamable HTTP) or http://127.0.0.1:8000/sse (HTTP+SSE)
 
 What it shows:
 
@@ -174,4 +174,4 @@ async def complete(request: CompletionRequest) -> list[str]:
     return []
 
 
-app = server.sse_app()
+app = server.http_app()  # Streamable HTTP at /mcp, HTTP+SSE at /sse

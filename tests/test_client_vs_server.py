@@ -35,7 +35,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from tests.client_helpers import ROOT, SSE_URL, asgi_http_client, serve_in_process
+from examples import everything_server
+from tests.client_helpers import BASE_URL, ROOT, SSE_URL, asgi_http_client, serve_in_process
 from tests.server_helpers_e2e import hypercorn_server
 from trio_mcp_sse import Context, MCPError, MCPServer
 from trio_mcp_sse.client import (
@@ -44,6 +45,7 @@ from trio_mcp_sse.client import (
     ConnectionClosedError,
     PostError,
     connect_sse,
+    connect_streamable_http,
     open_session,
 )
 from trio_mcp_sse.client._cli import main as cli_main
@@ -51,14 +53,20 @@ from trio_mcp_sse.client._session import JSONRPCMessage, JSONRPCNotification
 from trio_mcp_sse.server import CompletionRequest
 
 NOTES_SERVER = ROOT / "examples" / "notes_server.py"
+MCP_URL = f"{BASE_URL}/mcp"
 _copies = itertools.count()
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 
 
-@pytest.fixture
-def notes() -> Iterator[ModuleType]:
-    """A fresh copy of examples/notes_server.py (its ``server``, ``app``, ``notes``, ``jobs``)."""
+TRANSPORT_URLS = {"sse": SSE_URL, "streamable-http": MCP_URL}
+"""Where each transport of ``MCPServer.http_app()`` answers, in memory."""
+
+
+@pytest.fixture(params=sorted(TRANSPORT_URLS))
+def notes(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """A fresh copy of examples/notes_server.py (its ``server``, ``app``, ``notes``, ``jobs``),
+    and ``url``: the endpoint of the transport the test runs over (each test runs over both)."""
     name = f"_notes_server_copy_{next(_copies)}"
     spec = importlib.util.spec_from_file_location(name, NOTES_SERVER)
     assert spec is not None
@@ -67,17 +75,18 @@ def notes() -> Iterator[ModuleType]:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+        module.url = TRANSPORT_URLS[request.param]
         yield module
     finally:
         del sys.modules[name]
 
 
 @asynccontextmanager
-async def connected(app: Any, **options: Any) -> AsyncIterator[ClientSession]:
-    """``open_session`` against ``app``, in memory."""
+async def connected(app: Any, url: str, **options: Any) -> AsyncIterator[ClientSession]:
+    """``open_session`` against ``app``, in memory (``transport="auto"`` picks it from ``url``)."""
     async with (
         asgi_http_client(app) as http,
-        open_session(SSE_URL, http_client=http, **options) as session,
+        open_session(url, http_client=http, **options) as session,
     ):
         yield session
 
@@ -115,10 +124,11 @@ class Tap:
 
 
 @asynccontextmanager
-async def tapped(app: Any, **options: Any) -> AsyncIterator[tuple[ClientSession, Tap]]:
+async def tapped(app: Any, url: str, **options: Any) -> AsyncIterator[tuple[ClientSession, Tap]]:
+    connect = connect_sse if url == SSE_URL else connect_streamable_http
     async with (
         asgi_http_client(app) as http,
-        connect_sse(SSE_URL, http_client=http) as connection,
+        connect(url, http_client=http) as connection,
     ):
         tap = Tap(connection)
         async with ClientSession(tap, **options) as session:
@@ -222,7 +232,7 @@ async def test_initialize_negotiates_each_protocol_version(
 
     with trio.fail_after(60):
         async with connected(
-            notes.app, protocol_version=version, client_name="vs", client_version="7"
+            notes.app, notes.url, protocol_version=version, client_name="vs", client_version="7"
         ) as session:
             assert session.protocol_version == version
             result = session.initialize_result
@@ -246,7 +256,9 @@ async def test_initialize_negotiates_each_protocol_version(
             (connection,) = notes.server.connections
             assert connection.protocol_version == version
             assert connection.client_info == {"name": "vs", "version": "7"}
-            assert connection.client_ready  # notifications/initialized arrived
+            # notifications/initialized arrived (its 202 says it is queued, not yet handled).
+            while not connection.client_ready:
+                await trio.sleep(0.01)
             assert connection.client_capabilities == {}
             # A version-dependent detail: progress messages exist from 2025-03-26 on.
             await session.call_tool(
@@ -266,7 +278,7 @@ async def test_client_capabilities_follow_its_handlers(
 
     with trio.fail_after(60):
         async with connected(
-            notes.app, sampling_handler=nothing, elicitation_handler=nothing, roots_handler=nothing
+            notes.app, notes.url, sampling_handler=nothing, elicitation_handler=nothing, roots_handler=nothing
         ):
             (connection,) = notes.server.connections
             assert connection.client_supports("sampling")
@@ -279,7 +291,7 @@ async def test_list_tools_carries_schemas_titles_and_annotations(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             listed = await session.list_tools()
     assert listed.next_cursor is None
     tools = {tool.name: tool for tool in listed.tools}
@@ -304,7 +316,7 @@ async def test_call_tool_returns_structured_content_matching_the_schema(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             schema = next(t for t in (await session.list_tools()).tools if t.name == "add_note")
             created = await session.call_tool("add_note", {"name": "milk", "text": "2 litres"})
             replaced = await session.call_tool("add_note", {"name": "milk", "text": "3 litres"})
@@ -329,7 +341,7 @@ async def test_tool_failures_are_results_and_bad_calls_are_errors(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             failed = await session.call_tool("delete_note", {"name": "nope"})
             assert failed.is_error is True
             assert text_of(failed) == "there is no note named 'nope'"
@@ -356,7 +368,7 @@ async def test_progress_arrives_in_order_before_the_result(
         seen.append((value, total, message))
 
     with trio.fail_after(60):
-        async with tapped(notes.app) as (session, tap):
+        async with tapped(notes.app, notes.url) as (session, tap):
             result = await session.call_tool(
                 "process_notes", {"steps": 5, "delay": 0.5}, progress=on_progress
             )
@@ -380,7 +392,7 @@ async def test_without_a_callback_no_progress_is_asked_for_or_sent(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with tapped(notes.app) as (session, tap):
+        async with tapped(notes.app, notes.url) as (session, tap):
             await session.call_tool("process_notes", {"steps": 3, "delay": 0.1})
     call = next(m for m in tap.sent if m.get("method") == "tools/call")
     assert "_meta" not in call["params"]
@@ -391,7 +403,7 @@ async def test_cancelling_the_scope_cancels_the_tool_and_no_answer_comes(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with tapped(notes.app) as (session, tap):
+        async with tapped(notes.app, notes.url) as (session, tap):
             with trio.CancelScope() as scope:
 
                 async def cancel_once_running(*progress: Any) -> None:
@@ -459,25 +471,37 @@ async def test_cancelling_while_the_request_is_posted_still_cancels_the_tool(
 ) -> None:
     """The cancel notification must not overtake the request it cancels."""
     with trio.fail_after(60):
-        async with connected(delaying_tool_calls(notes.app, 1.0)) as session:
+        async with connected(delaying_tool_calls(notes.app, 1.0), notes.url) as session:
             with trio.move_on_after(0.5) as scope:  # the tools/call POST is still on its way
                 await session.call_tool("process_notes", {"steps": 3, "delay": 1})
             assert scope.cancelled_caught
             await trio.sleep(10)  # the tool would have finished by now
             await session.ping()
-    assert notes.jobs == {"completed": 0, "cancelled": 1}
+    if notes.url == SSE_URL:
+        # The client waits for the 202 of the request before it cancels: the tool started.
+        assert notes.jobs == {"completed": 0, "cancelled": 1}
+    else:
+        # The request counts as sent once its body is written, so the cancel overtook it;
+        # the server remembers early cancels and never started the tool.
+        assert notes.jobs == {"completed": 0, "cancelled": 0}
 
 
 async def test_a_post_refused_after_the_caller_cancelled_is_just_a_cancellation(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(delaying_tool_calls(notes.app, 1.0, refuse=True)) as session:
+        async with connected(delaying_tool_calls(notes.app, 1.0, refuse=True), notes.url) as session:
             with trio.move_on_after(0.5) as scope:
                 await session.call_tool("process_notes")
             assert scope.cancelled_caught  # not a PostError for a call nobody waits for
-            with pytest.raises(PostError, match="503"):
-                await session.call_tool("process_notes")
+            if notes.url == SSE_URL:
+                with pytest.raises(PostError, match="503"):
+                    await session.call_tool("process_notes")
+            else:
+                # The request was sent; its HTTP answer is not a JSON-RPC one: that call fails.
+                with pytest.raises(MCPError, match="answered 503 Service Unavailable: busy") as refused:
+                    await session.call_tool("process_notes")
+                assert refused.value.code == -32603
             await session.ping()
 
 
@@ -486,7 +510,7 @@ async def test_concurrent_requests_each_get_their_own_answer(
 ) -> None:
     answers: dict[str, Any] = {}
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
 
             async def add(index: int) -> None:
                 result = await session.call_tool(
@@ -525,7 +549,7 @@ async def test_concurrent_requests_each_get_their_own_answer(
 
 async def test_ping(notes: ModuleType, autojump_clock: trio.testing.MockClock) -> None:
     with trio.fail_after(60):
-        async with tapped(notes.app) as (session, tap):
+        async with tapped(notes.app, notes.url) as (session, tap):
             assert await session.ping() is None
             ping = tap.sent[-1]
             assert ping["method"] == "ping"
@@ -539,7 +563,7 @@ async def test_list_resources_and_templates(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             resources = await session.list_resources()
             templates = await session.list_resource_templates()
     listed = {str(resource.uri): resource for resource in resources.resources}
@@ -562,7 +586,7 @@ async def test_read_resource_text_json_binary_and_missing(
 ) -> None:
     notes.server.add_resource("notes://logo.png", PNG, mime_type="image/png")
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             welcome = await session.read_resource("note://welcome")
             await session.call_tool("add_note", {"name": "later", "text": "only via template"})
             templated = await session.read_resource("note://later")
@@ -596,7 +620,7 @@ async def test_subscribed_resources_announce_updates_until_unsubscribed(
     inbox = Inbox()
     with trio.fail_after(60):
         async with connected(
-            notes.app, notification_handlers={"notifications/resources/updated": inbox}
+            notes.app, notes.url, notification_handlers={"notifications/resources/updated": inbox}
         ) as session:
             await session.subscribe_resource("note://welcome")
             (connection,) = notes.server.connections
@@ -618,7 +642,7 @@ async def test_list_prompts_and_get_prompt_with_arguments(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             listed = await session.list_prompts()
             summary = await session.get_prompt("summarize", {"name": "welcome"})
             ideas = await session.get_prompt("brainstorm", {"topic": "trio", "count": "2"})
@@ -661,7 +685,7 @@ async def test_completion_of_prompt_and_template_arguments(
     notes: ModuleType, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             for name in ("walk", "water", "bread"):
                 await session.call_tool("add_note", {"name": name, "text": "x"})
             for_prompt = await session.complete(
@@ -695,7 +719,7 @@ async def test_completion_context_and_long_lists(autojump_clock: trio.testing.Mo
         return [f"{request.value}{index}" for index in range(150)]
 
     with trio.fail_after(60):
-        async with connected(server.sse_app()) as session:
+        async with connected(server.sse_app(), SSE_URL) as session:
             result = await session.complete(
                 {"type": "ref/resource", "uri": "files://{dir}/{name}"},
                 "name",
@@ -723,7 +747,7 @@ async def test_set_logging_level_moves_the_servers_threshold(
     inbox = Inbox()
     with trio.fail_after(60):
         async with connected(
-            notes.app, notification_handlers={"notifications/message": inbox}
+            notes.app, notes.url, notification_handlers={"notifications/message": inbox}
         ) as session:
             await session.call_tool(
                 "add_note", {"name": "a", "text": "x"}
@@ -755,7 +779,7 @@ async def test_server_log_messages_reach_python_logging_without_a_handler(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_mcp_sse.client.server")
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
             await session.call_tool("add_note", {"name": "logged", "text": "x"})
             while not caplog.records:
                 await trio.sleep(0.1)
@@ -795,7 +819,7 @@ async def test_sampling_elicitation_and_roots_round_trip(
 
     with trio.fail_after(60):
         async with connected(
-            notes.app, sampling_handler=sample, elicitation_handler=elicit, roots_handler=roots
+            notes.app, notes.url, sampling_handler=sample, elicitation_handler=elicit, roots_handler=roots
         ) as session:
             sampled = await session.call_tool("ask_model", {"question": "olleh"})
             confirmed = await session.call_tool("confirm", {"name": "welcome"})
@@ -825,7 +849,7 @@ async def test_client_refusals_and_missing_capabilities_reach_the_tool(
         return {"action": "decline"}
 
     with trio.fail_after(60):
-        async with connected(notes.app, elicitation_handler=decline) as session:
+        async with connected(notes.app, notes.url, elicitation_handler=decline) as session:
             assert text_of(await session.call_tool("confirm", {"name": "x"})) == "decline"
             # No sampling or roots handler: the client declared neither, so the server does
             # not even ask, and the tool reports it.
@@ -852,7 +876,7 @@ async def test_roots_list_changed_reaches_the_server(
         return {"roots": [{"uri": uri} for uri in current]}
 
     with trio.fail_after(60):
-        async with connected(notes.app, roots_handler=roots) as session:
+        async with connected(notes.app, notes.url, roots_handler=roots) as session:
             await session.send_roots_list_changed()
             while not seen:
                 await trio.sleep(0.1)
@@ -868,7 +892,7 @@ async def test_the_server_can_ping_the_client(
 ) -> None:
     with_client_requests(notes.server)
     with trio.fail_after(60):
-        async with connected(notes.app) as session:  # no handlers at all
+        async with connected(notes.app, notes.url) as session:  # no handlers at all
             assert text_of(await session.call_tool("ping_client")) == "pong {}"
 
 
@@ -888,7 +912,7 @@ async def test_a_server_giving_up_on_its_request_cancels_the_clients_handler(
         raise AssertionError("unreachable")
 
     with trio.fail_after(120):
-        async with tapped(notes.app, elicitation_handler=never_answer) as (session, tap):
+        async with tapped(notes.app, notes.url, elicitation_handler=never_answer) as (session, tap):
             # The tool's own deadline: the server cancels the request it sent.
             assert text_of(await session.call_tool("impatient")) == "gave up"
             (asked,) = [m for m in tap.received if isinstance(m, mcp_types.JSONRPCRequest)]
@@ -929,7 +953,7 @@ async def test_cancelling_a_call_cancels_the_clients_own_handler_the_tool_waits_
         raise AssertionError("unreachable")
 
     with trio.fail_after(60):
-        async with tapped(notes.app, elicitation_handler=ask_user) as (session, tap):
+        async with tapped(notes.app, notes.url, elicitation_handler=ask_user) as (session, tap):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(partial(session.call_tool, "confirm", {"name": "x"}))
                 await asked.wait()
@@ -960,7 +984,7 @@ async def test_leaving_the_block_ends_the_server_session_and_its_work(
 
     with trio.fail_after(60):
         async with asgi_http_client(notes.app) as http, trio.open_nursery() as nursery:
-            async with open_session(SSE_URL, http_client=http) as session:
+            async with open_session(notes.url, http_client=http) as session:
                 nursery.start_soon(slow_call, session)
                 await running.wait()
                 assert len(notes.server.connections) == 1
@@ -985,7 +1009,7 @@ async def test_concurrent_progress_goes_to_the_right_callback(
         return on_progress
 
     with trio.fail_after(60):
-        async with connected(notes.app) as session, trio.open_nursery() as nursery:
+        async with connected(notes.app, notes.url) as session, trio.open_nursery() as nursery:
             for steps in (2, 3):
                 nursery.start_soon(
                     partial(
@@ -1004,7 +1028,7 @@ async def test_list_changed_notifications_for_run_time_changes(
 ) -> None:
     inbox = Inbox()
     with trio.fail_after(60):
-        async with connected(notes.app, notification_handlers={"*": inbox}) as session:
+        async with connected(notes.app, notes.url, notification_handlers={"*": inbox}) as session:
             notes.server.add_tool(shout)
             await inbox.next("notifications/tools/list_changed")
             tools = [tool.name for tool in (await session.list_tools()).tools]
@@ -1032,7 +1056,7 @@ async def test_a_handler_may_refresh_the_list_from_the_notification(
     """The usual client pattern: on list_changed, ask again, from inside the handler."""
     views: list[list[str]] = []
     with trio.fail_after(60):
-        async with connected(notes.app) as session:
+        async with connected(notes.app, notes.url) as session:
 
             async def refresh(notification: JSONRPCNotification) -> None:
                 views.append([tool.name for tool in (await session.list_tools()).tools])
@@ -1055,7 +1079,7 @@ async def test_a_burst_of_list_changes_does_not_stall_a_handler_that_relists(
     server = MCPServer("plugins")
     views: list[int] = []
     with trio.fail_after(50):  # less than the request timeout a stalled handler would hit
-        async with connected(server.sse_app()) as session:
+        async with connected(server.sse_app(), SSE_URL) as session:
 
             async def relist(notification: JSONRPCNotification) -> None:
                 views.append(len((await session.list_tools()).tools))
@@ -1080,7 +1104,7 @@ async def test_paged_lists_are_followed_with_cursors(
         server.add_resource(f"data://{index}", f"item {index}")
         server.add_resource(f"data://{index}/{{text}}", shout, name=f"template{index}")
     with trio.fail_after(60):
-        async with connected(server.sse_app()) as session:
+        async with connected(server.sse_app(), SSE_URL) as session:
             pages: dict[str, list[list[str]]] = {}
             for kind, method, key in (
                 ("tools", session.list_tools, "name"),
@@ -1109,8 +1133,13 @@ async def test_paged_lists_are_followed_with_cursors(
 E2E_TIMEOUT = 60.0
 
 
+ENDPOINT_PATHS = ["/sse", "/mcp"]
+"""The example's two transports, side by side in one app (``MCPServer.http_app``)."""
+
+
 @pytest.mark.e2e
-async def test_end_to_end_against_the_notes_server_under_hypercorn() -> None:
+@pytest.mark.parametrize("path", ENDPOINT_PATHS)
+async def test_end_to_end_against_the_notes_server_under_hypercorn(path: str) -> None:
     inbox = Inbox()
     progress: list[float] = []
 
@@ -1121,7 +1150,7 @@ async def test_end_to_end_against_the_notes_server_under_hypercorn() -> None:
         async with (
             hypercorn_server("examples.notes_server:app") as server,
             open_session(
-                server.sse_url, notification_handlers={"*": inbox}, request_timeout=20
+                server.base_url + path, notification_handlers={"*": inbox}, request_timeout=20
             ) as session,
         ):
             assert session.server_info is not None
@@ -1196,10 +1225,11 @@ async def _cli(*argv: str) -> int:
 
 
 @pytest.mark.e2e
-async def test_cli_against_the_notes_server(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("path", ENDPOINT_PATHS)
+async def test_cli_against_the_notes_server(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(E2E_TIMEOUT):
         async with hypercorn_server("examples.notes_server:app") as server:
-            url = server.sse_url
+            url = server.base_url + path
             assert await _cli(url) == 0
             listed = orjson.loads(capsys.readouterr().out)
             assert [tool["name"] for tool in listed] == [
@@ -1301,3 +1331,47 @@ async def test_cli_follows_pages_when_listing_and_when_checking_a_name(
             # --arg makes the CLI look the tool up for its schema: on the last page here.
             assert await _cli(f"{base}/sse", "--call", "tool4", "--arg", "text=123") == 0
             assert orjson.loads(capsys.readouterr().out)["content"][0]["text"] == "123"
+
+
+# -- a request's stream ended by the server mid-call, resumed by the client --------------------------
+RECONNECTED = (
+    "Reconnection test completed successfully. If you received this, "
+    "the client properly reconnected after stream closure."
+)
+
+
+async def test_client_resumes_a_stream_the_server_closed_mid_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with (
+            asgi_http_client(everything_server.server.http_app()) as http,
+            open_session(MCP_URL, http_client=http) as session,
+        ):
+            result = await session.call_tool("test_reconnection")
+            assert text_of(result) == RECONNECTED
+            requests = http.transport_under_test.requests  # type: ignore[attr-defined]
+            resumed = [r for r in requests if "last-event-id" in r.headers]
+            assert [r.method for r in resumed] == ["GET"]
+            assert resumed[0].headers["mcp-session-id"] == session_id_of(requests)
+
+
+def session_id_of(requests: list[Any]) -> str:
+    ids = {r.headers["mcp-session-id"] for r in requests if "mcp-session-id" in r.headers}
+    (only,) = ids
+    return str(only)
+
+
+@pytest.mark.e2e
+async def test_client_resumes_a_stream_the_server_closed_mid_call_under_hypercorn() -> None:
+    with trio.fail_after(E2E_TIMEOUT):
+        async with (
+            hypercorn_server("tests.apps.streamable_apps:everything_sse") as server,
+            open_session(f"{server.base_url}/mcp") as session,
+        ):
+            result = await session.call_tool("test_reconnection")
+            assert text_of(result) == RECONNECTED
+            # The session goes on after the resumed request.
+            simple = await session.call_tool("test_simple_text")
+            assert text_of(simple) == "This is a simple text response for testing."
+    assert "Traceback" not in server.text()

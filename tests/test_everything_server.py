@@ -75,7 +75,7 @@ class SseClient:
 
 
 @asynccontextmanager
-async def session() -> AsyncIterator[SseClient]:
+async def session(capabilities: Mapping[str, Any] = CLIENT_CAPABILITIES) -> AsyncIterator[SseClient]:
     async with run_asgi_app(everything_server.app) as harness, harness.stream("/sse") as stream:
         endpoint = await stream.endpoint()
         session_id = parse_qs(urlsplit(endpoint).query)["session_id"][0]
@@ -84,7 +84,7 @@ async def session() -> AsyncIterator[SseClient]:
             "initialize",
             {
                 "protocolVersion": "2025-11-25",
-                "capabilities": CLIENT_CAPABILITIES,
+                "capabilities": dict(capabilities),
                 "clientInfo": {"name": "conformance-test-client", "version": "1.0.0"},
             },
         )
@@ -139,6 +139,13 @@ async def test_tools_list_names_every_fixture_tool_with_a_description() -> None:
         "test_error_handling", "test_sampling", "test_elicitation",
         "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "test_reconnection",
         "json_schema_2020_12_tool",
+        # protocol 2026-07-28 fixtures (written once, callable in both eras)
+        "test_input_required_result_elicitation", "test_input_required_result_sampling",
+        "test_input_required_result_list_roots", "test_input_required_result_request_state",
+        "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
+        "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
+        "test_missing_capability", "test_streaming_elicitation", "test_logging_tool",
+        "test_trigger_tool_change", "test_trigger_prompt_change", "test_custom_header",
     }
     assert all(tool["description"] and tool["inputSchema"]["type"] == "object" for tool in tools)
 
@@ -370,7 +377,8 @@ async def test_prompts_list() -> None:
     async with session() as client:
         prompts = {p["name"]: p for p in (await client.call("prompts/list"))["prompts"]}
     assert set(prompts) == {"test_simple_prompt", "test_prompt_with_arguments",
-                            "test_prompt_with_embedded_resource", "test_prompt_with_image"}
+                            "test_prompt_with_embedded_resource", "test_prompt_with_image",
+                            "test_input_required_result_prompt"}
     assert all(p["description"] for p in prompts.values())
     assert [(a["name"], a["required"]) for a in prompts["test_prompt_with_arguments"]["arguments"]] == [
         ("arg1", True), ("arg2", True)]
@@ -410,3 +418,40 @@ async def test_prompt_with_image() -> None:
         {"role": "user", "content": {"type": "image", "data": everything_server.PNG_BASE64, "mimeType": "image/png"}},
         {"role": "user", "content": {"type": "text", "text": "Please analyze the image above."}},
     ]
+
+
+
+async def test_a_2026_fixture_asks_a_handshake_era_client_with_a_request() -> None:
+    """The tool that answers a 2026-07-28 client with an InputRequiredResult elicits directly here."""
+    async with session() as client:
+        params, result = await answer_elicitation(
+            client, "test_input_required_result_elicitation", {}, {"name": "Ann"}
+        )
+    assert params == {"message": "What is your name?", "requestedSchema": everything_server.NAME_SCHEMA}
+    assert result["content"] == [{"type": "text", "text": "Hello, Ann!"}]
+
+
+async def test_questions_asked_together_reach_a_handshake_era_client_concurrently() -> None:
+    async with session({**CLIENT_CAPABILITIES, "roots": {}}) as client:
+        call_id = await client.request("tools/call", {"name": "test_input_required_result_multiple_inputs", "arguments": {}})
+        asks = [await client.next_matching(lambda m: "method" in m and "id" in m) for _ in range(3)]
+        # All three are out before any is answered: they were sent concurrently.
+        assert sorted(ask["method"] for ask in asks) == ["elicitation/create", "roots/list", "sampling/createMessage"]
+        answers = {
+            "elicitation/create": {"action": "accept", "content": {"name": "Ann"}},
+            "sampling/createMessage": {"role": "assistant", "content": {"type": "text", "text": "Hi"}, "model": "m"},
+            "roots/list": {"roots": [{"uri": "file:///a"}, {"uri": "file:///b"}]},
+        }
+        for ask in asks:
+            await client.send({"jsonrpc": "2.0", "id": ask["id"], "result": answers[ask["method"]]})
+        result = (await client.response(call_id))["result"]
+    assert result["content"] == [{"type": "text", "text": "Hi Ann (2 roots)"}]
+
+
+async def test_one_refused_question_of_several_is_the_tools_refusal() -> None:
+    async with session({**CLIENT_CAPABILITIES, "roots": {}}) as client:
+        call_id = await client.request("tools/call", {"name": "test_input_required_result_multiple_inputs", "arguments": {}})
+        ask = await client.next_matching(lambda m: m.get("method") == "elicitation/create")
+        await client.send({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -1, "message": "User said no"}})
+        result = (await client.response(call_id))["result"]
+    assert result == {"content": [{"type": "text", "text": "The client refused the request: User said no"}], "isError": True}

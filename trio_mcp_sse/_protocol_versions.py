@@ -23,6 +23,7 @@ __all__ = [
     "LATEST_MODERN",
     "MODERN_PROTOCOL_VERSIONS",
     "UNANNOUNCED_HTTP_VERSION",
+    "is_modern_request",
     "version_at_least",
 ]
 
@@ -44,3 +45,15 @@ def version_at_least(version: str | None, floor: str) -> bool:
     (``None``) version counts as the oldest.
     """
     return version is not None and version >= floor
+
+
+def is_modern_request(header_version: str | None) -> bool:
+    """Whether an HTTP request's ``MCP-Protocol-Version`` puts it in the era without a handshake.
+
+    The one rule both the transport (which route serves the POST) and the
+    server layer (which lifecycle applies) follow: no header, or a handshake
+    revision, is the handshake era; any other value is served by the modern
+    era, which answers a revision it does not speak with
+    ``UnsupportedProtocolVersion`` (-32022) naming the ones it does.
+    """
+    return header_version is not None and header_version not in HANDSHAKE_PROTOCOL_VERSIONS

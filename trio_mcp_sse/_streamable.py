@@ -1,4 +1,4 @@
-"""The Streamable HTTP transport (MCP 2025-03-26 to 2025-11-25): one endpoint for POST, GET and DELETE.
+"""The Streamable HTTP transport (MCP 2025-03-26 to 2026-07-28): one endpoint for POST, GET and DELETE.
 
 Theory of operation
 -------------------
@@ -33,6 +33,17 @@ request is still running, the resumed response goes on until its answer.  A
 broken connection never cancels a request: only ``notifications/cancelled``
 does.
 
+Two protocol eras share the endpoint.  A POST whose ``MCP-Protocol-Version``
+is not a handshake revision (``is_modern_request``: 2026-07-28, or a revision
+nobody here speaks, which the server layer then refuses with -32022) has no
+session: it is served like stateless mode, by a session of its own whose
+server layer runs the modern lifecycle (``server/_modern``), with no event ids
+(the revision dropped resumability).  Its answer is JSON when the response
+comes alone -- with the HTTP status its error code calls for (400, 404) -- and
+an event stream when progress or log messages precede it, or for
+``subscriptions/listen``, whose stream stays open.  ``GET`` and ``DELETE`` are
+``405`` under that revision.
+
 Refusals are decided by the intake tables (``_intake``) and the one
 :class:`~trio_mcp_sse._http.Outcome` table; their bodies are JSON-RPC errors
 without an id, as the specification describes.
@@ -45,6 +56,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
+import orjson
 import trio
 
 from ._auth import AuthSettings
@@ -84,13 +96,18 @@ from ._jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
     InvalidMessage,
+    JSONRPCNotification,
     JSONRPCRequest,
     RequestId,
     parse_message,
 )
 from ._metrics import Metrics
 from ._ops import OperationalEndpoints
-from ._protocol_versions import HANDSHAKE_PROTOCOL_VERSIONS
+from ._protocol_versions import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    MODERN_PROTOCOL_VERSIONS,
+    is_modern_request,
+)
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -139,6 +156,30 @@ _KEEPALIVE: Final = encode_comment("ping")
 _RECONNECT: Final[_Event] = (None, b"", False, True)
 
 
+_MODERN_ERROR_STATUS: Final = {
+    -32700: 400,  # parse error
+    -32600: 400,  # invalid request
+    -32602: 400,  # invalid params (a missing envelope included)
+    -32020: 400,  # HeaderMismatch
+    -32021: 400,  # MissingRequiredClientCapability
+    -32022: 400,  # UnsupportedProtocolVersion
+    -32601: 404,  # method not found
+}
+"""HTTP status of a 2026-07-28 response answered as JSON, by its JSON-RPC error code (else 200)."""
+
+
+def modern_status(data: bytes) -> int:
+    """The HTTP status of one JSON-RPC response of the modern era (an error's code decides)."""
+    if b'"error"' not in data:
+        return 200
+    try:
+        error = orjson.loads(data).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 200
+    code = error.get("code") if isinstance(error, dict) else None
+    return _MODERN_ERROR_STATUS.get(code, 200) if isinstance(code, int) else 200
+
+
 def _jsonrpc_code(outcome: Outcome) -> int:
     return INVALID_REQUEST if outcome.status == 400 else _SERVER_ERROR
 
@@ -169,6 +210,21 @@ def protocol_version_supported(versions: Sequence[str] = HANDSHAKE_PROTOCOL_VERS
         if version is None or version in known:
             return None
         return Answer(Outcome.BAD_PROTOCOL_VERSION)
+
+    return rule
+
+
+def handshake_era_only() -> Rule:
+    """GET and DELETE under a revision without a handshake: 405, ``Allow: POST``.
+
+    Protocol 2026-07-28 has no sessions to end and no standalone stream
+    (``subscriptions/listen`` is a POST); any other non-handshake value is
+    left to the version row.
+    """
+    not_allowed = Answer(Outcome.METHOD_NOT_ALLOWED, allow=b"POST")
+
+    def rule(head: RequestHead) -> Answer | None:
+        return not_allowed if head.header(b"mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS else None
 
     return rule
 
@@ -365,7 +421,7 @@ class _SessionStreams:
 
 
 class StreamableHTTPTransport:
-    """Serve MCP sessions over Streamable HTTP (protocol revisions 2025-03-26 to 2025-11-25).
+    """Serve MCP over Streamable HTTP: sessions of revisions 2025-03-26 to 2025-11-25, and 2026-07-28.
 
     ``handler`` is the server layer, e.g. :meth:`trio_mcp_sse.MCPServer.run_session`.
     Mount it like :class:`~trio_mcp_sse.SseServerTransport` (as a whole ASGI
@@ -450,18 +506,20 @@ class StreamableHTTPTransport:
         shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
         version = protocol_version_supported()
         # The status tables of docs/transports.md, row by row.
-        self.post_intake = Intake(methods, declared_body_within(security.max_body_size), *shared, content_type_json(), version)
-        self.get_intake = Intake(methods, *shared, accepts_event_stream(), version, session_header_present())
-        self.delete_intake = Intake(methods, *shared, version, session_header_present())
+        # POST has no version row: a revision without a handshake is answered by the modern era.
+        self.post_intake = Intake(methods, declared_body_within(security.max_body_size), *shared, content_type_json())
+        modern = handshake_era_only()
+        self.get_intake = Intake(methods, *shared, modern, accepts_event_stream(), version, session_header_present())
+        self.delete_intake = Intake(methods, *shared, modern, version, session_header_present())
         self._cors_expose = cors is not None
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _serve_session(self, session: Session) -> None:
         """The session task: the server layer plus this session's router."""
         limits = self.sessions.limits
-        streams = _SessionStreams(
-            session, self.event_store, buffer=limits.outbound_buffer, send_timeout=limits.send_timeout
-        )
+        # A session of one request (stateless, or of the modern era) is never resumed.
+        store = None if session.stateless else self.event_store
+        streams = _SessionStreams(session, store, buffer=limits.outbound_buffer, send_timeout=limits.send_timeout)
         self._streams[session.id] = streams
         try:
             async with trio.open_nursery() as nursery:
@@ -616,6 +674,9 @@ class StreamableHTTPTransport:
             return
         del body
         headers = HeaderView(scope["headers"])
+        if is_modern_request(head.header(b"mcp-protocol-version")):
+            await self._serve_modern(message, headers, head, principal, receive, send)
+            return
         if self.stateless:
             await self._serve_stateless(message, headers, head, principal, receive, send)
             return
@@ -652,6 +713,58 @@ class StreamableHTTPTransport:
             return
         await self._serve_request(found[0], found[1], message, headers, head, receive, send)
 
+    async def _serve_modern(
+        self,
+        message: Any,
+        headers: HeaderView,
+        head: RequestHead,
+        principal: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Protocol 2026-07-28: every request stands alone, served by a session of its own.
+
+        The server layer checks the request's envelope and headers; this only
+        answers what has no request to answer (notifications: 202, or -32022
+        for a revision nobody here speaks; a posted response: 400).
+        """
+        if isinstance(message, JSONRPCNotification):
+            version = head.header(b"mcp-protocol-version")
+            if version not in MODERN_PROTOCOL_VERSIONS:
+                data = orjson.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {
+                            "code": -32022,
+                            "message": "Unsupported protocol version",
+                            "data": {"supported": list(MODERN_PROTOCOL_VERSIONS), "requested": version},
+                        },
+                    }
+                )
+                await self._send_json(send, 400, data, list(self._cors_headers(head)))
+                return
+            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *self._cors_headers(head)]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if not isinstance(message, JSONRPCRequest):
+            await self._answer(send, head, Outcome.INVALID_MESSAGE, detail="a 2026-07-28 client sends requests and notifications only")
+            return
+        if message.method == "subscriptions/listen" and not accepts(head)[1]:
+            await self._answer(send, head, Outcome.NOT_ACCEPTABLE)  # a listen answer is a stream
+            return
+        await self._serve_stateless(message, headers, head, principal, receive, send, modern=True)
+
+    async def _send_json(self, send: Send, status: int, data: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(data)).encode("ascii")), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
     async def _serve_stateless(
         self,
         message: Any,
@@ -660,6 +773,8 @@ class StreamableHTTPTransport:
         principal: str | None,
         receive: Receive,
         send: Send,
+        *,
+        modern: bool = False,
     ) -> None:
         """One request, one short-lived session; notifications and responses have no one to reach."""
         if not isinstance(message, JSONRPCRequest):
@@ -674,12 +789,15 @@ class StreamableHTTPTransport:
             await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
             return
         try:
-            await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
+            await self._serve_request(
+                session, self._streams[session.id], message, headers, head, receive, send, modern=modern
+            )
         finally:
             await self.sessions.close_session(session, "stateless request answered")
 
-    def _session_headers(self, head: RequestHead, session_id: str) -> list[tuple[bytes, bytes]]:
-        if self.stateless:
+    def _session_headers(self, head: RequestHead, session_id: str | None) -> list[tuple[bytes, bytes]]:
+        """Response headers: the session id (``None``: a session of one request has none), CORS."""
+        if session_id is None:
             return list(self._cors_headers(head))
         return [(b"mcp-session-id", session_id.encode("ascii")), *self._cors_headers(head)]
 
@@ -692,10 +810,20 @@ class StreamableHTTPTransport:
         head: RequestHead,
         receive: Receive,
         send: Send,
+        *,
+        modern: bool = False,
     ) -> None:
-        """Deliver one request and write its response stream (or JSON body)."""
+        """Deliver one request and write its response stream (or JSON body).
+
+        ``modern``: the JSON body's status follows its error code, and an
+        event stream is only started once something precedes the response
+        (an answer that comes alone is sent as JSON, so that its status can
+        still say what went wrong).
+        """
         wants_json, wants_sse = accepts(head)
         as_json = self.response_mode == "json" or not wants_sse
+        if modern and message.method == "subscriptions/listen":
+            as_json = False
         if as_json and not wants_json:
             await self._answer(send, head, Outcome.NOT_ACCEPTABLE)
             return
@@ -705,8 +833,8 @@ class StreamableHTTPTransport:
         stream = streams.open_request_stream(message.id, json=as_json)
         events = streams.attach(stream)
         priming = None
-        if not as_json and self.event_store is not None:
-            priming = await self.event_store.store(session.id, stream.name, b"")
+        if not as_json and streams.store is not None:
+            priming = await streams.store.store(session.id, stream.name, b"")
         delivery = await session.deliver(Incoming(message, headers))
         if delivery is not Delivery.ACCEPTED:
             streams.detach(stream, events)
@@ -714,24 +842,32 @@ class StreamableHTTPTransport:
             outcome = Outcome.UNKNOWN_SESSION if delivery is Delivery.GONE else _DELIVERY_OUTCOME[delivery]
             await self._answer(send, head, outcome)
             return
-        response_headers = self._session_headers(head, session.id)
+        response_headers = self._session_headers(head, None if session.stateless else session.id)
         self.host.stream_started()
         try:
             if as_json:
-                await self._write_json(events, receive, send, response_headers)
+                await self._write_json(events, receive, send, response_headers, modern=modern)
+            elif modern:
+                await self._write_deferred(events, receive, send, response_headers)
             else:
                 first = encode_event("", id=priming, retry=self.retry_ms) if priming is not None else b""
                 await self._write_events(events, receive, send, response_headers, first)
         finally:
             streams.detach(stream, events)
-            if stream.finished and self.event_store is not None and not stream.json and stream.name not in streams.by_name:
+            if stream.finished and streams.store is not None and not stream.json and stream.name not in streams.by_name:
                 # Written to its end: nobody will resume it.
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    await self.event_store.forget_stream(session.id, stream.name)
+                    await streams.store.forget_stream(session.id, stream.name)
             self.host.stream_ended()
 
     async def _write_json(
-        self, events: trio.MemoryReceiveChannel[_Event], receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+        self,
+        events: trio.MemoryReceiveChannel[_Event],
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        modern: bool = False,
     ) -> None:
         data = b""
         gone = False
@@ -756,15 +892,45 @@ class StreamableHTTPTransport:
             return None  # the request goes on; its answer is lost with the connection (JSON has no resume)
         if not data:
             return await _end_unanswered(send, headers)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(data)).encode("ascii")), *headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await self._send_json(send, modern_status(data) if modern else 200, data, headers)
         return None
+
+    async def _write_deferred(
+        self, events: trio.MemoryReceiveChannel[_Event], receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """A modern request's answer: JSON if the response comes first, else an event stream.
+
+        Waits for the first event (at most one keepalive interval, then the
+        stream starts so that proxies see bytes): a response that comes alone
+        is sent as JSON with the status its error code calls for.
+        """
+        first: _Event | None = None
+        ended = gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                await _wait_for_disconnect(receive)
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            with trio.move_on_after(self.keepalive_interval if self.keepalive_interval is not None else 15.0):
+                try:
+                    first = await events.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    ended = True
+            nursery.cancel_scope.cancel()
+        if gone:
+            return
+        if ended or (first is not None and first[2] and not first[1]):
+            await _end_unanswered(send, headers)
+            return
+        if first is not None and first[2]:
+            await self._send_json(send, modern_status(first[1]), first[1], headers)
+            return
+        frame = b"data: " + first[1] + b"\n\n" if first is not None and first[1] else b""
+        await self._write_events(events, receive, send, headers, frame)
 
     async def _write_events(
         self,
@@ -832,7 +998,7 @@ class StreamableHTTPTransport:
             return
         session, streams = found
         last_event_id = head.header(b"last-event-id")
-        headers = self._session_headers(head, session.id)
+        headers = self._session_headers(head, None if session.stateless else session.id)
         if last_event_id is not None:
             await self._resume(session, streams, last_event_id, head, receive, send, headers)
             return

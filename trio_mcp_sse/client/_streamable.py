@@ -280,10 +280,18 @@ class StreamableHTTPConnection:
             self._open_standalone_stream()
 
     def _abandon(self, request_id: Any) -> None:
+        """Stop waiting for the answer to a request the caller cancelled.
+
+        Its stream is still read until the server ends it (for at most
+        ``timeout``, and never resumed): the server withdraws the requests it
+        made while serving the cancelled one (``notifications/cancelled``) on
+        that very stream, and a handler the client runs for one of them must
+        hear it.
+        """
         if isinstance(request_id, str | int):
             scope = self._awaiting.pop(request_id, None)
             if scope is not None:
-                scope.cancel()
+                scope.deadline = min(scope.deadline, trio.current_time() + self._timeout)
 
     async def _post_for_status(self, body: bytes) -> httpx.Response:
         """POST and wait (at most ``timeout``) for a success status; raise typed errors otherwise."""

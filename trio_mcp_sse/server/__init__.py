@@ -23,8 +23,14 @@ from ._content import (
     text_content,
 )
 from ._context import Context
+from ._input import InputRequired, RequestStateKey
 from ._prompts import Prompt, PromptOptions, assistant_message, user_message
-from ._protocol import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, LoggingLevel
+from ._protocol import (
+    LATEST_PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    CachePolicy,
+    LoggingLevel,
+)
 from ._resources import Resource, ResourceOptions, ResourceTemplate
 from ._server import MCPServer
 from ._tools import Tool, ToolOptions
@@ -32,18 +38,21 @@ from ._tools import Tool, ToolOptions
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "CachePolicy",
     "ClientCapabilityError",
     "ClientRequestError",
     "ClientRequestTimeout",
     "Completion",
     "CompletionRequest",
     "Context",
+    "InputRequired",
     "LoggingLevel",
     "MCPError",
     "MCPServer",
     "Prompt",
     "PromptOptions",
     "RequestHandler",
+    "RequestStateKey",
     "Resource",
     "ResourceNotFound",
     "ResourceOptions",

@@ -48,8 +48,15 @@ from typing import Any, Protocol, TypeAlias
 
 import trio
 
-from .._errors import ClientCapabilityError, ClientRequestError, ClientRequestTimeout, MCPError
+from .._errors import (
+    ClientCapabilityError,
+    ClientRequestError,
+    ClientRequestTimeout,
+    MCPError,
+    ResourceNotFound,
+)
 from .._jsonrpc import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -57,15 +64,18 @@ from .._jsonrpc import (
     JSONRPCRequest,
     RequestId,
 )
-from .._protocol_versions import UNANNOUNCED_HTTP_VERSION
+from .._protocol_versions import UNANNOUNCED_HTTP_VERSION, is_modern_request
 from .._rpc import Failures, Handler, Peer
 from .._session import Incoming, Session, SessionClosed
+from . import _modern
 from ._catalog import Catalog
 from ._context import Context
+from ._input import InputRequired, InputRound, RequestStateKey, request_binding
 from ._protocol import (
     LATEST_PROTOCOL_VERSION,
     LOG_LEVELS,
     SUPPORTED_PROTOCOL_VERSIONS,
+    CachePolicy,
     version_at_least,
 )
 
@@ -98,8 +108,12 @@ class ServerFront(Protocol):
     max_concurrent_requests: int
     request_handlers: dict[str, RequestHandler]
     notification_handlers: dict[str, NotificationHandler]
+    cache: CachePolicy
+    request_state_key: RequestStateKey
 
     def initialize_result(self, protocol_version: str) -> dict[str, Any]: ...
+    def discover_result(self) -> dict[str, Any]: ...
+    def server_info(self) -> dict[str, Any]: ...
 
 
 class ServerConnection:
@@ -116,16 +130,25 @@ class ServerConnection:
         """``initialize`` was answered (the client may follow with requests at once)."""
         self.client_ready = False
         """The client sent ``notifications/initialized``."""
-        self.log_level: str = server.log_level
-        """Threshold for ``notifications/message``; the client moves it with ``logging/setLevel``."""
+        self.log_level: str | None = server.log_level
+        """Threshold for ``notifications/message``; the client moves it with ``logging/setLevel``
+        (or, in the modern era, names it per request; ``None``: no log messages)."""
         self.subscriptions: set[str] = set()
         """Resource URIs this client subscribed to."""
         self.closed = False
+        self.ending = trio.Event()
+        """Set when the session drains (its inbound channel ended) or ends: long requests wind down."""
+        self.modern = False
+        """The session serves one request of protocol 2026-07-28 or later (see ``_modern``)."""
         if session.stateless:
             # No handshake precedes a stateless request: its headers carry the revision.
             version = session.headers.get("mcp-protocol-version")
-            self.protocol_version = version if version in SUPPORTED_PROTOCOL_VERSIONS else UNANNOUNCED_HTTP_VERSION
             self.initialized = self.client_ready = True
+            if is_modern_request(version):
+                self.modern = True
+                self.log_level = None  # until the request's envelope asks for messages
+            else:
+                self.protocol_version = version if version in SUPPORTED_PROTOCOL_VERSIONS else UNANNOUNCED_HTTP_VERSION
         self.rpc = Peer(
             self._send,
             route=self._route,
@@ -174,8 +197,11 @@ class ServerConnection:
                 # The inbound channel ended: the session is draining.  Requests already
                 # accepted run to completion and answer; the client's answers to our own
                 # requests can no longer arrive, so those fail now instead of timing out.
+                # A request that would run for ever (a listen stream) ends now too.
+                self.ending.set()
                 self.rpc.close(self.session.close_reason or "session closed")
         finally:
+            self.ending.set()
             self.closed = True
             self._nursery = None
             unsubscribe()
@@ -199,6 +225,8 @@ class ServerConnection:
     # -- requests from the client ----------------------------------------------------------------
     def _route(self, request: JSONRPCRequest, incoming: Incoming) -> Mapping[str, Any] | Handler:
         method = request.method
+        if self.modern:
+            return self._route_modern(request, incoming)
         if method == "ping":
             return _EMPTY
         if method == "initialize":
@@ -212,6 +240,95 @@ class ServerConnection:
         meta = params.get("_meta")
         context = Context(self, request.id, method, incoming.headers, meta if isinstance(meta, dict) else None)
         return functools.partial(handler, self, params, context)
+
+    def _route_modern(self, request: JSONRPCRequest, incoming: Incoming) -> Handler:
+        """A request of the modern era: its envelope first, then its method (see ``_modern``)."""
+        method = request.method
+        params = request.params or _EMPTY
+        envelope = _modern.read_envelope(method, params, incoming.headers)
+        handler: RequestHandler | None
+        if method == "server/discover":
+            handler = _discover
+        elif method == "subscriptions/listen":
+            handler = _modern.listen
+        elif method in _modern.REMOVED_METHODS:
+            handler = None
+        else:
+            handler = self.server.request_handlers.get(method)
+        if handler is None:
+            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        self.protocol_version = envelope.protocol_version
+        self.client_capabilities = envelope.client_capabilities
+        self.client_info = envelope.client_info
+        self.log_level = envelope.log_level
+        inputs = None
+        if method in _modern.INPUT_METHODS_OF_REQUESTS:
+            inputs = self._input_round(method, params)
+            if method == "tools/call":
+                self._check_param_headers(params, incoming.headers)
+        context = Context(self, request.id, method, incoming.headers, params.get("_meta"), inputs)
+        return functools.partial(self._serve_modern, handler, method, params, context, inputs)
+
+    def _input_round(self, method: str, params: Mapping[str, Any]) -> InputRound:
+        """The answers a retry brings: the sealed ones of earlier rounds, then the new ones."""
+        responses = params.get("inputResponses", _EMPTY)
+        if not isinstance(responses, dict):
+            raise MCPError(INVALID_PARAMS, f"{method}: params.inputResponses must be an object")
+        answers: dict[str, Any] = {}
+        state = params.get("requestState")
+        if state is not None:
+            answers.update(self.server.request_state_key.open(state, request_binding(method, params)))
+        answers.update(responses)
+        return InputRound(answers, self.client_capabilities)
+
+    def _check_param_headers(self, params: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+        name = params.get("name")
+        tool = self.catalog.tools.get(name) if isinstance(name, str) else None
+        arguments = params.get("arguments")
+        if tool is not None and isinstance(arguments, dict | None):
+            _modern.check_param_headers(tool.definition["inputSchema"], arguments or _EMPTY, headers)
+
+    async def _serve_modern(
+        self,
+        handler: RequestHandler,
+        method: str,
+        params: Mapping[str, Any],
+        context: Context,
+        inputs: InputRound | None,
+    ) -> dict[str, Any]:
+        server_info = self.server.server_info()
+        try:
+            result = await handler(self, params, context)
+        except InputRequired as asked:
+            return self._input_required(asked.requests, method, params, inputs, server_info)
+        except BaseExceptionGroup as group:
+            asked_group, rest = group.split(InputRequired)
+            if asked_group is None:
+                raise
+            if rest is not None:  # questions and failures together: the failures win
+                raise rest from None
+            requests: dict[str, Any] = {}
+            for leaf in _leaves(asked_group):
+                requests.update(leaf.requests)
+            return self._input_required(requests, method, params, inputs, server_info)
+        except ResourceNotFound as missing:
+            # 2026-07-28 answers an unknown resource as a bad parameter, naming it.
+            raise MCPError(INVALID_PARAMS, missing.message, {"uri": missing.uri}) from None
+        cache = _modern.cache_policy_for(self.catalog, method, params, self.server.cache)
+        return _modern.complete_result(result, server_info, cache)
+
+    def _input_required(
+        self,
+        requests: Mapping[str, Any],
+        method: str,
+        params: Mapping[str, Any],
+        inputs: InputRound | None,
+        server_info: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        if inputs is None:  # a method that may not ask (tools/list...): the question is a bug
+            raise MCPError(INTERNAL_ERROR, f"{method} cannot ask the client for input")
+        state = self.server.request_state_key.seal(request_binding(method, params), inputs.used)
+        return _modern.input_required_result(requests, state, server_info)
 
     def _initialize(self, request: JSONRPCRequest) -> dict[str, Any]:
         if self.initialized and not self.session.stateless:
@@ -275,7 +392,7 @@ class ServerConnection:
 
     def log_enabled(self, level: str) -> bool:
         """Whether a message at ``level`` would currently reach this client."""
-        return LOG_LEVELS[level] >= LOG_LEVELS[self.log_level]
+        return self.log_level is not None and LOG_LEVELS[level] >= LOG_LEVELS[self.log_level]
 
     async def ask_to_reconnect(self, request_id: RequestId) -> None:
         """Queue the signal that ends ``request_id``'s own stream early (see ``Context.close_sse_stream``)."""
@@ -332,8 +449,8 @@ class ServerConnection:
     # -- announcements (list_changed, resources/updated) -------------------------------------------
     def _announced(self, data: bytes, uri: str | None) -> None:
         """The catalog's listener: pass on what this client wants to hear."""
-        if not self.initialized or (uri is not None and uri not in self.subscriptions):
-            return
+        if not self.initialized or self.modern or (uri is not None and uri not in self.subscriptions):
+            return  # (a modern client hears of changes on its subscriptions/listen stream only)
         self.post(data)
 
     def post(self, data: bytes) -> None:
@@ -365,3 +482,17 @@ class ServerConnection:
         finally:
             self._flushing = False
 
+
+
+async def _discover(connection: ServerConnection, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    return connection.server.discover_result()
+
+
+def _leaves(group: BaseExceptionGroup[InputRequired]) -> list[InputRequired]:
+    found: list[InputRequired] = []
+    for exception in group.exceptions:
+        if isinstance(exception, BaseExceptionGroup):
+            found.extend(_leaves(exception))
+        else:
+            found.append(exception)
+    return found

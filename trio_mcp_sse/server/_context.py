@@ -13,8 +13,11 @@ from typing import Any, Protocol
 
 import mcp_types
 import pydantic
+import trio
 
-from .._jsonrpc import RequestId
+from .._errors import MCPError
+from .._jsonrpc import INVALID_PARAMS, RequestId
+from ._input import INPUT_METHODS, InputRound
 from ._protocol import LoggingLevel
 
 __all__ = ["Context", "ContextHost"]
@@ -72,9 +75,16 @@ class Context:
     progress, log messages, and requests *to* the client (sampling,
     elicitation, roots).  It is only meaningful while its request runs; the
     request's cancel scope covers everything awaited through it.
+
+    Requests to the client work in both protocol eras, unchanged: to a
+    handshake-era client they are sent while the tool waits; to a 2026-07-28
+    client they become an ``InputRequiredResult`` and the tool runs again
+    from the top once the client retries with the answers (see
+    ``docs/protocol-eras.md``).  ``key=`` names a question for that round
+    trip; without it a deterministic key is used.
     """
 
-    __slots__ = ("_connection", "_headers", "meta", "method", "request_id")
+    __slots__ = ("_connection", "_headers", "_inputs", "meta", "method", "request_id")
 
     def __init__(
         self,
@@ -83,9 +93,12 @@ class Context:
         method: str,
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None,
+        inputs: InputRound | None = None,
     ) -> None:
         self._connection = connection
         self._headers = headers
+        self._inputs = inputs
+        """The answers of a modern-era retry (``None`` in the handshake era): see ``_input``."""
         self.request_id = request_id
         """The JSON-RPC id of the request being served."""
         self.method = method
@@ -120,17 +133,17 @@ class Context:
 
     @property
     def client_info(self) -> Mapping[str, Any] | None:
-        """``clientInfo`` from the client's ``initialize``."""
+        """``clientInfo`` from the client's ``initialize`` (2026-07-28: from this request's ``_meta``)."""
         return self._connection.client_info
 
     @property
     def client_capabilities(self) -> Mapping[str, Any]:
-        """``capabilities`` from the client's ``initialize``."""
+        """``capabilities`` from the client's ``initialize`` (2026-07-28: from this request's ``_meta``)."""
         return self._connection.client_capabilities
 
     @property
     def protocol_version(self) -> str | None:
-        """The protocol revision negotiated for this session."""
+        """The protocol revision negotiated for this session (2026-07-28: named by this request)."""
         return self._connection.protocol_version
 
     @property
@@ -202,7 +215,57 @@ class Context:
         See :meth:`ServerConnection.send_request` for the failure modes and
         the timeout.
         """
+        if self._inputs is not None:
+            await trio.lowlevel.checkpoint()
+            return self._inputs.answer(method, params)
         return await self._connection.send_request(method, params, related_request_id=self.request_id)
+
+    async def _ask(self, method: str, params: Mapping[str, Any] | None, capability: str, key: str | None) -> dict[str, Any]:
+        """One question to the client: a request now, or a round trip of the modern era."""
+        if self._inputs is not None:
+            await trio.lowlevel.checkpoint()
+            return self._inputs.answer(method, params, key=key)
+        return await self._connection.send_request(
+            method, params, capability=capability, related_request_id=self.request_id
+        )
+
+    async def request_input(self, requests: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Ask several questions at once: ``{key: {"method": ..., "params": {...}}}`` -> ``{key: result}``.
+
+        The results are the clients' raw answers (``ElicitResult``,
+        ``CreateMessageResult``, ``ListRootsResult`` as dicts).  A
+        handshake-era client gets the requests concurrently; a 2026-07-28
+        client gets every unanswered one in a single ``InputRequiredResult``.
+        """
+        if self._inputs is not None:
+            await trio.lowlevel.checkpoint()
+            return self._inputs.answer_all(requests)
+        results: dict[str, dict[str, Any]] = {}
+
+        async def ask(key: str, method: str, params: Mapping[str, Any] | None) -> None:
+            capability = INPUT_METHODS.get(method)
+            results[key] = await self._connection.send_request(
+                method, params, capability=capability, related_request_id=self.request_id
+            )
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for key, request in requests.items():
+                    nursery.start_soon(ask, key, request["method"], request.get("params"))
+        except BaseExceptionGroup as group:
+            # One request failed and the others were cancelled: raise what a single question would.
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+                raise group.exceptions[0] from None
+            raise
+        return {key: results[key] for key in requests}
+
+    def _parse(self, model: type[pydantic.BaseModel], answer: dict[str, Any], method: str) -> Any:
+        try:
+            return model.model_validate(answer)
+        except pydantic.ValidationError:
+            if self._inputs is None:
+                raise
+            raise MCPError(INVALID_PARAMS, f"the client's answer to {method} is not a valid result") from None
 
     async def sample(
         self,
@@ -215,6 +278,7 @@ class Context:
         model_preferences: Mapping[str, Any] | pydantic.BaseModel | None = None,
         include_context: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        key: str | None = None,
     ) -> mcp_types.CreateMessageResult:
         """Ask the client's model for a completion (``sampling/createMessage``).
 
@@ -240,15 +304,16 @@ class Context:
             params["includeContext"] = include_context
         if metadata is not None:
             params["metadata"] = dict(metadata)
-        result = await self._connection.send_request(
-            "sampling/createMessage", params, capability="sampling", related_request_id=self.request_id
-        )
-        return mcp_types.CreateMessageResult.model_validate(result)
+        result = await self._ask("sampling/createMessage", params, "sampling", key)
+        parsed: mcp_types.CreateMessageResult = self._parse(mcp_types.CreateMessageResult, result, "sampling/createMessage")
+        return parsed
 
     async def elicit(
         self,
         message: str,
         schema: type[pydantic.BaseModel] | Mapping[str, Any],
+        *,
+        key: str | None = None,
     ) -> mcp_types.ElicitResult:
         """Ask the user for structured input through the client (``elicitation/create``).
 
@@ -261,20 +326,16 @@ class Context:
             requested = schema.model_json_schema()
         else:
             requested = dict(schema)
-        result = await self._connection.send_request(
-            "elicitation/create",
-            {"message": message, "requestedSchema": requested},
-            capability="elicitation",
-            related_request_id=self.request_id,
-        )
-        return mcp_types.ElicitResult.model_validate(result)
+        params = {"message": message, "requestedSchema": requested}
+        result = await self._ask("elicitation/create", params, "elicitation", key)
+        parsed: mcp_types.ElicitResult = self._parse(mcp_types.ElicitResult, result, "elicitation/create")
+        return parsed
 
-    async def list_roots(self) -> list[mcp_types.Root]:
+    async def list_roots(self, *, key: str | None = None) -> list[mcp_types.Root]:
         """The client's roots (``roots/list``): the directories or files it lets the server see."""
-        result = await self._connection.send_request(
-            "roots/list", None, capability="roots", related_request_id=self.request_id
-        )
-        return mcp_types.ListRootsResult.model_validate(result).roots
+        result = await self._ask("roots/list", None, "roots", key)
+        parsed: mcp_types.ListRootsResult = self._parse(mcp_types.ListRootsResult, result, "roots/list")
+        return parsed.roots
 
 
 def _dump(value: Mapping[str, Any] | pydantic.BaseModel) -> dict[str, Any]:

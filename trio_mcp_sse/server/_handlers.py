@@ -29,6 +29,7 @@ from ._catalog import Catalog
 from ._completion import CompletionRequest, to_complete_result
 from ._context import Context
 from ._functions import describe_validation_error
+from ._input import InputRequired
 from ._prompts import to_prompt_messages
 from ._protocol import LOG_LEVELS, SERVER_BUSY
 from ._resources import Resource, ResourceTemplate, to_read_result
@@ -45,7 +46,7 @@ class ConnectionState(Protocol):
     def session_id(self) -> str: ...
 
     subscriptions: set[str]
-    log_level: str
+    log_level: str | None
 
 
 BuiltinHandler: TypeAlias = Callable[[ConnectionState, Mapping[str, Any], Context], Awaitable[dict[str, Any]]]
@@ -126,6 +127,13 @@ async def call_tool(connection: ConnectionState, params: Mapping[str, Any], cont
     except Exception:
         # A tool's failure is the model's business (it may retry or change course),
         # so it is a result, not a protocol error; the details stay in the log.
+        log.exception("session %s: tool %s raised", connection.session_id, name)
+        return _tool_failure(f"Tool {name!r} failed with an internal error")
+    except BaseExceptionGroup as group:
+        # Questions to a 2026-07-28 client (InputRequired) and failures from one
+        # nursery: the failure wins, as it would have alone.
+        if group.split(InputRequired)[0] is None or group.split(Exception)[0] is None:
+            raise
         log.exception("session %s: tool %s raised", connection.session_id, name)
         return _tool_failure(f"Tool {name!r} failed with an internal error")
     return tool.to_result(value)

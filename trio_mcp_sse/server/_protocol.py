@@ -6,6 +6,7 @@ so every other module may import it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._errors import RESOURCE_NOT_FOUND
@@ -18,6 +19,7 @@ __all__ = [
     "RESOURCE_NOT_FOUND",
     "SERVER_BUSY",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "CachePolicy",
     "LoggingLevel",
     "version_at_least",
 ]
@@ -38,3 +40,28 @@ LOG_LEVELS: Final[dict[str, int]] = {
     )
 }
 """The syslog severities of ``logging/setLevel``, mapped to their order."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """The caching hints of a cacheable result (protocol 2026-07-28: ``ttlMs``, ``cacheScope``).
+
+    ``ttl_ms``: how long a client may reuse the result (0: re-fetch whenever
+    needed).  ``scope``: ``"private"`` (reuse only within the same
+    authorization context, the safe default) or ``"public"`` (no user-specific
+    data: shared caches may keep it).  Set one per server
+    (``MCPServer(cache=...)``: the lists, ``server/discover``, reads) and per
+    resource (``cache=`` of :meth:`MCPServer.resource`).
+    """
+
+    ttl_ms: int = 0
+    scope: Literal["private", "public"] = "private"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ttl_ms, int) or isinstance(self.ttl_ms, bool) or self.ttl_ms < 0:
+            raise ValueError("ttl_ms must be an integer >= 0")
+        if self.scope not in ("private", "public"):
+            raise ValueError("scope must be 'private' or 'public'")
+
+    def hints(self) -> dict[str, object]:
+        return {"ttlMs": self.ttl_ms, "cacheScope": self.scope}

@@ -37,6 +37,7 @@ import orjson
 import pydantic
 
 from ._functions import Signature, list_entry
+from ._protocol import CachePolicy
 
 __all__ = ["Resource", "ResourceOptions", "ResourceTemplate", "UriTemplate", "build_resource", "to_read_result"]
 
@@ -55,6 +56,8 @@ class ResourceOptions(TypedDict, total=False):
     annotations: Mapping[str, Any] | pydantic.BaseModel | None
     """The spec's ``audience``, ``priority``, ``lastModified``."""
     meta: Mapping[str, Any] | None
+    cache: CachePolicy | None
+    """Caching hints of its reads for 2026-07-28 clients (default: the server's)."""
 
 _EXPRESSION: Final = re.compile(r"\{([^{}]*)\}")
 _NAME: Final = re.compile(r"[A-Za-z0-9_]+\Z")
@@ -116,6 +119,7 @@ class Resource:
     size: int | None = None
     annotations: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
+    cache: CachePolicy | None = None
     definition: dict[str, Any] = field(init=False, compare=False, repr=False)
     """The entry of ``resources/list``, built with the resource."""
 
@@ -149,6 +153,7 @@ class ResourceTemplate:
     mime_type: str | None = None
     annotations: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
+    cache: CachePolicy | None = None
     definition: dict[str, Any] = field(init=False, compare=False, repr=False)
     """The entry of ``resources/templates/list``, built with the template."""
 
@@ -185,6 +190,7 @@ def build_resource(
     size = options.get("size")
     annotations = options.get("annotations")
     meta = options.get("meta")
+    cache = options.get("cache")
     if isinstance(fn, str | bytes):
         if size is None:
             size = len(fn if isinstance(fn, bytes) else fn.encode("utf-8"))
@@ -207,7 +213,7 @@ def build_resource(
         return Resource(
             uri=uri, name=resource_name, signature=signature, title=title, description=doc,
             mime_type=mime_type, size=size, annotations=dict(annotations) if annotations else None,
-            meta=dict(meta) if meta else None,
+            meta=dict(meta) if meta else None, cache=cache,
         )
     template = UriTemplate(uri)
     if set(template.variables) != parameters:
@@ -218,7 +224,7 @@ def build_resource(
     return ResourceTemplate(
         uri_template=template, name=resource_name, signature=signature, title=title,
         description=doc, mime_type=mime_type, annotations=dict(annotations) if annotations else None,
-        meta=dict(meta) if meta else None,
+        meta=dict(meta) if meta else None, cache=cache,
     )
 
 

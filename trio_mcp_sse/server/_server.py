@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
+from .._protocol_versions import MODERN_PROTOCOL_VERSIONS
 from .._session import Session
 from ._catalog import Catalog, Definition
 from ._completion import CompletionHandler, completion_handler
 from ._connection import NotificationHandler, RequestHandler, ServerConnection
 from ._handlers import HANDLERS
+from ._input import RequestStateKey
 from ._prompts import Prompt, PromptOptions
-from ._protocol import LOG_LEVELS, LoggingLevel
+from ._protocol import LOG_LEVELS, CachePolicy, LoggingLevel
 from ._resources import Resource, ResourceOptions, ResourceTemplate, build_resource
 from ._tools import Tool, ToolOptions
 
@@ -65,6 +67,15 @@ class MCPServer:
     ``max_concurrent_requests``
         Requests one session may have in flight; beyond it a request is
         refused at once (-32000) rather than queued without bound.
+    ``cache``
+        The caching hints (:class:`CachePolicy`) of the lists, reads and
+        ``server/discover`` answered to 2026-07-28 clients (default: ``ttlMs``
+        0, ``cacheScope`` ``"private"``); a resource may set its own.
+    ``request_state_key``
+        Seals the ``requestState`` of multi round-trip requests (2026-07-28):
+        a :class:`RequestStateKey`, or its secret (``bytes`` / ``str``).
+        Default: a random key per process -- every worker that may serve a
+        client's retry must share one key (see ``docs/protocol-eras.md``).
     """
 
     def __init__(
@@ -79,6 +90,8 @@ class MCPServer:
         page_size: int | None = None,
         client_request_timeout: float = 120.0,
         max_concurrent_requests: int = 256,
+        cache: CachePolicy | None = None,
+        request_state_key: RequestStateKey | bytes | str | None = None,
     ) -> None:
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -100,6 +113,12 @@ class MCPServer:
         """Method -> handler.  Add entries to serve custom methods."""
         self.notification_handlers: dict[str, NotificationHandler] = {}
         """Method -> ``async (connection, params)``: client notifications to act on."""
+        self.cache = cache or CachePolicy()
+        """Caching hints of cacheable results (2026-07-28)."""
+        self.request_state_key = (
+            request_state_key if isinstance(request_state_key, RequestStateKey) else RequestStateKey(request_state_key)
+        )
+        """Seals and opens ``requestState`` (2026-07-28 multi round-trip requests)."""
         self._connections: set[ServerConnection] = set()
 
     @property
@@ -281,16 +300,34 @@ class MCPServer:
             capabilities["completions"] = {}
         return capabilities
 
-    def initialize_result(self, protocol_version: str) -> dict[str, Any]:
+    def server_info(self) -> dict[str, Any]:
+        """This server's ``Implementation`` (name, version, title, website)."""
         server_info: dict[str, Any] = {"name": self.name, "version": self.version}
         if self.title is not None:
             server_info["title"] = self.title
         if self.website_url is not None:
             server_info["websiteUrl"] = self.website_url
+        return server_info
+
+    def initialize_result(self, protocol_version: str) -> dict[str, Any]:
         result: dict[str, Any] = {
             "protocolVersion": protocol_version,
             "capabilities": self.capabilities(),
-            "serverInfo": server_info,
+            "serverInfo": self.server_info(),
+        }
+        if self.instructions is not None:
+            result["instructions"] = self.instructions
+        return result
+
+    def discover_result(self) -> dict[str, Any]:
+        """What ``server/discover`` answers (2026-07-28): revisions, capabilities, instructions.
+
+        Only the revisions served without a handshake are listed: a client
+        that wants an older one uses ``initialize``.
+        """
+        result: dict[str, Any] = {
+            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
+            "capabilities": self.capabilities(),
         }
         if self.instructions is not None:
             result["instructions"] = self.instructions
