@@ -12,7 +12,7 @@ CONFORMANCE_ARGS ?=
 # The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
 CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint conformance conformance-client bench bench-quick bench-design clean
+.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -27,6 +27,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-base
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed-base
+
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-base
@@ -39,8 +43,15 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks conformance)
+	$(BIN)/ruff check $(wildcard trio_mcp_sse tests examples benchmarks conformance tools)
 	$(BIN)/mypy
+
+# The documentation site (mkdocs.yml) into site/, strictly: any warning, broken link or
+# unresolved reference fails. Then the check that a broken link does fail the build, and
+# every code example on the pages run (tests/test_docs_*.py).
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/python -m pytest -q tests/test_docs_site.py tests/test_docs_examples.py
 
 # The official MCP conformance suite and the Node 22 it needs, both pinned in
 # conformance/package-lock.json and installed from the npm registry (system npm).
@@ -65,6 +76,11 @@ endif
 conformance-client: $(VENV)/.installed-base conformance/node_modules/.installed
 	$(BIN)/python -m conformance.run_client $(CONFORMANCE_ARGS)
 
+# Run the conformance suite, then write docs/conformance-report.md from the newest
+# verdict of each requirement set in conformance/results/ (commit the page).
+conformance-report: conformance
+	$(BIN)/python -m conformance.report
+
 # Full comparison with the official SDK, HTTP+SSE and Streamable HTTP (about 15
 # minutes on 2 cores): prints one table per transport, writes
 # benchmarks/results/full.{json,md} and docs/performance.png (HTTP+SSE servers).
@@ -80,4 +96,4 @@ bench-design: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --design
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache
