@@ -51,7 +51,8 @@ lint: $(VENV)/.installed-test
 # every code example on the pages run (tests/test_docs_*.py).
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-	$(BIN)/python -m pytest -q tests/test_docs_site.py tests/test_docs_examples.py
+	$(BIN)/python -m pytest -q -m docs_site tests/test_docs_site.py
+	$(BIN)/python -m pytest -q tests/test_docs_examples.py
 
 # The official MCP conformance suite and the Node 22 it needs, both pinned in
 # conformance/package-lock.json and installed from the npm registry (system npm).
