@@ -5,6 +5,7 @@ Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
 
 from .._public import publish
+from ._eras import MODERN_PROTOCOL_VERSION, ProtocolChoice
 from ._errors import (
     ClientError,
     ConnectError,
@@ -32,12 +33,14 @@ from ._session import (
     ProgressCallback,
     RootsHandler,
     SamplingHandler,
+    Subscription,
 )
 from ._streamable import StreamableHTTPConnection, connect_streamable_http
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
+    "MODERN_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "ClientError",
     "ClientSession",
@@ -52,6 +55,7 @@ __all__ = [
     "OutgoingMessage",
     "PostError",
     "ProgressCallback",
+    "ProtocolChoice",
     "ProtocolError",
     "ProtocolVersionError",
     "ReadTimeoutError",
@@ -63,6 +67,7 @@ __all__ = [
     "SamplingHandler",
     "SessionExpiredError",
     "StreamableHTTPConnection",
+    "Subscription",
     "TransportChoice",
     "connect_sse",
     "connect_streamable_http",

@@ -7,6 +7,13 @@ specification's backwards-compatibility rule decides: ``POST`` an
 HTTP+SSE event stream instead.  A URL whose path ends in ``/sse`` is taken to
 be an HTTP+SSE stream right away, which saves a round trip to the servers that
 use that conventional path (ours included).
+
+The protocol era is chosen next, over Streamable HTTP only (HTTP+SSE belongs
+to the handshake era): with ``protocol="auto"`` the session asks
+``server/discover`` and falls back to ``initialize`` unless the server answers
+as a 2026-07-28 server (:meth:`ClientSession.negotiate`).  A handshake-only
+Streamable HTTP server costs one extra round trip; an HTTP+SSE server at a URL
+that does not end in ``/sse`` costs two.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any, Final, Literal, TypeAlias
 import httpx
 
 from .._sse import DEFAULT_MAX_EVENT_SIZE
+from ._eras import ProtocolChoice, check_protocol_choice
 from ._errors import PostError, SSEConnectionError
 from ._session import (
     LATEST_PROTOCOL_VERSION,
@@ -61,6 +69,7 @@ async def open_session(
     http_client: httpx.AsyncClient | None = None,
     client_name: str = "trio-mcp-sse",
     client_version: str | None = None,
+    protocol: ProtocolChoice = "auto",
     protocol_version: str = LATEST_PROTOCOL_VERSION,
     request_timeout: float = 60.0,
     sampling_handler: SamplingHandler | None = None,
@@ -68,19 +77,26 @@ async def open_session(
     roots_handler: RootsHandler | None = None,
     notification_handlers: Mapping[str, NotificationHandler] | None = None,
 ) -> AsyncIterator[ClientSession]:
-    """Connect to ``url`` (Streamable HTTP or HTTP+SSE), open a :class:`ClientSession`, initialize.
+    """Connect to ``url`` (Streamable HTTP or HTTP+SSE), open a :class:`ClientSession`, start it.
 
     ``transport`` picks the transport (``"auto"``: see the module docstring);
-    ``max_event_size`` bounds one event (or JSON body) from the server.  Every other argument is
-    passed on to the transport or the session.
+    ``protocol`` the era (``"auto"``: the newest both sides speak;
+    ``"handshake"``: ``initialize`` only; ``"2026-07-28"``: that revision only,
+    over Streamable HTTP); ``protocol_version`` is what ``initialize`` offers.
+    ``max_event_size`` bounds one event (or JSON body) from the server.  Every
+    other argument is passed on to the transport or the session.
     """
     if transport not in ("auto", "streamable-http", "sse"):
         raise ValueError(f"transport must be 'auto', 'streamable-http' or 'sse', got {transport!r}")
+    protocol = check_protocol_choice(protocol)
+    if protocol == "2026-07-28" and transport == "sse":
+        raise ValueError("protocol '2026-07-28' is spoken over Streamable HTTP, not HTTP+SSE")
     if transport != "streamable-http":
         _check_url(url)
     session_options: dict[str, Any] = {
         "client_name": client_name,
         "client_version": client_version,
+        "protocol": protocol,
         "protocol_version": protocol_version,
         "request_timeout": request_timeout,
         "sampling_handler": sampling_handler,
@@ -102,7 +118,7 @@ async def open_session(
             session = await _enter_streamable(
                 stack,
                 url,
-                fallback=transport == "auto",
+                fallback=transport == "auto" and protocol != "2026-07-28",
                 connection_options=connection_options,
                 session_options=session_options,
             )
@@ -112,7 +128,9 @@ async def open_session(
             except SSEConnectionError as error:
                 # The POST's refusal is the other half of the story: keep it in the traceback.
                 raise error from session
-            session = await stack.enter_async_context(ClientSession(connection, **session_options))
+            # HTTP+SSE is a handshake-era transport: no probe.
+            sse_options = {**session_options, "protocol": "handshake"}
+            session = await stack.enter_async_context(ClientSession(connection, **sse_options))
             await session.initialize()
         yield session
 
@@ -125,7 +143,7 @@ async def _enter_streamable(
     connection_options: dict[str, Any],
     session_options: dict[str, Any],
 ) -> ClientSession | PostError:
-    """An initialized session over Streamable HTTP, or the refusal that says to fall back.
+    """A started session over Streamable HTTP, or the refusal that says to fall back.
 
     On success the connection and the session are handed to ``stack``; on a
     fallback both are closed first, so nothing of the attempt is left open.
@@ -136,7 +154,7 @@ async def _enter_streamable(
         )
         session = await attempt.enter_async_context(ClientSession(connection, **session_options))
         try:
-            await session.initialize()
+            await session.negotiate()
         except PostError as error:
             if not (fallback and error.status_code in FALLBACK_STATUSES):
                 raise

@@ -1,4 +1,4 @@
-"""The client half of Streamable HTTP (protocol revisions 2025-03-26 to 2025-11-25).
+"""The client half of Streamable HTTP (protocol revisions 2025-03-26 to 2026-07-28).
 
 Theory of operation
 -------------------
@@ -42,6 +42,14 @@ Failures, by what they mean for the caller:
 
 Leaving the block cancels the readers and ``DELETE``\\ s the session
 (shielded, bounded; ``405`` means the server does not allow it).
+
+The modern era (2026-07-28) is told apart per message, by the protocol
+version in a request's ``params._meta`` (see :mod:`._eras`): such a POST also
+carries ``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` from its
+body; it has no session, so no session id, no standalone stream and no
+``DELETE``; its stream is not resumable, so one that ends before the response
+fails that request alone; and closing it is the cancellation, so
+``notifications/cancelled`` is not POSTed.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ from .._jsonrpc import (
     parse_message,
 )
 from .._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+from ._eras import mirrored_headers
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
@@ -198,6 +207,9 @@ class StreamableHTTPConnection:
         # Requests whose answer has not arrived, with the scope of the task
         # reading it: notifications/cancelled for one ends that task.
         self._awaiting: dict[RequestId, trio.CancelScope] = {}
+        # Requests sent in the modern era whose answer has not arrived: not resumable.
+        self._modern: set[RequestId] = set()
+        self._modern_sent = False
         self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](
             INCOMING_BUFFER
         )
@@ -259,8 +271,18 @@ class StreamableHTTPConnection:
         method, request_id, params = _classify(body)
         if method == "notifications/cancelled" and isinstance(params, dict):
             self._abandon(params.get("requestId"))
+            if self._modern_sent and self.session_id is None:
+                return  # modern era: closing the request's stream was the cancellation
         if method is not None and request_id is not None and method != "initialize":
-            await self._send_request(body, request_id)
+            mirrored = mirrored_headers(method, params)
+            if mirrored:
+                self._modern_sent = True
+                self._modern.add(request_id)
+            try:
+                await self._send_request(body, request_id, mirrored)
+            except BaseException:
+                self._modern.discard(request_id)
+                raise
             return
         if method == "initialize" and request_id is not None:
             self._initialize_id = request_id
@@ -281,6 +303,7 @@ class StreamableHTTPConnection:
 
     def _abandon(self, request_id: Any) -> None:
         if isinstance(request_id, str | int):
+            self._modern.discard(request_id)
             scope = self._awaiting.pop(request_id, None)
             if scope is not None:
                 scope.cancel()
@@ -313,8 +336,14 @@ class StreamableHTTPConnection:
             status_code=response.status_code,
         )
 
-    def _build_post(self, body: bytes, on_sent: Callable[[], None] | None) -> httpx.Request:
+    def _build_post(
+        self,
+        body: bytes,
+        on_sent: Callable[[], None] | None,
+        mirrored: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
         headers = self._request_headers(_POST_ACCEPT)
+        headers.update(mirrored or {})
         headers["content-type"] = "application/json"
         # An explicit length keeps httpx from chunking the streamed body.
         headers["content-length"] = str(len(body))
@@ -336,10 +365,12 @@ class StreamableHTTPConnection:
                 f"{what} to {self.url} failed: {_describe(error)}", status_code=None
             ) from error
 
-    async def _send_request(self, body: bytes, request_id: RequestId) -> None:
+    async def _send_request(
+        self, body: bytes, request_id: RequestId, mirrored: Mapping[str, str]
+    ) -> None:
         assert self._nursery is not None
         with trio.move_on_after(self._timeout):
-            await self._nursery.start(self._run_request, body, request_id)
+            await self._nursery.start(self._run_request, body, request_id, mirrored)
             return
         self._awaiting.pop(request_id, None)
         raise PostError(
@@ -348,7 +379,11 @@ class StreamableHTTPConnection:
         )
 
     async def _run_request(
-        self, body: bytes, request_id: RequestId, task_status: trio.TaskStatus[None]
+        self,
+        body: bytes,
+        request_id: RequestId,
+        mirrored: Mapping[str, str],
+        task_status: trio.TaskStatus[None],
     ) -> None:
         """POST a request; once its body is written, wait for and read its answer.
 
@@ -374,7 +409,9 @@ class StreamableHTTPConnection:
             with scope:
                 with wait:
                     try:
-                        response = await self._send_http(self._build_post(body, on_sent), "POST")
+                        response = await self._send_http(
+                            self._build_post(body, on_sent, mirrored), "POST"
+                        )
                     except (PostError, ConnectError) as error:
                         if not sent:
                             raise
@@ -410,6 +447,7 @@ class StreamableHTTPConnection:
                 finally:
                     await _close_response(response)
         finally:
+            self._modern.discard(request_id)
             if self._awaiting.get(request_id) is scope:
                 del self._awaiting[request_id]
 
@@ -590,7 +628,19 @@ class StreamableHTTPConnection:
                     return True
 
     async def _resume(self, request_id: RequestId, cursor: _StreamCursor) -> None:
-        """Reconnect a request's stream with ``Last-Event-ID`` until its answer arrives."""
+        """Reconnect a request's stream with ``Last-Event-ID`` until its answer arrives.
+
+        A modern request's stream is not resumable: that request fails alone.
+        """
+        if request_id in self._modern:
+            if request_id in self._awaiting:
+                await self._deliver_local_error(
+                    request_id,
+                    INTERNAL_ERROR,
+                    f"the stream from {self.url} for request {request_id!r} ended before its response",
+                    None,
+                )
+            return
         failures = 0
         while request_id in self._awaiting:
             if cursor.last_event_id is None:
