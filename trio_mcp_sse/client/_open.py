@@ -29,6 +29,7 @@ from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._eras import ProtocolChoice, check_protocol_choice
 from ._errors import PostError, SSEConnectionError
 from ._session import (
+    DEFAULT_MAX_INPUT_ROUNDS,
     LATEST_PROTOCOL_VERSION,
     ClientSession,
     ElicitationHandler,
@@ -72,6 +73,7 @@ async def open_session(
     protocol: ProtocolChoice = "auto",
     protocol_version: str = LATEST_PROTOCOL_VERSION,
     request_timeout: float = 60.0,
+    max_input_rounds: int = DEFAULT_MAX_INPUT_ROUNDS,
     sampling_handler: SamplingHandler | None = None,
     elicitation_handler: ElicitationHandler | None = None,
     roots_handler: RootsHandler | None = None,
@@ -99,6 +101,7 @@ async def open_session(
         "protocol": protocol,
         "protocol_version": protocol_version,
         "request_timeout": request_timeout,
+        "max_input_rounds": max_input_rounds,
         "sampling_handler": sampling_handler,
         "elicitation_handler": elicitation_handler,
         "roots_handler": roots_handler,

@@ -464,18 +464,23 @@ class StreamableHTTPConnection:
     async def _answer_locally(self, response: httpx.Response, request_id: RequestId) -> None:
         """Fail one request whose HTTP answer is not a JSON-RPC answer, with an error saying why."""
         status = response.status_code
-        text = await _short_body(response, self._timeout)
+        text = await _body_text(response, self._timeout)
         code = INVALID_REQUEST if 400 <= status < 500 else INTERNAL_ERROR
+        data: Any = {"httpStatus": status}
         if status == 202:
             message = f"the server answered request {request_id!r} with 202 Accepted, so no response will come"
         else:
             message = f"POST to {self.url} answered {status} {_reason(response)}"
             server_error = _json_rpc_error_in(text)
             if server_error is not None:
-                code, message = server_error
+                # The server's own error, data included: a modern server's
+                # refusal (-32022 and its supported versions) is decided on it.
+                code, message, server_data = server_error
+                if server_data is not None:
+                    data = server_data
             elif text:
-                message += f": {text}"
-        await self._deliver_local_error(request_id, code, message, {"httpStatus": status})
+                message += f": {_detail(text)}"
+        await self._deliver_local_error(request_id, code, message, data)
 
     async def _deliver_local_error(
         self, request_id: RequestId, code: int, message: str, data: Any
@@ -817,20 +822,25 @@ def _answers(message: JSONRPCMessage, request_id: RequestId) -> bool:
     return isinstance(message, JSONRPCResponse | JSONRPCError) and message.id == request_id
 
 
-def _json_rpc_error_in(text: str) -> tuple[int, str] | None:
-    """The ``(code, message)`` of a JSON-RPC error in an HTTP error body, if it is one."""
+def _json_rpc_error_in(text: str) -> tuple[int, str, Any] | None:
+    """The ``(code, message, data)`` of a JSON-RPC error in an HTTP error body, if it is one."""
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     error = obj.get("error") if isinstance(obj, dict) else None
     if isinstance(error, dict) and isinstance(error.get("code"), int):
-        return int(error["code"]), str(error.get("message") or "")
+        return int(error["code"]), str(error.get("message") or ""), error.get("data")
     return None
 
 
 async def _short_body(response: httpx.Response, timeout: float) -> str:  # noqa: ASYNC109
-    """At most a few KB of an error answer, for the message; never waits past ``timeout``."""
+    """One bounded line of an error answer, for the message; never waits past ``timeout``."""
+    return _detail(await _body_text(response, timeout))
+
+
+async def _body_text(response: httpx.Response, timeout: float) -> str:  # noqa: ASYNC109
+    """At most a few KB of an error answer, as sent; never waits past ``timeout``."""
     data = bytearray()
     with trio.move_on_after(timeout):
         with contextlib.suppress(httpx.HTTPError):
@@ -838,7 +848,7 @@ async def _short_body(response: httpx.Response, timeout: float) -> str:  # noqa:
                 data += chunk
                 if len(data) > 4096:
                     break
-    return _detail(data[:4096].decode("utf-8", "replace")) if data else ""
+    return data[:4096].decode("utf-8", "replace") if data else ""
 
 
 @asynccontextmanager
