@@ -150,14 +150,28 @@ async def _enter_streamable(
 
     On success the connection and the session are handed to ``stack``; on a
     fallback both are closed first, so nothing of the attempt is left open.
+    The era probe is an attempt of its own: when the server turns out to be a
+    handshake-era one, ``initialize`` starts on a fresh connection, so nothing
+    the probe left behind (a connection the server is still finishing with,
+    transport state) can affect the session.
     """
+    if session_options["protocol"] != "handshake":
+        async with contextlib.AsyncExitStack() as attempt:
+            connection = await attempt.enter_async_context(
+                connect_streamable_http(url, **connection_options)
+            )
+            session = await attempt.enter_async_context(ClientSession(connection, **session_options))
+            if await session._probe_modern(None):
+                await stack.enter_async_context(attempt.pop_all())
+                return session
+        session_options = {**session_options, "protocol": "handshake"}
     async with contextlib.AsyncExitStack() as attempt:
         connection = await attempt.enter_async_context(
             connect_streamable_http(url, **connection_options)
         )
         session = await attempt.enter_async_context(ClientSession(connection, **session_options))
         try:
-            await session.negotiate()
+            await session.initialize()
         except PostError as error:
             if not (fallback and error.status_code in FALLBACK_STATUSES):
                 raise

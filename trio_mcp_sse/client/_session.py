@@ -581,6 +581,10 @@ class ClientSession:
         raw = await self._request_once(
             "server/discover", self._enveloped({}, protocol_version), limit, None
         )
+        # A success answer to a modern request is itself the evidence of a
+        # modern server (the specification's rule over HTTP): what it leaves
+        # out means the version asked and no capabilities.
+        raw = {"supportedVersions": [protocol_version], "capabilities": {}, **raw}
         try:
             result = mcp_types.DiscoverResult.model_validate(raw)
         except pydantic.ValidationError as invalid:
@@ -608,14 +612,20 @@ class ClientSession:
         error or answer means a handshake-era server, so :meth:`initialize`
         follows (see ``docs/client.md``).  Transport failures always raise.
         """
-        if self._protocol == "handshake":
+        if self._protocol == "handshake" or not await self._probe_modern(request_timeout):
             await self.initialize(request_timeout=request_timeout)
-            return
+
+    async def _probe_modern(self, request_timeout: float | None) -> bool:
+        """Try the modern era (:meth:`discover`): True once in it, False for a handshake-era server.
+
+        False only with ``protocol="auto"``; otherwise that case raises
+        :class:`ProtocolVersionError`.
+        """
         version = MODERN_PROTOCOL_VERSION
         for attempt in range(2):
             try:
                 await self.discover(protocol_version=version, request_timeout=request_timeout)
-                return
+                return True
             except MCPError as refused:
                 verdict, named = probe_verdict(refused, may_retry=attempt == 0)
                 if verdict == "retry" and named is not None:
@@ -629,8 +639,7 @@ class ClientSession:
                 if self._protocol != "auto":
                     raise
             log.debug("the server does not speak the modern era; falling back to initialize")
-            await self.initialize(request_timeout=request_timeout)
-            return
+            return False
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     @asynccontextmanager

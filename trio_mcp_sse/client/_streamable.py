@@ -480,6 +480,9 @@ class StreamableHTTPConnection:
                     data = server_data
             elif text:
                 message += f": {_detail(text)}"
+        # Released before the caller hears of it: its next POST (the era
+        # fallback's initialize) must not race this connection's teardown.
+        await _close_response(response)
         await self._deliver_local_error(request_id, code, message, data)
 
     async def _deliver_local_error(
