@@ -6,7 +6,8 @@ and, when it asks for one, the protocol revision in
 ``MCP_CONFORMANCE_PROTOCOL_VERSION``.  One behaviour serves every scenario:
 connect in the newest protocol era both sides speak (only the handshake era when
 a handshake revision is asked for), list the tools and call each with arguments
-its input schema asks for, answering elicitation (accept, with values for the
+its input schema asks for (or make the calls ``MCP_CONFORMANCE_CONTEXT`` spells
+out), answering elicitation (accept, with values for the
 requested schema), sampling and roots, whether the server asks mid-call
 (handshake era) or in an ``InputRequiredResult`` (2026-07-28); then list and
 read the resources and prompts a server offers, where it has them.  The suite
@@ -18,6 +19,7 @@ judges what went over the wire; this program exits 0 when the session worked,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -101,13 +103,31 @@ async def _session(url: str, protocol: ProtocolChoice, protocol_version: str) ->
         tools = (await session.list_tools()).tools
         log.info("tools: %s", [tool.name for tool in tools])
         schemas = {tool.name: tool.input_schema for tool in tools}
-        for tool in tools:
-            arguments = _arguments(tool.input_schema)
-            if tool.name == ECHO_TOOL:
+        calls = _context_tool_calls()
+        if calls is None:
+            calls = [(tool.name, _arguments(tool.input_schema)) for tool in tools]
+        for name, arguments in calls:
+            if name == ECHO_TOOL:
                 arguments = {"schema": schemas.get(ECHOED_TOOL, {})}
-            await _optional(_call(session, tool.name, arguments), f"answer from {tool.name}")
+            await _optional(_call(session, name, arguments), f"answer from {name}")
         await _optional(_resources(session), "resources")
         await _optional(_prompts(session), "prompts")
+
+
+def _context_tool_calls() -> list[tuple[str, dict[str, Any]]] | None:
+    """The calls a scenario spells out (``toolCalls`` in ``MCP_CONFORMANCE_CONTEXT``), if any."""
+    try:
+        context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    except json.JSONDecodeError:
+        return None
+    calls = context.get("toolCalls") if isinstance(context, dict) else None
+    if not isinstance(calls, list):
+        return None
+    return [
+        (call["name"], dict(call.get("arguments") or {}))
+        for call in calls
+        if isinstance(call, dict) and isinstance(call.get("name"), str)
+    ]
 
 
 async def _call(session: ClientSession, name: str, arguments: dict[str, Any]) -> None:

@@ -36,7 +36,12 @@ from trio_mcp_sse.client import (
     ProtocolVersionError,
     open_session,
 )
-from trio_mcp_sse.client._eras import header_value, mirrored_headers
+from trio_mcp_sse.client._eras import (
+    header_value,
+    mirrored_headers,
+    param_header_paths,
+    param_headers,
+)
 
 MODERN = "2026-07-28"
 VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -478,3 +483,108 @@ async def test_the_log_level_travels_in_the_envelope(autojump_clock: Any) -> Non
         ]
         == "warning"
     )
+
+
+# -- x-mcp-header: tool arguments mirrored in Mcp-Param-* headers ------------------------------
+ANNOTATED = {
+    "type": "object",
+    "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "priority": {"type": "integer", "x-mcp-header": "Priority"},
+        "verbose": {"type": "boolean", "x-mcp-header": "Verbose"},
+        "where": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "x-mcp-header": "Zone"}},
+        },
+        "query": {"type": "string"},
+    },
+}
+
+
+def test_param_header_paths_and_values() -> None:
+    paths = param_header_paths(ANNOTATED)
+    assert paths == {
+        "Region": ("region",),
+        "Priority": ("priority",),
+        "Verbose": ("verbose",),
+        "Zone": ("where", "zone"),
+    }
+    arguments = {
+        "region": "Hello, 世界",
+        "priority": 42,
+        "verbose": None,
+        "where": {"zone": "b"},
+        "query": "x",
+    }
+    assert param_headers(paths, arguments) == {
+        "mcp-param-region": "=?base64?SGVsbG8sIOS4lueVjA==?=",
+        "mcp-param-priority": "42",
+        "mcp-param-zone": "b",
+    }
+    assert param_headers(paths, {"verbose": False})["mcp-param-verbose"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("schema", "reason"),
+    [
+        ({"properties": {"a": {"type": "string", "x-mcp-header": ""}}}, "empty"),
+        ({"properties": {"a": {"type": "string", "x-mcp-header": "A B"}}}, "token"),
+        (
+            {"properties": {"a": {"type": "number", "x-mcp-header": "A"}}},
+            "not a string, integer or boolean",
+        ),
+        (
+            {"properties": {"a": {"type": "object", "x-mcp-header": "A"}}},
+            "not a string, integer or boolean",
+        ),
+        (
+            {
+                "properties": {
+                    "a": {"type": "string", "x-mcp-header": "A"},
+                    "b": {"type": "string", "x-mcp-header": "a"},
+                }
+            },
+            "used twice",
+        ),
+        (
+            {
+                "properties": {
+                    "a": {"type": "array", "items": {"type": "string", "x-mcp-header": "A"}}
+                }
+            },
+            "reachable",
+        ),
+        ({"anyOf": [{"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}]}, "reachable"),
+    ],
+)
+def test_invalid_x_mcp_header_annotations_are_named(schema: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        param_header_paths(schema)
+    # A property merely named like the keyword is not an annotation.
+    assert param_header_paths({"properties": {"x-mcp-header": {"type": "string"}}}) == {}
+
+
+async def test_calls_mirror_annotated_arguments_and_invalid_tools_are_left_out(
+    autojump_clock: Any,
+) -> None:
+    server = modern_server()
+    broken = {"type": "object", "properties": {"a": {"type": "number", "x-mcp-header": "A"}}}
+    tools = [
+        {"name": "query", "inputSchema": ANNOTATED},
+        {"name": "broken", "inputSchema": broken},
+    ]
+    server.answers["tools/list"] = lambda message: Answer(
+        json=result(message, complete({"tools": tools}))
+    )
+    server.answers["tools/call"] = lambda message: Answer(json=result(message, text_result("ok")))
+    with trio.fail_after(10):
+        async with opened(server) as session:
+            assert [tool.name for tool in (await session.list_tools()).tools] == ["query"]
+            await session.call_tool(
+                "query", {"region": "us-west1", "priority": 7, "query": "SELECT 1"}
+            )
+    headers = server.posted("tools/call")[0].headers
+    assert {key: value for key, value in headers.items() if key.startswith("mcp-param-")} == {
+        "mcp-param-region": "us-west1",
+        "mcp-param-priority": "7",
+    }

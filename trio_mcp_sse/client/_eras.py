@@ -31,6 +31,8 @@ __all__ = [
     "check_protocol_choice",
     "mirrored_headers",
     "modern_version_of",
+    "param_header_paths",
+    "param_headers",
     "probe_verdict",
     "request_envelope",
 ]
@@ -165,3 +167,71 @@ def probe_verdict(error: MCPError, *, may_retry: bool) -> ProbeVerdict:
     if supported and not any(version in HANDSHAKE_PROTOCOL_VERSIONS for version in supported):
         raise error
     return ("handshake", None)
+
+
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_HEADER_PARAM_TYPES: Final = frozenset({"string", "integer", "boolean"})
+_MAX_SAFE_INTEGER: Final = 2**53 - 1
+
+
+def param_header_paths(input_schema: Any) -> dict[str, tuple[str, ...]]:
+    """The ``x-mcp-header`` annotations of a tool's input schema: header name -> argument path.
+
+    Raises :class:`ValueError` saying why when one breaks the rules (empty,
+    not an HTTP token, not unique ignoring case, on a non-primitive or
+    ``number`` property, or not reachable through ``properties`` alone): such
+    a tool must not be used over Streamable HTTP.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+
+    def walk(node: Any, path: tuple[str | int, ...], names_properties: bool) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, (*path, index), False)
+            return
+        if not isinstance(node, dict):
+            return
+        if not names_properties and "x-mcp-header" in node:
+            found_at(node, path)
+        for key, value in node.items():
+            # The values of a "properties" map are schemas; its keys are names, not keywords.
+            walk(value, (*path, key), key == "properties" and not names_properties)
+
+    def found_at(node: dict[str, Any], path: tuple[str | int, ...]) -> None:
+        name = node["x-mcp-header"]
+        if not isinstance(name, str) or not name:
+            raise ValueError("an x-mcp-header is empty or not a string")
+        if not all(char in _TOKEN_CHARS for char in name):
+            raise ValueError(f"x-mcp-header {name!r} is not an HTTP header name token")
+        if name.lower() in (known.lower() for known in found):
+            raise ValueError(f"x-mcp-header {name!r} is used twice (names ignore case)")
+        chain = path[0::2]
+        if not path or len(path) % 2 or any(step != "properties" for step in chain):
+            raise ValueError(f"x-mcp-header {name!r} is not on a property reachable through properties")
+        if node.get("type") not in _HEADER_PARAM_TYPES:
+            raise ValueError(f"x-mcp-header {name!r} is on a property that is not a string, integer or boolean")
+        found[name] = tuple(str(step) for step in path[1::2])
+
+    walk(input_schema, (), False)
+    return found
+
+
+def param_headers(paths: Mapping[str, tuple[str, ...]], arguments: Any) -> dict[str, str]:
+    """``Mcp-Param-*`` headers for a ``tools/call``: each annotated argument present, encoded.
+
+    An argument that is absent or ``null`` gets no header.
+    """
+    headers: dict[str, str] = {}
+    for name, path in paths.items():
+        value = arguments
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            headers[f"mcp-param-{name.lower()}"] = "true" if value else "false"
+        elif isinstance(value, int) and abs(value) <= _MAX_SAFE_INTEGER:
+            headers[f"mcp-param-{name.lower()}"] = str(value)
+        elif isinstance(value, str):
+            headers[f"mcp-param-{name.lower()}"] = header_value(value)
+    return headers

@@ -66,6 +66,7 @@ from ._eras import (
     MODERN_PROTOCOL_VERSION,
     ProtocolChoice,
     check_protocol_choice,
+    param_header_paths,
     probe_verdict,
     request_envelope,
 )
@@ -715,10 +716,26 @@ class ClientSession:
     async def list_tools(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListToolsResult:
-        """One page of tools; pass ``result.next_cursor`` back as ``cursor`` for the next."""
-        return await self._typed(
+        """One page of tools; pass ``result.next_cursor`` back as ``cursor`` for the next.
+
+        In the modern era a tool whose ``x-mcp-header`` annotations break the
+        rules is left out (with a warning): its calls could not carry the
+        headers the server checks, and one bad tool must not spoil the rest.
+        """
+        result = await self._typed(
             mcp_types.ListToolsResult, "tools/list", _page(cursor), request_timeout=request_timeout
         )
+        if self._era != "modern":
+            return result
+        kept = []
+        for tool in result.tools:
+            try:
+                param_header_paths(tool.input_schema)
+            except ValueError as invalid:
+                log.warning("leaving out tool %r: %s", tool.name, invalid)
+                continue
+            kept.append(tool)
+        return result.model_copy(update={"tools": kept})
 
     async def call_tool(
         self,

@@ -77,7 +77,7 @@ from .._jsonrpc import (
     parse_message,
 )
 from .._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
-from ._eras import mirrored_headers
+from ._eras import mirrored_headers, param_header_paths, param_headers
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
@@ -210,6 +210,10 @@ class StreamableHTTPConnection:
         # Requests sent in the modern era whose answer has not arrived: not resumable.
         self._modern: set[RequestId] = set()
         self._modern_sent = False
+        # x-mcp-header annotations of the tools the server listed, by tool name:
+        # a modern tools/call mirrors those arguments in Mcp-Param-* headers.
+        self._tool_listings: set[RequestId] = set()
+        self._param_paths: dict[str, dict[str, tuple[str, ...]]] = {}
         self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](
             INCOMING_BUFFER
         )
@@ -278,6 +282,11 @@ class StreamableHTTPConnection:
             if mirrored:
                 self._modern_sent = True
                 self._modern.add(request_id)
+                if method == "tools/list":
+                    self._tool_listings.add(request_id)
+                elif method == "tools/call" and isinstance(params, dict):
+                    paths = self._param_paths.get(str(params.get("name")), {})
+                    mirrored.update(param_headers(paths, params.get("arguments")))
             try:
                 await self._send_request(body, request_id, mirrored)
             except BaseException:
@@ -767,6 +776,10 @@ class StreamableHTTPConnection:
         if isinstance(message, JSONRPCResponse | JSONRPCError):
             if message.id is not None:
                 self._awaiting.pop(message.id, None)
+                if message.id in self._tool_listings:
+                    self._tool_listings.discard(message.id)
+                    if isinstance(message, JSONRPCResponse):
+                        self._learn_param_headers(message.result)
             if (
                 isinstance(message, JSONRPCResponse)
                 and message.id is not None
@@ -778,6 +791,21 @@ class StreamableHTTPConnection:
         # A consumer that closed its end wants no more messages.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._incoming_send.send(message)
+
+    def _learn_param_headers(self, result: Any) -> None:
+        """Remember the valid ``x-mcp-header`` annotations of a ``tools/list`` page."""
+        tools = result.get("tools") if isinstance(result, dict) else None
+        for tool in tools if isinstance(tools, list) else ():
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                continue
+            try:
+                paths = param_header_paths(tool.get("inputSchema"))
+            except ValueError:
+                continue  # the session leaves such a tool out of the listing
+            if paths:
+                self._param_paths[tool["name"]] = paths
+            else:
+                self._param_paths.pop(tool["name"], None)
 
     # -- closing ------------------------------------------------------------------------
     async def _delete_session(self) -> None:
