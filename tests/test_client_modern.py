@@ -588,3 +588,22 @@ async def test_calls_mirror_annotated_arguments_and_invalid_tools_are_left_out(
         "mcp-param-region": "us-west1",
         "mcp-param-priority": "7",
     }
+
+
+async def test_a_modern_stream_ending_before_its_response_fails_that_request_alone(
+    autojump_clock: Any,
+) -> None:
+    server = modern_server()
+    progress = {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {"level": "info", "data": "x"},
+    }
+    server.answers["tools/call"] = lambda message: Answer(frames=[message_event(progress, id="e1")])
+    with trio.fail_after(10):
+        async with opened(server) as session:
+            with pytest.raises(MCPError, match="ended before its response") as raised:
+                await session.call_tool("dies")
+            assert raised.value.code == -32603
+            assert (await session.list_tools()).tools == []
+    assert server.requests("GET") == []  # never resumed, even with an event id to resume from

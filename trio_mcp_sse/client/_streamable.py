@@ -207,9 +207,9 @@ class StreamableHTTPConnection:
         # Requests whose answer has not arrived, with the scope of the task
         # reading it: notifications/cancelled for one ends that task.
         self._awaiting: dict[RequestId, trio.CancelScope] = {}
-        # Requests sent in the modern era whose answer has not arrived: not resumable.
+        # Requests sent in the modern era whose answer has not arrived: not
+        # resumable, and cancelled by closing their stream.
         self._modern: set[RequestId] = set()
-        self._modern_sent = False
         # x-mcp-header annotations of the tools the server listed, by tool name:
         # a modern tools/call mirrors those arguments in Mcp-Param-* headers.
         self._tool_listings: set[RequestId] = set()
@@ -274,13 +274,14 @@ class StreamableHTTPConnection:
         body = _encode(message)
         method, request_id, params = _classify(body)
         if method == "notifications/cancelled" and isinstance(params, dict):
-            self._abandon(params.get("requestId"))
-            if self._modern_sent and self.session_id is None:
-                return  # modern era: closing the request's stream was the cancellation
+            cancelled = params.get("requestId")
+            modern = isinstance(cancelled, str | int) and cancelled in self._modern
+            self._abandon(cancelled)
+            if modern:
+                return  # 2026-07-28: closing the request's stream was the cancellation
         if method is not None and request_id is not None and method != "initialize":
             mirrored = mirrored_headers(method, params)
             if mirrored:
-                self._modern_sent = True
                 self._modern.add(request_id)
                 if method == "tools/list":
                     self._tool_listings.add(request_id)
