@@ -6,7 +6,6 @@ Public API; everything in ``_modules`` is private.
 from ._auth import AuthSettings, StaticTokens, TokenVerifier
 from ._cors import CorsSettings
 from ._drain import DrainGroup
-from ._event_store import EventStore, MemoryEventStore, Replay, StoredEvent
 from ._errors import (
     ClientCapabilityError,
     ClientRequestError,
@@ -15,6 +14,7 @@ from ._errors import (
     ResourceNotFound,
     ToolError,
 )
+from ._event_store import EventStore, MemoryEventStore, Replay, StoredEvent
 from ._jsonrpc import (
     InvalidMessage,
     JSONRPCError,
