@@ -34,6 +34,7 @@ from trio_mcp_sse.client import (
     ClientSession,
     ProtocolError,
     ProtocolVersionError,
+    connect_streamable_http,
     open_session,
 )
 from trio_mcp_sse.client._eras import (
@@ -607,3 +608,23 @@ async def test_a_modern_stream_ending_before_its_response_fails_that_request_alo
             assert raised.value.code == -32603
             assert (await session.list_tools()).tools == []
     assert server.requests("GET") == []  # never resumed, even with an event id to resume from
+
+
+@pytest.mark.parametrize(
+    ("make_server", "era"), [(modern_server, "modern"), (FakeStreamableServer, "handshake")]
+)
+async def test_negotiate_on_a_session_built_by_hand(
+    autojump_clock: Any, make_server: Any, era: str
+) -> None:
+    server = make_server()
+    with trio.fail_after(10):
+        async with (
+            asgi_http_client(server, lifespan=False) as http_client,
+            connect_streamable_http(ENDPOINT, http_client=http_client) as connection,
+            ClientSession(connection) as session,
+        ):
+            await session.negotiate()
+            assert session.era == era
+            assert (await session.list_tools()).tools == []
+            with pytest.raises(RuntimeError, match="already initialized"):
+                await session.initialize()
