@@ -15,12 +15,13 @@ from __future__ import annotations
 import socket
 import sys
 import warnings
+from typing import Annotated
 
 import anyio
 import mcp_types as types
 import pydantic
 import uvicorn
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, ListRoots, MCPServer, Resolve
 
 warnings.simplefilter("ignore")  # sampling and roots are deprecated in the newest revision
 
@@ -88,6 +89,24 @@ class Name(pydantic.BaseModel):
 async def ask_user(ctx: Context) -> str:
     answer = await ctx.elicit("What is your name?", Name)
     return f"{answer.action}: {answer.data.name if answer.data else '-'}"
+
+
+def _ask_for_name() -> Elicit[Name]:
+    return Elicit("Who is signing up?", Name)
+
+
+def _ask_for_roots() -> ListRoots:
+    return ListRoots()
+
+
+@server.tool()
+async def sign_up(
+    name: Annotated[Name, Resolve(_ask_for_name)],
+    where: Annotated[types.ListRootsResult, Resolve(_ask_for_roots)],
+) -> str:
+    """Elicit a name and list the roots the way both eras can: requests mid-call in the
+    handshake era, an InputRequiredResult (then a retry) in 2026-07-28."""
+    return f"signed up {name.name} at {', '.join(str(root.uri) for root in where.roots)}"
 
 
 @server.tool()

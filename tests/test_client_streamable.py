@@ -399,7 +399,7 @@ async def test_open_session_falls_back_to_http_sse_when_the_post_gets_405(
     with trio.fail_after(10):
         async with (
             asgi_http_client(server, lifespan=False) as http_client,
-            open_session(ENDPOINT, http_client=http_client) as session,
+            open_session(ENDPOINT, http_client=http_client, protocol="handshake") as session,
         ):
             assert session.server_info is not None
             assert session.server_info.name == "fake"

@@ -83,7 +83,12 @@ def notes(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
 
 @asynccontextmanager
 async def connected(app: Any, url: str, **options: Any) -> AsyncIterator[ClientSession]:
-    """``open_session`` against ``app``, in memory (``transport="auto"`` picks it from ``url``)."""
+    """``open_session`` against ``app``, in memory (``transport="auto"`` picks it from ``url``).
+
+    The method-by-method comparison is of the handshake era's session semantics (on both
+    transports); 2026-07-28 has tests of its own (test_client_modern*, test_protocol_eras_e2e).
+    """
+    options.setdefault("protocol", "handshake")
     async with (
         asgi_http_client(app) as http,
         open_session(url, http_client=http, **options) as session,
@@ -984,7 +989,7 @@ async def test_leaving_the_block_ends_the_server_session_and_its_work(
 
     with trio.fail_after(60):
         async with asgi_http_client(notes.app) as http, trio.open_nursery() as nursery:
-            async with open_session(notes.url, http_client=http) as session:
+            async with open_session(notes.url, http_client=http, protocol="handshake") as session:
                 nursery.start_soon(slow_call, session)
                 await running.wait()
                 assert len(notes.server.connections) == 1
@@ -1150,7 +1155,7 @@ async def test_end_to_end_against_the_notes_server_under_hypercorn(path: str) ->
         async with (
             hypercorn_server("examples.notes_server:app") as server,
             open_session(
-                server.base_url + path, notification_handlers={"*": inbox}, request_timeout=20
+                server.base_url + path, notification_handlers={"*": inbox}, request_timeout=20, protocol="handshake"
             ) as session,
         ):
             assert session.server_info is not None
@@ -1272,7 +1277,7 @@ async def test_cli_against_the_notes_server(path: str, capsys: pytest.CaptureFix
             argv = ["--call", "process_notes", "--args-json", '{"steps": 100, "delay": 0.1}']
             assert await _cli(url, *argv, "--request-timeout", "0.5") == 1
             assert capsys.readouterr().err == "error: tools/call: no response within 0.5 s\n"
-            async with open_session(url) as session:
+            async with open_session(url, protocol="handshake") as session:
                 stats: dict[str, int] = {}
                 while stats.get("cancelled") != 1:
                     read = await session.read_resource("notes://stats")
@@ -1346,7 +1351,7 @@ async def test_client_resumes_a_stream_the_server_closed_mid_call(
     with trio.fail_after(60):
         async with (
             asgi_http_client(everything_server.server.http_app()) as http,
-            open_session(MCP_URL, http_client=http) as session,
+            open_session(MCP_URL, http_client=http, protocol="handshake") as session,
         ):
             result = await session.call_tool("test_reconnection")
             assert text_of(result) == RECONNECTED
@@ -1367,7 +1372,7 @@ async def test_client_resumes_a_stream_the_server_closed_mid_call_under_hypercor
     with trio.fail_after(E2E_TIMEOUT):
         async with (
             hypercorn_server("tests.apps.streamable_apps:everything_sse") as server,
-            open_session(f"{server.base_url}/mcp") as session,
+            open_session(f"{server.base_url}/mcp", protocol="handshake") as session,
         ):
             result = await session.call_tool("test_reconnection")
             assert text_of(result) == RECONNECTED

@@ -6,6 +6,7 @@ Public API; the ``_modules`` are private.  See ``docs/client.md``.
 """
 
 from .._public import publish
+from ._eras import MODERN_PROTOCOL_VERSION, ProtocolChoice
 from ._errors import (
     ClientError,
     ConnectError,
@@ -35,6 +36,7 @@ from ._session import (
     ProgressCallback,
     RootsHandler,
     SamplingHandler,
+    Subscription,
 )
 from ._streamable import StreamableHTTPConnection, connect_streamable_http
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
@@ -42,6 +44,7 @@ from ._websocket import WebSocketConnection, connect_websocket
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
+    "MODERN_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "ClientError",
     "ClientSession",
@@ -56,6 +59,7 @@ __all__ = [
     "OutgoingMessage",
     "PostError",
     "ProgressCallback",
+    "ProtocolChoice",
     "ProtocolError",
     "ProtocolVersionError",
     "ReadTimeoutError",
@@ -67,6 +71,7 @@ __all__ = [
     "SamplingHandler",
     "SessionExpiredError",
     "StreamableHTTPConnection",
+    "Subscription",
     "TransportChoice",
     "WebSocketClosedError",
     "WebSocketConnection",

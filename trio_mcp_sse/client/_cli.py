@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
         "any other is tried as Streamable HTTP first, falling back to HTTP+SSE when the server "
         "answers 400, 404 or 405",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("auto", "handshake", "2026-07-28"),
+        default="auto",
+        help="auto (default): the newest protocol era both sides speak (server/discover, falling "
+        "back to the initialize handshake); handshake: initialize only; 2026-07-28: that "
+        "revision only (Streamable HTTP)",
+    )
     parser.add_argument("--call", metavar="TOOL", help="call this tool instead of listing tools")
     parser.add_argument(
         "--arg",
@@ -223,6 +231,7 @@ async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
     async with open_session(
         args.url,
         transport=args.transport,
+        protocol=args.protocol,
         headers=headers,
         timeout=args.timeout,
         read_timeout=args.read_timeout,

@@ -8,6 +8,13 @@ HTTP+SSE event stream instead.  A URL whose path ends in ``/sse`` is taken to
 be an HTTP+SSE stream right away, which saves a round trip to the servers that
 use that conventional path (ours included).  A ``ws://`` or ``wss://`` URL
 names the (non-standard) WebSocket transport, and nothing else is tried.
+
+The protocol era is chosen next, over Streamable HTTP only (HTTP+SSE belongs
+to the handshake era): with ``protocol="auto"`` the session asks
+``server/discover`` and falls back to ``initialize`` unless the server answers
+as a 2026-07-28 server (:meth:`ClientSession.negotiate`).  A handshake-only
+Streamable HTTP server costs one extra round trip; an HTTP+SSE server at a URL
+that does not end in ``/sse`` costs two.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._sse import DEFAULT_MAX_EVENT_SIZE
+from ._eras import ProtocolChoice, check_protocol_choice
 from ._errors import PostError, SSEConnectionError
 from ._session import (
+    DEFAULT_MAX_INPUT_ROUNDS,
     LATEST_PROTOCOL_VERSION,
     ClientSession,
     ElicitationHandler,
@@ -68,32 +77,43 @@ async def open_session(
     http_client: httpx.AsyncClient | None = None,
     client_name: str = "trio-mcp-sse",
     client_version: str | None = None,
+    protocol: ProtocolChoice = "auto",
     protocol_version: str = LATEST_PROTOCOL_VERSION,
     request_timeout: float = 60.0,
+    max_input_rounds: int = DEFAULT_MAX_INPUT_ROUNDS,
     sampling_handler: SamplingHandler | None = None,
     elicitation_handler: ElicitationHandler | None = None,
     roots_handler: RootsHandler | None = None,
     notification_handlers: Mapping[str, NotificationHandler] | None = None,
 ) -> AsyncIterator[ClientSession]:
-    """Connect to ``url`` (Streamable HTTP, HTTP+SSE or WebSocket), open a :class:`ClientSession`, initialize.
+    """Connect to ``url`` (Streamable HTTP, HTTP+SSE or WebSocket), open a :class:`ClientSession`, start it.
 
     ``transport`` picks the transport (``"auto"``: see the module docstring);
-    ``max_event_size`` bounds one event (or JSON body, or WebSocket message) from the server.
-    Every other argument is passed on to the transport or the session (a WebSocket takes
-    ``headers``, ``timeout`` and ``max_event_size``; ``auth`` and ``http_client`` are HTTP's).
+    ``protocol`` the era (``"auto"``: the newest both sides speak;
+    ``"handshake"``: ``initialize`` only; ``"2026-07-28"``: that revision only,
+    over Streamable HTTP); ``protocol_version`` is what ``initialize`` offers.
+    ``max_event_size`` bounds one event (or JSON body, or WebSocket message) from
+    the server.  Every other argument is passed on to the transport or the
+    session (a WebSocket takes ``headers``, ``timeout`` and ``max_event_size``;
+    ``auth`` and ``http_client`` are HTTP's).
     """
     if transport not in _TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(map(repr, _TRANSPORTS))}, got {transport!r}")
+    protocol = check_protocol_choice(protocol)
     over_websocket = transport == "websocket" or (
         transport == "auto" and urlsplit(url).scheme in ("ws", "wss")
     )
+    if protocol == "2026-07-28" and (transport == "sse" or over_websocket):
+        raise ValueError("protocol '2026-07-28' is spoken over Streamable HTTP, not HTTP+SSE or WebSocket")
     if not over_websocket and transport != "streamable-http":
         _check_url(url)
     session_options: dict[str, Any] = {
         "client_name": client_name,
         "client_version": client_version,
+        "protocol": protocol,
         "protocol_version": protocol_version,
         "request_timeout": request_timeout,
+        "max_input_rounds": max_input_rounds,
         "sampling_handler": sampling_handler,
         "elicitation_handler": elicitation_handler,
         "roots_handler": roots_handler,
@@ -114,7 +134,7 @@ async def open_session(
             )
         async with connect_websocket(
             url, headers=headers, timeout=timeout, max_message_size=max_event_size
-        ) as websocket, ClientSession(websocket, **session_options) as ws_session:
+        ) as websocket, ClientSession(websocket, **{**session_options, "protocol": "handshake"}) as ws_session:
             await ws_session.initialize()
             yield ws_session
         return
@@ -124,7 +144,7 @@ async def open_session(
             session = await _enter_streamable(
                 stack,
                 url,
-                fallback=transport == "auto",
+                fallback=transport == "auto" and protocol != "2026-07-28",
                 connection_options=connection_options,
                 session_options=session_options,
             )
@@ -134,7 +154,9 @@ async def open_session(
             except SSEConnectionError as error:
                 # The POST's refusal is the other half of the story: keep it in the traceback.
                 raise error from session
-            session = await stack.enter_async_context(ClientSession(connection, **session_options))
+            # HTTP+SSE is a handshake-era transport: no probe.
+            sse_options = {**session_options, "protocol": "handshake"}
+            session = await stack.enter_async_context(ClientSession(connection, **sse_options))
             await session.initialize()
         yield session
 
@@ -147,11 +169,25 @@ async def _enter_streamable(
     connection_options: dict[str, Any],
     session_options: dict[str, Any],
 ) -> ClientSession | PostError:
-    """An initialized session over Streamable HTTP, or the refusal that says to fall back.
+    """A started session over Streamable HTTP, or the refusal that says to fall back.
 
     On success the connection and the session are handed to ``stack``; on a
     fallback both are closed first, so nothing of the attempt is left open.
+    The era probe is an attempt of its own: when the server turns out to be a
+    handshake-era one, ``initialize`` starts on a fresh connection, so nothing
+    the probe left behind (a connection the server is still finishing with,
+    transport state) can affect the session.
     """
+    if session_options["protocol"] != "handshake":
+        async with contextlib.AsyncExitStack() as attempt:
+            connection = await attempt.enter_async_context(
+                connect_streamable_http(url, **connection_options)
+            )
+            session = await attempt.enter_async_context(ClientSession(connection, **session_options))
+            if await session._probe_modern(None):
+                await stack.enter_async_context(attempt.pop_all())
+                return session
+        session_options = {**session_options, "protocol": "handshake"}
     async with contextlib.AsyncExitStack() as attempt:
         connection = await attempt.enter_async_context(
             connect_streamable_http(url, **connection_options)

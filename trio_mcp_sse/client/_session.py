@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar
 
 import mcp_types
 import orjson
@@ -55,9 +56,22 @@ from .._jsonrpc import (
     JSONRPCRequest,
     RequestId,
 )
-from .._protocol_versions import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE
+from .._protocol_versions import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    LATEST_HANDSHAKE,
+    MODERN_PROTOCOL_VERSIONS,
+)
 from .._rpc import CANCEL_NOTICE_TIMEOUT, Failures, Handler, Peer
+from ._eras import (
+    MODERN_PROTOCOL_VERSION,
+    ProtocolChoice,
+    check_protocol_choice,
+    param_header_paths,
+    probe_verdict,
+    request_envelope,
+)
 from ._errors import (
+    ClientError,
     ConnectionClosedError,
     ProtocolError,
     ProtocolVersionError,
@@ -75,6 +89,7 @@ __all__ = [
     "ProgressCallback",
     "RootsHandler",
     "SamplingHandler",
+    "Subscription",
 ]
 
 log = logging.getLogger("trio_mcp_sse.client")
@@ -83,6 +98,9 @@ server_log = logging.getLogger("trio_mcp_sse.client.server")
 SUPPORTED_PROTOCOL_VERSIONS: Final = HANDSHAKE_PROTOCOL_VERSIONS
 """Protocol revisions this client can speak, oldest first (from :mod:`trio_mcp_sse._protocol_versions`)."""
 LATEST_PROTOCOL_VERSION: Final = LATEST_HANDSHAKE
+
+DEFAULT_MAX_INPUT_ROUNDS: Final = 8
+"""How many ``InputRequiredResult`` answers one request may get before the client gives up."""
 
 CANCEL_NOTIFY_TIMEOUT: Final = CANCEL_NOTICE_TIMEOUT
 """How long telling the server about a cancelled request may delay the cancellation."""
@@ -173,12 +191,48 @@ def _first_problem(error: pydantic.ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
+class Subscription:
+    """A ``subscriptions/listen`` stream held open by :meth:`ClientSession.listen`.
+
+    The notifications it carries go to the session's notification handlers,
+    like any other; this object says what the server agreed to send and
+    whether the stream is still open.
+    """
+
+    def __init__(self, request_id: RequestId) -> None:
+        self.id = request_id
+        """The JSON-RPC id of the ``subscriptions/listen`` request: the ``subscriptionId`` of its notifications."""
+        self.acknowledged: dict[str, Any] | None = None
+        """The notification types the server agreed to send (its acknowledgement), once it came."""
+        self.error: BaseException | None = None
+        """Why the stream ended, if it ended with an error."""
+        self.closed = False
+        """True once the server ended the stream (gracefully or not)."""
+        self._changed = trio.Event()
+        self._closed_event = trio.Event()
+
+    def _acknowledge(self, notifications: Any) -> None:
+        if self.acknowledged is None:
+            self.acknowledged = dict(notifications) if isinstance(notifications, dict) else {}
+            self._changed.set()
+
+    def _close(self, error: BaseException | None) -> None:
+        self.closed, self.error = True, error
+        self._changed.set()
+        self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server ends the stream (it sends a result when it shuts down gracefully)."""
+        await self._closed_event.wait()
+
+
 class ClientSession:
     """An MCP client session over a connected transport (see ``docs/client.md``).
 
     Use it as ``async with ClientSession(connection) as session:`` and call
-    :meth:`initialize` first, or let :func:`open_session` do both.  Any number
-    of tasks may issue requests on one session concurrently.
+    :meth:`negotiate` (or :meth:`initialize`) first, or let
+    :func:`open_session` do both.  Any number of tasks may issue requests on
+    one session concurrently.
     """
 
     def __init__(
@@ -187,13 +241,18 @@ class ClientSession:
         *,
         client_name: str = "trio-mcp-sse",
         client_version: str | None = None,
+        protocol: ProtocolChoice = "auto",
         protocol_version: str = LATEST_PROTOCOL_VERSION,
         request_timeout: float = 60.0,
+        max_input_rounds: int = DEFAULT_MAX_INPUT_ROUNDS,
         sampling_handler: SamplingHandler | None = None,
         elicitation_handler: ElicitationHandler | None = None,
         roots_handler: RootsHandler | None = None,
         notification_handlers: Mapping[str, NotificationHandler] | None = None,
     ) -> None:
+        self._protocol = check_protocol_choice(protocol)
+        if max_input_rounds < 1:
+            raise ValueError(f"max_input_rounds must be >= 1, got {max_input_rounds!r}")
         if protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
             raise ValueError(
                 f"protocol_version must be one of {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}, got {protocol_version!r}"
@@ -210,8 +269,16 @@ class ClientSession:
         self._notification_handlers: dict[str, NotificationHandler] = dict(
             notification_handlers or {}
         )
+        self._max_input_rounds = max_input_rounds
         self.initialize_result: mcp_types.InitializeResult | None = None
         """The server's answer to :meth:`initialize` (``None`` before)."""
+        self.discover_result: mcp_types.DiscoverResult | None = None
+        """The server's answer to :meth:`discover` (``None`` before, or in the handshake era)."""
+        self._era: Literal["handshake", "modern"] | None = None
+        self._modern_version = MODERN_PROTOCOL_VERSION
+        self._server_info: mcp_types.Implementation | None = None
+        self._log_level: str | None = None
+        self._subscriptions: dict[RequestId, Subscription] = {}
         self._rpc = Peer(
             self._send,
             route=self._route,
@@ -231,20 +298,34 @@ class ClientSession:
 
     # -- what the server told us -------------------------------------------------------------
     @property
+    def era(self) -> Literal["handshake", "modern"] | None:
+        """``"modern"`` after :meth:`discover` (revision 2026-07-28 on), ``"handshake"`` after
+        :meth:`initialize`, ``None`` before either."""
+        return self._era
+
+    @property
     def protocol_version(self) -> str | None:
-        """The negotiated protocol version (``None`` before :meth:`initialize`)."""
+        """The protocol version in use (``None`` before :meth:`negotiate` or :meth:`initialize`)."""
+        if self._era == "modern":
+            return self._modern_version
         return self.initialize_result.protocol_version if self.initialize_result else None
 
     @property
     def server_info(self) -> mcp_types.Implementation | None:
+        if self._era == "modern":
+            return self._server_info
         return self.initialize_result.server_info if self.initialize_result else None
 
     @property
     def server_capabilities(self) -> mcp_types.ServerCapabilities | None:
+        if self.discover_result is not None and self._era == "modern":
+            return self.discover_result.capabilities
         return self.initialize_result.capabilities if self.initialize_result else None
 
     @property
     def instructions(self) -> str | None:
+        if self.discover_result is not None and self._era == "modern":
+            return self.discover_result.instructions
         return self.initialize_result.instructions if self.initialize_result else None
 
     @property
@@ -315,13 +396,46 @@ class ClientSession:
         :class:`RequestTimeoutError` after ``request_timeout`` seconds (default:
         the session's), and :class:`SSEConnectionError` subclasses when the
         request cannot be delivered or the connection ends first.
+
+        In the modern era every request carries the envelope (protocol
+        version, client info and capabilities in ``_meta``), and an
+        ``InputRequiredResult`` is answered here: the inputs it asks for are
+        gathered with the session's handlers and the request is sent again, as
+        a new request, with them and the server's ``requestState`` -- at most
+        ``max_input_rounds`` times.  ``request_timeout`` bounds each round's
+        wait for the server, not the time the handlers take.
         """
         await trio.lowlevel.checkpoint()  # a failing connection cancels us before we raise
         self._check_usable()
         limit = self._request_timeout if request_timeout is None else request_timeout
         if not limit > 0:
             raise ValueError(f"request_timeout must be > 0, got {limit!r}")
-        request_id = self._rpc.new_request_id()
+        if self._era != "modern":
+            return await self._request_once(method, params, limit, progress)
+        base = dict(params or {})
+        retry: dict[str, Any] = {}
+        for _ in range(self._max_input_rounds + 1):
+            body = self._enveloped({**base, **retry}, self._modern_version)
+            result = await self._request_once(method, body, limit, progress)
+            if result.get("resultType") != "input_required":
+                return result
+            retry = await self._answer_input_required(method, result)
+        raise ProtocolError(
+            f"{method}: the server still asked for input after {self._max_input_rounds} rounds "
+            "(max_input_rounds)"
+        )
+
+    async def _request_once(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        limit: float,
+        progress: ProgressCallback | None,
+        request_id: RequestId | None = None,
+    ) -> dict[str, Any]:
+        """One JSON-RPC request and its ``result`` (a fresh id unless one is given)."""
+        if request_id is None:
+            request_id = self._rpc.new_request_id()
         body: dict[str, Any] | None = None
         if params is not None or progress is not None:
             body = dict(params or {})
@@ -332,6 +446,59 @@ class ClientSession:
             return await self._rpc.request(method, body, timeout=limit, request_id=request_id)
         finally:
             self._progress.pop(request_id, None)
+
+    def _capabilities(self) -> dict[str, Any]:
+        """What the handlers given let this client do: declared in ``initialize`` or in every envelope."""
+        capabilities: dict[str, Any] = {}
+        if self._sampling_handler is not None:
+            capabilities["sampling"] = {}
+        if self._elicitation_handler is not None:
+            capabilities["elicitation"] = {}
+        if self._roots_handler is not None:
+            # The modern era has no client notifications, so no roots/list_changed.
+            capabilities["roots"] = {"listChanged": True} if self._era != "modern" else {}
+        return capabilities
+
+    def _enveloped(self, params: Mapping[str, Any], version: str) -> dict[str, Any]:
+        envelope = request_envelope(
+            version,
+            client_info=self._client_info,
+            capabilities=self._capabilities(),
+            log_level=self._log_level,
+        )
+        return {**params, "_meta": {**params.get("_meta", {}), **envelope}}
+
+    async def _answer_input_required(
+        self, method: str, result: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The fields of the retry of an ``InputRequiredResult``: the answers and the state, echoed."""
+        requests, state = result.get("inputRequests"), result.get("requestState")
+        if requests is None and state is None:
+            raise ProtocolError(
+                f"{method}: the server's InputRequiredResult has neither inputRequests nor requestState"
+            )
+        if requests is not None and not isinstance(requests, dict):
+            raise ProtocolError(f"{method}: the server's inputRequests is not an object")
+        if state is not None and not isinstance(state, str):
+            raise ProtocolError(f"{method}: the server's requestState is not a string")
+        retry: dict[str, Any] = {}
+        if requests is not None:
+            answers: dict[str, Any] = {}
+            # One at a time, in the server's order: several may ask the same person.
+            for key, request in requests.items():
+                wanted = request.get("method") if isinstance(request, dict) else None
+                if wanted not in _INPUT_METHODS:
+                    raise ProtocolError(f"{method}: the server asked for input {key!r} of an unknown kind")
+                try:
+                    answers[key] = await self._fulfil(str(wanted), request.get("params") or {})
+                except MCPError as refused:
+                    raise ProtocolError(
+                        f"{method}: the server asked for input this client cannot give: {refused.message}"
+                    ) from None
+            retry["inputResponses"] = answers
+        if state is not None:
+            retry["requestState"] = state
+        return retry
 
     async def _send(self, data: bytes, related_request_id: RequestId | None, final: bool = False) -> None:
         """The outgoing hook of the engine: one message to the transport.
@@ -379,18 +546,11 @@ class ClientSession:
         Raises :class:`ProtocolVersionError` if the server picks a version this
         client does not speak.
         """
-        if self.initialize_result is not None:
+        if self.initialize_result is not None or self._era == "modern":
             raise RuntimeError("the session is already initialized")
-        capabilities: dict[str, Any] = {}
-        if self._sampling_handler is not None:
-            capabilities["sampling"] = {}
-        if self._elicitation_handler is not None:
-            capabilities["elicitation"] = {}
-        if self._roots_handler is not None:
-            capabilities["roots"] = {"listChanged": True}
         params = {
             "protocolVersion": self._offered_version,
-            "capabilities": capabilities,
+            "capabilities": self._capabilities(),
             "clientInfo": self._client_info,
         }
         result = await self._typed(
@@ -402,8 +562,152 @@ class ClientSession:
                 f"this client speaks {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}"
             )
         self.initialize_result = result
+        self._era = "handshake"
         await self.send_notification("notifications/initialized")
         return result
+
+    async def discover(
+        self, *, protocol_version: str = MODERN_PROTOCOL_VERSION, request_timeout: float | None = None
+    ) -> mcp_types.DiscoverResult:
+        """Ask the server what it is (``server/discover``) and speak the modern era from now on.
+
+        Raises :class:`MCPError` when the server refuses (a handshake-era
+        server does), and :class:`ProtocolVersionError` when it answers but
+        lists no modern version this client speaks.
+        """
+        if self._era == "handshake":
+            raise RuntimeError("the session is already initialized in the handshake era")
+        self._check_usable()
+        limit = self._request_timeout if request_timeout is None else request_timeout
+        raw = await self._request_once(
+            "server/discover", self._enveloped({}, protocol_version), limit, None
+        )
+        # A success answer to a modern request is itself the evidence of a
+        # modern server (the specification's rule over HTTP): what it leaves
+        # out means the version asked and no capabilities.
+        raw = {"supportedVersions": [protocol_version], "capabilities": {}, **raw}
+        try:
+            result = mcp_types.DiscoverResult.model_validate(raw)
+        except pydantic.ValidationError as invalid:
+            raise ProtocolError(
+                f"server/discover: the server's result is not a valid DiscoverResult: {_first_problem(invalid)}"
+            ) from None
+        mutual = [version for version in MODERN_PROTOCOL_VERSIONS if version in result.supported_versions]
+        if not mutual:
+            raise ProtocolVersionError(
+                f"the server supports protocol versions {', '.join(result.supported_versions)}; "
+                f"the modern era of this client speaks {', '.join(MODERN_PROTOCOL_VERSIONS)}"
+            )
+        self.discover_result = result
+        self._modern_version = protocol_version if protocol_version in mutual else mutual[-1]
+        self._server_info = _server_info_in(raw)
+        self._era = "modern"
+        return result
+
+    async def negotiate(self, *, request_timeout: float | None = None) -> None:
+        """Start speaking the newest era both sides speak, as the ``protocol`` option says.
+
+        ``"handshake"``: :meth:`initialize`.  ``"2026-07-28"``: :meth:`discover`,
+        asking once more at the version an UnsupportedProtocolVersion error names.
+        ``"auto"``: the same, but anything other than a recognised modern
+        error or answer means a handshake-era server, so :meth:`initialize`
+        follows (see ``docs/client.md``).  Transport failures always raise.
+        """
+        if self._protocol == "handshake" or not await self._probe_modern(request_timeout):
+            await self.initialize(request_timeout=request_timeout)
+
+    async def _probe_modern(self, request_timeout: float | None) -> bool:
+        """Try the modern era (:meth:`discover`): True once in it, False for a handshake-era server.
+
+        False only with ``protocol="auto"``; otherwise that case raises
+        :class:`ProtocolVersionError`.
+        """
+        version = MODERN_PROTOCOL_VERSION
+        for attempt in range(2):
+            try:
+                await self.discover(protocol_version=version, request_timeout=request_timeout)
+                return True
+            except MCPError as refused:
+                verdict, named = probe_verdict(refused, may_retry=attempt == 0)
+                if verdict == "retry" and named is not None:
+                    version = named
+                    continue
+                if self._protocol != "auto":
+                    raise ProtocolVersionError(
+                        f"the server does not speak protocol {version}: {refused}"
+                    ) from refused
+            except (ProtocolVersionError, ProtocolError):
+                if self._protocol != "auto":
+                    raise
+            log.debug("the server does not speak the modern era; falling back to initialize")
+            return False
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    @asynccontextmanager
+    async def listen(
+        self,
+        *,
+        tools_list_changed: bool = False,
+        prompts_list_changed: bool = False,
+        resources_list_changed: bool = False,
+        resource_subscriptions: Sequence[str] = (),
+        acknowledge_timeout: float | None = None,
+    ) -> AsyncIterator[Subscription]:
+        """Hold a ``subscriptions/listen`` stream open for the block (modern era only).
+
+        Opts in to the notification types named; they arrive at the session's
+        notification handlers.  Entering waits (at most ``acknowledge_timeout``,
+        default the session's request timeout) for the server's
+        acknowledgement; leaving closes the stream, which ends the
+        subscription.  The handshake era's equivalents are the standalone
+        stream (opened by the transport) and :meth:`subscribe_resource`.
+        """
+        self._check_usable()
+        if self._era != "modern":
+            raise RuntimeError(
+                "subscriptions/listen is a 2026-07-28 method; in the handshake era notifications "
+                "arrive without it (use subscribe_resource for resource updates)"
+            )
+        wanted: dict[str, Any] = {}
+        for key, value in (
+            ("toolsListChanged", tools_list_changed),
+            ("promptsListChanged", prompts_list_changed),
+            ("resourcesListChanged", resources_list_changed),
+        ):
+            if value:
+                wanted[key] = True
+        if resource_subscriptions:
+            wanted["resourceSubscriptions"] = [str(uri) for uri in resource_subscriptions]
+        subscription = Subscription(self._rpc.new_request_id())
+        body = self._enveloped({"notifications": wanted}, self._modern_version)
+        limit = self._request_timeout if acknowledge_timeout is None else acknowledge_timeout
+        self._subscriptions[subscription.id] = subscription
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._hold_subscription, subscription, body)
+                with trio.move_on_after(limit):
+                    await subscription._changed.wait()
+                try:
+                    if subscription.error is not None:
+                        raise subscription.error
+                    if subscription.acknowledged is None and not subscription.closed:
+                        raise _timed_out("subscriptions/listen (acknowledgement)", limit)
+                    yield subscription
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_collapsed(group)
+        finally:
+            self._subscriptions.pop(subscription.id, None)
+
+    async def _hold_subscription(self, subscription: Subscription, body: dict[str, Any]) -> None:
+        """Wait for the listen request's result: it comes only when the server ends the stream."""
+        try:
+            await self._request_once("subscriptions/listen", body, math.inf, None, subscription.id)
+        except (MCPError, ClientError) as error:
+            subscription._close(error)
+        else:
+            subscription._close(None)
 
     async def ping(self, *, request_timeout: float | None = None) -> None:
         """Check the server answers (an empty result)."""
@@ -412,10 +716,26 @@ class ClientSession:
     async def list_tools(
         self, cursor: str | None = None, *, request_timeout: float | None = None
     ) -> mcp_types.ListToolsResult:
-        """One page of tools; pass ``result.next_cursor`` back as ``cursor`` for the next."""
-        return await self._typed(
+        """One page of tools; pass ``result.next_cursor`` back as ``cursor`` for the next.
+
+        In the modern era a tool whose ``x-mcp-header`` annotations break the
+        rules is left out (with a warning): its calls could not carry the
+        headers the server checks, and one bad tool must not spoil the rest.
+        """
+        result = await self._typed(
             mcp_types.ListToolsResult, "tools/list", _page(cursor), request_timeout=request_timeout
         )
+        if self._era != "modern":
+            return result
+        kept = []
+        for tool in result.tools:
+            try:
+                param_header_paths(tool.input_schema)
+            except ValueError as invalid:
+                log.warning("leaving out tool %r: %s", tool.name, invalid)
+                continue
+            kept.append(tool)
+        return result.model_copy(update={"tools": kept})
 
     async def call_tool(
         self,
@@ -532,7 +852,15 @@ class ClientSession:
         )
 
     async def set_logging_level(self, level: str, *, request_timeout: float | None = None) -> None:
-        """Ask the server to send log messages of ``level`` and above (``logging/setLevel``)."""
+        """Ask the server to send log messages of ``level`` and above (``logging/setLevel``).
+
+        In the modern era there is no such method: the level is remembered
+        and sent in the envelope of every later request instead.
+        """
+        if self._era == "modern":
+            await trio.lowlevel.checkpoint()
+            self._log_level = level
+            return
         await self.send_request(
             "logging/setLevel", {"level": level}, request_timeout=request_timeout
         )
@@ -564,6 +892,16 @@ class ClientSession:
         self, notification: JSONRPCNotification, queue: trio.MemorySendChannel[JSONRPCNotification]
     ) -> None:
         params = notification.params or {}
+        if notification.method == "notifications/subscriptions/acknowledged":
+            meta = params.get("_meta")
+            subscription_id = meta.get(_SUBSCRIPTION_ID) if isinstance(meta, dict) else None
+            subscription = (
+                self._subscriptions.get(subscription_id)
+                if isinstance(subscription_id, str | int)
+                else None
+            )
+            if subscription is not None:
+                subscription._acknowledge(params.get("notifications"))
         if notification.method == "notifications/progress":
             token = params.get("progressToken")
             callback = self._progress.get(token) if isinstance(token, str | int) else None
@@ -624,7 +962,15 @@ class ClientSession:
         return functools.partial(self._answer, request)
 
     async def _answer(self, request: JSONRPCRequest) -> dict[str, Any]:
-        method, params = request.method, request.params or {}
+        return await self._fulfil(request.method, request.params or {})
+
+    async def _fulfil(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a server's request with the session's handlers.
+
+        The one place both eras get sampling, elicitation and roots from: a
+        handshake-era server request, or an input request of a modern
+        ``InputRequiredResult``.
+        """
         result: pydantic.BaseModel | Mapping[str, Any]
         try:
             if method == "ping":
@@ -644,6 +990,23 @@ class ClientSession:
                 INVALID_PARAMS, f"Invalid params for {method}: {_first_problem(invalid)}"
             ) from None
         return _dump(result)
+
+
+_INPUT_METHODS: Final = frozenset({"sampling/createMessage", "elicitation/create", "roots/list"})
+"""What an ``InputRequiredResult`` may ask for."""
+_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+
+
+def _server_info_in(result: Mapping[str, Any]) -> mcp_types.Implementation | None:
+    """The server's self-description in a modern result: ``_meta``'s serverInfo (or a top-level one)."""
+    meta = result.get("_meta")
+    info = meta.get(mcp_types.SERVER_INFO_META_KEY) if isinstance(meta, dict) else None
+    if info is None:
+        info = result.get("serverInfo")
+    try:
+        return mcp_types.Implementation.model_validate(info) if info is not None else None
+    except pydantic.ValidationError:
+        return None
 
 
 def _package_version() -> str:

@@ -1,4 +1,4 @@
-"""The client half of Streamable HTTP (protocol revisions 2025-03-26 to 2025-11-25).
+"""The client half of Streamable HTTP (protocol revisions 2025-03-26 to 2026-07-28).
 
 Theory of operation
 -------------------
@@ -42,6 +42,14 @@ Failures, by what they mean for the caller:
 
 Leaving the block cancels the readers and ``DELETE``\\ s the session
 (shielded, bounded; ``405`` means the server does not allow it).
+
+The modern era (2026-07-28) is told apart per message, by the protocol
+version in a request's ``params._meta`` (see :mod:`._eras`): such a POST also
+carries ``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` from its
+body; it has no session, so no session id, no standalone stream and no
+``DELETE``; its stream is not resumable, so one that ends before the response
+fails that request alone; and closing it is the cancellation, so
+``notifications/cancelled`` is not POSTed.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ from .._jsonrpc import (
     parse_message,
 )
 from .._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+from ._eras import mirrored_headers, param_header_paths, param_headers
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
@@ -198,6 +207,13 @@ class StreamableHTTPConnection:
         # Requests whose answer has not arrived, with the scope of the task
         # reading it: notifications/cancelled for one ends that task.
         self._awaiting: dict[RequestId, trio.CancelScope] = {}
+        # Requests sent in the modern era whose answer has not arrived: not
+        # resumable, and cancelled by closing their stream.
+        self._modern: set[RequestId] = set()
+        # x-mcp-header annotations of the tools the server listed, by tool name:
+        # a modern tools/call mirrors those arguments in Mcp-Param-* headers.
+        self._tool_listings: set[RequestId] = set()
+        self._param_paths: dict[str, dict[str, tuple[str, ...]]] = {}
         self._incoming_send, self.incoming = trio.open_memory_channel[JSONRPCMessage](
             INCOMING_BUFFER
         )
@@ -258,9 +274,25 @@ class StreamableHTTPConnection:
         body = _encode(message)
         method, request_id, params = _classify(body)
         if method == "notifications/cancelled" and isinstance(params, dict):
-            self._abandon(params.get("requestId"))
+            cancelled = params.get("requestId")
+            modern = isinstance(cancelled, str | int) and cancelled in self._modern
+            self._abandon(cancelled)
+            if modern:
+                return  # 2026-07-28: closing the request's stream was the cancellation
         if method is not None and request_id is not None and method != "initialize":
-            await self._send_request(body, request_id)
+            mirrored = mirrored_headers(method, params)
+            if mirrored:
+                self._modern.add(request_id)
+                if method == "tools/list":
+                    self._tool_listings.add(request_id)
+                elif method == "tools/call" and isinstance(params, dict):
+                    paths = self._param_paths.get(str(params.get("name")), {})
+                    mirrored.update(param_headers(paths, params.get("arguments")))
+            try:
+                await self._send_request(body, request_id, mirrored)
+            except BaseException:
+                self._modern.discard(request_id)
+                raise
             return
         if method == "initialize" and request_id is not None:
             self._initialize_id = request_id
@@ -282,16 +314,22 @@ class StreamableHTTPConnection:
     def _abandon(self, request_id: Any) -> None:
         """Stop waiting for the answer to a request the caller cancelled.
 
-        Its stream is still read until the server ends it (for at most
-        ``timeout``, and never resumed): the server withdraws the requests it
-        made while serving the cancelled one (``notifications/cancelled``) on
-        that very stream, and a handler the client runs for one of them must
-        hear it.
+        Handshake era: its stream is still read until the server ends it (for
+        at most ``timeout``, and never resumed): the server withdraws the
+        requests it made while serving the cancelled one
+        (``notifications/cancelled``) on that very stream, and a handler the
+        client runs for one of them must hear it.  2026-07-28: closing the
+        stream *is* the cancellation, so it is closed at once.
         """
         if isinstance(request_id, str | int):
+            modern = request_id in self._modern
+            self._modern.discard(request_id)
             scope = self._awaiting.pop(request_id, None)
             if scope is not None:
-                scope.deadline = min(scope.deadline, trio.current_time() + self._timeout)
+                if modern:
+                    scope.cancel()
+                else:
+                    scope.deadline = min(scope.deadline, trio.current_time() + self._timeout)
 
     async def _post_for_status(self, body: bytes) -> httpx.Response:
         """POST and wait (at most ``timeout``) for a success status; raise typed errors otherwise."""
@@ -321,8 +359,14 @@ class StreamableHTTPConnection:
             status_code=response.status_code,
         )
 
-    def _build_post(self, body: bytes, on_sent: Callable[[], None] | None) -> httpx.Request:
+    def _build_post(
+        self,
+        body: bytes,
+        on_sent: Callable[[], None] | None,
+        mirrored: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
         headers = self._request_headers(_POST_ACCEPT)
+        headers.update(mirrored or {})
         headers["content-type"] = "application/json"
         # An explicit length keeps httpx from chunking the streamed body.
         headers["content-length"] = str(len(body))
@@ -344,10 +388,12 @@ class StreamableHTTPConnection:
                 f"{what} to {self.url} failed: {_describe(error)}", status_code=None
             ) from error
 
-    async def _send_request(self, body: bytes, request_id: RequestId) -> None:
+    async def _send_request(
+        self, body: bytes, request_id: RequestId, mirrored: Mapping[str, str]
+    ) -> None:
         assert self._nursery is not None
         with trio.move_on_after(self._timeout):
-            await self._nursery.start(self._run_request, body, request_id)
+            await self._nursery.start(self._run_request, body, request_id, mirrored)
             return
         self._awaiting.pop(request_id, None)
         raise PostError(
@@ -356,7 +402,11 @@ class StreamableHTTPConnection:
         )
 
     async def _run_request(
-        self, body: bytes, request_id: RequestId, task_status: trio.TaskStatus[None]
+        self,
+        body: bytes,
+        request_id: RequestId,
+        mirrored: Mapping[str, str],
+        task_status: trio.TaskStatus[None],
     ) -> None:
         """POST a request; once its body is written, wait for and read its answer.
 
@@ -382,7 +432,9 @@ class StreamableHTTPConnection:
             with scope:
                 with wait:
                     try:
-                        response = await self._send_http(self._build_post(body, on_sent), "POST")
+                        response = await self._send_http(
+                            self._build_post(body, on_sent, mirrored), "POST"
+                        )
                     except (PostError, ConnectError) as error:
                         if not sent:
                             raise
@@ -418,6 +470,7 @@ class StreamableHTTPConnection:
                 finally:
                     await _close_response(response)
         finally:
+            self._modern.discard(request_id)
             if self._awaiting.get(request_id) is scope:
                 del self._awaiting[request_id]
 
@@ -434,18 +487,26 @@ class StreamableHTTPConnection:
     async def _answer_locally(self, response: httpx.Response, request_id: RequestId) -> None:
         """Fail one request whose HTTP answer is not a JSON-RPC answer, with an error saying why."""
         status = response.status_code
-        text = await _short_body(response, self._timeout)
+        text = await _body_text(response, self._timeout)
         code = INVALID_REQUEST if 400 <= status < 500 else INTERNAL_ERROR
+        data: Any = {"httpStatus": status}
         if status == 202:
             message = f"the server answered request {request_id!r} with 202 Accepted, so no response will come"
         else:
             message = f"POST to {self.url} answered {status} {_reason(response)}"
             server_error = _json_rpc_error_in(text)
             if server_error is not None:
-                code, message = server_error
+                # The server's own error, data included: a modern server's
+                # refusal (-32022 and its supported versions) is decided on it.
+                code, message, server_data = server_error
+                if server_data is not None:
+                    data = server_data
             elif text:
-                message += f": {text}"
-        await self._deliver_local_error(request_id, code, message, {"httpStatus": status})
+                message += f": {_detail(text)}"
+        # Released before the caller hears of it: its next POST (the era
+        # fallback's initialize) must not race this connection's teardown.
+        await _close_response(response)
+        await self._deliver_local_error(request_id, code, message, data)
 
     async def _deliver_local_error(
         self, request_id: RequestId, code: int, message: str, data: Any
@@ -598,7 +659,19 @@ class StreamableHTTPConnection:
                     return True
 
     async def _resume(self, request_id: RequestId, cursor: _StreamCursor) -> None:
-        """Reconnect a request's stream with ``Last-Event-ID`` until its answer arrives."""
+        """Reconnect a request's stream with ``Last-Event-ID`` until its answer arrives.
+
+        A modern request's stream is not resumable: that request fails alone.
+        """
+        if request_id in self._modern:
+            if request_id in self._awaiting:
+                await self._deliver_local_error(
+                    request_id,
+                    INTERNAL_ERROR,
+                    f"the stream from {self.url} for request {request_id!r} ended before its response",
+                    None,
+                )
+            return
         failures = 0
         while request_id in self._awaiting:
             if cursor.last_event_id is None:
@@ -717,6 +790,10 @@ class StreamableHTTPConnection:
         if isinstance(message, JSONRPCResponse | JSONRPCError):
             if message.id is not None:
                 self._awaiting.pop(message.id, None)
+                if message.id in self._tool_listings:
+                    self._tool_listings.discard(message.id)
+                    if isinstance(message, JSONRPCResponse):
+                        self._learn_param_headers(message.result)
             if (
                 isinstance(message, JSONRPCResponse)
                 and message.id is not None
@@ -728,6 +805,21 @@ class StreamableHTTPConnection:
         # A consumer that closed its end wants no more messages.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._incoming_send.send(message)
+
+    def _learn_param_headers(self, result: Any) -> None:
+        """Remember the valid ``x-mcp-header`` annotations of a ``tools/list`` page."""
+        tools = result.get("tools") if isinstance(result, dict) else None
+        for tool in tools if isinstance(tools, list) else ():
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                continue
+            try:
+                paths = param_header_paths(tool.get("inputSchema"))
+            except ValueError:
+                continue  # the session leaves such a tool out of the listing
+            if paths:
+                self._param_paths[tool["name"]] = paths
+            else:
+                self._param_paths.pop(tool["name"], None)
 
     # -- closing ------------------------------------------------------------------------
     async def _delete_session(self) -> None:
@@ -775,20 +867,25 @@ def _answers(message: JSONRPCMessage, request_id: RequestId) -> bool:
     return isinstance(message, JSONRPCResponse | JSONRPCError) and message.id == request_id
 
 
-def _json_rpc_error_in(text: str) -> tuple[int, str] | None:
-    """The ``(code, message)`` of a JSON-RPC error in an HTTP error body, if it is one."""
+def _json_rpc_error_in(text: str) -> tuple[int, str, Any] | None:
+    """The ``(code, message, data)`` of a JSON-RPC error in an HTTP error body, if it is one."""
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     error = obj.get("error") if isinstance(obj, dict) else None
     if isinstance(error, dict) and isinstance(error.get("code"), int):
-        return int(error["code"]), str(error.get("message") or "")
+        return int(error["code"]), str(error.get("message") or ""), error.get("data")
     return None
 
 
 async def _short_body(response: httpx.Response, timeout: float) -> str:  # noqa: ASYNC109
-    """At most a few KB of an error answer, for the message; never waits past ``timeout``."""
+    """One bounded line of an error answer, for the message; never waits past ``timeout``."""
+    return _detail(await _body_text(response, timeout))
+
+
+async def _body_text(response: httpx.Response, timeout: float) -> str:  # noqa: ASYNC109
+    """At most a few KB of an error answer, as sent; never waits past ``timeout``."""
     data = bytearray()
     with trio.move_on_after(timeout):
         with contextlib.suppress(httpx.HTTPError):
@@ -796,7 +893,7 @@ async def _short_body(response: httpx.Response, timeout: float) -> str:  # noqa:
                 data += chunk
                 if len(data) > 4096:
                     break
-    return _detail(data[:4096].decode("utf-8", "replace")) if data else ""
+    return data[:4096].decode("utf-8", "replace") if data else ""
 
 
 @asynccontextmanager
