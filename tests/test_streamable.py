@@ -706,3 +706,23 @@ async def test_initialize_may_carry_mcp_protocol_version_and_mcp_method_headers(
         assert re.fullmatch(r"[\x21-\x7e]+", response.headers["mcp-session-id"])
         [answer] = messages_of(response)
         assert answer["result"]["protocolVersion"] == "2025-11-25"
+
+
+async def test_messages_kept_for_a_standalone_stream_nobody_read_arrive_first_and_in_order() -> None:
+    # More kept messages than a writer's channel holds: all of them still go out before
+    # anything sent after the GET attached, in the order they were sent.
+    tools = Tools()
+    async with serving(tools) as (http, _):
+        session = await initialized(http)
+        for index in range(40):
+            tools.server.add_tool(lambda: "x", name=f"early{index}")
+        await trio.sleep(0.1)
+        async with session.open_get() as standalone:
+            await priming(standalone)
+            early = await read_messages(standalone, 40)
+            tools.server.add_tool(lambda: "x", name="late")
+            [late] = await read_messages(standalone, 1)
+    assert [m["method"] for m in early] == ["notifications/tools/list_changed"] * 40
+    assert late["method"] == "notifications/tools/list_changed"
+    ids = [int(i) for i in re.findall(rb"^id: get\.(\d+)$", bytes(standalone.raw), re.MULTILINE)]
+    assert ids == sorted(ids) and len(ids) == 42  # priming, 40 kept, 1 live

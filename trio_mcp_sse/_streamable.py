@@ -283,6 +283,8 @@ class _SessionStreams:
         self._buffer = buffer
         self._send_timeout = send_timeout
         self._count = 0
+        self.standalone_mark: str | None = None
+        """The priming id stored ahead of messages kept for a standalone stream nobody reads."""
         self._waiting: trio.CancelScope | None = None
         self._handler_done = False
 
@@ -303,16 +305,16 @@ class _SessionStreams:
 
     def attach(self, stream: _Stream) -> trio.MemoryReceiveChannel[_Event]:
         """Make a response the stream's writer; events kept for it meanwhile come first."""
-        send, receive = trio.open_memory_channel[_Event](self._buffer)
+        # Room for every kept event, so they all go ahead of anything routed later.
+        send, receive = trio.open_memory_channel[_Event](max(self._buffer, len(stream.pending)))
         if stream.writer is not None:
             stream.writer.close()  # (a resume replaces a writer whose client is gone)
         stream.writer, stream.reader = send, receive
+        if stream is self.standalone:
+            self.standalone_mark = None
         while stream.pending:
-            try:
-                send.send_nowait(stream.pending.popleft())
-            except trio.WouldBlock:
-                break
-        if stream.finished and not stream.pending:
+            send.send_nowait(stream.pending.popleft())
+        if stream.finished:
             send.close()
         return receive
 
@@ -377,6 +379,9 @@ class _SessionStreams:
             self._finish(stream)
         event_id = None
         if self.store is not None and not stream.json:
+            if stream is self.standalone and stream.writer is None and self.standalone_mark is None:
+                # The first message nobody reads yet: the next GET's priming id goes before it.
+                self.standalone_mark = await self.store.store(self.session.id, STANDALONE, b"")
             event_id = await self.store.store(self.session.id, stream.name, item.data)
         await self._push(stream, (event_id, item.data, item.final, False))
 
@@ -518,7 +523,6 @@ class StreamableHTTPTransport(MountedTransport):
         modern = handshake_era_only()
         self.get_intake = Intake(methods, *shared, modern, accepts_event_stream(), version, session_header_present())
         self.delete_intake = Intake(methods, *shared, modern, version, session_header_present())
-        self._cors_expose = cors is not None
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _serve_session(self, session: Session) -> None:
@@ -817,6 +821,7 @@ class StreamableHTTPTransport(MountedTransport):
             return
         response_headers = self._session_headers(head, None if session.stateless else session.id)
         self.host.stream_started()
+        complete = False
         try:
             if as_json:
                 await self._write_json(events, receive, send, response_headers, modern=modern)
@@ -824,11 +829,11 @@ class StreamableHTTPTransport(MountedTransport):
                 await self._write_deferred(events, receive, send, response_headers)
             else:
                 first = encode_event("", id=priming, retry=self.retry_ms) if priming is not None else b""
-                await self._write_events(events, receive, send, response_headers, first)
+                complete = await self._write_events(events, receive, send, response_headers, first)
         finally:
             streams.detach(stream, events)
-            if stream.finished and streams.store is not None and not stream.json and stream.name not in streams.by_name:
-                # Written to its end: nobody will resume it.
+            if complete and streams.store is not None:
+                # Written to its end on this response: nobody will resume it.
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await streams.store.forget_stream(session.id, stream.name)
             self.host.stream_ended()
@@ -843,16 +848,9 @@ class StreamableHTTPTransport(MountedTransport):
         modern: bool = False,
     ) -> None:
         data = b""
-        gone = False
+        client = _Disconnect()
         async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                nonlocal gone
-                await _wait_for_disconnect(receive)
-                gone = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
+            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
             try:
                 while True:
                     _, data, final, _ = await events.receive()
@@ -861,7 +859,7 @@ class StreamableHTTPTransport(MountedTransport):
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 data = b""  # the session ended first
             nursery.cancel_scope.cancel()
-        if gone:
+        if client.left:
             return None  # the request goes on; its answer is lost with the connection (JSON has no resume)
         if not data:
             return await _end_unanswered(send, headers)
@@ -878,23 +876,17 @@ class StreamableHTTPTransport(MountedTransport):
         is sent as JSON with the status its error code calls for.
         """
         first: _Event | None = None
-        ended = gone = False
+        ended = False
+        client = _Disconnect()
         async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                nonlocal gone
-                await _wait_for_disconnect(receive)
-                gone = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
+            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
             with trio.move_on_after(self.keepalive_interval if self.keepalive_interval is not None else 15.0):
                 try:
                     first = await events.receive()
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     ended = True
             nursery.cancel_scope.cancel()
-        if gone:
+        if client.left:
             return
         if ended or (first is not None and first[2] and not first[1]):
             await _end_unanswered(send, headers)
@@ -913,24 +905,18 @@ class StreamableHTTPTransport(MountedTransport):
         headers: Sequence[tuple[bytes, bytes]],
         first: bytes,
         skip_through: int | None = None,
-        stream_name: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Write an event stream from ``events`` until its final event (or the session's end).
 
         ``skip_through``: a resume already replayed the stream's events up to
         this sequence number; live events with ids at or below it are skipped.
+        Returns whether the stream's final event went out on this response.
         """
-        gone = False
+        complete = False
         keepalive = self.keepalive_interval
+        client = _Disconnect()
         async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                nonlocal gone
-                await _wait_for_disconnect(receive)
-                gone = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
+            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
             await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
             if first:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
@@ -958,10 +944,13 @@ class StreamableHTTPTransport(MountedTransport):
                     frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
                 if final:
+                    complete = True
                     break
             nursery.cancel_scope.cancel()
-        if not gone:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if client.left:
+            return False
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return complete
 
     # -- GET -----------------------------------------------------------------------------------------------
     async def _serve_get(self, head: RequestHead, principal: str | None, receive: Receive, send: Send) -> None:
@@ -979,11 +968,13 @@ class StreamableHTTPTransport(MountedTransport):
         if stream.writer is not None:
             await self._answer(send, head, Outcome.STREAM_CONFLICT)
             return
-        events = streams.attach(stream)
         first = b""
-        if self.event_store is not None:
-            priming = await self.event_store.store(session.id, STANDALONE, b"")
+        if streams.store is not None:
+            # Messages kept while nobody read the stream already sit behind a priming id of
+            # their own (see _SessionStreams._route), so a resume from it includes them.
+            priming = streams.standalone_mark or await streams.store.store(session.id, STANDALONE, b"")
             first = encode_event("", id=priming, retry=self.retry_ms)
+        events = streams.attach(stream)
         self.host.stream_started()
         try:
             await self._write_events(events, receive, send, headers, first)
@@ -1058,6 +1049,20 @@ class StreamableHTTPTransport(MountedTransport):
 def _seq(event_id: str) -> int | None:
     parsed = parse_event_id(event_id)
     return None if parsed is None else parsed[1]
+
+
+class _Disconnect:
+    """Watches a response's ``receive`` for the client leaving, and cancels its writer then."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = False
+
+    async def watch(self, receive: Receive, writer: trio.CancelScope) -> None:
+        await _wait_for_disconnect(receive)
+        self.left = True
+        writer.cancel()
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
