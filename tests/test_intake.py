@@ -55,6 +55,7 @@ MESSAGE_ROWS = [
     ("OPTIONS", {"origin": None}, Answer(Outcome.METHOD_NOT_ALLOWED, allow=b"POST")),
     ("OPTIONS", {"origin": "https://evil.example"}, Answer(Outcome.FORBIDDEN_ORIGIN)),
     ("POST", {"content_length": "11"}, Answer(Outcome.BODY_TOO_LARGE)),
+    ("POST", {"content_length": "\u00b2"}, VerifyToken("t")),  # not a length: left to the body reader
     ("POST", {"host": "evil.example"}, Answer(Outcome.MISDIRECTED_HOST)),
     ("POST", {"host": None}, Answer(Outcome.MISDIRECTED_HOST)),
     ("POST", {"origin": "http://evil.example"}, Answer(Outcome.FORBIDDEN_ORIGIN)),

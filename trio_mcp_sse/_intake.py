@@ -240,7 +240,8 @@ def declared_body_within(limit: int) -> Rule:
 
     def rule(head: RequestHead) -> Answer | None:
         declared = head.header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # isascii first: "²" is a str.isdigit() digit that int() refuses.
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             return Answer(Outcome.BODY_TOO_LARGE)
         return None
 
