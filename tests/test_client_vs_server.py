@@ -1127,6 +1127,9 @@ async def test_paged_lists_are_followed_with_cursors(
                         break
             with pytest.raises(MCPError, match="invalid cursor") as invalid:
                 await session.list_tools("not-a-cursor")
+            with pytest.raises(MCPError, match="invalid cursor") as superscript:
+                await session.list_tools("\u00b2")  # str.isdigit() says yes; int() says no
+    assert superscript.value.code == -32602
     assert pages["tools"] == [["tool0", "tool1"], ["tool2", "tool3"], ["tool4"]]
     assert pages["prompts"] == [["prompt0", "prompt1"], ["prompt2", "prompt3"], ["prompt4"]]
     assert pages["resources"] == [["data://0", "data://1"], ["data://2", "data://3"], ["data://4"]]

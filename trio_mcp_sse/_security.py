@@ -48,7 +48,7 @@ def matches_pattern(value: str, patterns: Sequence[str]) -> bool:
             base = pattern[:-2]
             if value == base:
                 return True
-            if value.startswith(base + ":") and value[len(base) + 1 :].isdigit():
+            if value.startswith(base + ":") and value[len(base) + 1 :].isascii() and value[len(base) + 1 :].isdigit():
                 return True
     return False
 

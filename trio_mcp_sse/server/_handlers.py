@@ -73,7 +73,7 @@ def _page(items: Sequence[T], params: Mapping[str, Any], page_size: int | None, 
     cursor = params.get("cursor")
     start = 0
     if cursor is not None:
-        if not (isinstance(cursor, str) and cursor.isdigit() and page_size is not None):
+        if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and page_size is not None):
             raise MCPError(INVALID_PARAMS, f"{method}: invalid cursor")
         start = int(cursor)
     if page_size is None:
