@@ -1,13 +1,14 @@
-"""What an HTTP transport does as an ASGI app besides its own endpoints: mounting, lifespan, probes, drain.
+"""What a transport does as an ASGI app besides its own endpoints: mounting, lifespan, probes, drain.
 
-Both HTTP transports (HTTP+SSE, Streamable HTTP) are ASGI apps that answer
-their endpoints themselves, before any framework builds a request object, and
+Every transport (HTTP+SSE, Streamable HTTP, WebSocket) is an ASGI app that answers
+its endpoints itself, before any framework builds a request object, and
 hand everything else to the application they are mounted on.  This base class
 holds that part once: :meth:`wrap` / :meth:`init_app`, the lifespan (run by the
 outermost transport of a shared :class:`~trio_mcp_sse._host.SessionHost`,
 passed through by the others), trusted forwarded headers, the refusal of a
 server that is not Trio's, the operational endpoints, CORS response headers,
-and drain.  A transport adds :meth:`_route`: its own paths.
+and drain.  A transport adds :meth:`_route` (its HTTP paths) or
+:meth:`_route_websocket` (its WebSocket path).
 """
 
 from __future__ import annotations
@@ -52,8 +53,12 @@ class MountedTransport:
         self.forwarded = ForwardedHeaders(security.trusted_proxies) if security.trusted_proxies else None
 
     async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if ``path`` is one of the transport's endpoints; report whether it did."""
-        raise NotImplementedError
+        """Answer an HTTP request if ``path`` is one of the transport's endpoints; report whether it did."""
+        return False
+
+    async def _route_websocket(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a WebSocket connection if ``path`` is the transport's; report whether it did."""
+        return False
 
     # -- ASGI entry points -------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,6 +91,11 @@ class MountedTransport:
                 await self.ops.serve(
                     path, scope, send, metrics=self.metrics, sessions_open=len(self.sessions), draining=self.draining
                 )
+                return
+        elif kind == "websocket":
+            if self.forwarded is not None:
+                scope = self.forwarded.apply(scope)
+            if await self._route_websocket(route_path(scope), scope, receive, send):
                 return
         elif kind == "lifespan":
             if self.host.running and app is not None:

@@ -42,7 +42,7 @@ import enum
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import trio
 
@@ -50,15 +50,12 @@ from ._auth import AuthSettings
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
-    ASGIApp,
     HeaderView,
     Message,
     Outcome,
     Receive,
     Scope,
     Send,
-    route_path,
-    send_outcome,
 )
 from ._intake import (
     Admit,
@@ -80,7 +77,8 @@ from ._jsonrpc import (
     error_response,
     parse_message,
 )
-from ._metrics import Metrics
+from ._mount import MountedTransport
+from ._ops import OperationalEndpoints
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -89,7 +87,6 @@ from ._session import (
     Session,
     SessionHandler,
     SessionLimits,
-    SessionManager,
     SessionRefused,
     SessionRegistry,
 )
@@ -232,7 +229,7 @@ class _Wire:
                     await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
 
 
-class WebSocketServerTransport:
+class WebSocketServerTransport(MountedTransport):
     """Serve MCP sessions over WebSocket (non-standard; ``docs/websocket.md``).
 
     ``handler`` is the server layer, as for :class:`SseServerTransport`.  Use it
@@ -259,62 +256,23 @@ class WebSocketServerTransport:
         registry: SessionRegistry | None = None,
         host: SessionHost | None = None,
     ) -> None:
-        self.host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
-        self.sessions: SessionManager = self.host.sessions
-        self.metrics: Metrics = self.host.metrics
+        security = security or SecuritySettings()
+        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        # No probes of its own: beside the HTTP transports (http_app, sse_app) theirs answer.
+        self._mount(host, security, cors, OperationalEndpoints(health_path=None, ready_path=None, metrics_path=None))
         self.settings = settings = settings or WebSocketSettings()
         self.path = settings.path
-        self.security = security = security or SecuritySettings()
         self.auth = auth
         self.max_message_size = settings.max_message_size or security.max_body_size
         # The upgrade is a GET the ASGI server has already checked: the rows that follow the method row.
         self.intake = Intake(host_allowed(security), origin_allowed(security, cors), authenticate(auth))
         self._ping_ids = itertools.count(1)
 
-    @property
-    def draining(self) -> bool:
-        return self.host.draining
-
-    async def drain(self, grace_period: float) -> None:
-        """Stop opening sessions, let open ones finish, close each connection with 1001 (see ``SessionHost.drain``)."""
-        await self.host.drain(grace_period)
-
-    async def close_all_sessions(self, reason: str = "server shutting down") -> None:
-        await self.host.close_all_sessions(reason)
-
-    # -- ASGI entry points -------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._dispatch(scope, receive, send, None)
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """An ASGI app that serves the WebSocket path and passes everything else to ``app``."""
-
-        async def websocket_then_app(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._dispatch(scope, receive, send, app)
-
-        return websocket_then_app
-
-    def init_app(self, app: Any) -> None:
-        """Install on a Quart / Quart-Trio app, keeping the app object itself as the ASGI app."""
-        app.asgi_app = self.wrap(app.asgi_app)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp | None) -> None:
-        kind = scope["type"]
-        if kind == "websocket" and route_path(scope) == self.path:
-            await self._serve(scope, receive, send)
-            return
-        if kind == "lifespan":
-            if self.host.running and app is not None:
-                await app(scope, receive, send)  # a transport beside us runs the shared host
-            else:
-                await self.host.lifespan(scope, receive, send, app)
-            return
-        if app is not None:
-            await app(scope, receive, send)
-        elif kind == "http":
-            await send_outcome(send, Outcome.NOT_FOUND)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
+    async def _route_websocket(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        if path != self.path:
+            return False
+        await self._serve(scope, receive, send)
+        return True
 
     # -- admission ---------------------------------------------------------------------------
     async def _refuse(self, scope: Scope, send: Send, outcome: Outcome, answer: Answer | None = None) -> None:
