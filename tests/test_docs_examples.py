@@ -49,7 +49,11 @@ from trio_mcp_sse.testing import open_http_transport
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})(?P<lang>[\w+-]*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*not-run:\s*(?P<reason>.+?)\s*-->\s*$")
-SERVED_BY = re.compile(r"^\s*<!--\s*runs-against:\s*(?P<app>[\w.]+(:\w+)?)\s*-->\s*$")
+SERVED_BY = re.compile(r"^\s*<!--\s*runs-(?P<how>against|on-hypercorn):\s*(?P<app>[\w.]+(:\w+)?)\s*-->\s*$")
+# ``runs-on-hypercorn``: for what the in-memory client cannot carry (a WebSocket), the app is
+# served by a real ``hypercorn --worker-class trio`` on a free port, and the block's
+# ``127.0.0.1:8000`` is read as that port.
+EXAMPLE_ADDRESS = "127.0.0.1:8000"
 # What ``url`` is in a ``runs-against`` block: where ``make serve`` puts the Streamable HTTP endpoint.
 SERVED_URL = "http://127.0.0.1:8000/mcp"
 # Settings the pages' examples read from the environment, as a deployment would provide them.
@@ -66,6 +70,7 @@ class Block:
     source: str
     not_run: str | None  # the marker's reason, when marked
     served_by: str | None = None  # "module:attr" of the app a runs-against block talks to
+    on_hypercorn: bool = False  # served by a real hypercorn rather than in memory
 
     @property
     def where(self) -> str:
@@ -99,6 +104,7 @@ def blocks_of(path: Path) -> list[Block]:
                     body + "\n",
                     marker and marker["reason"],
                     served and served["app"],
+                    bool(served and served["how"] == "on-hypercorn"),
                 )
             )
         index = end + 1
@@ -128,6 +134,10 @@ async def _bounded(awaitable: Awaitable[Any]) -> Any:
 
 
 def run_block(block: Block, namespace: dict[str, Any]) -> None:
+    if block.on_hypercorn:
+        assert block.served_by is not None
+        trio.run(_on_hypercorn, block, block.served_by, namespace)
+        return
     code = compile(block.source, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     if block.served_by is None:
         outcome = eval(code, namespace)
@@ -155,6 +165,20 @@ def load_app(target: str, namespace: dict[str, Any]) -> Any:
         return server.http_app()
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+async def _on_hypercorn(block: Block, target: str, namespace: dict[str, Any]) -> None:
+    """Run a block against ``target`` served by a real hypercorn (real clock, bounded)."""
+    from tests.server_helpers_e2e import hypercorn_server
+
+    with trio.fail_after(BLOCK_TIMEOUT_SECONDS + 30):
+        async with hypercorn_server(target) as server:
+            address = server.base_url.partition("://")[2]
+            source = block.source.replace(EXAMPLE_ADDRESS, address)
+            code = compile(source, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            outcome = eval(code, namespace)
+            if inspect.isawaitable(outcome):
+                await _bounded(outcome)
 
 
 async def _served(app: Any, main: Callable[[], Awaitable[Any]]) -> Any:
@@ -198,7 +222,7 @@ def test_example_counts(capsys: pytest.CaptureFixture[str]) -> None:
     served = sum(1 for block in ALL_BLOCKS if block.served_by is not None)
     with capsys.disabled():
         print(
-            f"\ndocs examples: {ran} run ({served} against an app served in memory), "
+            f"\ndocs examples: {ran} run ({served} against a served app, in memory or on hypercorn), "
             f"{len(marked)} marked not-run"
         )
         for block in marked:
