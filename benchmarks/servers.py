@@ -120,6 +120,10 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
         ),
+        ServerSpec(
+            "ours-def-inline", "trio-mcp-sse, hypercorn-trio, def tool, inline=True", "hypercorn",
+            "benchmarks.app_ours:sync_app(inline=True)", tool="def, inline", scenarios=THROUGHPUT_ONLY,
+        ),
         ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()", gc="gc.freeze() after import"),
         *(
             ServerSpec(
