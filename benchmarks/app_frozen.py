@@ -5,6 +5,12 @@ way does for each server (docs/performance.md, "Garbage collection"):
 
     hypercorn --worker-class trio 'benchmarks.app_frozen:make_ours()'
     uvicorn --factory benchmarks.app_frozen:make_sdk
+
+and, with ``threshold``, what a raised generation-0 threshold adds on top
+(``gc.set_threshold(threshold)``, what ``python -m trio_mcp_sse serve --gc-threshold``
+applies):
+
+    hypercorn --worker-class trio 'benchmarks.app_frozen:make_ours(threshold=50_000)'
 """
 
 from __future__ import annotations
@@ -13,16 +19,18 @@ import gc
 from typing import Any
 
 
-def _frozen(app: Any) -> Any:
+def _frozen(app: Any, threshold: int | None = None) -> Any:
     gc.collect()
     gc.freeze()
+    if threshold is not None:
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
     return app
 
 
-def make_ours() -> Any:
+def make_ours(threshold: int | None = None) -> Any:
     from .app_ours import app
 
-    return _frozen(app)
+    return _frozen(app, threshold)
 
 
 def make_sdk() -> Any:

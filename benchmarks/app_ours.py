@@ -9,7 +9,8 @@ the other variants, each from a fresh server:
 
 * ``sync_app()``: HTTP+SSE with a plain ``def`` echo (run on a worker thread,
   as the SDK runs its ``def`` tools), the like-for-like partner of the SDK's
-  ``def`` row;
+  ``def`` row; ``sync_app(inline=True)``: the same echo declared non-blocking
+  (``@server.tool(inline=True)``), called without the thread hand-off;
 * ``streamable_app(response_mode=...)``: the same ``MCPServer`` serving
   Streamable HTTP at ``/mcp`` (``http_app``), answering each request with a
   JSON body or with an event stream.
@@ -28,11 +29,12 @@ MAX_BODY = int(os.environ.get("BENCH_MAX_BODY", str(8 * 1024 * 1024)))
 app = server.sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
 
 
-def make_sync_server() -> MCPServer:
-    """The example's server with ``echo`` as a plain ``def``."""
+def make_sync_server(*, inline: bool = False) -> MCPServer:
+    """The example's server with ``echo`` as a plain ``def`` (``inline``: declared
+    non-blocking, so called on the event loop's thread instead of a worker thread)."""
     sync_server = MCPServer("echo", "1.0.0")
 
-    @sync_server.tool(name="echo")
+    @sync_server.tool(name="echo", inline=inline)
     def echo_sync(text: str) -> str:
         """Return the text unchanged."""
         return text
@@ -45,8 +47,8 @@ def make_sync_server() -> MCPServer:
     return sync_server
 
 
-def sync_app() -> Any:
-    return make_sync_server().sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
+def sync_app(*, inline: bool = False) -> Any:
+    return make_sync_server(inline=inline).sse_app(security=SecuritySettings(max_body_size=MAX_BODY))
 
 
 def streamable_app(*, response_mode: Literal["json", "sse"]) -> Any:

@@ -11,7 +11,8 @@ path, because it is not blurred by the server, the client or the machine's
 other load the way the end-to-end benchmark is.  The SDK's Starlette app runs
 here too (anyio on Trio).
 
-APP is one of: ours, ours-no-quart, bare, quart-routes, sdk (HTTP+SSE), or
+APP is one of: ours, ours-def (a ``def`` tool on a worker thread),
+ours-def-inline (the same, ``inline=True``), ours-no-quart, bare, quart-routes, sdk (HTTP+SSE), or
 ours-streamable, ours-streamable-sse, sdk-streamable, sdk-streamable-sse
 (Streamable HTTP, JSON or event-stream answers) (default: ours).
 """
@@ -35,6 +36,8 @@ from trio_mcp_sse.testing import ASGIResponse, ASGITestClient, SSETestSession, r
 
 APPS = {
     "ours": "benchmarks.app_ours:app",
+    "ours-def": "benchmarks.app_ours:sync_app()",
+    "ours-def-inline": "benchmarks.app_ours:sync_app(inline=True)",
     "ours-no-quart": "benchmarks.app_variants:make_transport()",
     "bare": "benchmarks.app_variants:bare",
     "quart-routes": "benchmarks.app_variants:make_quart_routes()",

@@ -120,7 +120,19 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-no-quart", "ours, transport as bare ASGI", "hypercorn", "benchmarks.app_variants:make_transport()"
         ),
+        ServerSpec(
+            "ours-def-inline", "trio-mcp-sse, hypercorn-trio, def tool, inline=True", "hypercorn",
+            "benchmarks.app_ours:sync_app(inline=True)", tool="def, inline", scenarios=THROUGHPUT_ONLY,
+        ),
         ServerSpec("ours-frozen", "ours, gc.freeze()", "hypercorn", "benchmarks.app_frozen:make_ours()", gc="gc.freeze() after import"),
+        *(
+            ServerSpec(
+                f"ours-frozen-gc{threshold // 1000}k", f"ours, gc.freeze(), gen-0 threshold {threshold:,}", "hypercorn",
+                f"benchmarks.app_frozen:make_ours(threshold={threshold})",
+                gc=f"gc.freeze() after import, thresholds {threshold}/10/10",
+            )
+            for threshold in (10_000, 50_000, 200_000)
+        ),
         ServerSpec(
             "sdk-uvicorn-frozen", "SDK, uvicorn, gc.freeze()", "uvicorn", "benchmarks.app_frozen:make_sdk",
             ("--factory",), gc="gc.freeze() after import",

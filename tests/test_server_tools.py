@@ -274,6 +274,34 @@ async def test_sync_tools_run_in_a_worker_thread() -> None:
         assert result["content"][0]["text"] == "hi from False"
 
 
+async def test_an_inline_sync_tool_runs_on_the_event_loop_thread_with_its_context() -> None:
+    server = MCPServer("inline")
+    calls: list[tuple[bool, str | int | None, bool]] = []
+
+    @server.tool(inline=True)
+    def quick(ctx: Context, text: str) -> str:
+        calls.append((threading.current_thread() is threading.main_thread(), ctx.request_id, trio.lowlevel.in_trio_run()))
+        return text.upper()
+
+    async with connected_client(server) as client:
+        result = await client.call("tools/call", {"name": "quick", "arguments": {"text": "hi"}}, request_id="r1")
+    assert result["content"] == [{"type": "text", "text": "HI"}]
+    assert calls == [(True, "r1", True)]
+    assert server.tools["quick"].signature.inline
+    assert "inline" not in server.tools["quick"].definition  # not part of the listing
+
+
+async def test_inline_is_refused_for_an_async_tool() -> None:
+    server = MCPServer("inline")
+
+    async def already_async(text: str) -> str:
+        return text
+
+    with pytest.raises(TypeError, match="inline=True is for a plain def"):
+        server.add_tool(already_async, inline=True)
+    assert "already_async" not in server.tools
+
+
 async def test_context_is_injected() -> None:
     async with connected_client(make_server()) as client:
         result = await client.call("tools/call", {"name": "with_context", "arguments": {"text": "hi"}}, request_id="r1")

@@ -40,11 +40,12 @@ from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 from ._logs import ensure_default_handler, install_accept_error_filter
 
-__all__ = ["LoadError", "ServeOptions", "main", "raise_fd_limit", "serve"]
+__all__ = ["DEFAULT_GC_THRESHOLD", "LoadError", "ServeOptions", "apply_gc_threshold", "main", "raise_fd_limit", "serve"]
 
 log = logging.getLogger("trio_mcp_sse.serve")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DEFAULT_GC_THRESHOLD = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,26 @@ class ServeOptions:
 
     drain_timeout: float = 10.0
     write_timeout: float = 30.0
+    gc_threshold: int | None = DEFAULT_GC_THRESHOLD
+    """Generation-0 threshold of the garbage collector, set once the worker has started
+    (``None``: leave Python's, 700).  See :func:`apply_gc_threshold`."""
+
+
+def apply_gc_threshold(threshold: int | None) -> None:
+    """Collect generation 0 every ``threshold`` net allocations instead of every 700.
+
+    Every request allocates short-lived containers (hypercorn's events, h11's
+    state, Trio's tasks and cancel scopes), and with Python's default a young
+    collection runs every few requests; almost nothing it walks survives it.
+    Raising the threshold (the older generations keep their 10/10) spends a
+    few megabytes of garbage-in-waiting to run it far less often (the CPU per
+    call measured in docs/performance.md).  Applied after start-up, so the
+    import and the lifespan ran, and were frozen, under the default.
+    """
+    if threshold is None:
+        return
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
 
 
 async def serve(
@@ -65,7 +86,8 @@ async def serve(
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until SIGTERM/SIGINT, then drain and exit.
 
-    A second signal during the drain skips what is left of it.  Raises
+    A second signal during the drain skips what is left of it.  Once the
+    worker serves, ``options.gc_threshold`` is applied.  Raises
     :class:`HypercornInternalsError` before serving if the installed hypercorn
     lacks an internal the bounded writes rely on.
     """
@@ -114,15 +136,20 @@ async def serve(
                 for connection in list(connections):
                     await connection.abort()
 
+            async def run_worker(task_status: trio.TaskStatus[list[str]]) -> None:
+                await worker_serve(
+                    wrap_app(served, config.wsgi_max_body_size, None),
+                    config,
+                    sockets=sockets,
+                    shutdown_trigger=shutdown_trigger,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(abort_leftovers)
-            await worker_serve(
-                wrap_app(served, config.wsgi_max_body_size, None),
-                config,
-                sockets=sockets,
-                shutdown_trigger=shutdown_trigger,
-                task_status=task_status,
-            )
-            nursery.cancel_scope.cancel()
+            binds = await nursery.start(run_worker)
+            apply_gc_threshold(options.gc_threshold)
+            task_status.started(binds)
 
 
 _WORKERS_REFUSED = (
@@ -214,6 +241,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish on shutdown (default 10)")
     parser.add_argument("--graceful-timeout", type=float, default=1.0, help="seconds other connections get after the drain before they are closed (default 1)")
     parser.add_argument("--write-timeout", type=float, default=30.0, help="seconds a write to a client may block before its connection is closed (default 30)")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=DEFAULT_GC_THRESHOLD,
+        help=f"garbage collector's generation-0 threshold, set once serving (default {DEFAULT_GC_THRESHOLD}; 0 keeps Python's 700)",
+    )
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -221,6 +254,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.gc_threshold < 0:
+        parser.error("--gc-threshold must be >= 0")
     for name in ("drain_timeout", "graceful_timeout", "write_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0")
@@ -252,7 +287,9 @@ def main(argv: Sequence[str]) -> int:
     if args.keep_alive_max_requests is not None:
         config.keep_alive_max_requests = args.keep_alive_max_requests
     config.application_path = args.app
-    options = ServeOptions(drain_timeout=args.drain_timeout, write_timeout=args.write_timeout)
+    options = ServeOptions(
+        drain_timeout=args.drain_timeout, write_timeout=args.write_timeout, gc_threshold=args.gc_threshold or None
+    )
     sys.path.insert(0, os.getcwd())
 
     try:

@@ -51,6 +51,7 @@ without an id, as the specification describes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ from ._http import (
     Send,
     peer_of,
     read_body,
+    send_accepted,
 )
 from ._intake import (
     Admit,
@@ -674,8 +676,7 @@ class StreamableHTTPTransport(MountedTransport):
             if delivery is Delivery.GONE:
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
             elif delivery is Delivery.ACCEPTED:
-                await send({"type": "http.response.start", "status": 202, "headers": self._session_headers(head, session_id)})
-                await send({"type": "http.response.body", "body": b""})
+                await send_accepted(send, self._session_headers(head, session_id))
             else:
                 await self._answer(send, head, _DELIVERY_OUTCOME[delivery])
             return
@@ -716,8 +717,7 @@ class StreamableHTTPTransport(MountedTransport):
                 )
                 await self._send_json(send, 400, data, list(self._cors_headers(head)))
                 return
-            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *self._cors_headers(head)]})
-            await send({"type": "http.response.body", "body": b""})
+            await send_accepted(send, self._cors_headers(head))
             return
         if not isinstance(message, JSONRPCRequest):
             await self._answer(send, head, Outcome.INVALID_MESSAGE, detail="a 2026-07-28 client sends requests and notifications only")
@@ -750,8 +750,7 @@ class StreamableHTTPTransport(MountedTransport):
     ) -> None:
         """One request, one short-lived session; notifications and responses have no one to reach."""
         if not isinstance(message, JSONRPCRequest):
-            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *self._cors_headers(head)]})
-            await send({"type": "http.response.body", "body": b""})
+            await send_accepted(send, self._cors_headers(head))
             return
         try:
             session = await self.sessions.open_session(
@@ -1072,11 +1071,8 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 async def _end_unanswered(send: Send, headers: Sequence[tuple[bytes, bytes]]) -> None:
     """A JSON-mode request that ended without an answer (cancelled, or the session ended): 202, no body."""
-    try:
-        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0"), *headers]})
-        await send({"type": "http.response.body", "body": b""})
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        await send_accepted(send, headers)
 
 
 def _has_envelope(message: Any) -> bool:

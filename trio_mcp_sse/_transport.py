@@ -40,7 +40,7 @@ from ._http import (
     Send,
     peer_of,
     read_body,
-    send_outcome,
+    send_accepted,
 )
 from ._intake import (
     Admit,
@@ -272,6 +272,6 @@ class SseServerTransport(MountedTransport):
             # hear "shutting down, retry elsewhere", as documented, not "no such session".
             delivery = Delivery.DRAINING
         if delivery is Delivery.ACCEPTED:
-            await send_outcome(send, Outcome.ACCEPTED, extra_headers=self._cors_headers(head))
+            await send_accepted(send, self._cors_headers(head))
         else:
             await self._answer(scope, send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)

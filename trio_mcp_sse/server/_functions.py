@@ -74,15 +74,18 @@ class Signature:
     context_parameter: str | None
     is_async: bool
     return_annotation: Any
+    inline: bool = False
+    """A plain ``def`` called on the event loop's thread (declared non-blocking), not a worker's."""
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], *, what: str) -> Signature:
+    def of(cls, fn: Callable[..., Any], *, what: str, inline: bool = False) -> Signature:
         """Analyse ``fn``; ``what`` names it in errors (e.g. ``"tool 'add'"``).
 
         Every parameter becomes a field of the arguments model, typed by its
         annotation (``Annotated[..., pydantic.Field(description=...)]`` works),
         required unless it has a default.  A parameter annotated with
-        :class:`Context` is filled in by the server instead.
+        :class:`Context` is filled in by the server instead.  ``inline``: see
+        :meth:`call`; only a plain ``def`` can be inline.
         """
         if not callable(fn):
             raise TypeError(f"{what}: {fn!r} is not callable")
@@ -116,12 +119,15 @@ class Signature:
             **fields,
         )
         is_async = inspect.iscoroutinefunction(target)
+        if inline and is_async:
+            raise TypeError(f"{what}: inline=True is for a plain def; an async def always runs on the event loop")
         return cls(
             fn=fn,
             arguments_model=model,
             context_parameter=context_parameter,
             is_async=is_async,
             return_annotation=hints.get("return", inspect.Signature.empty),
+            inline=inline,
         )
 
     @property
@@ -142,11 +148,21 @@ class Signature:
         return dict(validated.__dict__)
 
     async def call(self, kwargs: dict[str, Any], context: Context | None) -> Any:
+        """Run the function: an ``async def`` in the calling task, a plain ``def`` on a
+        worker thread, unless it was declared ``inline``.
+
+        The thread is the safe default (blocking code must not stall every other
+        request of the worker), and it costs a hand-off each way, about 200 us of
+        server CPU per call end to end (docs/performance.md).  A function that only computes a
+        little from its arguments can declare that it never blocks (``inline``)
+        and is then called right here, like the body of an ``async def``.
+        """
         if self.context_parameter is not None:
             kwargs[self.context_parameter] = context
         if self.is_async:
             return await self.fn(**kwargs)
-        # Blocking code must not stall every other request of the session.
+        if self.inline:
+            return self.fn(**kwargs)
         return await trio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
 
 

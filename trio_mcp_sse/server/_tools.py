@@ -52,6 +52,11 @@ class ToolOptions(TypedDict, total=False):
     from the signature (for keywords a signature cannot express, e.g. ``$defs`` or
     ``if``/``then``).  Arguments are still validated against the signature, so the two
     must agree; it must describe an object (``"type": "object"``)."""
+    inline: bool
+    """Call a plain ``def`` on the event loop's thread instead of a worker thread (default
+    ``False``).  Only for functions that never block (no I/O, no sleeping, no long
+    computation): while one runs, every other request of the worker waits.  It saves the
+    thread hand-off, about 200 us of server CPU per call.  ``TypeError`` for an ``async def``."""
 
 _Serializer = Callable[[Any], Any]
 
@@ -137,7 +142,7 @@ class Tool:
         annotations = options.get("annotations")
         structured_output = options.get("structured_output")
         meta = options.get("meta")
-        signature = Signature.of(fn, what=f"tool {tool_name!r}")
+        signature = Signature.of(fn, what=f"tool {tool_name!r}", inline=bool(options.get("inline", False)))
         output = None if structured_output is False else _output_schema(signature.return_annotation)
         if structured_output and output is None:
             raise TypeError(
