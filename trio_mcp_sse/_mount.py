@@ -23,11 +23,21 @@ from ._intake import RequestHead
 from ._metrics import Metrics
 from ._ops import OperationalEndpoints
 from ._security import SecuritySettings
-from ._session import SessionManager
+from ._session import Delivery, Refusal, SessionManager
 
-__all__ = ["MountedTransport"]
+__all__ = ["REFUSAL_OUTCOME", "MountedTransport"]
 
 _NO_HEADERS: Final[RawHeaders] = ()
+
+REFUSAL_OUTCOME: Final = {Refusal.DRAINING: Outcome.SHUTTING_DOWN, Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS}
+"""The answer to a session the manager would not open."""
+_DELIVERY_OUTCOME: Final = {
+    Delivery.ACCEPTED: Outcome.ACCEPTED,
+    Delivery.REJECTED: Outcome.INVALID_MESSAGE,
+    Delivery.GONE: Outcome.UNKNOWN_SESSION,
+    Delivery.BUSY: Outcome.SESSION_BUSY,
+    Delivery.DRAINING: Outcome.SHUTTING_DOWN,
+}
 
 
 class MountedTransport:
@@ -116,6 +126,16 @@ class MountedTransport:
             await send_outcome(send, Outcome.NOT_READY, detail=NOT_TRIO)
         else:
             await send_outcome(send, Outcome.NOT_TRIO)
+
+    def delivery_outcome(self, delivery: Delivery) -> Outcome:
+        """The answer to a POSTed message the session took or refused (one rule for every transport).
+
+        An idle session ends as soon as a drain starts; its client should still
+        hear "shutting down, retry elsewhere", as documented, not "no such session".
+        """
+        if delivery is Delivery.GONE and self.draining:
+            return Outcome.SHUTTING_DOWN
+        return _DELIVERY_OUTCOME[delivery]
 
     def _cors_headers(self, head: RequestHead) -> RawHeaders:
         if self.cors is None:

@@ -103,7 +103,7 @@ from ._jsonrpc import (
     RequestId,
     parse_message,
 )
-from ._mount import MountedTransport
+from ._mount import REFUSAL_OUTCOME, MountedTransport
 from ._ops import OperationalEndpoints
 from ._protocol_versions import (
     HANDSHAKE_PROTOCOL_VERSIONS,
@@ -114,7 +114,6 @@ from ._security import SecuritySettings
 from ._session import (
     Delivery,
     Incoming,
-    Refusal,
     Session,
     SessionHandler,
     SessionLimits,
@@ -134,13 +133,6 @@ STANDALONE: Final = "get"
 
 _NO_HEADERS: Final[RawHeaders] = ()
 _SERVER_ERROR: Final = -32000
-_REFUSAL_OUTCOME: Final = {Refusal.DRAINING: Outcome.SHUTTING_DOWN, Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS}
-_DELIVERY_OUTCOME: Final = {
-    Delivery.REJECTED: Outcome.INVALID_MESSAGE,
-    Delivery.GONE: Outcome.UNKNOWN_SESSION,
-    Delivery.BUSY: Outcome.SESSION_BUSY,
-    Delivery.DRAINING: Outcome.SHUTTING_DOWN,
-}
 _EVENT_STREAM_HEADERS: Final[RawHeaders] = (
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -662,7 +654,7 @@ class StreamableHTTPTransport(MountedTransport):
                     principal=principal, headers=headers, handler=self._serve_session, peer=peer_of(head.scope) if head.scope else None
                 )
             except SessionRefused as refused:
-                await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
+                await self._answer(send, head, REFUSAL_OUTCOME[refused.reason])
                 return
             await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
             return
@@ -671,14 +663,10 @@ class StreamableHTTPTransport(MountedTransport):
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
                 return
             delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
-            if delivery is Delivery.GONE and self.draining:
-                delivery = Delivery.DRAINING  # "shutting down, retry elsewhere", not "no such session"
-            if delivery is Delivery.GONE:
-                await self._answer(send, head, Outcome.UNKNOWN_SESSION)
-            elif delivery is Delivery.ACCEPTED:
+            if delivery is Delivery.ACCEPTED:
                 await send_accepted(send, self._session_headers(head, session_id))
             else:
-                await self._answer(send, head, _DELIVERY_OUTCOME[delivery])
+                await self._answer(send, head, self.delivery_outcome(delivery))
             return
         found = self._session_of(head, principal)
         if found is None:
@@ -757,7 +745,7 @@ class StreamableHTTPTransport(MountedTransport):
                 principal=principal, headers=headers, handler=self._serve_session, stateless=True
             )
         except SessionRefused as refused:
-            await self._answer(send, head, _REFUSAL_OUTCOME[refused.reason])
+            await self._answer(send, head, REFUSAL_OUTCOME[refused.reason])
             return
         try:
             await self._serve_request(
@@ -815,8 +803,7 @@ class StreamableHTTPTransport(MountedTransport):
         if delivery is not Delivery.ACCEPTED:
             streams.detach(stream, events)
             streams.forget(stream)
-            outcome = Outcome.UNKNOWN_SESSION if delivery is Delivery.GONE else _DELIVERY_OUTCOME[delivery]
-            await self._answer(send, head, outcome)
+            await self._answer(send, head, self.delivery_outcome(delivery))
             return
         response_headers = self._session_headers(head, None if session.stateless else session.id)
         self.host.stream_started()

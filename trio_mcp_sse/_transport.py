@@ -59,14 +59,13 @@ from ._intake import (
     settle,
 )
 from ._jsonrpc import InvalidMessage, parse_message
-from ._mount import MountedTransport
+from ._mount import REFUSAL_OUTCOME, MountedTransport
 from ._ops import OperationalEndpoints
 from ._pump import pump_events
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
     Incoming,
-    Refusal,
     Session,
     SessionHandler,
     SessionLimits,
@@ -78,14 +77,6 @@ from ._sse import encode_event
 __all__ = ["SseServerTransport"]
 
 _NO_HEADERS: Final[RawHeaders] = ()
-_REFUSAL_OUTCOME: Final = {Refusal.DRAINING: Outcome.SHUTTING_DOWN, Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS}
-_DELIVERY_OUTCOME: Final = {
-    Delivery.ACCEPTED: Outcome.ACCEPTED,
-    Delivery.REJECTED: Outcome.INVALID_MESSAGE,
-    Delivery.GONE: Outcome.UNKNOWN_SESSION,
-    Delivery.BUSY: Outcome.SESSION_BUSY,
-    Delivery.DRAINING: Outcome.SHUTTING_DOWN,
-}
 
 
 class SseServerTransport(MountedTransport):
@@ -223,7 +214,7 @@ class SseServerTransport(MountedTransport):
                 principal=admitted.principal, headers=HeaderView(scope["headers"]), peer=peer_of(scope)
             )
         except SessionRefused as refused:
-            await self._answer(scope, send, head, Answer(_REFUSAL_OUTCOME[refused.reason]))
+            await self._answer(scope, send, head, Answer(REFUSAL_OUTCOME[refused.reason]))
             return
         cors = self._cors_headers(head)
         del head, decision, admitted  # an idle stream keeps only what it needs
@@ -267,11 +258,9 @@ class SseServerTransport(MountedTransport):
             # The poster learns from the status; the session learns from its stream.
             incoming, detail = invalid, invalid.message
         delivery = await self.sessions.deliver(session_id, admitted.principal, incoming)
-        if delivery is Delivery.GONE and self.draining:
-            # An idle session ends as soon as the drain starts; its client should still
-            # hear "shutting down, retry elsewhere", as documented, not "no such session".
-            delivery = Delivery.DRAINING
         if delivery is Delivery.ACCEPTED:
             await send_accepted(send, self._cors_headers(head))
         else:
-            await self._answer(scope, send, head, Answer(_DELIVERY_OUTCOME[delivery]), detail if delivery is Delivery.REJECTED else None)
+            await self._answer(
+                scope, send, head, Answer(self.delivery_outcome(delivery)), detail if delivery is Delivery.REJECTED else None
+            )
