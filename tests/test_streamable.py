@@ -726,3 +726,27 @@ async def test_messages_kept_for_a_standalone_stream_nobody_read_arrive_first_an
     assert late["method"] == "notifications/tools/list_changed"
     ids = [int(i) for i in re.findall(rb"^id: get\.(\d+)$", bytes(standalone.raw), re.MULTILINE)]
     assert ids == sorted(ids) and len(ids) == 42  # priming, 40 kept, 1 live
+
+
+async def test_an_http_sse_post_naming_a_streamable_session_is_404_and_not_delivered(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The reverse of the test above: the HTTP+SSE intake of a shared app takes only its own sessions.
+    tools = Tools()
+    app = tools.server.http_app()
+    async with run_asgi_app(app) as http:
+        session = await initialized(http)
+        assert session.session_id is not None
+        posted = await http.request(
+            "POST",
+            "/messages/",
+            query=f"session_id={session.session_id}",
+            headers=(("host", "127.0.0.1:8000"), ("content-type", "application/json")),
+            body=orjson.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+        )
+        assert posted.status == 404
+        assert posted.text == "Could not find session"
+        async with session.open_get() as standalone:
+            await priming(standalone)
+            await trio.sleep(1)  # time for an answer to land on this stream, had it been delivered
+            assert b"\"id\":9" not in bytes(standalone.raw)

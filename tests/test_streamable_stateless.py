@@ -100,3 +100,31 @@ async def test_stateless_event_streams_carry_no_event_ids() -> None:
     assert b"id:" not in response.body and b"retry:" not in response.body
     data = [line[6:] for line in response.body.split(b"\n") if line.startswith(b"data: ")]
     assert [json.loads(item)["result"]["content"][0]["text"] for item in data] == ["yo"]
+
+
+async def test_a_browser_client_may_send_and_read_the_session_headers_under_cors() -> None:
+    from trio_mcp_sse import CorsSettings
+
+    app = make_server().http_app(cors=CorsSettings(allow_origins=["https://app.example.com"]))
+    origin = ("origin", "https://app.example.com")
+    async with run_asgi_app(app) as client:
+        preflight = await client.request(
+            "OPTIONS",
+            "/mcp",
+            headers=(
+                ("host", "127.0.0.1:8000"),
+                origin,
+                ("access-control-request-method", "DELETE"),
+                ("access-control-request-headers", "mcp-session-id, mcp-protocol-version"),
+            ),
+        )
+        assert preflight.status == 204
+        assert "DELETE" in preflight.headers["access-control-allow-methods"].split(", ")
+        allowed = preflight.headers["access-control-allow-headers"].split(", ")
+        assert {"mcp-session-id", "mcp-protocol-version", "last-event-id", "mcp-method", "mcp-name"} <= set(allowed)
+        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        response = await client.request("POST", "/mcp", headers=(*HEADERS, origin), body=message("initialize", init))
+    assert response.status == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert response.headers["access-control-expose-headers"] == "mcp-session-id"
+    assert len(response.headers["mcp-session-id"]) == 32

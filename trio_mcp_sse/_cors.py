@@ -16,13 +16,25 @@ class CorsSettings:
 
     ``allow_origins`` uses the same patterns as ``SecuritySettings.allowed_origins``
     and these origins also pass the Origin check.  The defaults cover what MCP
-    clients send (``Authorization``, ``Content-Type``, ``Mcp-Protocol-Version``,
-    ``Last-Event-ID``).
+    clients send on every transport and revision (``Authorization``,
+    ``Content-Type``, ``Mcp-Protocol-Version``, ``Mcp-Session-Id``,
+    ``Last-Event-ID``, and the 2026-07-28 routing headers ``Mcp-Method`` and
+    ``Mcp-Name``) and ``DELETE`` (a Streamable HTTP client ends its session
+    with it).  A tool's own ``Mcp-Param-*`` headers are not known in advance:
+    add them to ``allow_headers`` if browser clients call such tools.
     """
 
     allow_origins: Sequence[str]
-    allow_methods: Sequence[str] = ("GET", "POST", "OPTIONS")
-    allow_headers: Sequence[str] = ("authorization", "content-type", "mcp-protocol-version", "last-event-id")
+    allow_methods: Sequence[str] = ("GET", "POST", "DELETE", "OPTIONS")
+    allow_headers: Sequence[str] = (
+        "authorization",
+        "content-type",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "last-event-id",
+        "mcp-method",
+        "mcp-name",
+    )
     expose_headers: Sequence[str] = ()
     allow_credentials: bool = False
     max_age: int = 600

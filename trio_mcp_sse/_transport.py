@@ -146,6 +146,9 @@ class SseServerTransport(MountedTransport):
         if len(set(paths.values())) != len(paths):
             raise ValueError(f"sse_path, message_path, health_path, ready_path and metrics_path must differ: {paths}")
         security = security or SecuritySettings()
+        self._own_sessions: set[str] | None = set() if host is not None else None
+        """With a host shared with another transport: the sessions our streams opened (a POST
+        naming one of the other transport's sessions is answered like an unknown one)."""
         host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
         self._mount(host, security, cors, ops)
         self.sse_path = sse_path
@@ -219,6 +222,8 @@ class SseServerTransport(MountedTransport):
         cors = self._cors_headers(head)
         del head, decision, admitted  # an idle stream keeps only what it needs
         self.host.stream_started()
+        if self._own_sessions is not None:
+            self._own_sessions.add(session.id)
         try:
             peer_gone = await pump_events(
                 session,
@@ -231,6 +236,8 @@ class SseServerTransport(MountedTransport):
             if peer_gone:
                 session.close("client disconnected")
         finally:
+            if self._own_sessions is not None:
+                self._own_sessions.discard(session.id)
             session.outgoing.close()
             await self.sessions.close_session(session, "stream ended")
             self.host.stream_ended()
@@ -244,6 +251,9 @@ class SseServerTransport(MountedTransport):
             return
         session_id = head.query_param(b"session_id")
         assert session_id is not None  # the intake checked it
+        if self._own_sessions is not None and session_id not in self._own_sessions:
+            await self._answer(scope, send, head, Answer(self.delivery_outcome(Delivery.GONE)))
+            return
         try:
             body = await read_body(receive, self.body_limits)
         except ClientGone:
