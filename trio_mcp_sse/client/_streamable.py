@@ -90,13 +90,14 @@ from ._transport import (
     INCOMING_BUFFER,
     AuthArgument,
     OutgoingMessage,
-    _close_client,
     _close_response,
     _describe,
     _detail,
     _encode,
     _media_type,
     _reason,
+    check_bounds,
+    own_http_client,
 )
 from ._util import raise_collapsed
 
@@ -916,20 +917,13 @@ async def connect_streamable_http(
     exception.  Leaving the block stops every stream and deletes the session.
     """
     _check_url(url)
-    for name, value in (("timeout", timeout), ("read_timeout", read_timeout)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    if not max_event_size > 0:
-        raise ValueError(f"max_event_size must be > 0, got {max_event_size!r}")
+    check_bounds(timeout, read_timeout, max_event_size)
     if reconnect_attempts < 0:
         raise ValueError(f"reconnect_attempts must be >= 0, got {reconnect_attempts!r}")
     async with contextlib.AsyncExitStack() as stack:
-        if http_client is None:
-            http_client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=read_timeout))
-            stack.push_async_callback(_close_client, http_client)
         connection = StreamableHTTPConnection(
             url,
-            client=http_client,
+            client=own_http_client(stack, http_client, timeout, read_timeout),
             headers=headers or {},
             auth=auth,
             timeout=timeout,

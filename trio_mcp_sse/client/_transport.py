@@ -140,6 +140,25 @@ async def _close_response(response: httpx.Response) -> None:
         await response.aclose()
 
 
+def check_bounds(timeout: float, read_timeout: float, max_event_size: int) -> None:
+    """The bounds every HTTP client transport takes: positive, or a ``ValueError`` naming the one that is not."""
+    for name, value in (("timeout", timeout), ("read_timeout", read_timeout), ("max_event_size", max_event_size)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def own_http_client(
+    stack: contextlib.AsyncExitStack, http_client: httpx.AsyncClient | None, timeout: float, read_timeout: float
+) -> httpx.AsyncClient:
+    """The caller's ``httpx`` client, or one of our own that ``stack`` closes (shielded, bounded)."""
+    if http_client is not None:
+        return http_client
+    # Our own bounds (trio deadlines) are authoritative; httpx's are a backstop.
+    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=read_timeout))
+    stack.push_async_callback(_close_client, client)
+    return client
+
+
 async def _close_client(client: httpx.AsyncClient) -> None:
     """Close our own client even when leaving by cancellation, so no socket is left to the GC."""
     with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
@@ -429,20 +448,11 @@ async def connect_sse(
     and stops the background tasks.
     """
     _check_url(url)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0, got {timeout!r}")
-    if not read_timeout > 0:
-        raise ValueError(f"read_timeout must be > 0, got {read_timeout!r}")
-    if not max_event_size >= 1:
-        raise ValueError(f"max_event_size must be >= 1, got {max_event_size!r}")
+    check_bounds(timeout, read_timeout, max_event_size)
     async with contextlib.AsyncExitStack() as stack:
-        if http_client is None:
-            # Our own bounds (trio deadlines) are authoritative; httpx's are a backstop.
-            http_client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=read_timeout))
-            stack.push_async_callback(_close_client, http_client)
         connection = SSEConnection(
             url,
-            client=http_client,
+            client=own_http_client(stack, http_client, timeout, read_timeout),
             headers=headers or {},
             auth=auth,
             timeout=timeout,
