@@ -25,11 +25,13 @@ from typing import Any, Final
 import trio
 
 from ._bounded_writes import bound_writes_if_hypercorn_trio
+from ._broker import Broker, BrokerLink, ForwardTarget
 from ._drain import drain_group_of
 from ._http import ASGIApp, BodyBudget, Outcome, Receive, Scope, Send
 from ._keepalive import KeepaliveClock
 from ._logs import ensure_default_handler, install_accept_error_filter
 from ._metrics import Metrics
+from ._redis_broker import resolve_broker
 from ._session import SessionHandler, SessionLimits, SessionManager, SessionRegistry
 
 __all__ = ["NOT_TRIO", "SessionHost", "running_under_trio"]
@@ -61,9 +63,16 @@ class SessionHost:
         keepalive_interval: float | None,
         limits: SessionLimits | None = None,
         registry: SessionRegistry | None = None,
+        broker: Broker | str | None = None,
     ) -> None:
         if keepalive_interval is not None and keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be > 0 or None")
+        self.broker: Broker | str | None = broker
+        """Shared with the other workers (``None``: the ``TRIO_MCP_SSE_BROKER`` environment variable's,
+        read when the host starts, or none: sessions stay in this process)."""
+        self.link: BrokerLink | None = None
+        """This worker's membership of :attr:`broker` while the host runs."""
+        self._forward_targets: list[ForwardTarget] = []
         self.metrics = Metrics()
         self.sessions = SessionManager(handler, limits=limits, registry=registry, metrics=self.metrics)
         self.keepalive = KeepaliveClock(keepalive_interval) if keepalive_interval is not None else None
@@ -86,14 +95,40 @@ class SessionHost:
     # -- running ------------------------------------------------------------------------------------
     @asynccontextmanager
     async def run(self) -> AsyncIterator[SessionHost]:
-        """Host sessions and run the keepalive clock for the duration of the block."""
+        """Host sessions, run the keepalive clock, and join the broker, for the duration of the block."""
+        broker = resolve_broker(self.broker)
         async with self.sessions.run(), trio.open_nursery() as timers:
             if self.keepalive is not None:
                 timers.start_soon(self.keepalive.run, name="keepalive clock")
             try:
-                yield self
+                if broker is None:
+                    yield self
+                    return
+                link = BrokerLink(broker, local_sessions=self._claimed_sessions, metrics=self.metrics)
+                for target in self._forward_targets:
+                    link.add_target(target)
+                async with link.run():
+                    self.link = link
+                    self.sessions.claims = link
+                    self.metrics.broker = link
+                    try:
+                        yield self
+                    finally:
+                        self.link = None
+                        self.sessions.claims = None
+                        self.metrics.broker = None
             finally:
                 timers.cancel_scope.cancel()
+
+    def _claimed_sessions(self) -> list[str]:
+        return [session.id for session in self.sessions if not session.stateless]
+
+    def add_forward_target(self, target: ForwardTarget) -> None:
+        """A transport on this host that answers requests forwarded by other workers."""
+        if target not in self._forward_targets:
+            self._forward_targets.append(target)
+        if self.link is not None:
+            self.link.add_target(target)
 
     @asynccontextmanager
     async def hosting(self) -> AsyncIterator[None]:

@@ -71,6 +71,8 @@ class Outcome(enum.Enum):
     SHUTTING_DOWN = (503, "Server is shutting down")
     TOO_MANY_SESSIONS = (503, "Too many sessions; retry later")
     BODIES_BUSY = (503, "Too many request bodies in flight; retry later")
+    BROKER_UNAVAILABLE = (503, "Session broker unavailable; retry later")
+    WORKER_UNAVAILABLE = (503, "The worker holding this session did not answer; retry later")
     NOT_TRIO = (500, "trio_mcp_sse needs hypercorn's trio worker: run it with --worker-class trio")
     NOT_READY = (503, "Not ready")
 
@@ -90,6 +92,8 @@ _RETRY_AFTER = {
     Outcome.SHUTTING_DOWN: b"5",
     Outcome.AUTH_UNAVAILABLE: b"5",
     Outcome.BODIES_BUSY: b"1",
+    Outcome.BROKER_UNAVAILABLE: b"1",
+    Outcome.WORKER_UNAVAILABLE: b"1",
 }
 _CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT, Outcome.TOO_MANY_SESSIONS})
 """Answers after which the connection is closed: after a 408 the rest of the body may never

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 __all__ = ["Metrics"]
+
+
+class BrokerGauges(Protocol):
+    """What the metrics read of a worker's link to a session broker."""
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def cluster_sessions(self) -> int: ...
 
 
 class Metrics:
@@ -19,6 +30,11 @@ class Metrics:
         self.messages_in = 0
         self.messages_out = 0
         self.rejections: Counter[str] = Counter()
+        self.forwarded_out = 0
+        self.forwarded_in = 0
+        self.forward_failures: Counter[str] = Counter()
+        self.broker: BrokerGauges | None = None
+        """Set while the worker is joined to a session broker (several workers)."""
 
     def render(self, *, sessions_open: int, draining: bool) -> bytes:
         lines = [
@@ -46,4 +62,20 @@ class Metrics:
             "# TYPE mcp_rejections_total counter",
         ]
         lines += [f'mcp_rejections_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejections.items())]
+        if self.broker is not None:
+            lines += [
+                "# HELP mcp_broker_up 1 while the last operation on the session broker succeeded.",
+                "# TYPE mcp_broker_up gauge",
+                f"mcp_broker_up {int(self.broker.up)}",
+                "# HELP mcp_cluster_sessions Sessions open across every worker of the broker (as of the last refresh).",
+                "# TYPE mcp_cluster_sessions gauge",
+                f"mcp_cluster_sessions {self.broker.cluster_sessions}",
+                "# HELP mcp_forwarded_total Requests forwarded to the worker holding their session, by direction.",
+                "# TYPE mcp_forwarded_total counter",
+                f'mcp_forwarded_total{{direction="out"}} {self.forwarded_out}',
+                f'mcp_forwarded_total{{direction="in"}} {self.forwarded_in}',
+                "# HELP mcp_forward_failures_total Forwarded requests that got no answer from the owner, by reason.",
+                "# TYPE mcp_forward_failures_total counter",
+            ]
+            lines += [f'mcp_forward_failures_total{{reason="{r}"}} {n}' for r, n in sorted(self.forward_failures.items())]
         return ("\n".join(lines) + "\n").encode("ascii")

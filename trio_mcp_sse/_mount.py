@@ -18,7 +18,17 @@ from typing import Any, Final
 from ._cors import CorsSettings
 from ._forwarded import ForwardedHeaders
 from ._host import NOT_TRIO, SessionHost, running_under_trio
-from ._http import ASGIApp, Outcome, RawHeaders, Receive, Scope, Send, route_path, send_outcome
+from ._http import (
+    ASGIApp,
+    BodyLimits,
+    Outcome,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    route_path,
+    send_outcome,
+)
 from ._intake import RequestHead
 from ._metrics import Metrics
 from ._ops import OperationalEndpoints
@@ -29,7 +39,11 @@ __all__ = ["REFUSAL_OUTCOME", "MountedTransport"]
 
 _NO_HEADERS: Final[RawHeaders] = ()
 
-REFUSAL_OUTCOME: Final = {Refusal.DRAINING: Outcome.SHUTTING_DOWN, Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS}
+REFUSAL_OUTCOME: Final = {
+    Refusal.DRAINING: Outcome.SHUTTING_DOWN,
+    Refusal.AT_CAPACITY: Outcome.TOO_MANY_SESSIONS,
+    Refusal.BROKER_UNAVAILABLE: Outcome.BROKER_UNAVAILABLE,
+}
 """The answer to a session the manager would not open."""
 _DELIVERY_OUTCOME: Final = {
     Delivery.ACCEPTED: Outcome.ACCEPTED,
@@ -61,6 +75,19 @@ class MountedTransport:
         self.cors = cors
         self.ops = ops
         self.forwarded = ForwardedHeaders(security.trusted_proxies) if security.trusted_proxies else None
+        host.add_forward_target(self)
+
+    def _addressed_session(self, path: str, scope: Scope) -> str | None:
+        """The id of the existing session this request is for, if it is one a broker could forward
+        (a transport answers for its own endpoints; ``None``: a new session, or not a session's)."""
+        return None
+
+    body_limits: BodyLimits
+    """How the transport reads a request body; a forwarded request's is read the same way."""
+
+    async def serve_forwarded(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a request another worker forwarded here, as if it had arrived here (no re-forwarding)."""
+        return await self._route(path, scope, receive, send)
 
     async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer an HTTP request if ``path`` is one of the transport's endpoints; report whether it did."""
@@ -95,6 +122,16 @@ class MountedTransport:
                 await self._refuse_not_trio(scope, send)
                 return
             path = route_path(scope)
+            link = self.host.link
+            if link is not None:
+                session_id = self._addressed_session(path, scope)
+                if session_id is not None and self.sessions.get(session_id) is None:
+
+                    async def here(replayed: Receive) -> None:
+                        await self._route(path, scope, replayed, send)
+
+                    await link.forward(session_id, scope, receive, send, body_limits=self.body_limits, local=here)
+                    return
             if await self._route(path, scope, receive, send):
                 return
             if self.ops.serves(path):

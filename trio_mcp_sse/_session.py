@@ -69,6 +69,7 @@ __all__ = [
     "Outgoing",
     "Refusal",
     "Session",
+    "SessionClaims",
     "SessionClosed",
     "SessionHandler",
     "SessionLimits",
@@ -195,6 +196,8 @@ class Refusal(enum.Enum):
 
     DRAINING = "draining"
     AT_CAPACITY = "at capacity"
+    BROKER_UNAVAILABLE = "broker unavailable"
+    """Sessions are shared through a broker (several workers) and it did not answer."""
 
 
 class SessionRefused(Exception):
@@ -622,6 +625,18 @@ SessionHandler = Callable[[Session], Awaitable[None]]
 """The server layer: runs for the session's lifetime, reading ``session.incoming``."""
 
 
+class SessionClaims(Protocol):
+    """Where a worker records the sessions it owns, when several workers share them (a broker)."""
+
+    async def claim(self, session_id: str) -> bool:
+        """Own ``session_id``: False at the cluster-wide cap; raises when the broker does not answer."""
+        ...
+
+    def release(self, session_id: str) -> None:
+        """The session ended: forget it (soon; never blocks)."""
+        ...
+
+
 class SessionRegistry(Protocol):
     """Where a message for a session id is delivered.  In-process by default; a broker can
     implement it so that a POST landing on any worker reaches the worker holding the stream.
@@ -724,6 +739,8 @@ class SessionManager:
         """Sessions hosted here: their streams are served by this process."""
         self._all_finished = trio.Event()
         self._all_finished.set()
+        self.claims: SessionClaims | None = None
+        """Set while the host is joined to a broker: every stateful session is claimed there first."""
 
     @property
     def running(self) -> bool:
@@ -817,6 +834,9 @@ class SessionManager:
             budget=self.outbound_budget,
             peer=peer,
         )
+        claims = None if stateless else self.claims
+        if claims is not None:
+            await self._claim(claims, session.id)
         self._adopt(session)
         try:
             await self._nursery.start(self._run_session, session, handler or self.handler)
@@ -832,6 +852,20 @@ class SessionManager:
         )
         return session
 
+    @staticmethod
+    async def _claim(claims: SessionClaims, session_id: str) -> None:
+        try:
+            claimed = await claims.claim(session_id)
+        except Exception as error:
+            log.warning(
+                "session refused: the broker did not answer (%s)",
+                error,
+                extra={"event": "session_unclaimed", "session_id": session_id},
+            )
+            raise SessionRefused(Refusal.BROKER_UNAVAILABLE) from None
+        if not claimed:
+            raise SessionRefused(Refusal.AT_CAPACITY)
+
     def _adopt(self, session: Session) -> None:
         self.registry.open(session)
         self._local[session.id] = session
@@ -840,6 +874,8 @@ class SessionManager:
 
     def _forget(self, session: Session) -> None:
         self.registry.close(session)
+        if self.claims is not None and not session.stateless:
+            self.claims.release(session.id)
         if self._local.get(session.id) is session:
             del self._local[session.id]
         if not self._local:

@@ -61,6 +61,7 @@ import orjson
 import trio
 
 from ._auth import AuthSettings
+from ._broker import Broker
 from ._cors import CorsSettings
 from ._event_store import EventStore, MemoryEventStore, parse_event_id
 from ._host import SessionHost
@@ -74,6 +75,7 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    header,
     peer_of,
     read_body,
     send_accepted,
@@ -477,6 +479,7 @@ class StreamableHTTPTransport(MountedTransport):
         ready_path: str | None = "/readyz",
         metrics_path: str | None = None,
         registry: SessionRegistry | None = None,
+        broker: Broker | str | None = None,
         host: SessionHost | None = None,
         stateless: bool = False,
     ) -> None:
@@ -493,7 +496,7 @@ class StreamableHTTPTransport(MountedTransport):
             raise ValueError(f"path must differ from the operational endpoints: {path!r}")
         self._handler = handler
         security = security or SecuritySettings()
-        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry, broker=broker)
         self._mount(host, security, cors, ops)
         self.path = path
         self.response_mode: ResponseMode = response_mode
@@ -539,6 +542,14 @@ class StreamableHTTPTransport(MountedTransport):
             if self.event_store is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(limits.close_timeout):
                     await self.event_store.forget_session(session.id)
+
+    def _addressed_session(self, path: str, scope: Scope) -> str | None:
+        if path != self.path or self.stateless:
+            return None
+        session_id = header(scope, b"mcp-session-id")
+        if session_id is None or not is_session_id(session_id) or is_modern_request(header(scope, b"mcp-protocol-version")):
+            return None
+        return session_id
 
     async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
         if path != self.path:

@@ -26,6 +26,7 @@ from typing import Final
 from urllib.parse import quote
 
 from ._auth import AuthSettings
+from ._broker import Broker
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
@@ -71,6 +72,7 @@ from ._session import (
     SessionLimits,
     SessionRefused,
     SessionRegistry,
+    is_session_id,
 )
 from ._sse import encode_event
 
@@ -136,6 +138,7 @@ class SseServerTransport(MountedTransport):
         ready_path: str | None = "/readyz",
         metrics_path: str | None = None,
         registry: SessionRegistry | None = None,
+        broker: Broker | str | None = None,
         host: SessionHost | None = None,
     ) -> None:
         ops = OperationalEndpoints(health_path=health_path, ready_path=ready_path, metrics_path=metrics_path)
@@ -149,7 +152,7 @@ class SseServerTransport(MountedTransport):
         self._own_sessions: set[str] | None = set() if host is not None else None
         """With a host shared with another transport: the sessions our streams opened (a POST
         naming one of the other transport's sessions is answered like an unknown one)."""
-        host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        host = host or SessionHost(handler, keepalive_interval=keepalive_interval, limits=limits, registry=registry, broker=broker)
         self._mount(host, security, cors, ops)
         self.sse_path = sse_path
         self.message_path = message_path
@@ -168,6 +171,12 @@ class SseServerTransport(MountedTransport):
             content_type_json(),
             session_id_in_query(),
         )
+
+    def _addressed_session(self, path: str, scope: Scope) -> str | None:
+        if path != self.message_path or scope["method"] != "POST":
+            return None
+        session_id = RequestHead.from_scope(scope).query_param(b"session_id")
+        return session_id if session_id is not None and is_session_id(session_id) else None
 
     async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
         if path == self.message_path:

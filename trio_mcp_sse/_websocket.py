@@ -47,6 +47,7 @@ from typing import Final
 import trio
 
 from ._auth import AuthSettings
+from ._broker import Broker
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
@@ -254,10 +255,11 @@ class WebSocketServerTransport(MountedTransport):
         auth: AuthSettings | None = None,
         cors: CorsSettings | None = None,
         registry: SessionRegistry | None = None,
+        broker: Broker | str | None = None,
         host: SessionHost | None = None,
     ) -> None:
         security = security or SecuritySettings()
-        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry)
+        host = host or SessionHost(handler, keepalive_interval=None, limits=limits, registry=registry, broker=broker)
         # No probes of its own: beside the HTTP transports (http_app, sse_app) theirs answer.
         self._mount(host, security, cors, OperationalEndpoints(health_path=None, ready_path=None, metrics_path=None))
         self.settings = settings = settings or WebSocketSettings()

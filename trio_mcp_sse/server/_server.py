@@ -400,6 +400,7 @@ class MCPServer:
         keepalive_interval: float | None = 15.0,
         limits: Any = None,
         registry: Any = None,
+        broker: Any = None,
         health_path: str | None = "/healthz",
         ready_path: str | None = "/readyz",
         metrics_path: str | None = None,
@@ -432,7 +433,9 @@ class MCPServer:
 
         shared = {key: options[key] for key in ("security", "auth", "cors") if key in options}
         ops: dict[str, Any] = {"health_path": health_path, "ready_path": ready_path, "metrics_path": metrics_path}
-        host = SessionHost(self.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry)
+        host = SessionHost(
+            self.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry, broker=broker
+        )
         app = QuartTrio(self.name)
         streamable = StreamableHTTPTransport(
             self.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options

@@ -1,0 +1,785 @@
+"""Sessions across worker processes and hosts: ownership, and forwarding to the owner.
+
+Theory of operation
+-------------------
+A session lives in the memory of the worker that opened it (its *owner*): the
+session task, its channels, the streams of its client.  Several workers (the
+processes of one ``serve --workers N``, or several hosts behind a load
+balancer) join one *broker*, a shared place where
+
+* each worker has a mailbox (its id), and a liveness key it refreshes;
+* each session id names its owner, under a key with a time to live that the
+  owner refreshes while the session lives (one supervised task per worker
+  refreshes them all, :meth:`BrokerLink._supervise`);
+* the number of sessions across all workers is counted, for a cluster-wide cap.
+
+A request addressed to a session (an HTTP+SSE POST naming its ``session_id``,
+a Streamable HTTP request carrying ``Mcp-Session-Id``) that reaches a worker
+which does not hold the session is *forwarded*: the receiving worker reads
+the body, then sends the whole HTTP exchange (scope, headers, body) to the
+owner's mailbox.  The owner runs it through the same transport code a local
+request would take (admission, authentication, the session's principal, the
+intake) and every ASGI message of its answer travels back: a ``202`` once the
+owner's session accepted the message, or a Streamable HTTP response stream
+with the request's progress, the server's requests to the client and the
+result.  The receiving worker replays them to its client.  Forwarding at the
+HTTP exchange keeps one behaviour for every kind of request (POST, the
+standalone GET stream, ``Last-Event-ID`` resumption, DELETE) with no
+transport-specific relaying, and the event store stays with the session.
+
+Delivery semantics: a message is answered ``202`` only by its owner, after
+its session queued it, so nothing a client was told is accepted is lost while
+its owner lives.  A forward that did not reach a live owner is answered
+``404`` (no owner: the session is gone) or ``503`` (the broker or the owner
+did not answer in time: the message may or may not have been taken; a
+client's retry can deliver it twice, as with any HTTP request that failed
+without an answer).  An owner that dies takes its sessions with it: requests
+for them get ``404`` within the liveness key's lifetime (immediately when its
+connection to the broker closed), never a hang.
+
+The wire format of a forwarded exchange (:func:`encode_frame`) is a JSON header
+line and raw body bytes; frames are defined here, once, for every broker.
+A :class:`Bus` is one worker's connection to a broker: :class:`MemoryBroker`
+(workers in one process, for tests and embedding) and
+:class:`~trio_mcp_sse.RedisBroker` implement it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import orjson
+import trio
+
+from ._http import (
+    BodyLimits,
+    ClientGone,
+    Message,
+    Outcome,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_outcome,
+)
+
+__all__ = [
+    "Broker",
+    "BrokerLink",
+    "BrokerSettings",
+    "BrokerUnavailable",
+    "Bus",
+    "ForwardTarget",
+    "MemoryBroker",
+    "RouteResult",
+    "decode_frame",
+    "encode_frame",
+    "scope_from_wire",
+    "scope_to_wire",
+]
+
+log = logging.getLogger("trio_mcp_sse")
+
+class BrokerUnavailable(Exception):
+    """The broker did not answer (unreachable, or slower than ``BrokerSettings.operation_timeout``)."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Timings and names every worker of one deployment must agree on."""
+
+    prefix: str = "mcp"
+    """Every key and mailbox name starts with ``{prefix}:``; one Redis database can serve several deployments."""
+    session_ttl: float = 30.0
+    """Lifetime of a session's ownership key; its owner refreshes it every third of that."""
+    worker_ttl: float = 3.0
+    """Lifetime of a worker's liveness key: how long after its death (without a closed connection) its
+    sessions still answer ``503`` before ``404``."""
+    heartbeat_interval: float = 1.0
+    """How often a worker refreshes its liveness key, releases closed sessions and checks the peers of its
+    forwarded exchanges."""
+    operation_timeout: float = 2.0
+    """Bound on every broker operation; slower counts as unavailable (``503``)."""
+    ack_timeout: float = 3.0
+    """How long a forwarded request waits for the owner to say it took it before ``503``."""
+    max_sessions: int | None = None
+    """Sessions across all workers (``None``: only each worker's own cap)."""
+    exchange_buffer: int = 256
+    """Frames of one forwarded answer buffered for a client that reads slower than the owner writes;
+    past that the forwarded stream is dropped (its client reconnects and resumes)."""
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in " \n\r"):
+            raise ValueError(f"prefix must be a non-empty word: {self.prefix!r}")
+        for name in ("session_ttl", "worker_ttl", "heartbeat_interval", "operation_timeout", "ack_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.worker_ttl <= self.heartbeat_interval:
+            raise ValueError("worker_ttl must be longer than heartbeat_interval")
+        if self.session_ttl <= 3 * self.heartbeat_interval:
+            raise ValueError("session_ttl must be longer than three heartbeat intervals")
+        if self.max_sessions is not None and self.max_sessions < 1:
+            raise ValueError("max_sessions must be >= 1 or None")
+        if self.exchange_buffer < 1:
+            raise ValueError("exchange_buffer must be >= 1")
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """Where :meth:`Bus.route` sent a frame.  ``owner`` None: no session with that id (or its owner is dead)."""
+
+    owner: str | None
+    reached: bool
+    """False when the owner is alive by its liveness key but its mailbox had no reader (reconnecting)."""
+
+
+class Bus(Protocol):
+    """One worker's connection to a broker.  Every method raises :class:`BrokerUnavailable` on failure."""
+
+    worker_id: str
+
+    def frames(self) -> trio.abc.ReceiveChannel[bytes]:
+        """Frames sent to this worker's mailbox."""
+        ...
+
+    async def claim(self, session_id: str) -> bool:
+        """Record this worker as the session's owner; False when the cluster-wide cap is reached."""
+        ...
+
+    async def route(self, session_id: str, frame: bytes) -> RouteResult:
+        """Send ``frame`` to the mailbox of the session's owner, in one step with the lookup."""
+        ...
+
+    async def send(self, worker_id: str, frame: bytes) -> bool:
+        """Send ``frame`` to a worker's mailbox; False when nobody reads it."""
+        ...
+
+    async def heartbeat(self) -> bool:
+        """Refresh this worker's liveness key; False when it had expired or vanished (re-register everything)."""
+        ...
+
+    async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
+        """Refresh ownership of ``session_ids``, forget ``released``; returns the cluster's session count."""
+        ...
+
+    async def alive(self, worker_ids: Collection[str]) -> set[str]:
+        """Which of ``worker_ids`` have a live liveness key."""
+        ...
+
+
+class Broker(Protocol):
+    """Something workers join: :meth:`connect` opens one worker's :class:`Bus`."""
+
+    settings: BrokerSettings
+
+    def connect(self, worker_id: str) -> AbstractAsyncContextManager[Bus]: ...
+
+
+# -- the wire format ------------------------------------------------------------------------------
+_SEPARATOR: Final = b"\n"
+
+
+def encode_frame(meta: Mapping[str, Any], body: bytes = b"") -> bytes:
+    """A JSON header line, then the body bytes as they are (no base64: bodies are most of a frame)."""
+    return orjson.dumps(meta) + _SEPARATOR + body
+
+
+def decode_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    """The inverse of :func:`encode_frame`.  Raises ``ValueError`` for anything else."""
+    head, separator, body = frame.partition(_SEPARATOR)
+    if not separator:
+        raise ValueError("frame has no header line")
+    meta = orjson.loads(head)
+    if not isinstance(meta, dict) or not isinstance(meta.get("k"), str):
+        raise ValueError("frame header is not an object with a kind")
+    return meta, body
+
+
+_SCOPE_TEXT: Final = ("http_version", "method", "scheme", "path", "root_path")
+
+
+def scope_to_wire(scope: Scope) -> dict[str, Any]:
+    """What the owner needs of an HTTP scope to answer it as if it had arrived there.
+
+    Bytes are carried as latin-1 text (a lossless byte-to-char map).  The
+    client address is the one the receiving worker settled on, trusted
+    forwarded headers already applied.
+    """
+    client = scope.get("client")
+    server = scope.get("server")
+    return {
+        **{key: scope.get(key, "") for key in _SCOPE_TEXT},
+        "raw_path": (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1"),
+        "query_string": scope.get("query_string", b"").decode("latin-1"),
+        "headers": [[key.decode("latin-1"), value.decode("latin-1")] for key, value in scope["headers"]],
+        "client": list(client) if client else None,
+        "server": list(server) if server else None,
+    }
+
+
+def scope_from_wire(wire: Mapping[str, Any]) -> Scope:
+    client = wire.get("client")
+    server = wire.get("server")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        **{key: str(wire[key]) for key in _SCOPE_TEXT},
+        "raw_path": str(wire["raw_path"]).encode("latin-1"),
+        "query_string": str(wire["query_string"]).encode("latin-1"),
+        "headers": [(str(key).encode("latin-1"), str(value).encode("latin-1")) for key, value in wire["headers"]],
+        "client": (str(client[0]), int(client[1])) if client else None,
+        "server": (str(server[0]), server[1]) if server else None,
+        "extensions": {},
+    }
+
+
+def _headers_to_wire(headers: Any) -> list[list[str]]:
+    return [[bytes(key).decode("latin-1"), bytes(value).decode("latin-1")] for key, value in headers]
+
+
+def _headers_from_wire(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(str(key).encode("latin-1"), str(value).encode("latin-1")) for key, value in headers]
+
+
+# Frame kinds.
+_REQUEST: Final = "q"  # receiver -> owner: scope + body
+_ACK: Final = "a"  # owner -> receiver: taken, running
+_RESPONSE: Final = "r"  # owner -> receiver: status + headers + first body chunk
+_BODY: Final = "b"  # owner -> receiver: a further body chunk
+_FAILED: Final = "f"  # owner -> receiver: the owner could not answer
+_DISCONNECT: Final = "d"  # receiver -> owner: the client went away
+
+
+class ForwardTarget(Protocol):
+    """A transport the owner can run a forwarded exchange through (its endpoints, no re-forwarding)."""
+
+    async def serve_forwarded(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool: ...
+
+
+_GONE: Final = b""
+"""Pushed into an exchange's channel when its owner died: the session is gone with it."""
+
+
+class _Outgoing:
+    """A request this worker forwarded, waiting for its owner's answer."""
+
+    __slots__ = ("acked", "frames_in", "frames_out", "overflowed", "owner")
+
+    def __init__(self, buffer: int) -> None:
+        self.frames_in, self.frames_out = trio.open_memory_channel[bytes](buffer)
+        self.acked = trio.Event()
+        self.owner: str | None = None
+        self.overflowed = False
+
+    def push(self, frame: bytes) -> None:
+        try:
+            self.frames_in.send_nowait(frame)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self.frames_in.close()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+
+class _Incoming:
+    """An exchange this worker runs for another worker's client."""
+
+    __slots__ = ("disconnected", "reply_to")
+
+    def __init__(self, reply_to: str) -> None:
+        self.reply_to = reply_to
+        self.disconnected = trio.Event()
+
+
+class BrokerLink:
+    """One worker's membership of a broker: claims its sessions, forwards requests, runs forwarded ones.
+
+    Created by the :class:`~trio_mcp_sse._host.SessionHost` when it runs (its
+    lifespan), and run by it: :meth:`run` owns the nursery of every task this
+    needs -- the mailbox reader, the supervisor (liveness, ownership refresh,
+    releases, peers' liveness) and each forwarded exchange it answers.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        local_sessions: Callable[[], Collection[str]],
+        metrics: Any,
+        worker_id: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.settings = broker.settings
+        self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._local_sessions = local_sessions
+        self.metrics = metrics
+        self._targets: list[ForwardTarget] = []
+        self._bus: Bus | None = None
+        self._nursery: trio.Nursery | None = None
+        self._outgoing: dict[str, _Outgoing] = {}
+        self._incoming: dict[tuple[str, str], _Incoming] = {}
+        self._released: set[str] = set()
+        self._ids = itertools.count()
+        self.up = False
+        """Did the last broker operation succeed?  (``/readyz`` and the metrics show it.)"""
+        self.cluster_sessions = 0
+        """Sessions across all workers, as of the last refresh."""
+
+    def add_target(self, target: ForwardTarget) -> None:
+        if target not in self._targets:
+            self._targets.append(target)
+
+    # -- running --------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[BrokerLink]:
+        """Join the broker for the duration of the block (a worker that cannot reach it still serves locally)."""
+        async with self.broker.connect(self.worker_id) as bus, trio.open_nursery() as nursery:
+            self._bus = bus
+            self._nursery = nursery
+            nursery.start_soon(self._read_mailbox, bus, name="broker mailbox")
+            nursery.start_soon(self._supervise, bus, name="broker supervisor")
+            log.info(
+                "worker %s joined the session broker", self.worker_id, extra={"event": "broker_joined", "worker": self.worker_id}
+            )
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+                await self._release_on_exit(bus)
+                self._nursery = None
+                self._bus = None
+                for outgoing in self._outgoing.values():
+                    outgoing.push(_GONE)
+
+    async def _release_on_exit(self, bus: Bus) -> None:
+        """A worker that stops gives its closed sessions back now rather than at their keys' expiry."""
+        if not self._released:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(self.settings.operation_timeout):
+            with suppress(BrokerUnavailable):
+                await bus.refresh([], self._released)
+            self._released = set()
+
+    async def _call(self, operation: Awaitable[Any]) -> Any:
+        """One broker operation, bounded; any failure is :class:`BrokerUnavailable`."""
+        with trio.move_on_after(self.settings.operation_timeout) as scope:
+            try:
+                result = await operation
+            except BrokerUnavailable:
+                self._mark(up=False)
+                raise
+            self._mark(up=True)
+            return result
+        assert scope.cancelled_caught
+        self._mark(up=False)
+        raise BrokerUnavailable(f"no answer within {self.settings.operation_timeout:g}s")
+
+    def _mark(self, *, up: bool) -> None:
+        if up == self.up:
+            return
+        self.up = up
+        if up:
+            log.info("session broker reachable", extra={"event": "broker_up", "worker": self.worker_id})
+        else:
+            log.warning(
+                "session broker unreachable: new sessions and forwarded requests get 503 until it is back",
+                extra={"event": "broker_down", "worker": self.worker_id},
+            )
+
+    # -- sessions -------------------------------------------------------------------------------
+    async def claim(self, session_id: str) -> bool:
+        """Own a new session (False: the cluster is at its cap).  Raises :class:`BrokerUnavailable`."""
+        bus = self._bus
+        if bus is None:
+            raise BrokerUnavailable("not connected")
+        claimed: bool = await self._call(bus.claim(session_id))
+        return claimed
+
+    def release(self, session_id: str) -> None:
+        """Forget a closed session at the next heartbeat (its key would expire anyway)."""
+        if self._bus is not None:
+            self._released.add(session_id)
+
+    async def _supervise(self, bus: Bus) -> None:
+        """Liveness, ownership refresh, releases and peers' liveness: one task for all sessions."""
+        settings = self.settings
+        refresh_every = max(1, math.floor(settings.session_ttl / 3 / settings.heartbeat_interval))
+        beat = 0
+        while True:
+            try:
+                fresh = await self._call(bus.heartbeat())
+                if not fresh or beat % refresh_every == 0 or self._released:
+                    released, self._released = self._released, set()
+                    try:
+                        self.cluster_sessions = await self._call(bus.refresh(list(self._local_sessions()), released))
+                    except BrokerUnavailable:
+                        self._released |= released
+                        raise
+                if self._outgoing or self._incoming:
+                    await self._end_exchanges_of_dead_peers(bus)
+            except BrokerUnavailable:
+                pass  # logged by _mark; retried at the next beat
+            beat += 1
+            await trio.sleep(settings.heartbeat_interval)
+
+    async def _end_exchanges_of_dead_peers(self, bus: Bus) -> None:
+        peers = {o.owner for o in self._outgoing.values() if o.owner is not None}
+        peers |= {i.reply_to for i in self._incoming.values()}
+        peers.discard(self.worker_id)
+        if not peers:
+            return
+        alive: set[str] = await self._call(bus.alive(peers))
+        dead = peers - alive
+        if not dead:
+            return
+        for outgoing in self._outgoing.values():
+            if outgoing.owner in dead:
+                outgoing.push(_GONE)
+        for incoming in self._incoming.values():
+            if incoming.reply_to in dead:
+                incoming.disconnected.set()
+
+    # -- the receiving side -----------------------------------------------------------------------
+    async def forward(
+        self,
+        session_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        body_limits: BodyLimits,
+        local: Callable[[Receive], Awaitable[None]],
+    ) -> None:
+        """Answer a request for a session this worker does not hold, through its owner.
+
+        With no owner anywhere, ``local(receive)`` answers it here (an unknown
+        session, in the transport's own words); the body already read is
+        replayed to it.
+        """
+        try:
+            body = await read_body(receive, body_limits)
+        except ClientGone:
+            return
+        if isinstance(body, Outcome):
+            await send_outcome(send, body)
+            return
+        exchange_id = f"{next(self._ids)}"
+        frame = encode_frame({"k": _REQUEST, "x": exchange_id, "r": self.worker_id, "s": scope_to_wire(scope)}, body)
+        outgoing = _Outgoing(self.settings.exchange_buffer)
+        self._outgoing[exchange_id] = outgoing
+        try:
+            bus = self._bus
+            if bus is None:
+                raise BrokerUnavailable("not connected")
+            route: RouteResult = await self._call(bus.route(session_id, frame))
+            if route.owner is None:
+                await local(_replaying(body, receive))
+                return
+            if not route.reached:
+                self._count("owner_unreachable")
+                await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
+                return
+            outgoing.owner = route.owner
+            self.metrics.forwarded_out += 1
+            with trio.move_on_after(self.settings.ack_timeout):
+                await outgoing.acked.wait()
+            if not outgoing.acked.is_set():
+                self._count("owner_silent")
+                await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
+                return
+            await self._relay(exchange_id, outgoing, receive, send)
+        except BrokerUnavailable:
+            self._count("broker_unavailable")
+            await send_outcome(send, Outcome.BROKER_UNAVAILABLE)
+        finally:
+            del self._outgoing[exchange_id]
+
+    def _count(self, reason: str) -> None:
+        self.metrics.forward_failures[reason] += 1
+
+    async def _relay(self, exchange_id: str, outgoing: _Outgoing, receive: Receive, send: Send) -> None:
+        """Replay the owner's answer to our client; tell the owner when the client goes."""
+        started = False
+        owner = outgoing.owner
+        assert owner is not None
+        async with trio.open_nursery() as nursery:
+
+            async def watch_client() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_client)
+            async for frame in outgoing.frames_out:
+                if frame is _GONE or not frame:
+                    break
+                meta, body = decode_frame(frame)
+                kind = meta["k"]
+                if kind == _RESPONSE:
+                    started = True
+                    await send({"type": "http.response.start", "status": meta["st"], "headers": _headers_from_wire(meta["h"])})
+                elif kind == _FAILED:
+                    break
+                elif kind != _BODY:
+                    continue
+                more = bool(meta.get("m"))
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+                if not more:
+                    nursery.cancel_scope.cancel()
+                    return
+            # The owner is gone, failed, or our client could not keep up.
+            if outgoing.overflowed:
+                self._count("client_too_slow")
+                await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
+            else:
+                self._count("owner_gone")
+            if not started:
+                await send_outcome(send, Outcome.UNKNOWN_SESSION if not outgoing.overflowed else Outcome.SESSION_BUSY)
+            nursery.cancel_scope.cancel()
+
+    async def _tell(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> bool:
+        bus = self._bus
+        if bus is None:
+            return False
+        try:
+            reached: bool = await self._call(bus.send(worker_id, encode_frame(meta, body)))
+        except BrokerUnavailable:
+            return False
+        return reached
+
+    # -- the mailbox ----------------------------------------------------------------------------------
+    async def _read_mailbox(self, bus: Bus) -> None:
+        async for frame in bus.frames():
+            try:
+                meta, body = decode_frame(frame)
+                kind = meta["k"]
+                exchange_id = str(meta["x"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropped a malformed broker frame", extra={"event": "broker_bad_frame"})
+                continue
+            if kind == _REQUEST:
+                reply_to = str(meta.get("r"))
+                incoming = _Incoming(reply_to)
+                self._incoming[(reply_to, exchange_id)] = incoming
+                assert self._nursery is not None
+                self._nursery.start_soon(self._answer_forwarded, exchange_id, incoming, meta, body)
+            elif kind == _DISCONNECT:
+                found = self._incoming.get((str(meta.get("r")), exchange_id))
+                if found is not None:
+                    found.disconnected.set()
+            else:
+                outgoing = self._outgoing.get(exchange_id)
+                if outgoing is None:
+                    continue  # its client is gone already
+                if kind == _ACK:
+                    outgoing.acked.set()
+                else:
+                    outgoing.push(frame)
+
+    # -- the owning side --------------------------------------------------------------------------------
+    async def _answer_forwarded(self, exchange_id: str, incoming: _Incoming, meta: Mapping[str, Any], body: bytes) -> None:
+        """Run a forwarded exchange through our transports; stream every message of the answer back.
+
+        The error boundary of one forwarded exchange: whatever happens, it ends
+        here, the receiving worker hears of it, and the mailbox reader goes on.
+        """
+        reply_to = incoming.reply_to
+        key = (reply_to, exchange_id)
+        self.metrics.forwarded_in += 1
+        try:
+            await self._tell(reply_to, {"k": _ACK, "x": exchange_id})
+            scope = scope_from_wire(meta["s"])
+            await self._serve_forwarded(exchange_id, incoming, scope, body)
+        except Exception:
+            log.exception("forwarded request failed", extra={"event": "forward_failed", "worker": reply_to})
+            await self._tell(reply_to, {"k": _FAILED, "x": exchange_id})
+        finally:
+            del self._incoming[key]
+
+    async def _serve_forwarded(self, exchange_id: str, incoming: _Incoming, scope: Scope, body: bytes) -> None:
+        reply_to = incoming.reply_to
+        body_pending = True
+        start: Message | None = None
+        finished = False
+
+        async def receive() -> Message:
+            nonlocal body_pending
+            if body_pending:
+                body_pending = False
+                return {"type": "http.request", "body": body, "more_body": False}
+            await incoming.disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            nonlocal start, finished
+            if incoming.disconnected.is_set() or finished:
+                return  # as an HTTP server does once its client is gone
+            kind = message["type"]
+            if kind == "http.response.start":
+                start = message  # sent with the first body chunk: one frame for a whole small answer
+                return
+            if kind != "http.response.body":
+                return
+            more = bool(message.get("more_body", False))
+            chunk = bytes(message.get("body", b""))
+            if start is not None:
+                meta: dict[str, Any] = {"k": _RESPONSE, "x": exchange_id, "st": start["status"], "h": _headers_to_wire(start.get("headers", ())), "m": more}
+                start = None
+            else:
+                meta = {"k": _BODY, "x": exchange_id, "m": more}
+            finished = not more
+            if not await self._tell(reply_to, meta, chunk):
+                incoming.disconnected.set()
+
+        path = scope["path"]
+        for target in self._targets:
+            if await target.serve_forwarded(path, scope, receive, send):
+                break
+        else:
+            await send_outcome(send, Outcome.NOT_FOUND)
+        if not finished and not incoming.disconnected.is_set():
+            await self._tell(reply_to, {"k": _FAILED, "x": exchange_id})
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read put back in front."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+# -- in one process ---------------------------------------------------------------------------------
+class MemoryBroker:
+    """A broker inside one process: several apps (workers) join it and forward to one another.
+
+    What tests and embedders use to run the forwarding of :class:`BrokerLink`
+    without Redis; the semantics are the Redis broker's, liveness included
+    (:meth:`kill` ends a worker as ``kill -9`` would), and ``available =
+    False`` makes every operation fail as an unreachable broker does.
+    """
+
+    def __init__(self, settings: BrokerSettings | None = None, **options: Any) -> None:
+        self.settings = settings or BrokerSettings(**options)
+        self.available = True
+        self._owners: dict[str, tuple[str, float]] = {}
+        self._workers: dict[str, float] = {}
+        self._mailboxes: dict[str, trio.MemorySendChannel[bytes]] = {}
+
+    def _check(self) -> float:
+        if not self.available:
+            raise BrokerUnavailable("memory broker switched off")
+        return trio.current_time()
+
+    def owner_of(self, session_id: str) -> str | None:
+        entry = self._owners.get(session_id)
+        return entry[0] if entry is not None and entry[1] > trio.current_time() else None
+
+    def kill(self, worker_id: str) -> None:
+        """Close the worker's mailbox as a dead process's connection closes (its keys expire in time)."""
+        mailbox = self._mailboxes.pop(worker_id, None)
+        if mailbox is not None:
+            mailbox.close()
+
+    def cluster_sessions(self) -> int:
+        now = trio.current_time()
+        return sum(1 for _, expiry in self._owners.values() if expiry > now)
+
+    @asynccontextmanager
+    async def connect(self, worker_id: str) -> AsyncIterator[Bus]:
+        send, receive = trio.open_memory_channel[bytes](math.inf)
+        self._mailboxes[worker_id] = send
+        self._workers[worker_id] = trio.current_time() + self.settings.worker_ttl
+        try:
+            async with receive:
+                yield _MemoryBus(self, worker_id, receive)
+        finally:
+            if self._mailboxes.get(worker_id) is send:
+                del self._mailboxes[worker_id]
+            send.close()
+
+
+class _MemoryBus:
+    def __init__(self, broker: MemoryBroker, worker_id: str, mailbox: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._broker = broker
+        self.worker_id = worker_id
+        self._mailbox = mailbox
+
+    def frames(self) -> trio.abc.ReceiveChannel[bytes]:
+        return self._mailbox
+
+    async def claim(self, session_id: str) -> bool:
+        broker = self._broker
+        now = broker._check()
+        cap = broker.settings.max_sessions
+        if cap is not None and broker.cluster_sessions() >= cap:
+            return False
+        broker._owners[session_id] = (self.worker_id, now + broker.settings.session_ttl)
+        return True
+
+    def _deliver(self, worker_id: str, frame: bytes) -> bool:
+        mailbox = self._broker._mailboxes.get(worker_id)
+        if mailbox is None:
+            return False
+        mailbox.send_nowait(frame)
+        return True
+
+    async def route(self, session_id: str, frame: bytes) -> RouteResult:
+        broker = self._broker
+        now = broker._check()
+        owner = broker.owner_of(session_id)
+        if owner is None:
+            return RouteResult(None, False)
+        if self._deliver(owner, frame):
+            return RouteResult(owner, True)
+        if broker._workers.get(owner, 0.0) > now:
+            return RouteResult(owner, False)
+        broker._owners.pop(session_id, None)
+        return RouteResult(None, False)
+
+    async def send(self, worker_id: str, frame: bytes) -> bool:
+        self._broker._check()
+        return self._deliver(worker_id, frame)
+
+    async def heartbeat(self) -> bool:
+        broker = self._broker
+        now = broker._check()
+        if self.worker_id not in broker._mailboxes:
+            return True  # killed: a dead worker beats no more (its liveness runs out)
+        fresh = broker._workers.get(self.worker_id, 0.0) > now
+        broker._workers[self.worker_id] = now + broker.settings.worker_ttl
+        return fresh
+
+    async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
+        broker = self._broker
+        now = broker._check()
+        if self.worker_id in broker._mailboxes:
+            for session_id in session_ids:
+                broker._owners[session_id] = (self.worker_id, now + broker.settings.session_ttl)
+        for session_id in released:
+            if broker.owner_of(session_id) == self.worker_id:
+                del broker._owners[session_id]
+        for session_id, (_, expiry) in list(broker._owners.items()):
+            if expiry <= now:
+                del broker._owners[session_id]
+        return len(broker._owners)
+
+    async def alive(self, worker_ids: Collection[str]) -> set[str]:
+        broker = self._broker
+        now = broker._check()
+        return {w for w in worker_ids if broker._workers.get(w, 0.0) > now}

@@ -1,0 +1,272 @@
+"""The Redis broker: ownership keys, liveness keys, a cluster-wide session count and mailboxes.
+
+Keys (every one under ``{prefix}:``, every one with a time to live):
+
+* ``{prefix}:session:{id}`` -> the owner's worker id, ``session_ttl``, refreshed by the owner;
+* ``{prefix}:worker:{id}`` -> ``1``, ``worker_ttl``, refreshed every heartbeat;
+* ``{prefix}:sessions``: a sorted set of session ids scored by their expiry (ms), for the
+  cluster-wide count and cap; its own TTL is ``session_ttl``, pushed on by every refresh.
+
+Mailboxes are pub/sub channels ``{prefix}:mailbox:{worker id}``.  Routing a
+frame to a session's owner is one server-side script (look up the owner,
+check it is alive, publish, drop the key of a dead owner), so a forward costs
+one round trip.  Pub/sub delivers at most once and only to a live reader;
+that is enough because no frame is ever the only record of something a client
+was told succeeded (see :mod:`trio_mcp_sse._broker`).
+
+Runs on coredis, whose client is built on anyio and so runs under ``trio.run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import trio
+
+from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, RouteResult
+
+__all__ = ["BROKER_ENVIRONMENT_VARIABLE", "RedisBroker", "check_broker_url", "resolve_broker"]
+
+log = logging.getLogger("trio_mcp_sse")
+
+_CLAIM: Final = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+return 1
+"""
+"""KEYS: sessions zset, session key.  ARGV: worker id, session ttl (ms), cap (0: none), session id."""
+
+_ROUTE: Final = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then return {'', 0} end
+local reached = redis.call('PUBLISH', ARGV[1] .. owner, ARGV[3])
+if reached > 0 then return {owner, 1} end
+if redis.call('EXISTS', ARGV[2] .. owner) == 1 then return {owner, 0} end
+redis.call('DEL', KEYS[1])
+return {'', 0}
+"""
+"""KEYS: session key.  ARGV: mailbox prefix, worker-key prefix, frame."""
+
+_REFRESH: Final = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+local owned = tonumber(ARGV[3])
+local prefix = ARGV[4]
+for i = 5, 4 + owned do
+  redis.call('SET', prefix .. ARGV[i], ARGV[2], 'PX', ttl)
+  redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[i])
+end
+for i = 5 + owned, #ARGV do
+  if redis.call('GET', prefix .. ARGV[i]) == ARGV[2] then redis.call('DEL', prefix .. ARGV[i]) end
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return redis.call('ZCARD', KEYS[1])
+"""
+"""KEYS: sessions zset.  ARGV: session ttl (ms), worker id, number owned, session-key prefix, owned ids..., released ids..."""
+
+_HEARTBEAT: Final = """
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return existed
+"""
+
+_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` if it names a Redis server (``redis://``, ``rediss://``, ``unix://``); else ``ValueError``."""
+    scheme = urlsplit(url).scheme
+    if scheme not in _SCHEMES:
+        raise ValueError(f"broker URL must start with redis://, rediss:// or unix://, not {url!r}")
+    return url
+
+
+class RedisBroker:
+    """Workers of several processes or hosts, joined through one Redis server.
+
+    ``url``: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS,
+    ``unix:///path?db=0``).  ``settings`` or keyword options: see
+    :class:`~trio_mcp_sse.BrokerSettings` (every worker must use the same).
+    Needs the ``redis`` extra (``pip install trio-mcp-sse[redis]``: coredis).
+    """
+
+    def __init__(self, url: str, settings: BrokerSettings | None = None, **options: Any) -> None:
+        self.url = check_broker_url(url)
+        self.settings = settings or BrokerSettings(**options)
+        try:
+            import coredis  # noqa: F401
+        except ImportError:  # pragma: no cover -- the extra is part of the test set-up
+            raise RuntimeError("the Redis broker needs coredis: pip install 'trio-mcp-sse[redis]'") from None
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({urlsplit(self.url)._replace(netloc=urlsplit(self.url).hostname or '').geturl()!r})"
+
+    @asynccontextmanager
+    async def connect(self, worker_id: str) -> AsyncIterator[Bus]:
+        import anyio
+        import coredis
+        from coredis.exceptions import ConnectionError as RedisConnectionError
+        from coredis.exceptions import RedisError
+        from coredis.retry import (
+            CompositeRetryPolicy,
+            ConstantRetryPolicy,
+            ExponentialBackoffRetryPolicy,
+        )
+
+        settings = self.settings
+        client = coredis.Redis.from_url(
+            self.url,
+            decode_responses=False,
+            connect_timeout=settings.operation_timeout,
+            stream_timeout=None,
+        )
+        mailbox = f"{settings.prefix}:mailbox:{worker_id}"
+        resubscribe = CompositeRetryPolicy(
+            ExponentialBackoffRetryPolicy((RedisConnectionError, OSError), retries=None, base_delay=0.1, max_delay=1.0, jitter=True),
+            ConstantRetryPolicy((TimeoutError,), retries=None, delay=0.2),
+        )
+        frames_in, frames_out = trio.open_memory_channel[bytes](1024)
+        subscribed = trio.Event()
+        async with client, trio.open_nursery() as nursery:
+            bus = _RedisBus(client, settings, worker_id)
+
+            async def read_mailbox() -> None:
+                """The one subscriber of this worker; coredis resubscribes after a reconnect."""
+                while True:
+                    try:
+                        async with client.pubsub(
+                            channels=[mailbox], ignore_subscribe_messages=True, retry_policy=resubscribe
+                        ) as pubsub:
+                            subscribed.set()
+                            async for message in pubsub:
+                                data = message.get("data")
+                                if isinstance(data, bytes):
+                                    await frames_in.send(data)
+                    except* (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
+                        # (coredis's own clean-up raises ClosedResourceError when cancelled mid-reconnect)
+                        log.warning(
+                            "broker mailbox: %s; resubscribing",
+                            group.exceptions[0],
+                            extra={"event": "broker_mailbox_error"},
+                        )
+                    await trio.sleep(settings.heartbeat_interval)
+
+            nursery.start_soon(read_mailbox, name="broker mailbox subscriber")
+            with trio.move_on_after(settings.operation_timeout):
+                await subscribed.wait()  # a worker that cannot subscribe yet still serves its own sessions
+            try:
+                async with frames_out:
+                    bus.mailbox = frames_out
+                    yield bus
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+class _RedisBus:
+    def __init__(self, client: Any, settings: BrokerSettings, worker_id: str) -> None:
+        self._client = client
+        self.worker_id = worker_id
+        self.mailbox: trio.MemoryReceiveChannel[bytes] | None = None
+        prefix = settings.prefix
+        self._session_prefix = f"{prefix}:session:"
+        self._worker_prefix = f"{prefix}:worker:"
+        self._mailbox_prefix = f"{prefix}:mailbox:"
+        self._sessions_key = f"{prefix}:sessions"
+        self._worker_key = f"{self._worker_prefix}{worker_id}"
+        self._session_ttl_ms = int(settings.session_ttl * 1000)
+        self._worker_ttl_ms = int(settings.worker_ttl * 1000)
+        self._cap = settings.max_sessions or 0
+        self._claim = client.register_script(_CLAIM)
+        self._route = client.register_script(_ROUTE)
+        self._refresh = client.register_script(_REFRESH)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+
+    def frames(self) -> trio.abc.ReceiveChannel[bytes]:
+        assert self.mailbox is not None
+        return self.mailbox
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        import coredis.exceptions
+
+        try:
+            return await script(keys=keys, args=args)
+        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+            raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
+
+    async def claim(self, session_id: str) -> bool:
+        claimed = await self._run(
+            self._claim,
+            [self._sessions_key, self._session_prefix + session_id],
+            [self.worker_id, self._session_ttl_ms, self._cap, session_id],
+        )
+        return bool(claimed)
+
+    async def route(self, session_id: str, frame: bytes) -> RouteResult:
+        owner, reached = await self._run(
+            self._route, [self._session_prefix + session_id], [self._mailbox_prefix, self._worker_prefix, frame]
+        )
+        if not owner:
+            return RouteResult(None, False)
+        return RouteResult(owner.decode("utf-8") if isinstance(owner, bytes) else str(owner), bool(reached))
+
+    async def send(self, worker_id: str, frame: bytes) -> bool:
+        import coredis.exceptions
+
+        try:
+            reached = await self._client.publish(self._mailbox_prefix + worker_id, frame)
+        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+            raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
+        return bool(reached)
+
+    async def heartbeat(self) -> bool:
+        existed = await self._run(self._heartbeat, [self._worker_key], [self._worker_ttl_ms])
+        return bool(existed)
+
+    async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
+        owned = list(session_ids)
+        count = await self._run(
+            self._refresh,
+            [self._sessions_key],
+            [self._session_ttl_ms, self.worker_id, len(owned), self._session_prefix, *owned, *released],
+        )
+        return int(count)
+
+    async def alive(self, worker_ids: Collection[str]) -> set[str]:
+        import coredis.exceptions
+
+        ids = list(worker_ids)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                results = [pipe.exists([self._worker_prefix + worker_id]) for worker_id in ids]
+            values = [await result for result in results]
+        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+            raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
+        return {worker_id for worker_id, exists in zip(ids, values, strict=True) if exists}
+
+
+BROKER_ENVIRONMENT_VARIABLE: Final = "TRIO_MCP_SSE_BROKER"
+"""A broker URL (``redis://host:port/db``) that every app given no ``broker`` joins (``serve --broker`` sets it)."""
+
+
+def resolve_broker(broker: Broker | str | None) -> Broker | None:
+    """The broker a host joins: the one given, a URL's :class:`RedisBroker`, else the environment's, else none."""
+    if broker is None:
+        broker = os.environ.get(BROKER_ENVIRONMENT_VARIABLE, "").strip() or None
+    if isinstance(broker, str):
+        return RedisBroker(broker)
+    return broker
