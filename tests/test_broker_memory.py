@@ -85,3 +85,164 @@ async def test_sse_posts_reach_the_owner_from_any_worker() -> None:
             for i in range(10):
                 result = await session.call_tool("echo", {"text": f"hi {i}"})
                 assert result.content[0].text == f"hi {i}"
+
+
+# -- raw HTTP against chosen workers ------------------------------------------------------------------
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+@asynccontextmanager
+async def workers(broker: MemoryBroker, count: int = 2, **app_options: Any) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One client per worker, so a test says where each request lands."""
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(count):
+            transport = await stack.enter_async_context(open_http_transport(make_server().http_app(broker=broker, **app_options)))
+            clients.append(await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://testserver")))
+        yield clients
+
+
+async def initialize(client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> str:
+    response = await client.post("/mcp", json=INIT, headers={**HEADERS, **(headers or {})})
+    assert response.status_code == 200, response.text
+    session_id = response.headers["mcp-session-id"]
+    done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await client.post("/mcp", json=done, headers={**HEADERS, **(headers or {}), "mcp-session-id": session_id})).status_code == 202
+    return session_id
+
+
+def echo_call(call_id: int, text: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}
+
+
+async def test_a_forwarded_request_is_answered_by_the_owner_in_its_own_response_mode() -> None:
+    async with workers(MemoryBroker(), response_mode="json") as (first, second):
+        session_id = await initialize(first)
+        response = await second.post("/mcp", json=echo_call(2, "there"), headers={**HEADERS, "mcp-session-id": session_id})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["result"]["content"] == [{"type": "text", "text": "there"}]
+
+
+async def test_an_unknown_session_is_404_on_every_worker() -> None:
+    async with workers(MemoryBroker()) as (first, second):
+        await initialize(first)
+        for client in (first, second):
+            response = await client.post("/mcp", json=echo_call(2, "x"), headers={**HEADERS, "mcp-session-id": "0" * 32})
+            assert response.status_code == 404
+            assert response.json()["error"]["message"] == "Could not find session"
+
+
+async def test_another_principal_cannot_use_a_session_through_another_worker() -> None:
+    from trio_mcp_sse import AuthSettings, StaticTokens
+
+    auth = AuthSettings(verify_token=StaticTokens({"alice-token": "alice", "bob-token": "bob"}))
+    async with workers(MemoryBroker(), auth=auth) as (first, second):
+        alice = {"authorization": "Bearer alice-token"}
+        session_id = await initialize(first, alice)
+        as_bob = {**HEADERS, "authorization": "Bearer bob-token", "mcp-session-id": session_id}
+        assert (await second.post("/mcp", json=echo_call(2, "x"), headers=as_bob)).status_code == 404
+        as_alice = {**HEADERS, **alice, "mcp-session-id": session_id}
+        response = await second.post("/mcp", json=echo_call(3, "x"), headers=as_alice)
+        assert response.status_code == 200
+
+
+async def test_sse_post_through_another_worker_is_202_once_the_owner_queued_it() -> None:
+    broker = MemoryBroker()
+    async with workers(broker) as (first, second), first.stream("GET", "/sse") as stream:
+        lines = stream.aiter_lines()
+        endpoint = None
+        async for line in lines:
+            if line.startswith("data: "):
+                endpoint = line.removeprefix("data: ")
+                break
+        assert endpoint is not None and "session_id=" in endpoint
+        init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}}
+        response = await second.post(endpoint, json=init, headers={"content-type": "application/json"})
+        assert response.status_code == 202
+        assert response.content == b""
+        async for line in lines:
+            if line.startswith("data: "):
+                assert '"id":1' in line and "protocolVersion" in line
+                break
+
+
+async def test_a_dead_owner_gives_404_within_the_worker_ttl(autojump_clock: trio.abc.Clock) -> None:
+    broker = MemoryBroker()
+    async with workers(broker, 1) as (survivor,):
+        async with AsyncExitStack() as doomed_stack:
+            app = make_server().http_app(broker=broker)
+            transport = await doomed_stack.enter_async_context(open_http_transport(app))
+            doomed = await doomed_stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
+            session_id = await initialize(doomed)
+            owner = broker.owner_of(session_id)
+            assert owner == app.extensions["trio_mcp_sse"].host.link.worker_id
+            broker.kill(owner)  # its connection to the broker closes, as a killed process's would
+            doomed_stack.push_async_callback(trio.lowlevel.checkpoint)
+        # The owner's liveness key still runs for worker_ttl: "retry", never a hang.
+        started = trio.current_time()
+        statuses = []
+        while True:
+            response = await survivor.post("/mcp", json=echo_call(2, "x"), headers={**HEADERS, "mcp-session-id": session_id})
+            statuses.append(response.status_code)
+            if response.status_code == 404:
+                break
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            await trio.sleep(0.5)
+        assert trio.current_time() - started <= broker.settings.worker_ttl + 1
+        assert statuses[0] == 503 and statuses[-1] == 404
+        assert broker.owner_of(session_id) is None
+
+
+async def test_broker_down_fails_new_sessions_and_forwards_fast_but_keeps_local_traffic(autojump_clock: trio.abc.Clock) -> None:
+    broker = MemoryBroker()
+    async with workers(broker) as (first, second):
+        session_id = await initialize(first)
+        broker.available = False
+        response = await first.post("/mcp", json=INIT, headers=HEADERS)
+        assert response.status_code == 503
+        assert response.json()["error"]["message"] == "Session broker unavailable; retry later"
+        forwarded = await second.post("/mcp", json=echo_call(2, "x"), headers={**HEADERS, "mcp-session-id": session_id})
+        assert forwarded.status_code == 503
+        local = await first.post("/mcp", json=echo_call(3, "still here"), headers={**HEADERS, "mcp-session-id": session_id})
+        assert local.status_code == 200 and "still here" in local.text
+        broker.available = True
+        await trio.sleep(broker.settings.heartbeat_interval * 2)
+        again = await second.post("/mcp", json=echo_call(4, "back"), headers={**HEADERS, "mcp-session-id": session_id})
+        assert again.status_code == 200 and "back" in again.text
+        assert (await first.post("/mcp", json=INIT, headers=HEADERS)).status_code == 200
+
+
+async def test_the_session_cap_holds_across_workers(autojump_clock: trio.abc.Clock) -> None:
+    broker = MemoryBroker(max_sessions=2)
+    async with workers(broker) as (first, second):
+        one = await initialize(first)
+        await initialize(second)
+        refused = await first.post("/mcp", json=INIT, headers=HEADERS)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["message"] == "Too many sessions; retry later"
+        # Ending a session (through the other worker) frees its place at the next heartbeat.
+        assert (await second.delete("/mcp", headers={**HEADERS, "mcp-session-id": one})).status_code == 200
+        await trio.sleep(broker.settings.heartbeat_interval * 2)
+        assert broker.cluster_sessions() == 1
+        await initialize(second)
+
+
+async def test_a_client_leaving_a_forwarded_stream_ends_it_at_the_owner(autojump_clock: trio.abc.Clock) -> None:
+    broker = MemoryBroker()
+    async with workers(broker) as (first, second):
+        session_id = await initialize(first)
+        async with second.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+        await trio.sleep(1)
+        # The owner's standalone stream is free again: a new GET through either worker gets it.
+        async with first.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as again:
+            assert again.status_code == 200

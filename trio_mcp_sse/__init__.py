@@ -4,6 +4,7 @@ Public API; everything in ``_modules`` is private.
 """
 
 from ._auth import AuthSettings, StaticTokens, TokenVerifier
+from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, MemoryBroker, RouteResult
 from ._cors import CorsSettings
 from ._drain import DrainGroup
 from ._errors import (
@@ -27,6 +28,7 @@ from ._jsonrpc import (
     result_response,
 )
 from ._public import publish
+from ._redis_broker import RedisBroker
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -52,6 +54,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthSettings",
+    "Broker",
+    "BrokerSettings",
+    "BrokerUnavailable",
+    "Bus",
     "ClientCapabilityError",
     "ClientRequestError",
     "ClientRequestTimeout",
@@ -69,11 +75,14 @@ __all__ = [
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
+    "MemoryBroker",
     "MemoryEventStore",
     "Outgoing",
+    "RedisBroker",
     "Replay",
     "ResourceNotFound",
     "ResponseMode",
+    "RouteResult",
     "SSEDecoder",
     "SSELimitExceeded",
     "SecuritySettings",

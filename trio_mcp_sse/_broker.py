@@ -162,8 +162,9 @@ class Bus(Protocol):
         """Send ``frame`` to a worker's mailbox; False when nobody reads it."""
         ...
 
-    async def heartbeat(self) -> bool:
-        """Refresh this worker's liveness key; False when it had expired or vanished (re-register everything)."""
+    async def heartbeat(self) -> tuple[bool, int]:
+        """Refresh this worker's liveness key.  Returns whether it was still there (False: it expired or the
+        broker lost it -- re-register everything) and the number of sessions across all workers."""
         ...
 
     async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
@@ -415,7 +416,7 @@ class BrokerLink:
         beat = 0
         while True:
             try:
-                fresh = await self._call(bus.heartbeat())
+                fresh, self.cluster_sessions = await self._call(bus.heartbeat())
                 if not fresh or beat % refresh_every == 0 or self._released:
                     released, self._released = self._released, set()
                     try:
@@ -680,9 +681,10 @@ class MemoryBroker:
         self._owners: dict[str, tuple[str, float]] = {}
         self._workers: dict[str, float] = {}
         self._mailboxes: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._killed: set[str] = set()
 
-    def _check(self) -> float:
-        if not self.available:
+    def _check(self, worker_id: str) -> float:
+        if not self.available or worker_id in self._killed:
             raise BrokerUnavailable("memory broker switched off")
         return trio.current_time()
 
@@ -692,6 +694,7 @@ class MemoryBroker:
 
     def kill(self, worker_id: str) -> None:
         """Close the worker's mailbox as a dead process's connection closes (its keys expire in time)."""
+        self._killed.add(worker_id)
         mailbox = self._mailboxes.pop(worker_id, None)
         if mailbox is not None:
             mailbox.close()
@@ -725,7 +728,7 @@ class _MemoryBus:
 
     async def claim(self, session_id: str) -> bool:
         broker = self._broker
-        now = broker._check()
+        now = broker._check(self.worker_id)
         cap = broker.settings.max_sessions
         if cap is not None and broker.cluster_sessions() >= cap:
             return False
@@ -741,7 +744,7 @@ class _MemoryBus:
 
     async def route(self, session_id: str, frame: bytes) -> RouteResult:
         broker = self._broker
-        now = broker._check()
+        now = broker._check(self.worker_id)
         owner = broker.owner_of(session_id)
         if owner is None:
             return RouteResult(None, False)
@@ -753,24 +756,21 @@ class _MemoryBus:
         return RouteResult(None, False)
 
     async def send(self, worker_id: str, frame: bytes) -> bool:
-        self._broker._check()
+        self._broker._check(self.worker_id)
         return self._deliver(worker_id, frame)
 
-    async def heartbeat(self) -> bool:
+    async def heartbeat(self) -> tuple[bool, int]:
         broker = self._broker
-        now = broker._check()
-        if self.worker_id not in broker._mailboxes:
-            return True  # killed: a dead worker beats no more (its liveness runs out)
+        now = broker._check(self.worker_id)
         fresh = broker._workers.get(self.worker_id, 0.0) > now
         broker._workers[self.worker_id] = now + broker.settings.worker_ttl
-        return fresh
+        return fresh, broker.cluster_sessions()
 
     async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
         broker = self._broker
-        now = broker._check()
-        if self.worker_id in broker._mailboxes:
-            for session_id in session_ids:
-                broker._owners[session_id] = (self.worker_id, now + broker.settings.session_ttl)
+        now = broker._check(self.worker_id)
+        for session_id in session_ids:
+            broker._owners[session_id] = (self.worker_id, now + broker.settings.session_ttl)
         for session_id in released:
             if broker.owner_of(session_id) == self.worker_id:
                 del broker._owners[session_id]
@@ -781,5 +781,5 @@ class _MemoryBus:
 
     async def alive(self, worker_ids: Collection[str]) -> set[str]:
         broker = self._broker
-        now = broker._check()
+        now = broker._check(self.worker_id)
         return {w for w in worker_ids if broker._workers.get(w, 0.0) > now}

@@ -67,7 +67,7 @@ class SessionHost:
     ) -> None:
         if keepalive_interval is not None and keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be > 0 or None")
-        self.broker: Broker | str | None = broker
+        self.broker: Broker | None = resolve_broker(broker) if isinstance(broker, str) else broker
         """Shared with the other workers (``None``: the ``TRIO_MCP_SSE_BROKER`` environment variable's,
         read when the host starts, or none: sessions stay in this process)."""
         self.link: BrokerLink | None = None

@@ -19,18 +19,20 @@ Runs on coredis, whose client is built on anyio and so runs under ``trio.run``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import trio
 
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, RouteResult
 
-__all__ = ["BROKER_ENVIRONMENT_VARIABLE", "RedisBroker", "check_broker_url", "resolve_broker"]
+__all__ = ["BROKER_ENVIRONMENT_VARIABLE", "RedisBroker", "check_broker_url", "resolve_broker", "split_broker_url"]
 
 log = logging.getLogger("trio_mcp_sse")
 
@@ -82,8 +84,11 @@ return redis.call('ZCARD', KEYS[1])
 _HEARTBEAT: Final = """
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return existed
+local now = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+return {existed, redis.call('ZCARD', KEYS[2])}
 """
+"""KEYS: worker key, sessions zset.  ARGV: worker ttl (ms).  Returns: did the worker key exist, cluster sessions."""
 
 _SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 
@@ -96,25 +101,61 @@ def check_broker_url(url: str) -> str:
     return url
 
 
+_SETTING_TYPES: Final = {field.name: field.type for field in dataclasses.fields(BrokerSettings)}
+
+
+def split_broker_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The Redis URL, and the :class:`BrokerSettings` named in its query (``?prefix=app&max_sessions=5000``).
+
+    So that one string -- ``serve --broker``, the ``TRIO_MCP_SSE_BROKER``
+    variable -- configures a deployment.  Other query parameters are Redis's
+    (``db=``, ``ssl_cert_reqs=``...) and stay in the URL.
+    """
+    check_broker_url(url)
+    parts = urlsplit(url)
+    ours: dict[str, Any] = {}
+    theirs: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        kind = _SETTING_TYPES.get(name)
+        if kind is None:
+            theirs.append((name, value))
+            continue
+        try:
+            if name == "prefix":
+                ours[name] = value
+            elif name in ("max_sessions", "exchange_buffer"):
+                ours[name] = None if value in ("", "none") and name == "max_sessions" else int(value)
+            else:
+                ours[name] = float(value)
+        except ValueError:
+            raise ValueError(f"broker URL: {name}={value!r} is not a number") from None
+    return parts._replace(query=urlencode(theirs)).geturl(), ours
+
+
 class RedisBroker:
     """Workers of several processes or hosts, joined through one Redis server.
 
     ``url``: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS,
-    ``unix:///path?db=0``).  ``settings`` or keyword options: see
+    ``unix:///path?db=0``), optionally with settings in its query
+    (``?prefix=app&max_sessions=5000``).  ``settings`` or keyword options: see
     :class:`~trio_mcp_sse.BrokerSettings` (every worker must use the same).
     Needs the ``redis`` extra (``pip install trio-mcp-sse[redis]``: coredis).
     """
 
     def __init__(self, url: str, settings: BrokerSettings | None = None, **options: Any) -> None:
-        self.url = check_broker_url(url)
-        self.settings = settings or BrokerSettings(**options)
+        self.url, from_url = split_broker_url(url)
+        if settings is not None and (options or from_url):
+            raise ValueError("give either settings or options (keywords, URL query), not both")
+        self.settings = settings or BrokerSettings(**{**from_url, **options})
         try:
             import coredis  # noqa: F401
         except ImportError:  # pragma: no cover -- the extra is part of the test set-up
             raise RuntimeError("the Redis broker needs coredis: pip install 'trio-mcp-sse[redis]'") from None
 
     def __repr__(self) -> str:
-        return f"RedisBroker({urlsplit(self.url)._replace(netloc=urlsplit(self.url).hostname or '').geturl()!r})"
+        parts = urlsplit(self.url)
+        where = f"{parts.hostname}:{parts.port}" if parts.hostname else parts.path
+        return f"RedisBroker({parts.scheme}://{where}, prefix={self.settings.prefix!r})"
 
     @asynccontextmanager
     async def connect(self, worker_id: str) -> AsyncIterator[Bus]:
@@ -159,11 +200,14 @@ class RedisBroker:
                                     await frames_in.send(data)
                     except* (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
                         # (coredis's own clean-up raises ClosedResourceError when cancelled mid-reconnect)
-                        log.warning(
-                            "broker mailbox: %s; resubscribing",
-                            group.exceptions[0],
-                            extra={"event": "broker_mailbox_error"},
-                        )
+                        if trio.current_effective_deadline() != -math.inf:  # not merely shutting down
+                            error = group.exceptions[0]
+                            log.warning(
+                                "broker mailbox: %s %s; resubscribing",
+                                type(error).__name__,
+                                error,
+                                extra={"event": "broker_mailbox_error"},
+                            )
                     await trio.sleep(settings.heartbeat_interval)
 
             nursery.start_soon(read_mailbox, name="broker mailbox subscriber")
@@ -233,9 +277,9 @@ class _RedisBus:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
         return bool(reached)
 
-    async def heartbeat(self) -> bool:
-        existed = await self._run(self._heartbeat, [self._worker_key], [self._worker_ttl_ms])
-        return bool(existed)
+    async def heartbeat(self) -> tuple[bool, int]:
+        existed, sessions = await self._run(self._heartbeat, [self._worker_key, self._sessions_key], [self._worker_ttl_ms])
+        return bool(existed), int(sessions)
 
     async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
         owned = list(session_ids)
