@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from trio_mcp_sse import MCPServer
@@ -80,11 +81,13 @@ async def test_streamable_calls_reach_the_owner_from_any_worker() -> None:
 
 async def test_sse_posts_reach_the_owner_from_any_worker() -> None:
     broker = MemoryBroker()
-    async with cluster(broker) as (apps, http):
-        async with open_session("http://testserver/sse", transport="sse", http_client=http) as session:
-            for i in range(10):
-                result = await session.call_tool("echo", {"text": f"hi {i}"})
-                assert result.content[0].text == f"hi {i}"
+    async with (
+        cluster(broker) as (_apps, http),
+        open_session("http://testserver/sse", transport="sse", http_client=http) as session,
+    ):
+        for i in range(10):
+            result = await session.call_tool("echo", {"text": f"hi {i}"})
+            assert result.content[0].text == f"hi {i}"
 
 
 # -- raw HTTP against chosen workers ------------------------------------------------------------------
@@ -246,3 +249,15 @@ async def test_a_client_leaving_a_forwarded_stream_ends_it_at_the_owner(autojump
         # The owner's standalone stream is free again: a new GET through either worker gets it.
         async with first.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as again:
             assert again.status_code == 200
+
+
+def test_workers_share_the_request_state_secret_through_the_environment(monkeypatch: Any) -> None:
+    """A 2026-07-28 retry carrying requestState may reach any worker: every worker must open what another sealed."""
+    from trio_mcp_sse.server import RequestStateKey
+
+    monkeypatch.setenv("TRIO_MCP_SSE_REQUEST_STATE_SECRET", "one secret for the whole deployment")
+    sealed = RequestStateKey().seal("tools/call:ask", {"q": {"action": "accept"}})
+    assert RequestStateKey().open(sealed, "tools/call:ask") == {"q": {"action": "accept"}}
+    monkeypatch.delenv("TRIO_MCP_SSE_REQUEST_STATE_SECRET")
+    with pytest.raises(Exception, match="requestState"):
+        RequestStateKey().open(sealed, "tools/call:ask")

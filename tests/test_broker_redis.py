@@ -60,7 +60,7 @@ async def test_every_key_has_the_prefix_and_a_ttl(redis_url: str) -> None:
             redis = coredis.Redis.from_url(redis_url, decode_responses=True)
             async with redis:
                 keys = sorted(await redis.keys("*"))
-                assert keys == sorted([f"tenant-a:session:{session_id}", f"tenant-a:sessions", f"tenant-a:worker:{worker}"])
+                assert keys == sorted([f"tenant-a:session:{session_id}", "tenant-a:sessions", f"tenant-a:worker:{worker}"])
                 for key in keys:
                     assert 0 < await redis.pttl(key) <= 30_000
                 assert await redis.get(f"tenant-a:session:{session_id}") == worker

@@ -54,6 +54,7 @@ from .._jsonrpc import INVALID_PARAMS
 __all__ = [
     "INPUT_METHODS",
     "MISSING_REQUIRED_CLIENT_CAPABILITY",
+    "REQUEST_STATE_SECRET_VARIABLE",
     "InputRequired",
     "InputRound",
     "MissingClientCapability",
@@ -96,20 +97,25 @@ class MissingClientCapability(MCPError):
         self.capability = capability
 
 
+REQUEST_STATE_SECRET_VARIABLE: Final = "TRIO_MCP_SSE_REQUEST_STATE_SECRET"
+"""Where workers of one deployment find the secret they share for ``requestState``."""
+
+
 class RequestStateKey:
     """Seals and opens ``requestState``: HMAC-SHA256 under one secret, with an expiry.
 
     ``secret``: bytes or text shared by every worker that may serve a retry;
-    ``None`` draws 32 random bytes (fine for one process).  ``max_age``:
-    seconds a state stays valid.
+    ``None`` takes the ``TRIO_MCP_SSE_REQUEST_STATE_SECRET`` environment
+    variable (``serve --workers N`` sets one for its workers), else draws 32
+    random bytes (fine for one process).  ``max_age``: seconds a state stays valid.
     """
 
     __slots__ = ("_secret", "max_age")
 
     def __init__(self, secret: bytes | str | None = None, *, max_age: float = 3600.0) -> None:
         if secret is None:
-            secret = os.urandom(32)
-        elif isinstance(secret, str):
+            secret = os.environ.get(REQUEST_STATE_SECRET_VARIABLE) or os.urandom(32)
+        if isinstance(secret, str):
             secret = secret.encode("utf-8")
         if len(secret) < 16:
             raise ValueError("a request-state secret needs at least 16 bytes")
