@@ -107,3 +107,11 @@ def test_a_fatal_report_stops_the_pool_with_status_2_and_the_message() -> None:
     assert outcome.error is not None
     assert outcome.error.endswith(" cannot start: cannot import module 'x'")
     assert outcome == PoolExit(2, outcome.error)
+
+
+def test_a_worker_that_cannot_be_started_stops_the_pool_with_status_1() -> None:
+    unpicklable = (lambda: None,)
+    pool = WorkerPool(worker_targets.exit_at_once, unpicklable, workers=2, stop_timeout=5)
+    outcome = pool.run()
+    assert outcome.status == 1
+    assert outcome.error is not None and outcome.error.startswith("cannot start a worker: ")

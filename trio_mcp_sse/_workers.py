@@ -218,8 +218,13 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(target=self._target, args=(writer, *self._args), daemon=False)
-        process.start()
-        writer.close()  # the worker holds the only write end: EOF once it exits
+        try:
+            process.start()
+        except BaseException:
+            reader.close()
+            raise
+        finally:
+            writer.close()  # the worker holds the only write end: EOF once it exits
         worker = _Worker(process, reader)
         self._live[worker.pid] = worker
         log.info("worker %d started", worker.pid, extra={"event": "worker_started", "worker_pid": worker.pid})
@@ -228,7 +233,11 @@ class WorkerPool:
     async def _keep_one_worker(self) -> None:
         """One slot of the pool: a worker, and its replacement whenever it dies unexpectedly."""
         while not self._stopping.is_set():
-            worker = self._spawn()
+            try:
+                worker = self._spawn()
+            except Exception as error:  # out of processes or memory, arguments that do not pickle
+                self._fail(1, f"cannot start a worker: {type(error).__name__}: {error}")
+                return
             await trio.lowlevel.wait_readable(worker.process.sentinel)
             worker.process.join()  # already exited: this only reaps it
             exitcode = worker.process.exitcode
