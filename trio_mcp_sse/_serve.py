@@ -16,6 +16,12 @@ outright once the drain and the graceful period are over.
 That guard replaces hypercorn's private ``TCPServer``; ``_hypercorn_internals``
 checks, before anything starts, that the installed hypercorn still has what it
 relies on, and the command stops with one line on stderr if not.
+
+``--workers N`` runs N such processes on the sockets this one binds
+(``_workers``), and only with a broker: a session's messages may reach any
+worker, and only a broker shared by all of them (``--broker``, handed to each
+worker as ``TRIO_MCP_SSE_BROKER``) can deliver them to the one holding the
+session.  One worker keeps the single-process path: no extra process.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import trio
 
@@ -39,8 +47,25 @@ from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 from ._logs import ensure_default_handler, install_accept_error_filter
+from ._workers import (
+    RestartPolicy,
+    WorkerPool,
+    detach_from_terminal_signals,
+    report_fatal,
+    stop_when_supervisor_exits,
+)
 
-__all__ = ["DEFAULT_GC_THRESHOLD", "LoadError", "ServeOptions", "apply_gc_threshold", "main", "raise_fd_limit", "serve"]
+__all__ = [
+    "BROKER_ENV",
+    "DEFAULT_GC_THRESHOLD",
+    "LoadError",
+    "ServeOptions",
+    "apply_gc_threshold",
+    "check_broker_url",
+    "main",
+    "raise_fd_limit",
+    "serve",
+]
 
 log = logging.getLogger("trio_mcp_sse.serve")
 
@@ -152,11 +177,53 @@ async def serve(
             task_status.started(binds)
 
 
+BROKER_ENV: Final = "TRIO_MCP_SSE_BROKER"
+"""The environment variable a process reads its broker URL from (``serve`` sets it in each worker)."""
+
+STOP_MARGIN: Final = 5.0
+"""Seconds a worker gets beyond its drain and graceful periods before the parent kills it."""
+
 _WORKERS_REFUSED = (
-    "--workers {n}: sessions live in the memory of the worker that holds their stream, so a POST "
-    "that reaches another worker would get 404; run one worker per process (scale with more "
-    "processes behind a balancer with session affinity on session_id)"
+    "--workers {n} needs a broker: sessions live in the memory of the worker that holds their "
+    "stream, so without one a POST that reaches another worker would get 404; add --broker "
+    "redis://HOST:6379/0 (or set " + BROKER_ENV + "), or run one worker per process behind a "
+    "balancer with session affinity on the session id"
 )
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` if it names a broker ``serve`` can hand to its workers; else :class:`ValueError`.
+
+    Only the form is checked here (scheme, host or path, port, database
+    number); whether the broker answers is the worker's business at start-up.
+    The message never repeats a password.
+    """
+    expected = "expected redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or unix:///PATH"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError unless a number in range
+    except ValueError:
+        raise ValueError(f"not a URL ({expected})") from None
+    if parts.scheme == "unix":
+        well_formed = bool(parts.path) and not parts.netloc
+    elif parts.scheme in ("redis", "rediss"):
+        database = parts.path.strip("/")
+        well_formed = bool(parts.hostname) and (not database or database.isdigit())
+    else:
+        well_formed = False
+    if not well_formed:
+        raise ValueError(f"{_redacted(url)!r}: {expected}")
+    return url
 
 
 class LoadError(Exception):
@@ -213,6 +280,32 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, soft
 
 
+def _run_worker(fatal: Connection, app_path: str, config: Any, options: ServeOptions, sockets: Any, log_level: str) -> None:
+    """One worker process of ``serve --workers N``: import the app, serve it until told to stop.
+
+    Runs in a process started with ``spawn``: nothing of the parent's memory
+    is inherited, ``sys.path``, the working directory and the environment
+    (with the broker URL) are.
+    """
+    detach_from_terminal_signals()
+    _configure_logging(log_level)
+    try:
+        app = _load_app(app_path)
+    except LoadError as error:
+        report_fatal(fatal, str(error))
+        sys.exit(2)
+    fatal.close()
+    trio.run(_serve_supervised, app, config, options, sockets)
+
+
+async def _serve_supervised(app: Any, config: Any, options: ServeOptions, sockets: Any) -> None:
+    """:func:`serve`, plus a drain if the supervising parent disappears without a word."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_supervisor_exits)
+        await serve(app, config, options, sockets=sockets)
+        nursery.cancel_scope.cancel()
+
+
 def _configure_logging(level: str) -> None:
     """Our records next to hypercorn's, in hypercorn's format (configured logging is left alone)."""
     ensure_default_handler()
@@ -235,8 +328,15 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         "--workers",
         type=int,
         default=1,
-        help="worker processes; only 1 is supported: sessions live in one worker's memory and a POST "
-        "reaching another worker would get 404",
+        help="worker processes on the same sockets (default 1); more than 1 needs --broker: sessions live in "
+        "one worker's memory and, without a broker, a POST reaching another worker would get 404. "
+        "A worker that dies is replaced",
+    )
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"the broker every worker shares (redis://HOST[:PORT][/DB], rediss://..., unix:///PATH); "
+        f"default: ${BROKER_ENV}. Handed to the app as {BROKER_ENV}",
     )
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish on shutdown (default 10)")
     parser.add_argument("--graceful-timeout", type=float, default=1.0, help="seconds other connections get after the drain before they are closed (default 1)")
@@ -262,9 +362,30 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _broker_from(args: argparse.Namespace) -> str | None:
+    """The broker URL from ``--broker``, else from the environment; :class:`ValueError` if malformed."""
+    if args.broker is not None:
+        try:
+            return check_broker_url(args.broker)
+        except ValueError as error:
+            raise ValueError(f"--broker {error}") from None
+    from_environment = os.environ.get(BROKER_ENV)
+    if not from_environment:
+        return None
+    try:
+        return check_broker_url(from_environment)
+    except ValueError as error:
+        raise ValueError(f"{BROKER_ENV}={error}") from None
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
-    if args.workers > 1:
+    try:
+        broker = _broker_from(args)
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    if args.workers > 1 and broker is None:
         sys.stderr.write(f"error: {_WORKERS_REFUSED.format(n=args.workers)}\n")
         return 2
     try:
@@ -291,6 +412,10 @@ def main(argv: Sequence[str]) -> int:
         drain_timeout=args.drain_timeout, write_timeout=args.write_timeout, gc_threshold=args.gc_threshold or None
     )
     sys.path.insert(0, os.getcwd())
+    if broker is not None:
+        os.environ[BROKER_ENV] = broker  # read by the app in this process or, below, in every worker
+    if args.workers > 1:
+        return _serve_workers(args, config, options)
 
     try:
         app = _load_app(args.app)
@@ -314,3 +439,40 @@ def main(argv: Sequence[str]) -> int:
         for sock in sockets.insecure_sockets + sockets.secure_sockets:
             sock.close()
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, config: Any, options: ServeOptions) -> int:
+    """Bind here, then supervise ``args.workers`` worker processes on the sockets (see ``_workers``)."""
+    try:
+        sockets = config.create_sockets()
+    except OSError as error:
+        sys.stderr.write(f"error: cannot bind {', '.join(config.bind)}: {error.strerror or error}\n")
+        return 1
+    try:
+        for sock in sockets.insecure_sockets + sockets.secure_sockets:
+            sock.listen(config.backlog)
+        before, after = raise_fd_limit()  # inherited by every worker
+        log.info(
+            "open files limit: %d%s", after, f" (raised from {before})" if after != before else "", extra={"event": "fd_limit"}
+        )
+        log.info(
+            "starting %d workers of %s (broker %s)",
+            args.workers,
+            args.app,
+            _redacted(os.environ[BROKER_ENV]),
+            extra={"event": "workers_starting"},
+        )
+        pool = WorkerPool(
+            _run_worker,
+            (args.app, config, options, sockets, args.log_level),
+            workers=args.workers,
+            stop_timeout=options.drain_timeout + config.graceful_timeout + STOP_MARGIN,
+            policy=RestartPolicy(),
+        )
+        result = pool.run()
+    finally:
+        for sock in sockets.insecure_sockets + sockets.secure_sockets:
+            sock.close()
+    if result.error is not None:
+        sys.stderr.write(f"error: {result.error}\n")
+    return result.status
