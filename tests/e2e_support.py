@@ -10,7 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +39,18 @@ class ServerProcess:
 
 @asynccontextmanager
 async def running_server(
-    argv: Sequence[str], *, port_pattern: re.Pattern[bytes] = _RUNNING_ON, preexec_fn: Callable[[], None] | None = None
+    argv: Sequence[str],
+    *,
+    port_pattern: re.Pattern[bytes] = _RUNNING_ON,
+    preexec_fn: Callable[[], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``argv`` (which must bind 127.0.0.1:0 and log its port), stop it on exit.
 
-    ``preexec_fn`` runs in the child before it starts (e.g. to lower its ``ulimit -n``).
+    ``preexec_fn`` runs in the child before it starts (e.g. to lower its ``ulimit -n``);
+    ``env`` adds to (or overrides) this process's environment.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     process = await trio.lowlevel.open_process(
         list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env, preexec_fn=preexec_fn
     )

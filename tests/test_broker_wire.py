@@ -53,8 +53,8 @@ def test_settings_ride_in_the_broker_url() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://cache:6379", "must start with redis://"),
-        ("cache:6379", "must start with redis://"),
+        ("http://cache:6379", "expected redis://HOST"),
+        ("cache:6379", "expected redis://HOST"),
         ("redis://cache?session_ttl=soon", "session_ttl='soon' is not a number"),
         ("redis://cache?worker_ttl=0.5", "worker_ttl must be longer than heartbeat_interval"),
         ("redis://cache?prefix=", "prefix must be a non-empty word"),

@@ -108,6 +108,16 @@ async def test_an_app_the_workers_cannot_import_stops_the_service_with_status_2(
     assert "Traceback" not in stderr
 
 
+async def test_broker_none_runs_several_workers_for_an_app_that_keeps_no_sessions() -> None:
+    env = {"TRIO_MCP_SSE_BROKER": "redis://127.0.0.1:1/0"}  # "none" wins over the environment too
+    async with running_server(workers_argv("--broker", "none"), env=env) as server:
+        with trio.fail_after(60):
+            await serving_workers(server)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await worker_answer(client, server)
+            assert answer["broker"] is None
+
+
 # -- serving ---------------------------------------------------------------------------------------
 async def test_two_workers_serve_the_one_port_and_each_is_handed_the_broker(redis_url: str) -> None:
     async with running_server(workers_argv("--broker", redis_url)) as server:
@@ -128,6 +138,9 @@ async def test_two_workers_serve_the_one_port_and_each_is_handed_the_broker(redi
             assert len(answered_by) == 1 and answered_by != {blocked[0]["pid"]}, (meanwhile, blocked)
             assert {blocked[0]["pid"], *answered_by} == set(pids)
             assert all(answer["broker"] == redis_url for answer in [*blocked, *meanwhile])
+            # One secret for all: a 2026-07-28 retry sealed by one worker opens on the other.
+            secrets = {answer["request_state_secret"] for answer in [*blocked, *meanwhile]}
+            assert len(secrets) == 1 and len(str(secrets.pop())) >= 32
         for pid in pids:
             assert re.search(rf"\[{pid}\] \[INFO\] Running on http://127\.0\.0\.1:{server.port}", server.log)
 
@@ -192,5 +205,5 @@ async def test_one_worker_with_a_broker_serves_in_the_process_itself(redis_url: 
         with trio.fail_after(30):
             async with httpx.AsyncClient(timeout=10) as client:
                 answer = await worker_answer(client, server)
-        assert answer == {"pid": server.process.pid, "broker": redis_url}  # no extra process
+        assert answer == {"pid": server.process.pid, "broker": redis_url, "request_state_secret": None}  # no extra process
         assert not _STARTED.search(server.log)

@@ -32,7 +32,14 @@ import trio
 
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, RouteResult
 
-__all__ = ["BROKER_ENVIRONMENT_VARIABLE", "RedisBroker", "check_broker_url", "resolve_broker", "split_broker_url"]
+__all__ = [
+    "BROKER_ENVIRONMENT_VARIABLE",
+    "RedisBroker",
+    "check_broker_url",
+    "redacted_url",
+    "resolve_broker",
+    "split_broker_url",
+]
 
 log = logging.getLogger("trio_mcp_sse")
 
@@ -90,18 +97,65 @@ return {existed, redis.call('ZCARD', KEYS[2])}
 """
 """KEYS: worker key, sessions zset.  ARGV: worker ttl (ms).  Returns: did the worker key exist, cluster sessions."""
 
-_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+_SCHEMES: Final = frozenset({"redis", "rediss"})
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def check_broker_url(url: str) -> str:
-    """``url`` if it names a Redis server (``redis://``, ``rediss://``, ``unix://``); else ``ValueError``."""
-    scheme = urlsplit(url).scheme
-    if scheme not in _SCHEMES:
-        raise ValueError(f"broker URL must start with redis://, rediss:// or unix://, not {url!r}")
+    """``url`` if it names a Redis server and valid settings; else :class:`ValueError` (never showing a password).
+
+    The form is checked (scheme, host or path, port, database number) and the
+    :class:`BrokerSettings` in its query; whether the broker answers is the
+    worker's business at start-up.
+    """
+    expected = "expected redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or unix:///PATH"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError unless a number in range
+    except ValueError:
+        raise ValueError(f"not a URL ({expected})") from None
+    if parts.scheme == "unix":
+        well_formed = bool(parts.path) and not parts.netloc
+    elif parts.scheme in _SCHEMES:
+        database = parts.path.strip("/")
+        well_formed = bool(parts.hostname) and (not database or database.isdigit())
+    else:
+        well_formed = False
+    if not well_formed:
+        raise ValueError(f"{redacted_url(url)!r}: {expected}")
+    BrokerSettings(**_settings_in_query(parts.query))
     return url
 
 
 _SETTING_TYPES: Final = {field.name: field.type for field in dataclasses.fields(BrokerSettings)}
+
+
+def _settings_in_query(query: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _SETTING_TYPES:
+            continue
+        try:
+            if name == "prefix":
+                settings[name] = value
+            elif name == "max_sessions":
+                settings[name] = None if value in ("", "none") else int(value)
+            elif name == "exchange_buffer":
+                settings[name] = int(value)
+            else:
+                settings[name] = float(value)
+        except ValueError:
+            raise ValueError(f"broker URL: {name}={value!r} is not a number") from None
+    return settings
 
 
 def split_broker_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -113,23 +167,8 @@ def split_broker_url(url: str) -> tuple[str, dict[str, Any]]:
     """
     check_broker_url(url)
     parts = urlsplit(url)
-    ours: dict[str, Any] = {}
-    theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        kind = _SETTING_TYPES.get(name)
-        if kind is None:
-            theirs.append((name, value))
-            continue
-        try:
-            if name == "prefix":
-                ours[name] = value
-            elif name in ("max_sessions", "exchange_buffer"):
-                ours[name] = None if value in ("", "none") and name == "max_sessions" else int(value)
-            else:
-                ours[name] = float(value)
-        except ValueError:
-            raise ValueError(f"broker URL: {name}={value!r} is not a number") from None
-    return parts._replace(query=urlencode(theirs)).geturl(), ours
+    theirs = [(n, v) for n, v in parse_qsl(parts.query, keep_blank_values=True) if n not in _SETTING_TYPES]
+    return parts._replace(query=urlencode(theirs)).geturl(), _settings_in_query(parts.query)
 
 
 class RedisBroker:

@@ -33,13 +33,13 @@ import importlib
 import logging
 import os
 import resource
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import trio
 
@@ -47,6 +47,8 @@ from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 from ._logs import ensure_default_handler, install_accept_error_filter
+from ._redis_broker import BROKER_ENVIRONMENT_VARIABLE, check_broker_url
+from ._redis_broker import redacted_url as _redacted
 from ._workers import (
     RestartPolicy,
     WorkerPool,
@@ -54,6 +56,7 @@ from ._workers import (
     report_fatal,
     stop_when_supervisor_exits,
 )
+from .server._input import REQUEST_STATE_SECRET_VARIABLE
 
 __all__ = [
     "BROKER_ENV",
@@ -177,8 +180,11 @@ async def serve(
             task_status.started(binds)
 
 
-BROKER_ENV: Final = "TRIO_MCP_SSE_BROKER"
+BROKER_ENV: Final = BROKER_ENVIRONMENT_VARIABLE
 """The environment variable a process reads its broker URL from (``serve`` sets it in each worker)."""
+
+NO_BROKER: Final = "none"
+"""``--broker none``: several workers, knowingly without a broker (an app that keeps no sessions)."""
 
 STOP_MARGIN: Final = 5.0
 """Seconds a worker gets beyond its drain and graceful periods before the parent kills it."""
@@ -186,44 +192,9 @@ STOP_MARGIN: Final = 5.0
 _WORKERS_REFUSED = (
     "--workers {n} needs a broker: sessions live in the memory of the worker that holds their "
     "stream, so without one a POST that reaches another worker would get 404; add --broker "
-    "redis://HOST:6379/0 (or set " + BROKER_ENV + "), or run one worker per process behind a "
-    "balancer with session affinity on the session id"
+    "redis://HOST:6379/0 (or set " + BROKER_ENV + "); an app that keeps no sessions (stateless, or "
+    "2026-07-28 clients only) can say --broker none"
 )
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password, fit for a log line or an error message."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
-def check_broker_url(url: str) -> str:
-    """``url`` if it names a broker ``serve`` can hand to its workers; else :class:`ValueError`.
-
-    Only the form is checked here (scheme, host or path, port, database
-    number); whether the broker answers is the worker's business at start-up.
-    The message never repeats a password.
-    """
-    expected = "expected redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or unix:///PATH"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # ValueError unless a number in range
-    except ValueError:
-        raise ValueError(f"not a URL ({expected})") from None
-    if parts.scheme == "unix":
-        well_formed = bool(parts.path) and not parts.netloc
-    elif parts.scheme in ("redis", "rediss"):
-        database = parts.path.strip("/")
-        well_formed = bool(parts.hostname) and (not database or database.isdigit())
-    else:
-        well_formed = False
-    if not well_formed:
-        raise ValueError(f"{_redacted(url)!r}: {expected}")
-    return url
 
 
 class LoadError(Exception):
@@ -335,8 +306,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--broker",
         metavar="URL",
-        help=f"the broker every worker shares (redis://HOST[:PORT][/DB], rediss://..., unix:///PATH); "
-        f"default: ${BROKER_ENV}. Handed to the app as {BROKER_ENV}",
+        help=f"the broker every worker shares (redis://HOST[:PORT][/DB], rediss://..., unix:///PATH, with "
+        f"optional settings in the query: ?prefix=app&max_sessions=N); default: ${BROKER_ENV}. Handed to the "
+        f"app as {BROKER_ENV}. 'none': several workers without one, for apps that keep no sessions "
+        f"(stateless=True, or 2026-07-28 clients only)",
     )
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish on shutdown (default 10)")
     parser.add_argument("--graceful-timeout", type=float, default=1.0, help="seconds other connections get after the drain before they are closed (default 1)")
@@ -364,6 +337,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def _broker_from(args: argparse.Namespace) -> str | None:
     """The broker URL from ``--broker``, else from the environment; :class:`ValueError` if malformed."""
+    if args.broker == NO_BROKER:
+        return NO_BROKER
     if args.broker is not None:
         try:
             return check_broker_url(args.broker)
@@ -412,9 +387,13 @@ def main(argv: Sequence[str]) -> int:
         drain_timeout=args.drain_timeout, write_timeout=args.write_timeout, gc_threshold=args.gc_threshold or None
     )
     sys.path.insert(0, os.getcwd())
-    if broker is not None:
+    if broker == NO_BROKER:
+        os.environ.pop(BROKER_ENV, None)
+    elif broker is not None:
         os.environ[BROKER_ENV] = broker  # read by the app in this process or, below, in every worker
     if args.workers > 1:
+        # 2026-07-28 retries may land on any worker: all of them must open what one sealed.
+        os.environ.setdefault(REQUEST_STATE_SECRET_VARIABLE, secrets.token_urlsafe(32))
         return _serve_workers(args, config, options)
 
     try:
@@ -459,7 +438,7 @@ def _serve_workers(args: argparse.Namespace, config: Any, options: ServeOptions)
             "starting %d workers of %s (broker %s)",
             args.workers,
             args.app,
-            _redacted(os.environ[BROKER_ENV]),
+            _redacted(os.environ[BROKER_ENV]) if BROKER_ENV in os.environ else "none: sessions stay in their worker",
             extra={"event": "workers_starting"},
         )
         pool = WorkerPool(

@@ -29,7 +29,11 @@ async def worker() -> dict[str, object]:
     block = float(request.args.get("block", 0))
     if block:
         time.sleep(block)  # noqa: ASYNC251 -- the point: this process accepts nothing meanwhile
-    return {"pid": os.getpid(), "broker": os.environ.get("TRIO_MCP_SSE_BROKER")}
+    return {
+        "pid": os.getpid(),
+        "broker": os.environ.get("TRIO_MCP_SSE_BROKER"),
+        "request_state_secret": os.environ.get("TRIO_MCP_SSE_REQUEST_STATE_SECRET"),
+    }
 
 
 __all__ = ["app"]
