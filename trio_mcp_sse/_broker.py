@@ -608,17 +608,14 @@ class BrokerLink:
 
     async def _serve_forwarded(self, exchange_id: str, incoming: _Incoming, scope: Scope, body: bytes) -> None:
         reply_to = incoming.reply_to
-        body_pending = True
         start: Message | None = None
         finished = False
 
-        async def receive() -> Message:
-            nonlocal body_pending
-            if body_pending:
-                body_pending = False
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def until_disconnected() -> Message:
             await incoming.disconnected.wait()
             return {"type": "http.disconnect"}
+
+        receive = _replaying(body, until_disconnected)
 
         async def send(message: Message) -> None:
             nonlocal start, finished

@@ -857,7 +857,7 @@ class SessionManager:
         try:
             claimed = await claims.claim(session_id)
         except Exception as error:
-            log.warning(
+            log.debug(  # the link logs the outage once; this would repeat it for every refused session
                 "session refused: the broker did not answer (%s)",
                 error,
                 extra={"event": "session_unclaimed", "session_id": session_id},
