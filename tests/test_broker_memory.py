@@ -26,6 +26,11 @@ def make_server() -> MCPServer:
         return text
 
     @server.tool()
+    async def slow(seconds: float) -> str:
+        await trio.sleep(seconds)
+        return f"slept {seconds:g}s"
+
+    @server.tool()
     async def count(n: int, ctx: Context) -> str:
         for i in range(n):
             await ctx.report_progress(i + 1, n)
@@ -131,6 +136,16 @@ async def test_a_forwarded_request_is_answered_by_the_owner_in_its_own_response_
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
         assert response.json()["result"]["content"] == [{"type": "text", "text": "there"}]
+
+
+async def test_a_long_answer_is_acknowledged_before_it_starts(autojump_clock: trio.abc.Clock) -> None:
+    """In JSON mode nothing of the answer moves until the tool returns: the owner says it took the request."""
+    async with workers(MemoryBroker(), response_mode="json") as (first, second):
+        session_id = await initialize(first)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 60}}}
+        response = await second.post("/mcp", json=call, headers={**HEADERS, "mcp-session-id": session_id}, timeout=120)
+        assert response.status_code == 200
+        assert response.json()["result"]["content"] == [{"type": "text", "text": "slept 60s"}]
 
 
 async def test_an_unknown_session_is_404_on_every_worker() -> None:

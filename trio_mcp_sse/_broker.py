@@ -265,6 +265,9 @@ class ForwardTarget(Protocol):
     async def serve_forwarded(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool: ...
 
 
+_ACK_DELAY: Final = 0.2
+"""Seconds an owner waits for the answer to start before it acknowledges a forwarded request apart."""
+
 _GONE: Final = b""
 """Pushed into an exchange's channel when its owner died: the session is gone with it."""
 
@@ -293,11 +296,12 @@ class _Outgoing:
 class _Incoming:
     """An exchange this worker runs for another worker's client."""
 
-    __slots__ = ("disconnected", "reply_to")
+    __slots__ = ("answered", "disconnected", "reply_to")
 
     def __init__(self, reply_to: str) -> None:
         self.reply_to = reply_to
         self.disconnected = trio.Event()
+        self.answered = False
 
 
 class BrokerLink:
@@ -581,9 +585,8 @@ class BrokerLink:
                 outgoing = self._outgoing.get(exchange_id)
                 if outgoing is None:
                     continue  # its client is gone already
-                if kind == _ACK:
-                    outgoing.acked.set()
-                else:
+                outgoing.acked.set()  # the first frame of the answer acknowledges as well
+                if kind != _ACK:
                     outgoing.push(frame)
 
     # -- the owning side --------------------------------------------------------------------------------
@@ -597,14 +600,27 @@ class BrokerLink:
         key = (reply_to, exchange_id)
         self.metrics.forwarded_in += 1
         try:
-            await self._tell(reply_to, {"k": _ACK, "x": exchange_id})
             scope = scope_from_wire(meta["s"])
-            await self._serve_forwarded(exchange_id, incoming, scope, body)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ack_unless_answered, exchange_id, incoming)
+                await self._serve_forwarded(exchange_id, incoming, scope, body)
+                nursery.cancel_scope.cancel()
         except Exception:
             log.exception("forwarded request failed", extra={"event": "forward_failed", "worker": reply_to})
             await self._tell(reply_to, {"k": _FAILED, "x": exchange_id})
         finally:
             del self._incoming[key]
+
+    async def _ack_unless_answered(self, exchange_id: str, incoming: _Incoming) -> None:
+        """Tell the receiver its request was taken, if the answer itself is not on its way by then.
+
+        Most answers (a ``202``, a short result) start within a millisecond,
+        and their first frame is the receiver's acknowledgement: one message
+        over the broker fewer per forwarded call.
+        """
+        await trio.sleep(min(self.settings.ack_timeout / 4, _ACK_DELAY))
+        if not incoming.answered:
+            await self._tell(incoming.reply_to, {"k": _ACK, "x": exchange_id})
 
     async def _serve_forwarded(self, exchange_id: str, incoming: _Incoming, scope: Scope, body: bytes) -> None:
         reply_to = incoming.reply_to
@@ -635,6 +651,7 @@ class BrokerLink:
             else:
                 meta = {"k": _BODY, "x": exchange_id, "m": more}
             finished = not more
+            incoming.answered = True
             if not await self._tell(reply_to, meta, chunk):
                 incoming.disconnected.set()
 
