@@ -109,3 +109,6 @@ async def test_redis_stopped_then_restarted(restartable_redis: RedisServer) -> N
             assert "back" in response.text
             assert link_of(apps[0]).up and link_of(apps[1]).up
             assert (await second.post("/mcp", json=INIT, headers=HEADERS)).status_code == 200
+            # Nothing of the outage is left behind: no exchange waits for an answer that will not come.
+            for app in apps:
+                assert not link_of(app)._outgoing and not link_of(app)._incoming
