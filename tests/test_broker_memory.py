@@ -276,3 +276,22 @@ def test_workers_share_the_request_state_secret_through_the_environment(monkeypa
     monkeypatch.delenv("TRIO_MCP_SSE_REQUEST_STATE_SECRET")
     with pytest.raises(Exception, match="requestState"):
         RequestStateKey().open(sealed, "tools/call:ask")
+
+
+async def test_a_broker_outage_ends_forwarded_streams_instead_of_leaving_them_hanging(autojump_clock: trio.abc.Clock) -> None:
+    """Frames may be lost while the broker is away; the stream ends, its client resumes or reconnects."""
+    broker = MemoryBroker()
+    async with workers(broker) as (first, second):
+        session_id = await initialize(first)
+        started = trio.current_time()
+        async with second.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as stream:
+            assert stream.status_code == 200
+            broker.available = False
+            async for _ in stream.aiter_raw():
+                pass  # until the receiving worker ends it
+        assert trio.current_time() - started <= 2 * broker.settings.heartbeat_interval + 1
+        broker.available = True
+        await trio.sleep(2 * broker.settings.heartbeat_interval)
+        # The owner let its side go too: the session's standalone stream is free again.
+        async with second.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as again:
+            assert again.status_code == 200

@@ -268,8 +268,18 @@ class ForwardTarget(Protocol):
 _ACK_DELAY: Final = 0.2
 """Seconds an owner waits for the answer to start before it acknowledges a forwarded request apart."""
 
-_GONE: Final = b""
-"""Pushed into an exchange's channel when its owner died: the session is gone with it."""
+# How a forwarded exchange can end before its answer is complete (pushed into its channel, or
+# found out by the receiver): the metric's reason, and the answer if none had started.
+_OWNER_GONE: Final = b"owner gone"
+_BROKER_LOST: Final = b"broker lost"
+_OWNER_FAILED: Final = b"owner failed"
+_CLIENT_TOO_SLOW: Final = b"client too slow"
+_ENDINGS: Final = {
+    _OWNER_GONE: ("owner_gone", Outcome.UNKNOWN_SESSION),  # the session died with its worker
+    _BROKER_LOST: ("broker_unavailable", Outcome.BROKER_UNAVAILABLE),  # frames may have been lost meanwhile
+    _OWNER_FAILED: ("owner_failed", Outcome.WORKER_UNAVAILABLE),
+    _CLIENT_TOO_SLOW: ("client_too_slow", Outcome.SESSION_BUSY),
+}
 
 
 class _Outgoing:
@@ -362,7 +372,7 @@ class BrokerLink:
                 self._nursery = None
                 self._bus = None
                 for outgoing in self._outgoing.values():
-                    outgoing.push(_GONE)
+                    outgoing.push(_OWNER_GONE)
 
     async def _release_on_exit(self, bus: Bus) -> None:
         """A worker that stops gives its closed sessions back now rather than at their keys' expiry."""
@@ -393,11 +403,17 @@ class BrokerLink:
         self.up = up
         if up:
             log.info("session broker reachable", extra={"event": "broker_up", "worker": self.worker_id})
-        else:
-            log.warning(
-                "session broker unreachable: new sessions and forwarded requests get 503 until it is back",
-                extra={"event": "broker_down", "worker": self.worker_id},
-            )
+            return
+        log.warning(
+            "session broker unreachable: new sessions and forwarded requests get 503 until it is back",
+            extra={"event": "broker_down", "worker": self.worker_id},
+        )
+        # Frames of the exchanges in flight may be lost with it: end them now (their clients
+        # retry or resume) rather than wait for an end that may never arrive.
+        for outgoing in self._outgoing.values():
+            outgoing.push(_BROKER_LOST)
+        for incoming in self._incoming.values():
+            incoming.disconnected.set()
 
     # -- sessions -------------------------------------------------------------------------------
     async def claim(self, session_id: str) -> bool:
@@ -447,7 +463,7 @@ class BrokerLink:
             return
         for outgoing in self._outgoing.values():
             if outgoing.owner in dead:
-                outgoing.push(_GONE)
+                outgoing.push(_OWNER_GONE)
         for incoming in self._incoming.values():
             if incoming.reply_to in dead:
                 incoming.disconnected.set()
@@ -512,7 +528,7 @@ class BrokerLink:
 
     async def _relay(self, exchange_id: str, outgoing: _Outgoing, receive: Receive, send: Send) -> None:
         """Replay the owner's answer to our client; tell the owner when the client goes."""
-        started = False
+        started = streaming = False
         owner = outgoing.owner
         assert owner is not None
         async with trio.open_nursery() as nursery:
@@ -524,15 +540,20 @@ class BrokerLink:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch_client)
+            ending = _OWNER_GONE  # unless the loop finds out otherwise
             async for frame in outgoing.frames_out:
-                if frame is _GONE or not frame:
+                if frame in _ENDINGS:
+                    ending = frame
                     break
                 meta, body = decode_frame(frame)
                 kind = meta["k"]
                 if kind == _RESPONSE:
                     started = True
-                    await send({"type": "http.response.start", "status": meta["st"], "headers": _headers_from_wire(meta["h"])})
+                    headers = _headers_from_wire(meta["h"])
+                    streaming = any(name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
+                    await send({"type": "http.response.start", "status": meta["st"], "headers": headers})
                 elif kind == _FAILED:
+                    ending = _OWNER_FAILED
                     break
                 elif kind != _BODY:
                     continue
@@ -541,14 +562,17 @@ class BrokerLink:
                 if not more:
                     nursery.cancel_scope.cancel()
                     return
-            # The owner is gone, failed, or our client could not keep up.
             if outgoing.overflowed:
-                self._count("client_too_slow")
+                ending = _CLIENT_TOO_SLOW
                 await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
-            else:
-                self._count("owner_gone")
+            reason, outcome = _ENDINGS[ending]
+            self._count(reason)
             if not started:
-                await send_outcome(send, Outcome.UNKNOWN_SESSION if not outgoing.overflowed else Outcome.SESSION_BUSY)
+                await send_outcome(send, outcome)
+            elif streaming:
+                # An event stream may end at any event: its client reconnects and resumes from
+                # its Last-Event-ID.  (Any other body stays cut short: it is incomplete.)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
 
     async def _tell(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> bool:
