@@ -148,6 +148,20 @@ async def test_a_long_answer_is_acknowledged_before_it_starts(autojump_clock: tr
         assert response.json()["result"]["content"] == [{"type": "text", "text": "slept 60s"}]
 
 
+async def test_a_forwarded_call_costs_two_frames_over_the_broker() -> None:
+    """The request, and its whole answer in one frame (which also acknowledges it): nothing else."""
+    broker = MemoryBroker()
+    async with workers(broker, response_mode="json") as (first, second):
+        session_id = await initialize(first)
+        headers = {**HEADERS, "mcp-session-id": session_id}
+        before = broker.frames_delivered
+        assert (await second.post("/mcp", json=echo_call(2, "x"), headers=headers)).status_code == 200
+        done = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}}
+        assert (await second.post("/mcp", json=done, headers=headers)).status_code == 202
+        await trio.sleep(0.5)  # anything sent late would be counted too
+        assert broker.frames_delivered - before == 4
+
+
 async def test_an_unknown_session_is_404_on_every_worker() -> None:
     async with workers(MemoryBroker()) as (first, second):
         await initialize(first)
