@@ -536,8 +536,9 @@ class BrokerLink:
             async def watch_client() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                if not complete:  # (an HTTP server reports a disconnect once the answer is sent, too)
-                    await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
+                if complete:
+                    return  # an HTTP server reports a disconnect once the answer is sent, too: let it finish
+                await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch_client)
