@@ -250,6 +250,10 @@ def total_cpu_per_call(result: dict[str, Any]) -> float:
     return _value(result, "server_cpu_per_call_us") + _value(result, "broker_cpu_per_call_us")
 
 
+def sessions(count: int) -> str:
+    return "1 session" if count == 1 else f"{count} sessions"
+
+
 def process_share(result: dict[str, Any], index: int) -> float:
     """CPU per call of the ``index``-th server process (the order of ``--server-pid``); NaN for one process."""
     each = result.get("server_cpu_per_call_us_each") or []
@@ -285,24 +289,24 @@ def render_throughput(results: dict[str, Any], keys: list[str], levels: list[int
         ("redis-server CPU us/call", "broker_cpu_per_call_us", 0),
     ):
         for at in levels:
-            row(f"{name}, {at} sessions", digits, lambda s, at=at, field=field: _value(level(s, at), field))
+            row(f"{name}, {sessions(at)}", digits, lambda s, at=at, field=field: _value(level(s, at), field))
     for at in levels:
-        row(f"server + redis-server CPU us/call, {at} sessions", 0, lambda s, at=at: total_cpu_per_call(level(s, at)))
+        row(f"server + redis-server CPU us/call, {sessions(at)}", 0, lambda s, at=at: total_cpu_per_call(level(s, at)))
     if any(level(s, at).get("server_cpu_per_call_us_each") for s in setups for at in levels):
         for at in levels:
             for index, role in ((0, "owner (session opened there)"), (1, "receiver (calls sent there)")):
                 row(
-                    f"server CPU us/call, {role}, {at} sessions", 0,
+                    f"server CPU us/call, {role}, {sessions(at)}", 0,
                     lambda s, at=at, index=index: process_share(level(s, at), index), compare=False,
                 )  # fmt: skip
     for at in levels:
-        row(f"server CPU cores used, {at} sessions", 2, lambda s, at=at: _value(level(s, at), "server_cpu_utilisation"), compare=False)
-        row(f"load generator CPU cores used, {at} sessions", 2, lambda s, at=at: _value(level(s, at), "client_cpu_utilisation"), compare=False)
+        row(f"server CPU cores used, {sessions(at)}", 2, lambda s, at=at: _value(level(s, at), "server_cpu_utilisation"), compare=False)
+        row(f"load generator CPU cores used, {sessions(at)}", 2, lambda s, at=at: _value(level(s, at), "client_cpu_utilisation"), compare=False)
         row(
-            f"redis-server CPU cores used, {at} sessions", 2,
+            f"redis-server CPU cores used, {sessions(at)}", 2,
             lambda s, at=at: _value(level(s, at), "broker_cpu_s") / _value(level(s, at), "seconds"), compare=False,
         )  # fmt: skip
-        row(f"Redis commands per call, {at} sessions", 1, lambda s, at=at: _value(level(s, at), "redis_commands_per_call"), compare=False)
+        row(f"Redis commands per call, {sessions(at)}", 1, lambda s, at=at: _value(level(s, at), "redis_commands_per_call"), compare=False)
     row("errors", 0, lambda s: float(sum(r["errors"] for r in s["throughput"].values())), compare=False)
     return _table(head, rows)
 
@@ -325,8 +329,16 @@ def render_memory(memory: dict[str, Any]) -> list[str]:
 
 
 def render(document: dict[str, Any]) -> str:
-    profile, results = document["settings"], document["results"]
-    lines: list[str] = []
+    """The Markdown of a run: where and how it ran, the tables, the commands."""
+    profile, results, env = document["settings"], document["results"], document["environment"]
+    lines: list[str] = [
+        f"Run: {env['date']}, commit {env['commit']}, Python {env['python']}, {env['cpus']} CPUs, "
+        f"Redis {env['redis_version']}, profile {document['profile']} ({profile['rounds']} rounds of "
+        f"{profile['duration']:g} s windows), {document['elapsed_s'] / 60:.1f} min, load average "
+        f"{env['loadavg_at_start'][0]:.1f} at the start, {env['loadavg_at_end'][0]:.1f} at the end; "
+        f"`{shlex.join(document['argv'])}`",
+        "",
+    ]
     for transport, title in TRANSPORTS.items():
         found = results.get(transport)
         if not found:
@@ -446,15 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": results, "memory": memory,
     }  # fmt: skip
     (RESULTS / f"{output}.json").write_text(json.dumps(document, indent=1) + "\n")
-    header = (
-        f"Run: {env['date']}, commit {env['commit']}, Python {env['python']}, {env['cpus']} CPUs, "
-        f"Redis {env['redis_version']}, profile {name}, {elapsed / 60:.1f} min, load average "
-        f"{env['loadavg_at_start'][0]:.1f} at the start, {env['loadavg_at_end'][0]:.1f} at the end; "
-        f"`{shlex.join(document['argv'])}`\n\n"
-    )
     text = render(document)
-    (RESULTS / f"{output}.md").write_text(header + text + "\n")
-    sys.stdout.write("\n" + header + text + "\n")
+    (RESULTS / f"{output}.md").write_text(text + "\n")
+    sys.stdout.write("\n" + text + "\n")
     errors = total_errors(document)
     sys.stdout.write(f"\nerrors: {errors}\n")
     return 1 if errors else 0
