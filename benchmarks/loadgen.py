@@ -24,6 +24,13 @@ it prints one JSON object on stdout.  The server's CPU time and RSS are read
 with psutil at the edges of the measured window, from this process, so the
 window is exact.  Every wait is bounded; every failure is counted by kind and
 reported, never retried silently.
+
+For servers sharing a session broker (``benchmarks.broker``): ``--call-port``
+sends each session's requests after its handshake to another server than the
+one that opened it (so that every call is forwarded), ``--server-pid`` may be
+given once per server process (each one's CPU is reported too),
+``--broker-pid`` reports redis-server's CPU apart, and ``--redis-port`` reads
+Redis's command count and ``used_memory`` at the same edges.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import math
 import pytest
 
 from benchmarks.broker import median_result, ratio, throughput_plan
+from benchmarks.loadgen import PostConnection, calls_connection
 from benchmarks.redis_probe import RedisReplyError, encode_command, parse_info, parse_reply
 
 
@@ -79,3 +80,11 @@ def test_the_reference_is_measured_at_every_session_count_the_others_are() -> No
     ]
     assert [setup.key for setup, _ in throughput_plan(profile, {"throughput"})] == ["direct", "workers2"]
     assert throughput_plan(profile, {"memory"}) == []
+
+
+def test_calls_go_to_the_call_port_once_the_session_is_open() -> None:
+    opening = PostConnection(8001, short=True)
+    assert calls_connection(opening, None) is opening
+    assert calls_connection(opening, 8001) is opening
+    moved = calls_connection(opening, 8002)
+    assert (moved.port, moved.short, moved.requests) == (8002, True, 0)
