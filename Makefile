@@ -12,7 +12,7 @@ CONFORMANCE_ARGS ?=
 # The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
 CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design clean
+.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design bench-broker bench-broker-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -95,6 +95,15 @@ bench-quick: $(VENV)/.installed-bench
 # Design comparison: ours vs plain Quart-Trio routes vs a bare ASGI echo.
 bench-design: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --design
+
+# The session broker through Redis (docs/performance.md, "Scale-out"): overhead per forwarded
+# call, 1 worker against 2, Redis memory per session; writes benchmarks/results/broker.{json,md}
+# (about 8 minutes). bench-broker-quick: 3 s windows, 1,000 sessions, results in broker-quick.tmp/.
+bench-broker: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.broker
+
+bench-broker-quick: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.broker --quick
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,13 @@ it prints one JSON object on stdout.  The server's CPU time and RSS are read
 with psutil at the edges of the measured window, from this process, so the
 window is exact.  Every wait is bounded; every failure is counted by kind and
 reported, never retried silently.
+
+For servers sharing a session broker (``benchmarks.broker``): ``--call-port``
+sends each session's requests after its handshake to another server than the
+one that opened it (so that every call is forwarded), ``--server-pid`` may be
+given once per server process (each one's CPU is reported too),
+``--broker-pid`` reports redis-server's CPU apart, and ``--redis-port`` reads
+Redis's command count and ``used_memory`` at the same edges.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import trio
+
+from . import redis_probe
 
 RECV_SIZE = 262_144
 PROTOCOL_VERSION = "2024-11-05"
@@ -70,23 +79,47 @@ class Errors:
 
 # -- server process accounting --------------------------------------------------------------------
 class ServerProcess:
-    """CPU seconds and RSS of the server's whole process tree (hypercorn runs a worker child)."""
+    """CPU seconds and RSS of the server's whole process trees (hypercorn runs a worker child).
 
-    def __init__(self, pid: int) -> None:
+    Several roots when the server under test is several processes started
+    separately (two ``serve`` processes sharing a broker); each root's tree
+    can also be read on its own (:meth:`cpu_seconds_each`).
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
         import psutil  # a bench-only dependency: the HTTP client code above is importable without it
 
-        root = psutil.Process(pid)
-        self.procs = [root, *root.children(recursive=True)]
+        self.trees = []
+        for pid in pids:
+            root = psutil.Process(pid)
+            self.trees.append([root, *root.children(recursive=True)])
+        self.procs = [proc for tree in self.trees for proc in tree]
 
-    def cpu_seconds(self) -> float:
+    @staticmethod
+    def _cpu(procs: Sequence[Any]) -> float:
         total = 0.0
-        for proc in self.procs:
+        for proc in procs:
             times = proc.cpu_times()
             total += times.user + times.system
         return total
 
+    def cpu_seconds(self) -> float:
+        return self._cpu(self.procs)
+
+    def cpu_seconds_each(self) -> list[float]:
+        """CPU seconds of each root's tree, in the order the pids were given."""
+        return [self._cpu(tree) for tree in self.trees]
+
     def rss_bytes(self) -> int:
         return sum(proc.memory_info().rss for proc in self.procs)
+
+
+async def redis_field(port: int | None, section: str, name: str) -> int | None:
+    """One integer field of Redis's ``INFO section`` (None without ``--redis-port``)."""
+    if port is None:
+        return None
+    fields = await trio.to_thread.run_sync(redis_probe.info, port, section)
+    return int(fields[name])
 
 
 def client_cpu_seconds() -> float:
@@ -285,6 +318,19 @@ class PostConnection:
             await self._read_until(b"\r\n")
 
 
+def calls_connection(posts: PostConnection, call_port: int | None) -> PostConnection:
+    """The connection for a session's requests once it is open: ``posts``, or one to ``call_port``.
+
+    ``--call-port`` sends every request after the handshake to another server
+    than the one that opened the session: with two processes sharing a broker,
+    every such request is then forwarded to the session's owner.
+    """
+    if call_port is None or call_port == posts.port:
+        return posts
+    posts.close()
+    return PostConnection(call_port, short=posts.short)
+
+
 class StreamParser:
     """De-chunk an event-stream response body and split it into ``(event, data)`` pairs.
 
@@ -365,8 +411,11 @@ class Waiter:
 class Session:
     """One MCP session: its SSE stream (read by its own task) and a POST connection."""
 
-    def __init__(self, port: int, errors: Errors, *, short_posts: bool, timeout: float) -> None:
+    def __init__(
+        self, port: int, errors: Errors, *, short_posts: bool, timeout: float, call_port: int | None = None
+    ) -> None:
         self.port = port
+        self.call_port = call_port
         self.errors = errors
         self.timeout = timeout
         self.posts = PostConnection(port, short=short_posts)
@@ -418,6 +467,7 @@ class Session:
             if "protocolVersion" not in result:
                 raise ProtocolFailure(f"initialize result without protocolVersion: {result!r:.200}")
             await self.notify("notifications/initialized")
+        self.posts = calls_connection(self.posts, self.call_port)
 
     async def _read_stream(self, early: list[tuple[bytes, bytes]]) -> None:
         assert self._sock is not None
@@ -514,10 +564,13 @@ class StreamableSession:
     none to call tools, and an idle session then holds no connection.
     """
 
-    def __init__(self, port: int, errors: Errors, *, short_posts: bool, timeout: float, path: bytes) -> None:
+    def __init__(
+        self, port: int, errors: Errors, *, short_posts: bool, timeout: float, path: bytes, call_port: int | None = None
+    ) -> None:
         self.errors = errors
         self.timeout = timeout
         self.path = path
+        self.call_port = call_port
         self.posts = PostConnection(port, short=short_posts)
         self.next_id = 0
         self.alive = False
@@ -546,6 +599,7 @@ class StreamableSession:
                 raise ProtocolFailure(f"initialize result without protocolVersion: {result!r:.200}")
             self._headers += b"MCP-Protocol-Version: " + version.encode() + b"\r\n"
             await self.notify("notifications/initialized")
+        self.posts = calls_connection(self.posts, self.call_port)
 
     async def notify(self, method: str) -> None:
         body = orjson.dumps({"jsonrpc": "2.0", "method": method})
@@ -653,9 +707,10 @@ def new_session(args: argparse.Namespace, errors: Errors, *, short_posts: bool) 
     """A client session of the transport under test (``--transport``)."""
     if args.transport == "streamable":
         return StreamableSession(
-            args.port, errors, short_posts=short_posts, timeout=args.timeout, path=args.path.encode()
-        )
-    return Session(args.port, errors, short_posts=short_posts, timeout=args.timeout)
+            args.port, errors, short_posts=short_posts, timeout=args.timeout, path=args.path.encode(),
+            call_port=args.call_port,
+        )  # fmt: skip
+    return Session(args.port, errors, short_posts=short_posts, timeout=args.timeout, call_port=args.call_port)
 
 
 async def open_sessions(
@@ -717,6 +772,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
     """``sessions`` closed-loop callers, each with its own keep-alive POST connection."""
     window = Window()
     calls_total = 0
+    broker = ServerProcess([args.broker_pid]) if args.broker_pid else None
     async with trio.open_nursery() as nursery:
         sessions = await open_sessions(nursery, args, args.sessions, errors, short_posts=False, parallel=50)
         stop = False
@@ -745,11 +801,15 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
             for index, session in enumerate(sessions):
                 callers.start_soon(caller, session, index)
             await trio.sleep(args.warmup)
-            cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
+            commands0 = await redis_field(args.redis_port, "stats", "total_commands_processed")
+            broker0 = broker.cpu_seconds() if broker else 0.0
+            each0, client0 = server.cpu_seconds_each(), client_cpu_seconds()
             window.start = time.perf_counter()
             await trio.sleep(args.duration)
             window.end = time.perf_counter()
-            cpu1, client1 = server.cpu_seconds(), client_cpu_seconds()
+            each1, client1 = server.cpu_seconds_each(), client_cpu_seconds()
+            broker1 = broker.cpu_seconds() if broker else 0.0
+            commands1 = await redis_field(args.redis_port, "stats", "total_commands_processed")
             stop = True
         reconnects = sum(session.posts.reconnects for session in sessions)
         await end_sessions(sessions, errors, parallel=50)
@@ -757,6 +817,19 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
     elapsed = window.end - window.start
     latencies = sorted(window.latencies)
     completed = len(latencies)
+    cpu0, cpu1 = sum(each0), sum(each1)
+    extra: dict[str, Any] = {}
+    if len(each0) > 1:
+        extra["server_cpu_per_call_us_each"] = [
+            (after - before) / completed * 1e6 if completed else math.nan for before, after in zip(each0, each1, strict=True)
+        ]
+    if broker:
+        extra["broker_cpu_s"] = broker1 - broker0
+        extra["broker_cpu_per_call_us"] = (broker1 - broker0) / completed * 1e6 if completed else math.nan
+    if commands0 is not None and commands1 is not None:
+        # The probe's own INFO is one of them; the workers' heartbeats are the others not caused by calls.
+        extra["redis_commands"] = commands1 - commands0
+        extra["redis_commands_per_call"] = (commands1 - commands0) / completed if completed else math.nan
     return {
         "sessions": len(sessions),
         "calls": completed,
@@ -771,6 +844,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
         "server_cpu_utilisation": (cpu1 - cpu0) / elapsed,
         "client_cpu_utilisation": (client1 - client0) / elapsed,
         "post_reconnects": reconnects,
+        **extra,
         **response_kinds(sessions),
     }
 
@@ -791,7 +865,8 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
             await guarded(errors, "warm-up call", call)
         await end_sessions(warm, errors, parallel=20)
         nursery.cancel_scope.cancel()
-    await trio.sleep(1.0)
+    await trio.sleep(args.idle_settle)
+    redis0 = await redis_field(args.redis_port, "memory", "used_memory")
     rss0 = server.rss_bytes()
     cpu0, client0 = server.cpu_seconds(), client_cpu_seconds()
     async with trio.open_nursery() as nursery:
@@ -802,6 +877,8 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         setup_client_cpu = client_cpu_seconds() - client0
         await trio.sleep(args.settle)
         rss1 = server.rss_bytes()
+        redis1 = await redis_field(args.redis_port, "memory", "used_memory")
+        redis_keys = await trio.to_thread.run_sync(redis_probe.query, args.redis_port, "DBSIZE") if args.redis_port else None
         answered = 0
         limit = trio.Semaphore(args.parallel)
 
@@ -829,6 +906,12 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         await end_sessions(sessions, errors, parallel=args.parallel)
         nursery.cancel_scope.cancel()
     opened = len(sessions)
+    extra: dict[str, Any] = {}
+    if redis0 is not None and redis1 is not None:
+        extra["redis_used_memory_before"] = redis0
+        extra["redis_used_memory_idle"] = redis1
+        extra["redis_keys_idle"] = redis_keys
+        extra["redis_bytes_per_session"] = (redis1 - redis0) / opened if opened else math.nan
     return {
         "sessions_requested": args.sessions,
         "sessions": opened,
@@ -844,6 +927,7 @@ async def scenario_idle(args: argparse.Namespace, server: ServerProcess, errors:
         "rss_idle_mb": rss1 / 2**20,
         "rss_after_calls_mb": rss2 / 2**20,
         "rss_per_session_kb": (rss1 - rss0) / opened / 1024 if opened else math.nan,
+        **extra,
         **response_kinds(sessions),
     }
 
@@ -908,12 +992,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--transport", choices=("sse", "streamable"), default="sse")
     parser.add_argument("--path", default="/mcp", help="streamable: the MCP endpoint")
-    parser.add_argument("--server-pid", type=int, required=True, help="root pid of the server process tree")
+    parser.add_argument(
+        "--server-pid", type=int, action="append", required=True,
+        help="root pid of the server's process tree (repeatable: a server of several process trees)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--call-port", type=int, help="send each session's requests after its handshake to this port (default --port)"
+    )
+    parser.add_argument("--broker-pid", type=int, help="throughput: a broker process (redis-server) whose CPU is reported apart")
+    parser.add_argument(
+        "--redis-port", type=int, help="read Redis's command count (throughput) and used_memory (idle) at the window's edges"
+    )
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=2.0, help="throughput: seconds before the window")
     parser.add_argument("--duration", type=float, default=8.0, help="throughput: measured seconds")
     parser.add_argument("--parallel", type=int, default=100, help="idle: handshakes / calls in flight")
     parser.add_argument("--settle", type=float, default=1.0, help="idle: seconds before reading RSS")
+    parser.add_argument(
+        "--idle-settle", type=float, default=1.0, help="idle: seconds after the warm-up sessions end, before the first reading"
+    )
     parser.add_argument("--size", type=int, default=4 * 1024 * 1024, help="payload: argument length")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup-rounds", type=int, default=1)

@@ -96,11 +96,15 @@ def log(text: str) -> None:
     sys.stderr.flush()
 
 
+def loadgen_argv(scenario: str, port: int, pid: int, *options: str) -> list[str]:
+    """The command line of one load-generator process (``options``: more of its options)."""
+    return [sys.executable, "-m", "benchmarks.loadgen", scenario, "--port", str(port), "--server-pid", str(pid), *options]
+
+
 def loadgen(scenario: str, port: int, pid: int, *options: str, timeout: float = 600) -> dict[str, Any]:
     """One load-generator process for one scenario; its JSON result."""
-    argv = [sys.executable, "-m", "benchmarks.loadgen", scenario, "--port", str(port), "--server-pid", str(pid)]
     done = subprocess.run(
-        [*argv, *options], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        loadgen_argv(scenario, port, pid, *options), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -34,7 +34,7 @@ serve`` would freeze the heap; the benchmark serves with plain hypercorn)."""
 class ServerSpec:
     key: str
     label: str
-    kind: str  # "hypercorn" or "uvicorn"
+    kind: str  # "hypercorn", "uvicorn", or "serve" (``python -m trio_mcp_sse serve``)
     app: str
     options: tuple[str, ...] = field(default=())
     """Extra command-line options for the server."""
@@ -55,6 +55,12 @@ class ServerSpec:
         return ("--transport", self.transport)
 
     def argv(self, port: int) -> list[str]:
+        if self.kind == "serve":
+            # Our own command, as deployments run it (its collector policy included); it has
+            # no backlog option, so it listens with hypercorn's (100).
+            return [
+                sys.executable, "-m", "trio_mcp_sse", "serve", self.app, "--bind", f"127.0.0.1:{port}", *self.options,
+            ]  # fmt: skip
         if self.kind == "uvicorn":
             # Plain ``pip install uvicorn``: asyncio loop and the h11 parser, pinned so
             # that an optional uvloop/httptools in the environment cannot change the run.
