@@ -34,7 +34,7 @@ serve`` would freeze the heap; the benchmark serves with plain hypercorn)."""
 class ServerSpec:
     key: str
     label: str
-    kind: str  # "hypercorn" or "uvicorn"
+    kind: str  # "hypercorn", "uvicorn" or "serve" (python -m trio_mcp_sse serve)
     app: str
     options: tuple[str, ...] = field(default=())
     """Extra command-line options for the server."""
@@ -65,6 +65,11 @@ class ServerSpec:
                 "--host", "127.0.0.1", "--port", str(port),
                 "--loop", "asyncio", "--http", "h11", "--backlog", BACKLOG,
                 *self.options,
+            ]  # fmt: skip
+        if self.kind == "serve":  # python -m trio_mcp_sse serve (its own listen backlog: hypercorn's 100)
+            return [
+                sys.executable, "-m", "trio_mcp_sse", "serve", "--bind", f"127.0.0.1:{port}",
+                "--log-level", "warning", *self.options, self.app,
             ]  # fmt: skip
         return [
             sys.executable, "-m", "hypercorn", "--worker-class", "trio",
@@ -140,6 +145,27 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
             ("--no-access-log",),
+        ),
+        # serve's hypercorn patches (docs/contrib/hypercorn-patches.md), all and one by one, under plain hypercorn.
+        ServerSpec("ours-patched", "ours, hypercorn patches", "hypercorn", "benchmarks.app_patched:make_ours()"),
+        *(
+            ServerSpec(
+                f"ours-patched-{short}", f"ours, hypercorn patch {name}", "hypercorn",
+                f"benchmarks.app_patched:make_ours(patches='{name}')",
+            )
+            for short, name in (
+                ("keepalive", "keep-alive-deadline"), ("writes", "coalesced-response-writes"), ("date", "cached-date-header")
+            )
+        ),
+        ServerSpec(
+            "ours-streamable-json-patched", "trio-mcp-sse, JSON answers, hypercorn patches", "hypercorn",
+            "benchmarks.app_patched:make_streamable_json()", transport="streamable",
+        ),
+        # ``python -m trio_mcp_sse serve`` as users run it (gc policy included), with and without the patches.
+        ServerSpec("ours-serve", "ours, serve", "serve", "benchmarks.app_ours:app", gc="serve's: gc.freeze(), 50000/10/10"),
+        ServerSpec(
+            "ours-serve-unpatched", "ours, serve --no-hypercorn-patches", "serve", "benchmarks.app_ours:app",
+            ("--no-hypercorn-patches",), gc="serve's: gc.freeze(), 50000/10/10",
         ),
     )
 }

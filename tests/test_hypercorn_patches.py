@@ -13,14 +13,18 @@ import email.utils
 import logging
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import hypercorn
 import hypercorn.config
 import pytest
 import trio
@@ -257,6 +261,21 @@ async def test_pipelined_requests_are_answered_in_order(variant: str, monkeypatc
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+async def test_a_client_expecting_100_continue_gets_it_first(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with trio.fail_after(20):
+        async with served(variant, monkeypatch) as server:
+            connection = await Connection.open(server.port)
+            await connection.send(
+                "POST /accepted HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+            )
+            assert await connection.response("HEAD") == b"HTTP/1.1 100 \r\n" + TAIL + b"\r\n"
+            await connection.send("{}")
+            assert await connection.response() == ACCEPTED
+            await connection.send(get("/small"))
+            assert await connection.response() == SMALL
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 async def test_a_streamed_response_arrives_before_it_ends(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with trio.fail_after(20):
         async with served(variant, monkeypatch) as server:
@@ -474,6 +493,24 @@ async def test_importing_the_package_patches_nothing() -> None:
     with trio.fail_after(30):
         result = await trio.run_process([sys.executable, "-c", code], capture_stderr=True, check=False)
     assert result.returncode == 0, result.stderr.decode()
+
+
+# -- the upstream diffs on the documentation page ---------------------------------------------------
+def test_the_documented_upstream_diffs_apply_to_the_installed_hypercorn(tmp_path: Path) -> None:
+    patch_tool = shutil.which("patch")
+    if patch_tool is None:
+        pytest.skip("needs the patch tool")
+    page = (Path(__file__).resolve().parent.parent / "docs" / "contrib" / "hypercorn-patches.md").read_text()
+    diffs = re.findall(r"```diff\n(.*?)```", page, re.DOTALL)
+    assert len(diffs) == 3
+    source = Path(hypercorn.__file__).parent
+    for diff in diffs:  # each one alone, on a fresh copy
+        checkout = tmp_path / f"hypercorn-{diffs.index(diff)}"
+        shutil.copytree(source, checkout / "src" / "hypercorn", ignore=shutil.ignore_patterns("__pycache__"))
+        result = subprocess.run([patch_tool, "-p1", "--forward"], input=diff, cwd=checkout, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        for changed in re.findall(r"^\+\+\+ b/(\S+)", diff, re.MULTILINE):
+            compile((checkout / changed).read_text(), changed, "exec")
 
 
 # -- the drain under serve, with and without the patches (a real process) ---------------------------
