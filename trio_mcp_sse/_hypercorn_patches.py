@@ -52,6 +52,7 @@ __all__ = [
     "KeepAliveDeadline",
     "hypercorn_patches",
     "patch_problem",
+    "source_hash",
 ]
 
 log = logging.getLogger("trio_mcp_sse.serve")
