@@ -55,6 +55,8 @@ LARGE = bytes(range(256)) * 4096  # 1 MiB
 class AppState:
     release: trio.Event = field(default_factory=trio.Event)
     disconnected: trio.Event = field(default_factory=trio.Event)
+    slow_requests: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(0))
+    """Released once per ``/slow`` request that reached the application."""
 
 
 def make_app(state: AppState) -> Any:
@@ -91,6 +93,7 @@ def make_app(state: AppState) -> Any:
             await state.release.wait()
             await send({"type": "http.response.body", "body": b"data: second\n\n"})
         elif path == "/slow":
+            state.slow_requests.release()
             await state.release.wait()
             await start(200, (b"content-length", b"4"))
             await send({"type": "http.response.body", "body": b"done"})
@@ -356,7 +359,8 @@ async def test_on_sigterm_idle_connections_close_and_busy_ones_finish_first(
             await busy.send(get("/slow"))
             gone = await Connection.open(server.port)
             await gone.send(get("/slow"))
-            await trio.sleep(0.2)  # both requests reach the application
+            for _ in range(2):
+                await server.state.slow_requests.acquire()  # both requests reached the application
             await gone.stream.aclose()
             os.kill(os.getpid(), signal.SIGTERM)
             assert await idle.closed_by_server()
