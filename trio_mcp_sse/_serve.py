@@ -258,7 +258,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         "--no-hypercorn-patches",
         dest="hypercorn_patches",
         action="store_false",
-        help="run hypercorn's own per-request code (no keep-alive timer, write coalescing or Date cache patches)",
+        help="run hypercorn's own per-request code instead of serve's patches to it (keep-alive deadline, coalesced response writes, cached Date header)",
     )
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")
