@@ -60,3 +60,15 @@ def streamable_app(*, response_mode: Literal["json", "sse"]) -> Any:
     app, so the example's module-level server is used as it is.
     """
     return server.http_app(response_mode=response_mode, security=SecuritySettings(max_body_size=MAX_BODY))
+
+
+def __getattr__(name: str) -> Any:
+    """The factories' apps by attribute, for ``python -m trio_mcp_sse serve`` (which takes
+    ``module:attribute`` and calls nothing); each built on first use only."""
+    factories = {
+        "sync_sse_app": sync_app,
+        "streamable_json_app": lambda: streamable_app(response_mode="json"),
+    }
+    if name not in factories:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return factories[name]()

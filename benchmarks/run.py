@@ -53,14 +53,20 @@ TABLES = (
     Table(
         "HTTP+SSE",
         "sse",
-        (OURS, "ours-def", SDK_UV, "sdk-uvicorn-def", SDK_HC),
-        ((OURS, SDK_UV), (OURS, SDK_HC), ("ours-def", "sdk-uvicorn-def")),
+        (OURS, "ours-def", "ours-serve", "ours-def-serve", SDK_UV, "sdk-uvicorn-def", SDK_HC),
+        (
+            (OURS, SDK_UV), (OURS, SDK_HC), ("ours-def", "sdk-uvicorn-def"),
+            ("ours-serve", SDK_UV), ("ours-def-serve", "sdk-uvicorn-def"),
+        ),
     ),
     Table(
         "Streamable HTTP",
         "streamable",
-        ("ours-streamable-json", "ours-streamable-sse", "sdk-streamable-json", "sdk-streamable-sse"),
-        (("ours-streamable-json", "sdk-streamable-json"), ("ours-streamable-sse", "sdk-streamable-sse")),
+        ("ours-streamable-json", "ours-streamable-sse", "ours-streamable-json-serve", "sdk-streamable-json", "sdk-streamable-sse"),
+        (
+            ("ours-streamable-json", "sdk-streamable-json"), ("ours-streamable-sse", "sdk-streamable-sse"),
+            ("ours-streamable-json-serve", "sdk-streamable-json"),
+        ),
     ),
 )
 

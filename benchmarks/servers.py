@@ -34,7 +34,7 @@ serve`` would freeze the heap; the benchmark serves with plain hypercorn)."""
 class ServerSpec:
     key: str
     label: str
-    kind: str  # "hypercorn", "uvicorn", or "serve" (``python -m trio_mcp_sse serve``)
+    kind: str  # "hypercorn", "uvicorn" or "serve" (``python -m trio_mcp_sse serve``)
     app: str
     options: tuple[str, ...] = field(default=())
     """Extra command-line options for the server."""
@@ -55,12 +55,6 @@ class ServerSpec:
         return ("--transport", self.transport)
 
     def argv(self, port: int) -> list[str]:
-        if self.kind == "serve":
-            # Our own command, as deployments run it (its collector policy included); it has
-            # no backlog option, so it listens with hypercorn's (100).
-            return [
-                sys.executable, "-m", "trio_mcp_sse", "serve", self.app, "--bind", f"127.0.0.1:{port}", *self.options,
-            ]  # fmt: skip
         if self.kind == "uvicorn":
             # Plain ``pip install uvicorn``: asyncio loop and the h11 parser, pinned so
             # that an optional uvloop/httptools in the environment cannot change the run.
@@ -72,6 +66,13 @@ class ServerSpec:
                 "--loop", "asyncio", "--http", "h11", "--backlog", BACKLOG,
                 *self.options,
             ]  # fmt: skip
+        if self.kind == "serve":
+            # Our own command, as deployments run it (its collector policy and hypercorn patches
+            # included); it has no backlog option, so it listens with hypercorn's (100).
+            return [
+                sys.executable, "-m", "trio_mcp_sse", "serve", "--bind", f"127.0.0.1:{port}",
+                "--log-level", "warning", *self.options, self.app,
+            ]  # fmt: skip
         return [
             sys.executable, "-m", "hypercorn", "--worker-class", "trio",
             "--bind", f"127.0.0.1:{port}", "--backlog", BACKLOG,
@@ -80,6 +81,7 @@ class ServerSpec:
 
 
 THROUGHPUT_ONLY = frozenset({"throughput"})
+SERVE_GC = "serve's: gc.freeze() after import, 50000/10/10 once serving"
 
 SERVERS: dict[str, ServerSpec] = {
     spec.key: spec
@@ -96,6 +98,17 @@ SERVERS: dict[str, ServerSpec] = {
             ("--factory",), tool="def", scenarios=THROUGHPUT_ONLY,
         ),
         ServerSpec("sdk-hypercorn", "SDK, hypercorn-trio, async def tool", "hypercorn", "benchmarks.app_sdk:app"),
+        # The same, under ``python -m trio_mcp_sse serve`` as users run it: its hypercorn patches and
+        # collector policy in (docs/contrib/hypercorn-patches.md).  Only the throughput scenario:
+        # serve listens with hypercorn's backlog of 100, and the patches do not change idle memory.
+        ServerSpec(
+            "ours-serve", "trio-mcp-sse, serve, async def tool", "serve", "benchmarks.app_ours:app",
+            gc=SERVE_GC, scenarios=THROUGHPUT_ONLY,
+        ),
+        ServerSpec(
+            "ours-def-serve", "trio-mcp-sse, serve, def tool", "serve", "benchmarks.app_ours:sync_sse_app",
+            tool="def", gc=SERVE_GC, scenarios=THROUGHPUT_ONLY,
+        ),
         # Streamable HTTP at /mcp, stateful sessions, answers as JSON bodies or event streams.
         ServerSpec(
             "ours-streamable-json", "trio-mcp-sse, hypercorn-trio, JSON answers", "hypercorn",
@@ -104,6 +117,10 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-streamable-sse", "trio-mcp-sse, hypercorn-trio, SSE answers", "hypercorn",
             "benchmarks.app_ours:streamable_app(response_mode='sse')", transport="streamable",
+        ),
+        ServerSpec(
+            "ours-streamable-json-serve", "trio-mcp-sse, serve, JSON answers", "serve",
+            "benchmarks.app_ours:streamable_json_app", transport="streamable", gc=SERVE_GC, scenarios=THROUGHPUT_ONLY,
         ),
         ServerSpec(
             "sdk-streamable-json", "SDK, uvicorn, JSON answers", "uvicorn", "benchmarks.app_sdk:streamable_json_app",
@@ -146,6 +163,25 @@ VARIANTS: dict[str, ServerSpec] = {
         ServerSpec(
             "sdk-uvicorn-quiet", "SDK, uvicorn, no access log", "uvicorn", "benchmarks.app_sdk:app",
             ("--no-access-log",),
+        ),
+        # serve's hypercorn patches (docs/contrib/hypercorn-patches.md), all and one by one, under plain hypercorn.
+        ServerSpec("ours-patched", "ours, hypercorn patches", "hypercorn", "benchmarks.app_patched:make_ours()"),
+        *(
+            ServerSpec(
+                f"ours-patched-{short}", f"ours, hypercorn patch {name}", "hypercorn",
+                f"benchmarks.app_patched:make_ours(patches='{name}')",
+            )
+            for short, name in (
+                ("keepalive", "keep-alive-deadline"), ("writes", "coalesced-response-writes"), ("date", "cached-date-header")
+            )
+        ),
+        ServerSpec(
+            "ours-streamable-json-patched", "trio-mcp-sse, JSON answers, hypercorn patches", "hypercorn",
+            "benchmarks.app_patched:make_streamable_json()", transport="streamable",
+        ),
+        ServerSpec(
+            "ours-serve-unpatched", "ours, serve --no-hypercorn-patches", "serve", "benchmarks.app_ours:app",
+            ("--no-hypercorn-patches",), gc=SERVE_GC,
         ),
     )
 }

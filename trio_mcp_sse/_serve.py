@@ -46,6 +46,7 @@ import trio
 from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
+from ._hypercorn_patches import hypercorn_patches
 from ._logs import ensure_default_handler, install_accept_error_filter
 from ._redis_broker import BROKER_ENVIRONMENT_VARIABLE, check_broker_url
 from ._redis_broker import redacted_url as _redacted
@@ -85,6 +86,11 @@ class ServeOptions:
     gc_threshold: int | None = DEFAULT_GC_THRESHOLD
     """Generation-0 threshold of the garbage collector, set once the worker has started
     (``None``: leave Python's, 700).  See :func:`apply_gc_threshold`."""
+    hypercorn_patches: bool = True
+    """Apply the patches to hypercorn's per-request path while serving (``_hypercorn_patches``:
+    a keep-alive timer per connection instead of per request, a small response in one write,
+    the ``Date`` header cached per second); each is skipped, with one log line, on a
+    hypercorn it was not written against."""
 
 
 def apply_gc_threshold(threshold: int | None) -> None:
@@ -115,7 +121,8 @@ async def serve(
     """Serve ``app`` with hypercorn's trio worker until SIGTERM/SIGINT, then drain and exit.
 
     A second signal during the drain skips what is left of it.  Once the
-    worker serves, ``options.gc_threshold`` is applied.  Raises
+    worker serves, ``options.gc_threshold`` is applied; ``options.hypercorn_patches``
+    are in force while it serves and undone when it returns.  Raises
     :class:`HypercornInternalsError` before serving if the installed hypercorn
     lacks an internal the bounded writes rely on.
     """
@@ -128,7 +135,7 @@ async def serve(
     drain_group = DrainGroup()  # every transport of ``app`` joins it from its lifespan
     served: Any = drain_group.wrap(app)
 
-    with trio.open_signal_receiver(*_SIGNALS) as signals:
+    with trio.open_signal_receiver(*_SIGNALS) as signals, hypercorn_patches(options.hypercorn_patches):
 
         async def shutdown_trigger() -> None:
             async for signum in signals:
@@ -320,6 +327,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         default=DEFAULT_GC_THRESHOLD,
         help=f"garbage collector's generation-0 threshold, set once serving (default {DEFAULT_GC_THRESHOLD}; 0 keeps Python's 700)",
     )
+    parser.add_argument(
+        "--no-hypercorn-patches",
+        dest="hypercorn_patches",
+        action="store_false",
+        help="run hypercorn's own per-request code instead of serve's patches to it (keep-alive deadline, coalesced response writes, cached Date header)",
+    )
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -384,7 +397,10 @@ def main(argv: Sequence[str]) -> int:
         config.keep_alive_max_requests = args.keep_alive_max_requests
     config.application_path = args.app
     options = ServeOptions(
-        drain_timeout=args.drain_timeout, write_timeout=args.write_timeout, gc_threshold=args.gc_threshold or None
+        drain_timeout=args.drain_timeout,
+        write_timeout=args.write_timeout,
+        gc_threshold=args.gc_threshold or None,
+        hypercorn_patches=args.hypercorn_patches,
     )
     sys.path.insert(0, os.getcwd())
     if broker == NO_BROKER:
