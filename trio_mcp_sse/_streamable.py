@@ -298,7 +298,6 @@ class _SessionStreams:
         self._count = 0
         self.standalone_mark: str | None = None
         """The priming id stored ahead of messages kept for a standalone stream nobody reads."""
-        self._waiting: trio.CancelScope | None = None
         self._handler_done = False
 
     # -- streams -------------------------------------------------------------------------------------
@@ -348,16 +347,12 @@ class _SessionStreams:
         """Route until the session's handler is done and what it queued is routed."""
         outgoing = self.session.outgoing
         while not self._handler_done:
-            item = None
-            with trio.CancelScope() as self._waiting:
-                try:
-                    item = await outgoing.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
-            self._waiting = None
-            if item is not None:
-                await self._route(item)
-                item = None  # an idle session must not keep its last message alive
+            try:
+                item = await outgoing.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            await self._route(item)
+            del item  # an idle session must not keep its last message alive
         while True:  # the handler returned: route what it left queued, then stop
             try:
                 item = outgoing.receive_nowait()
@@ -366,16 +361,21 @@ class _SessionStreams:
             await self._route(item)
 
     def handler_done(self) -> None:
+        """The server layer returned: route what it queued, then stop.
+
+        The router is woken by an empty item (routed as nothing) rather than by
+        cancelling its wait, which would cost a cancel scope per routed item.
+        If the channel is full the router is busy and sees the flag soon.
+        """
         self._handler_done = True
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self.session.wake_writer()
 
     async def _route(self, item: Any) -> None:
         request_id = item.related_request_id
         stream = self.requests.get(request_id) if request_id is not None else None
         if not item.data:
             if stream is None:
-                return  # a keepalive wake-up: writers here keep alive by themselves
+                return  # a wake-up (keepalive clock, handler_done): nothing to route
             if item.reconnect:
                 if not stream.json:
                     await self._push(stream, _RECONNECT)
