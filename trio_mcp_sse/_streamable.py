@@ -52,6 +52,7 @@ without an id, as the specification describes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections import deque
@@ -188,12 +189,21 @@ def accepts(head: RequestHead) -> tuple[bool, bool]:
     accept = head.header(b"accept")
     if accept is None:
         return True, True
+    return _accepted_types(accept) if len(accept) <= _ACCEPT_CACHED_LENGTH else _parse_accept(accept)
+
+
+def _parse_accept(accept: str) -> tuple[bool, bool]:
     types = {part.partition(";")[0].strip().lower() for part in accept.split(",")}
     anything = "*/*" in types
     return (
         anything or "application/json" in types or "application/*" in types,
         anything or "text/event-stream" in types or "text/*" in types,
     )
+
+
+_ACCEPT_CACHED_LENGTH: Final = 256
+_accepted_types: Final = functools.lru_cache(maxsize=32)(_parse_accept)
+"""A client sends the same ``Accept`` with every request: parse each short value once."""
 
 
 # -- the transport's own intake rows ----------------------------------------------------------------
