@@ -856,7 +856,7 @@ class StreamableHTTPTransport(MountedTransport):
             streams.detach(stream, events)
             if complete and streams.store is not None:
                 # Written to its end on this response: nobody will resume it.
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0):
                     await streams.store.forget_stream(session.id, stream.name)
             self.host.stream_ended()
 
@@ -960,6 +960,9 @@ class StreamableHTTPTransport(MountedTransport):
                     if seq is not None and seq <= skip_through:
                         continue
                 frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
+                if final:  # the body ends with it: one send instead of two
+                    await send({"type": "http.response.body", "body": frame, "more_body": False})
+                    return True
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             if final:
                 complete = True
