@@ -52,7 +52,9 @@ without an id, as the specification describes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Literal
@@ -187,12 +189,21 @@ def accepts(head: RequestHead) -> tuple[bool, bool]:
     accept = head.header(b"accept")
     if accept is None:
         return True, True
+    return _accepted_types(accept) if len(accept) <= _ACCEPT_CACHED_LENGTH else _parse_accept(accept)
+
+
+def _parse_accept(accept: str) -> tuple[bool, bool]:
     types = {part.partition(";")[0].strip().lower() for part in accept.split(",")}
     anything = "*/*" in types
     return (
         anything or "application/json" in types or "application/*" in types,
         anything or "text/event-stream" in types or "text/*" in types,
     )
+
+
+_ACCEPT_CACHED_LENGTH: Final = 256
+_accepted_types: Final = functools.lru_cache(maxsize=32)(_parse_accept)
+"""A client sends the same ``Accept`` with every request: parse each short value once."""
 
 
 # -- the transport's own intake rows ----------------------------------------------------------------
@@ -249,7 +260,7 @@ def accepts_event_stream() -> Rule:
 class _Stream:
     """One logical event stream of a session: its standalone stream, or one request's."""
 
-    __slots__ = ("finished", "json", "name", "pending", "reader", "request_id", "writer")
+    __slots__ = ("finished", "json", "name", "pending", "reader", "request_id", "waiting", "writer")
 
     def __init__(self, name: str, request_id: RequestId | None, *, json: bool) -> None:
         self.name = name
@@ -263,6 +274,22 @@ class _Stream:
         """Its last event was routed: a request's answer, or the end of an unanswered one."""
         self.pending: deque[_Event] = deque()
         """Events routed while no response was writing the stream (and no store keeps them)."""
+        self.waiting: trio.CancelScope | None = None
+        """The writing response's wait for its client, while it has no event to write."""
+
+    def wake(self) -> None:
+        """Tell the writing response that its channel changed (an event, or its end)."""
+        waiting = self.waiting
+        if waiting is not None:
+            self.waiting = None
+            waiting.cancel()
+
+    def close_writer(self) -> None:
+        """End the writing response's channel: it writes what is queued, then stops."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+        self.wake()
 
 
 class _SessionStreams:
@@ -281,7 +308,6 @@ class _SessionStreams:
         self._count = 0
         self.standalone_mark: str | None = None
         """The priming id stored ahead of messages kept for a standalone stream nobody reads."""
-        self._waiting: trio.CancelScope | None = None
         self._handler_done = False
 
     # -- streams -------------------------------------------------------------------------------------
@@ -303,8 +329,7 @@ class _SessionStreams:
         """Make a response the stream's writer; events kept for it meanwhile come first."""
         # Room for every kept event, so they all go ahead of anything routed later.
         send, receive = trio.open_memory_channel[_Event](max(self._buffer, len(stream.pending)))
-        if stream.writer is not None:
-            stream.writer.close()  # (a resume replaces a writer whose client is gone)
+        stream.close_writer()  # (a resume replaces a writer whose client is gone)
         stream.writer, stream.reader = send, receive
         if stream is self.standalone:
             self.standalone_mark = None
@@ -325,25 +350,19 @@ class _SessionStreams:
     def close(self) -> None:
         """The session ended: end every stream's response."""
         for stream in (*self.by_name.values(), *self.requests.values()):
-            if stream.writer is not None:
-                stream.writer.close()
-                stream.writer = stream.reader = None
+            stream.close_writer()
 
     # -- the router task -------------------------------------------------------------------------------
     async def run(self) -> None:
         """Route until the session's handler is done and what it queued is routed."""
         outgoing = self.session.outgoing
         while not self._handler_done:
-            item = None
-            with trio.CancelScope() as self._waiting:
-                try:
-                    item = await outgoing.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
-            self._waiting = None
-            if item is not None:
-                await self._route(item)
-                item = None  # an idle session must not keep its last message alive
+            try:
+                item = await outgoing.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            await self._route(item)
+            del item  # an idle session must not keep its last message alive
         while True:  # the handler returned: route what it left queued, then stop
             try:
                 item = outgoing.receive_nowait()
@@ -352,16 +371,21 @@ class _SessionStreams:
             await self._route(item)
 
     def handler_done(self) -> None:
+        """The server layer returned: route what it queued, then stop.
+
+        The router is woken by an empty item (routed as nothing) rather than by
+        cancelling its wait, which would cost a cancel scope per routed item.
+        If the channel is full the router is busy and sees the flag soon.
+        """
         self._handler_done = True
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self.session.wake_writer()
 
     async def _route(self, item: Any) -> None:
         request_id = item.related_request_id
         stream = self.requests.get(request_id) if request_id is not None else None
         if not item.data:
             if stream is None:
-                return  # a keepalive wake-up: writers here keep alive by themselves
+                return  # a wake-up (keepalive clock, handler_done): nothing to route
             if item.reconnect:
                 if not stream.json:
                     await self._push(stream, _RECONNECT)
@@ -394,10 +418,12 @@ class _SessionStreams:
         if writer is not None:
             try:
                 writer.send_nowait(event)
+                stream.wake()
                 return
             except trio.WouldBlock:
                 with trio.move_on_after(self._send_timeout):
                     await writer.send(event)
+                    stream.wake()
                     return
                 log.warning(
                     "session %s: stream %s is not being read; letting its response go",
@@ -405,8 +431,7 @@ class _SessionStreams:
                     stream.name,
                     extra={"event": "slow_stream", "session_id": self.session.id},
                 )
-                writer.close()
-                stream.writer = stream.reader = None
+                stream.close_writer()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 stream.writer = stream.reader = None  # its response ended: the client left
         if stream is not self.standalone:
@@ -821,22 +846,23 @@ class StreamableHTTPTransport(MountedTransport):
         complete = False
         try:
             if as_json:
-                await self._write_json(events, receive, send, response_headers, modern=modern)
+                await self._write_json(stream, events, receive, send, response_headers, modern=modern)
             elif modern:
-                await self._write_deferred(events, receive, send, response_headers)
+                await self._write_deferred(stream, events, receive, send, response_headers)
             else:
                 first = encode_event("", id=priming, retry=self.retry_ms) if priming is not None else b""
-                complete = await self._write_events(events, receive, send, response_headers, first)
+                complete = await self._write_events(stream, events, receive, send, response_headers, first)
         finally:
             streams.detach(stream, events)
             if complete and streams.store is not None:
                 # Written to its end on this response: nobody will resume it.
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0):
                     await streams.store.forget_stream(session.id, stream.name)
             self.host.stream_ended()
 
     async def _write_json(
         self,
+        stream: _Stream,
         events: trio.MemoryReceiveChannel[_Event],
         receive: Receive,
         send: Send,
@@ -845,18 +871,15 @@ class StreamableHTTPTransport(MountedTransport):
         modern: bool = False,
     ) -> None:
         data = b""
-        client = _Disconnect()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
-            try:
-                while True:
-                    _, data, final, _ = await events.receive()
-                    if final:
-                        break
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                data = b""  # the session ended first
-            nursery.cancel_scope.cancel()
-        if client.left:
+        try:
+            while True:
+                event = await _next_event(stream, events, receive)
+                if event is not None and event[2]:
+                    data = event[1]
+                    break
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            data = b""  # the session ended first
+        except _ClientLeft:
             return None  # the request goes on; its answer is lost with the connection (JSON has no resume)
         if not data:
             return await _end_unanswered(send, headers)
@@ -864,7 +887,12 @@ class StreamableHTTPTransport(MountedTransport):
         return None
 
     async def _write_deferred(
-        self, events: trio.MemoryReceiveChannel[_Event], receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+        self,
+        stream: _Stream,
+        events: trio.MemoryReceiveChannel[_Event],
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         """A modern request's answer: JSON if the response comes first, else an event stream.
 
@@ -872,30 +900,26 @@ class StreamableHTTPTransport(MountedTransport):
         stream starts so that proxies see bytes): a response that comes alone
         is sent as JSON with the status its error code calls for.
         """
-        first: _Event | None = None
-        ended = False
-        client = _Disconnect()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
-            with trio.move_on_after(self.keepalive_interval if self.keepalive_interval is not None else 15.0):
-                try:
-                    first = await events.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    ended = True
-            nursery.cancel_scope.cancel()
-        if client.left:
-            return
-        if ended or (first is not None and first[2] and not first[1]):
+        wait = self.keepalive_interval if self.keepalive_interval is not None else 15.0
+        try:
+            first = await _next_event(stream, events, receive, trio.current_time() + wait)
+        except (trio.EndOfChannel, trio.ClosedResourceError):
             await _end_unanswered(send, headers)
             return
+        except _ClientLeft:
+            return
         if first is not None and first[2]:
-            await self._send_json(send, modern_status(first[1]), first[1], headers)
+            if first[1]:
+                await self._send_json(send, modern_status(first[1]), first[1], headers)
+            else:
+                await _end_unanswered(send, headers)
             return
         frame = b"data: " + first[1] + b"\n\n" if first is not None and first[1] else b""
-        await self._write_events(events, receive, send, headers, frame)
+        await self._write_events(stream, events, receive, send, headers, frame)
 
     async def _write_events(
         self,
+        stream: _Stream,
         events: trio.MemoryReceiveChannel[_Event],
         receive: Receive,
         send: Send,
@@ -911,41 +935,38 @@ class StreamableHTTPTransport(MountedTransport):
         """
         complete = False
         keepalive = self.keepalive_interval
-        client = _Disconnect()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.watch, receive, nursery.cancel_scope)
-            await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
-            if first:
-                await send({"type": "http.response.body", "body": first, "more_body": True})
-            while True:
-                received: _Event | None = None
-                try:
-                    if keepalive is None:
-                        received = await events.receive()
-                    else:
-                        with trio.move_on_after(keepalive):
-                            received = await events.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-                if received is None:
-                    await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
-                    continue
-                event_id, data, final, reconnect = received
-                if reconnect:
-                    break  # the client resumes with Last-Event-ID after the retry interval
-                if data:
-                    if skip_through is not None and event_id is not None:
-                        seq = _seq(event_id)
-                        if seq is not None and seq <= skip_through:
-                            continue
-                    frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
-                if final:
-                    complete = True
-                    break
-            nursery.cancel_scope.cancel()
-        if client.left:
-            return False
+        await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        due = math.inf if keepalive is None else trio.current_time() + keepalive
+        while True:
+            try:
+                received = await _next_event(stream, events, receive, due)
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            except _ClientLeft:
+                return False
+            if keepalive is not None:
+                due = trio.current_time() + keepalive
+            if received is None:
+                await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+                continue
+            event_id, data, final, reconnect = received
+            if reconnect:
+                break  # the client resumes with Last-Event-ID after the retry interval
+            if data:
+                if skip_through is not None and event_id is not None:
+                    seq = _seq(event_id)
+                    if seq is not None and seq <= skip_through:
+                        continue
+                frame = encode_event(data, id=event_id) if event_id is not None else b"data: " + data + b"\n\n"
+                if final:  # the body ends with it: one send instead of two
+                    await send({"type": "http.response.body", "body": frame, "more_body": False})
+                    return True
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if final:
+                complete = True
+                break
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return complete
 
@@ -974,7 +995,7 @@ class StreamableHTTPTransport(MountedTransport):
         events = streams.attach(stream)
         self.host.stream_started()
         try:
-            await self._write_events(events, receive, send, headers, first)
+            await self._write_events(stream, events, receive, send, headers, first)
         finally:
             streams.detach(stream, events)
             self.host.stream_ended()
@@ -1020,12 +1041,12 @@ class StreamableHTTPTransport(MountedTransport):
         last_seq = max((seq for event in replay.events if (seq := _seq(event.event_id)) is not None), default=parsed[1])
         self.host.stream_started()
         try:
-            if events is None:
+            if events is None or stream is None:
                 # The stream is over (or was never ours to write): the replay is all there is.
                 await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
                 await send({"type": "http.response.body", "body": first, "more_body": False})
                 return
-            await self._write_events(events, receive, send, headers, first, skip_through=last_seq)
+            await self._write_events(stream, events, receive, send, headers, first, skip_through=last_seq)
         finally:
             if events is not None and stream is not None:
                 streams.detach(stream, events)
@@ -1048,23 +1069,38 @@ def _seq(event_id: str) -> int | None:
     return None if parsed is None else parsed[1]
 
 
-class _Disconnect:
-    """Watches a response's ``receive`` for the client leaving, and cancels its writer then."""
-
-    __slots__ = ("left",)
-
-    def __init__(self) -> None:
-        self.left = False
-
-    async def watch(self, receive: Receive, writer: trio.CancelScope) -> None:
-        await _wait_for_disconnect(receive)
-        self.left = True
-        writer.cancel()
+class _ClientLeft(Exception):
+    """The client of a response disconnected while it waited for its next event."""
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _next_event(
+    stream: _Stream, events: trio.MemoryReceiveChannel[_Event], receive: Receive, deadline: float = math.inf
+) -> _Event | None:
+    """A response's next event from the router; ``None`` once ``deadline`` passed without one.
+
+    One task per response does both waits: while ``events`` is empty it waits
+    for the client's ``http.disconnect`` in a cancel scope that the router
+    cancels when it hands the stream an event (:meth:`_Stream.wake`), so no
+    watcher task is spawned and cancelled per request.  Raises
+    :class:`_ClientLeft`, or ``EndOfChannel`` when the stream's channel ends.
+    """
+    while True:
+        try:
+            return events.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        if deadline != math.inf and trio.current_time() >= deadline:
+            return None
+        # No checkpoint since the channel was found empty: no wake-up can have been missed.
+        with trio.CancelScope(deadline=deadline) as waiting:
+            stream.waiting = waiting
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                raise _ClientLeft
+            finally:
+                if stream.waiting is waiting:
+                    stream.waiting = None
 
 
 async def _end_unanswered(send: Send, headers: Sequence[tuple[bytes, bytes]]) -> None:
