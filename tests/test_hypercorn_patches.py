@@ -389,8 +389,9 @@ async def test_what_the_patches_change(variant: str, monkeypatch: pytest.MonkeyP
     with trio.fail_after(20):
         async with served(variant, monkeypatch) as server:
             port = server.port
-            # Stock: the head, the body (none for an empty one), the end (empty with a Content-Length).
-            for path, method, body, stock_writes in [("/small", "GET", b"hello", 3), ("/accepted", "POST", b"", 2)]:
+            # Stock: the head, the body (none for an empty one); the end of a Content-Length body is
+            # an empty write, which the bounded writes skip.
+            for path, method, body, stock_writes in [("/small", "GET", b"hello", 2), ("/accepted", "POST", b"", 1)]:
                 writes.clear()
                 closing = await Connection.open(server.port)
                 await closing.send(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -399,7 +400,7 @@ async def test_what_the_patches_change(variant: str, monkeypatch: pytest.MonkeyP
                 if "coalesced-response-writes" in applied:
                     assert len(writes) == 1
                 else:
-                    assert len(writes) == stock_writes and writes[-1] == b""
+                    assert len(writes) == stock_writes and b"" not in writes
             connection = await Connection.open(server.port)
             await connection.send(get("/small"))
             assert await connection.response() == SMALL

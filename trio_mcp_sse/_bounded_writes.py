@@ -72,11 +72,13 @@ def install_bounded_writes(write_timeout: float) -> weakref.WeakSet[Any]:
             if not isinstance(event, RawData):
                 await super().protocol_send(event)
                 return
+            if not event.data:
+                return  # (the end of a Content-Length body is one: nothing to write, nothing to wait for)
             async with self.send_lock:
                 try:
                     # Shielded as in hypercorn (a cancelled request must not tear a
-                    # half-written frame), but no longer unbounded.
-                    with trio.CancelScope(shield=True), trio.move_on_after(write_timeout) as timer:
+                    # half-written frame), but no longer unbounded: one scope does both.
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + write_timeout) as timer:
                         self.writing = True
                         try:
                             await self.stream.send_all(event.data)
