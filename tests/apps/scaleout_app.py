@@ -1,0 +1,54 @@
+"""The app of the scale-out tests: an echo tool, a tool naming the owner's pid, and per-worker counters.
+
+``serve --workers N --broker URL`` runs it (tests/test_scaleout_e2e.py).
+``owner_pid`` runs in the session's owner (a forwarded request is answered
+there), so a test learns which worker holds a session.  ``GET /worker``
+answers the pid of the worker that took the connection and its forwarding
+counters: ``/metrics`` alone cannot say which process it came from, and a test
+that sums the counters of every worker must tell them apart.
+``GET /worker?block=S`` blocks that worker's event loop for S seconds, so a
+new connection meanwhile can only be accepted by another worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from quart import request
+
+from trio_mcp_sse import MCPServer
+
+server = MCPServer("scaleout", "1.0.0")
+
+
+@server.tool
+async def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+@server.tool
+async def owner_pid() -> str:
+    """The pid of the worker process holding this session."""
+    return str(os.getpid())
+
+
+app = server.http_app(metrics_path="/metrics")
+
+
+@app.route("/worker")
+async def worker() -> dict[str, object]:
+    block = float(request.args.get("block", 0))
+    if block:
+        time.sleep(block)  # noqa: ASYNC251 -- the point: this process accepts nothing meanwhile
+    metrics = app.extensions["trio_mcp_sse"].host.metrics
+    return {
+        "pid": os.getpid(),
+        "forwarded_out": metrics.forwarded_out,
+        "forwarded_in": metrics.forwarded_in,
+        "forward_failures": dict(metrics.forward_failures),
+    }
+
+
+__all__ = ["app", "server"]
