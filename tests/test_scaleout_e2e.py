@@ -19,12 +19,15 @@ Every test has an absolute ``trio.fail_after`` bound.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,10 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .e2e_support import ServerProcess, running_server, serving_workers
+from .e2e_support import ServerProcess, is_gone, running_server, serving_workers
+from .redis_server import RedisServer
+from .tcp_proxy import round_robin_proxy
+from .test_broker_memory import HEADERS, INIT
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,6 +55,7 @@ CLIENT_DIR = Path(__file__).resolve().parent / "interop_ts"
 SESSIONS = 100
 CALLS = 20
 CONCURRENCY = 25  # sessions at once
+LOAD_BOUND = 180.0  # seconds for a test with thousands of calls (the machine may be shared)
 BLOCK = 1.5  # seconds GET /worker?block= holds a worker (under worker_ttl: its liveness key survives)
 
 
@@ -110,7 +117,7 @@ async def python_sdk_sessions(url: str, transport: str, sessions: int = SESSIONS
             async with streams as (read, write, *_), ClientSession(read, write) as session:
                 await session.initialize()
                 for call in range(calls):
-                    text = f"session {index} call {call} ✓"
+                    text = f"{transport} session {index} call {call} ✓"
                     assert text_of(await session.call_tool("echo", {"text": text})) == text
                     answered += 1
 
@@ -120,14 +127,44 @@ async def python_sdk_sessions(url: str, transport: str, sessions: int = SESSIONS
     return answered
 
 
-@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-async def test_official_python_client_many_sessions_on_four_workers(redis_url: str, transport: str) -> None:
-    with trio.fail_after(120):
+async def both_transports(run: Callable[[str], Awaitable[Any]]) -> dict[str, Any]:
+    """``run(transport)`` for Streamable HTTP and HTTP+SSE at the same time; what each returned."""
+    results: dict[str, Any] = {}
+
+    async def one(transport: str) -> None:
+        results[transport] = await run(transport)
+
+    async with trio.open_nursery() as nursery:
+        for transport in ("streamable-http", "sse"):
+            nursery.start_soon(one, transport)
+    return results
+
+
+async def test_official_python_client_many_sessions_on_four_workers(redis_url: str) -> None:
+    with trio.fail_after(LOAD_BOUND):
         async with serving(redis_url, 4) as server:
-            assert await python_sdk_sessions(server.url, transport) == SESSIONS * CALLS
+            answered = await both_transports(functools.partial(python_sdk_sessions, server.url))
             out, into = forwarded(await each_worker(server.url, 4))
         assert "Traceback" not in server.log, server.log
+    assert answered == {"streamable-http": SESSIONS * CALLS, "sse": SESSIONS * CALLS}
     assert out == into and out > 0
+
+
+async def test_two_hosts_behind_a_balancer_without_affinity(redis_url: str) -> None:
+    """Each new connection goes to the next host: a session's requests reach both, and all are answered."""
+    with trio.fail_after(LOAD_BOUND):
+        async with serving(redis_url, 2) as first, serving(redis_url, 2) as second:
+            async with round_robin_proxy([first.port, second.port]) as port:
+                answered = await both_transports(functools.partial(python_sdk_sessions, f"http://127.0.0.1:{port}", sessions=24))
+            counters = [await each_worker(host.url, 2) for host in (first, second)]
+        for host in (first, second):
+            assert "Traceback" not in host.log, host.log
+    assert answered == {"streamable-http": 24 * CALLS, "sse": 24 * CALLS}
+    for host in counters:  # both hosts forwarded requests to the other and answered the other's
+        out, into = forwarded(host)
+        assert out > 0 and into > 0, counters
+    out, into = forwarded({**counters[0], **counters[1]})
+    assert out == into
 
 
 # -- the official TypeScript SDK client ------------------------------------------------------------
@@ -145,17 +182,177 @@ def node_load_client() -> Path:
     return CLIENT_DIR / "load_client.mjs"
 
 
-@pytest.mark.parametrize(("transport", "path"), [("streamable", "/mcp"), ("sse", "/sse")])
-async def test_official_typescript_client_many_sessions_on_four_workers(
-    redis_url: str, node_load_client: Path, transport: str, path: str
-) -> None:
-    with trio.fail_after(120):
+async def test_official_typescript_client_many_sessions_on_four_workers(redis_url: str, node_load_client: Path) -> None:
+    async def node_sessions(transport: str) -> dict[str, Any]:
+        kind, path = ("streamable", "/mcp") if transport == "streamable-http" else ("sse", "/sse")
+        command = ["node", str(node_load_client), f"{server.url}{path}", kind, str(SESSIONS), str(CALLS), str(CONCURRENCY)]
+        result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
+        assert result.returncode == 0, result.stderr.decode()
+        tally: dict[str, Any] = json.loads(result.stdout)
+        return tally
+
+    with trio.fail_after(LOAD_BOUND):
         async with serving(redis_url, 4) as server:
-            command = ["node", str(node_load_client), f"{server.url}{path}", transport, str(SESSIONS), str(CALLS), str(CONCURRENCY)]
-            result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
-            assert result.returncode == 0, result.stderr.decode()
-            tally = json.loads(result.stdout)
+            tallies = await both_transports(node_sessions)
             out, into = forwarded(await each_worker(server.url, 4))
         assert "Traceback" not in server.log, server.log
-    assert tally == {"sessions": SESSIONS, "calls": SESSIONS * CALLS, "errors": []}
+    expected = {"sessions": SESSIONS, "calls": SESSIONS * CALLS, "errors": []}
+    assert tallies == {"streamable-http": expected, "sse": expected}
     assert out == into and out > 0
+
+
+# -- raw Streamable HTTP, to see every status ------------------------------------------------------
+REQUEST_BOUND = 3.0  # seconds: no request for a session may take longer, whatever failed
+WORKER_TTL = 3.0  # BrokerSettings().worker_ttl, the default serve runs with
+FRESH = {"Connection": "close"}  # a new connection per request: the kernel picks the worker afresh
+
+
+async def open_session(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None) -> str:
+    """A Streamable HTTP session, initialized; its ``Mcp-Session-Id``."""
+    response = await client.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **(headers or {})})
+    assert response.status_code == 200, response.text
+    session_id = response.headers["mcp-session-id"]
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    response = await client.post(f"{url}/mcp", json=initialized, headers={**HEADERS, **(headers or {}), "mcp-session-id": session_id})
+    assert response.status_code == 202, response.text
+    return session_id
+
+
+async def call(
+    client: httpx.AsyncClient, url: str, session_id: str, tool: str, arguments: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, str | None, float]:
+    """``tools/call`` in ``session_id``: (status, the result's text or None, seconds it took)."""
+    message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    started = trio.current_time()
+    response = await client.post(f"{url}/mcp", json=message, headers={**HEADERS, **(headers or {}), "mcp-session-id": session_id})
+    took = trio.current_time() - started
+    if response.status_code != 200:
+        if response.status_code == 503:
+            assert response.headers["retry-after"] == "1"
+        return response.status_code, None, took
+    if response.headers["content-type"].startswith("text/event-stream"):
+        (data,) = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: {")]
+    else:
+        data = response.text
+    answer = json.loads(data)
+    (block,) = answer["result"]["content"]
+    return 200, block["text"], took
+
+
+async def owner_of(client: httpx.AsyncClient, url: str, session_id: str, headers: dict[str, str] | None = FRESH) -> int:
+    status, text, _ = await call(client, url, session_id, "owner_pid", {}, headers)
+    assert status == 200 and text is not None
+    return int(text)
+
+
+async def sessions_on_each(client: httpx.AsyncClient, url: str, pids: list[int], per_worker: int) -> dict[int, list[str]]:
+    """At least ``per_worker`` sessions owned by each worker (the kernel picks; blocking one steers it)."""
+    owned: dict[int, list[str]] = {pid: [] for pid in pids}
+    async with trio.open_nursery() as nursery:
+        while any(len(ids) < per_worker for ids in owned.values()):
+            if sum(map(len, owned.values())) % 4 == 3:  # now and then, block a worker so the other gets one
+                nursery.start_soon(functools.partial(client.get, f"{url}/worker", params={"block": 0.5}, headers=FRESH))
+                await trio.sleep(0.1)
+            session_id = await open_session(client, url, FRESH)
+            owned[await owner_of(client, url, session_id)].append(session_id)
+    return owned
+
+
+async def test_sessions_of_a_killed_worker_answer_503_then_404_and_the_others_keep_working(redis_url: str) -> None:
+    async with serving(redis_url, 2) as server, httpx.AsyncClient(timeout=10) as client:
+        with trio.fail_after(60):
+            url = server.url
+            pids = await serving_workers(server, 2)
+            owned = await sessions_on_each(client, url, pids, 3)
+            victim, survivor = pids
+            new_sessions = 0
+            statuses: dict[str, list[tuple[float, int]]] = {sid: [] for sid in owned[victim]}
+            os.kill(victim, signal.SIGKILL)
+            killed_at = trio.current_time()
+            while not is_gone(victim):
+                await trio.sleep(0.01)
+            while any(not seen or seen[-1][1] != 404 for seen in statuses.values()):
+                for session_id, seen in statuses.items():
+                    status, _, took = await call(client, url, session_id, "echo", {"text": "x"}, FRESH)
+                    assert took < REQUEST_BOUND and status in (503, 404), (status, took)
+                    seen.append((trio.current_time() - killed_at, status))
+                for session_id in owned[survivor]:  # the survivor's sessions work throughout
+                    status, text, _ = await call(client, url, session_id, "echo", {"text": session_id}, FRESH)
+                    assert (status, text) == (200, session_id)
+                session_id = await open_session(client, url, FRESH)  # and new sessions open
+                status, text, _ = await call(client, url, session_id, "echo", {"text": "new"}, FRESH)
+                assert (status, text) == (200, "new")
+                new_sessions += 1
+                await trio.sleep(0.1)
+            # 404 once the liveness key expired, and for good.
+            for seen in statuses.values():
+                first_404 = next(at for at, status in seen if status == 404)
+                assert first_404 <= WORKER_TTL + 2, seen
+                assert all(status == 404 for at, status in seen if at >= first_404), seen
+                assert all(status == 503 for at, status in seen if at < first_404), seen
+            for session_id in statuses:
+                status, _, _ = await call(client, url, session_id, "echo", {"text": "x"}, FRESH)
+                assert status == 404
+    assert f"worker {victim} exited unexpectedly (killed by SIGKILL)" in server.log
+    assert "Traceback" not in server.log, server.log
+
+
+async def pinned_clients(stack: AsyncExitStack, url: str, pids: list[int]) -> dict[int, httpx.AsyncClient]:
+    """One client per worker, each on one kept-alive connection to that worker."""
+    pinned: dict[int, httpx.AsyncClient] = {}
+    async with trio.open_nursery() as nursery:
+        while len(pinned) < len(pids):
+            for client in pinned.values():  # only a worker not pinned yet can accept the next connection
+                nursery.start_soon(functools.partial(client.get, f"{url}/worker", params={"block": 0.5}))
+            await trio.sleep(0.1)
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=1)))
+            pid = (await client.get(f"{url}/worker")).json()["pid"]
+            if pid not in pinned:
+                pinned[pid] = client
+    return pinned
+
+
+async def test_redis_stopped_then_restarted_under_a_running_service(restartable_redis: RedisServer) -> None:
+    async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
+        with trio.fail_after(60):
+            url = server.url
+            pids = await serving_workers(server, 2)
+            fresh = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            pinned = await pinned_clients(stack, url, pids)
+            owned = {pid: await open_session(client, url) for pid, client in pinned.items()}  # opened on its worker
+            for pid, session_id in owned.items():
+                assert await owner_of(pinned[pid], url, session_id, headers=None) == pid
+            one, other = pids
+
+            await trio.to_thread.run_sync(restartable_redis.stop)
+            # New sessions and forwarded requests: 503 at once.
+            for _ in range(3):
+                started = trio.current_time()
+                response = await fresh.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})
+                assert response.status_code == 503 and trio.current_time() - started < REQUEST_BOUND
+                assert response.json()["error"]["message"] == "Session broker unavailable; retry later"
+            assert (await pinned[other].get(f"{url}/worker")).json()["pid"] == other
+            status, _, took = await call(pinned[other], url, owned[one], "echo", {"text": "x"})
+            assert status == 503 and took < REQUEST_BOUND
+            # A request reaching its session's owner needs no broker.
+            for pid, session_id in owned.items():
+                assert (await call(pinned[pid], url, session_id, "echo", {"text": "direct"}))[:2] == (200, "direct")
+
+            await trio.to_thread.run_sync(restartable_redis.start)
+            restarted = trio.current_time()
+            while True:  # within a few seconds, without restarting a worker
+                response = await fresh.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})
+                if response.status_code == 200:
+                    break
+                assert response.status_code == 503
+                await trio.sleep(0.1)
+            back = trio.current_time() - restarted
+            forwarded_back = []
+            for pid, session_id in owned.items():
+                while (await call(pinned[other if pid == one else one], url, session_id, "echo", {"text": "again"}))[:2] != (200, "again"):
+                    await trio.sleep(0.1)
+                forwarded_back.append(trio.current_time() - restarted)
+            assert back < 5 and max(forwarded_back) < 5, (back, forwarded_back)
+            assert set(await each_worker(url, 2)) == set(pids)
+    assert "exited unexpectedly" not in server.log
+    assert "Traceback" not in server.log, server.log
