@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -148,12 +149,26 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
         process.terminate()
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(STOP_TIMEOUT)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, as with a hung host."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT); it answers what was sent meanwhile."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if not self.owned or self._process is None or self._process.poll() is not None:
+            raise RedisUnavailable(f"cannot signal {self.url}: not a running server this suite started")
+        self._process.send_signal(signum)
 
     def close(self) -> None:
         """Stop a server the suite started and remove its working directory."""

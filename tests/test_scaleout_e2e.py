@@ -19,6 +19,7 @@ Every test has an absolute ``trio.fail_after`` bound.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -203,7 +204,8 @@ async def test_official_typescript_client_many_sessions_on_four_workers(redis_ur
 
 # -- raw Streamable HTTP, to see every status ------------------------------------------------------
 REQUEST_BOUND = 3.0  # seconds: no request for a session may take longer, whatever failed
-WORKER_TTL = 3.0  # BrokerSettings().worker_ttl, the default serve runs with
+WORKER_TTL = 3.0  # BrokerSettings().worker_ttl and heartbeat_interval, the defaults serve runs with
+HEARTBEAT = 1.0
 FRESH = {"Connection": "close"}  # a new connection per request: the kernel picks the worker afresh
 
 
@@ -259,17 +261,33 @@ async def sessions_on_each(client: httpx.AsyncClient, url: str, pids: list[int],
 
 
 async def test_sessions_of_a_killed_worker_answer_503_then_404_and_the_others_keep_working(redis_url: str) -> None:
-    async with serving(redis_url, 2) as server, httpx.AsyncClient(timeout=10) as client:
+    async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
         with trio.fail_after(60):
             url = server.url
             pids = await serving_workers(server, 2)
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
             owned = await sessions_on_each(client, url, pids, 3)
             victim, survivor = pids
-            new_sessions = 0
+            # A victim's session's standalone GET stream, open through the survivor (forwarded).
+            through_survivor = (await pinned_clients(stack, url, pids))[survivor]
+            stream_ended_at: list[float] = []
+
+            async def forwarded_stream(task_status: trio.TaskStatus[None]) -> None:
+                headers = {"accept": "text/event-stream", "mcp-session-id": owned[victim][0]}
+                timeout = httpx.Timeout(10, read=None)
+                async with through_survivor.stream("GET", f"{url}/mcp", headers=headers, timeout=timeout) as response:
+                    assert response.status_code == 200
+                    task_status.started()
+                    with contextlib.suppress(httpx.HTTPError):  # cut mid-body: the owner is gone
+                        async for _ in response.aiter_raw():
+                            pass
+                stream_ended_at.append(trio.current_time())
+
+            await nursery.start(forwarded_stream)
             statuses: dict[str, list[tuple[float, int]]] = {sid: [] for sid in owned[victim]}
             os.kill(victim, signal.SIGKILL)
             killed_at = trio.current_time()
-            while not is_gone(victim):
+            while not is_gone(victim):  # (a request routed to it while it dies waits ack_timeout for its 503)
                 await trio.sleep(0.01)
             while any(not seen or seen[-1][1] != 404 for seen in statuses.values()):
                 for session_id, seen in statuses.items():
@@ -282,7 +300,6 @@ async def test_sessions_of_a_killed_worker_answer_503_then_404_and_the_others_ke
                 session_id = await open_session(client, url, FRESH)  # and new sessions open
                 status, text, _ = await call(client, url, session_id, "echo", {"text": "new"}, FRESH)
                 assert (status, text) == (200, "new")
-                new_sessions += 1
                 await trio.sleep(0.1)
             # 404 once the liveness key expired, and for good.
             for seen in statuses.values():
@@ -293,6 +310,11 @@ async def test_sessions_of_a_killed_worker_answer_503_then_404_and_the_others_ke
             for session_id in statuses:
                 status, _, _ = await call(client, url, session_id, "echo", {"text": "x"}, FRESH)
                 assert status == 404
+            # The stream forwarded through the survivor ended within the liveness lifetime and a heartbeat.
+            with trio.fail_after(WORKER_TTL + HEARTBEAT + 2 - (trio.current_time() - killed_at)):
+                while not stream_ended_at:
+                    await trio.sleep(0.05)
+            assert stream_ended_at[0] - killed_at <= WORKER_TTL + HEARTBEAT + 1
     assert f"worker {victim} exited unexpectedly (killed by SIGKILL)" in server.log
     assert "Traceback" not in server.log, server.log
 
@@ -354,5 +376,45 @@ async def test_redis_stopped_then_restarted_under_a_running_service(restartable_
                 forwarded_back.append(trio.current_time() - restarted)
             assert back < 5 and max(forwarded_back) < 5, (back, forwarded_back)
             assert set(await each_worker(url, 2)) == set(pids)
+    assert "exited unexpectedly" not in server.log
+    assert "Traceback" not in server.log, server.log
+
+
+
+async def test_redis_that_stops_answering_is_503_within_the_operation_timeout(restartable_redis: RedisServer) -> None:
+    """A hung Redis (SIGSTOP: connections open, no answers) costs at most ``operation_timeout``, then recovers."""
+    async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
+        with trio.fail_after(60):
+            url = server.url
+            pids = await serving_workers(server, 2)
+            fresh = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            pinned = await pinned_clients(stack, url, pids)
+            owned = {pid: await open_session(client, url) for pid, client in pinned.items()}
+            one, other = pids
+            elsewhere = {one: pinned[other], other: pinned[one]}
+            try:
+                restartable_redis.pause()
+                started = trio.current_time()
+                response = await fresh.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})
+                assert response.status_code == 503 and trio.current_time() - started < REQUEST_BOUND
+                for pid, session_id in owned.items():
+                    status, _, took = await call(elsewhere[pid], url, session_id, "echo", {"text": "x"})
+                    assert status == 503 and took < REQUEST_BOUND
+                    assert (await call(pinned[pid], url, session_id, "echo", {"text": "direct"}))[:2] == (200, "direct")
+            finally:
+                restartable_redis.resume()
+            resumed = trio.current_time()
+            # Back within a few seconds, and every answer is its own request's (no reply read out of turn).
+            async def until_answered(pid: int, session_id: str, index: int) -> None:
+                text = f"{pid} {index}"
+                while (await call(elsewhere[pid], url, session_id, "echo", {"text": text}))[:2] != (200, text):
+                    await trio.sleep(0.1)
+
+            for round_ in range(3):
+                async with trio.open_nursery() as nursery:
+                    for pid, session_id in owned.items():
+                        nursery.start_soon(until_answered, pid, session_id, round_)
+            assert trio.current_time() - resumed < 5
+            assert (await fresh.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})).status_code == 200
     assert "exited unexpectedly" not in server.log
     assert "Traceback" not in server.log, server.log
