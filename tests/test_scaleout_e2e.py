@@ -418,3 +418,45 @@ async def test_redis_that_stops_answering_is_503_within_the_operation_timeout(re
             assert (await fresh.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})).status_code == 200
     assert "exited unexpectedly" not in server.log
     assert "Traceback" not in server.log, server.log
+
+
+async def test_a_draining_worker_finishes_accepted_work_then_its_sessions_are_404(redis_url: str) -> None:
+    """SIGTERM to one worker: its running call answers, its sessions are released (404 at once) as it stops."""
+    async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            url = server.url
+            pids = await serving_workers(server, 2)
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            owned = await sessions_on_each(client, url, pids, 2)
+            leaving, staying = pids
+            pinned = await pinned_clients(stack, url, pids)
+            answers: list[tuple[int, str | None]] = []
+
+            async def slow_call() -> None:
+                # Through the staying worker: forwarded to the owner, which is told to stop meanwhile.
+                status, text, _ = await call(pinned[staying], url, owned[leaving][0], "slow_echo", {"text": "done", "seconds": 2})
+                answers.append((status, text))
+
+            nursery.start_soon(slow_call)
+            await trio.sleep(0.5)
+            os.kill(leaving, signal.SIGTERM)
+            new_sessions: set[tuple[int, str]] = set()
+            while not is_gone(leaving):
+                for session_id in owned[staying]:  # the other worker's sessions work throughout
+                    status, text, _ = await call(client, url, session_id, "echo", {"text": session_id}, FRESH)
+                    assert (status, text) == (200, session_id)
+                # A new connection the kernel hands to the draining worker is refused, to be retried.
+                response = await client.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})
+                refused = response.status_code == 503 and response.headers["retry-after"] == "5"
+                new_sessions.add((response.status_code, response.json()["error"]["message"] if refused else ""))
+                await trio.sleep(0.1)
+            assert answers == [(200, "done")]
+            assert new_sessions <= {(200, ""), (503, "Server is shutting down")}, new_sessions
+            for session_id in owned[leaving]:  # released as it stopped: no 503 while a liveness key runs out
+                for _ in range(5):
+                    status, _, _ = await call(client, url, session_id, "echo", {"text": "x"}, FRESH)
+                    assert status == 404
+            for _ in range(5):  # and new sessions open on the workers left
+                assert (await client.post(f"{url}/mcp", json=INIT, headers={**HEADERS, **FRESH})).status_code == 200
+    assert f"[{leaving}] [INFO] SIGTERM received: draining" in server.log
+    assert "Traceback" not in server.log, server.log

@@ -1,8 +1,9 @@
-"""The app of the scale-out tests: an echo tool, a tool naming the owner's pid, and per-worker counters.
+"""The app of the scale-out tests: echo tools, a tool naming the owner's pid, and per-worker counters.
 
 ``serve --workers N --broker URL`` runs it (tests/test_scaleout_e2e.py).
-``owner_pid`` runs in the session's owner (a forwarded request is answered
-there), so a test learns which worker holds a session.  ``GET /worker``
+``slow_echo`` is work still running when a worker drains.  ``owner_pid`` runs
+in the session's owner (a forwarded request is answered there), so a test
+learns which worker holds a session.  ``GET /worker``
 answers the pid of the worker that took the connection and its forwarding
 counters: ``/metrics`` alone cannot say which process it came from, and a test
 that sums the counters of every worker must tell them apart.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 
+import trio
 from quart import request
 
 from trio_mcp_sse import MCPServer
@@ -25,6 +27,13 @@ server = MCPServer("scaleout", "1.0.0")
 @server.tool
 async def echo(text: str) -> str:
     """Return the text unchanged."""
+    return text
+
+
+@server.tool
+async def slow_echo(text: str, seconds: float) -> str:
+    """Return the text after ``seconds``: a request still running when its worker is told to stop."""
+    await trio.sleep(seconds)
     return text
 
 
