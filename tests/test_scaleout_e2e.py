@@ -8,12 +8,17 @@ real worker processes joined through a real Redis (tests/redis_server.py):
   with requests forwarded between workers (their counters say so);
 * two hosts behind a balancer with no affinity (tests/tcp_proxy.py);
 * a worker killed with SIGKILL: its sessions answer 503 then 404 within the
-  worker's liveness lifetime, never hang; the others keep working;
-* Redis stopped and restarted under a running service: 503 at once for what
-  needs it, the owner still answers directly, and service comes back alone.
+  worker's liveness lifetime, never hang, and a stream forwarded for one ends;
+  the others keep working;
+* a worker drained with SIGTERM: its running call answers, its sessions are
+  released as it stops;
+* Redis stopped and restarted, or hung, under a running service: 503 at
+  once (or within the operation timeout) for what needs it, the owner still
+  answers directly, and service comes back by itself.
 
 The app is tests/apps/scaleout_app.py: ``owner_pid`` tells which worker holds
-a session, ``GET /worker`` which worker took a connection, with its counters.
+a session, ``GET /worker`` which worker took a connection, and ``/metrics`` on
+that connection the worker's forwarding counters.
 Every test has an absolute ``trio.fail_after`` bound.
 """
 
@@ -70,31 +75,53 @@ async def serving(redis_url: str, workers: int) -> AsyncIterator[ServerProcess]:
 
 
 async def each_worker(url: str, workers: int) -> dict[int, dict[str, Any]]:
-    """``GET /worker`` answered by every one of ``workers`` behind ``url``: pid -> its counters.
+    """The ``/metrics`` of every one of ``workers`` behind ``url``: pid -> its broker counters.
 
     The kernel gives a new connection to whichever worker accepts first, so
-    each request blocks the worker it reached for a moment: the next one,
-    sent meanwhile, can only be accepted by a worker not yet blocked.
+    each connection first blocks the worker it reached for a moment
+    (``GET /worker?block=``, which says whose pid it is): the next one, opened
+    meanwhile, can only be accepted by a worker not yet blocked.  (A worker
+    slow to start blocking may take two; another round finds the rest.)  Then
+    ``GET /metrics`` on the same connection reads that worker's counters.
+    Call it once the traffic is over: the counters stand still.
     """
-    answers: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+    by_pid: dict[int, dict[str, Any]] = {}
 
-        async def ask() -> None:
-            response = await client.get(f"{url}/worker", params={"block": BLOCK}, headers={"Connection": "close"})
-            assert response.status_code == 200, response.text
-            answers.append(response.json())
+    async def ask() -> None:
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=1)) as client:
+            pid = (await client.get(f"{url}/worker", params={"block": BLOCK})).json()["pid"]
+            response = await client.get(f"{url}/metrics")
+        assert response.status_code == 200, response.text
+        by_pid[pid] = broker_metrics(response.text)
 
-        for _ in range(workers):
-            nursery.start_soon(ask)
-            await trio.sleep(0.2)
-    by_pid = {answer["pid"]: answer for answer in answers}
-    assert len(by_pid) == workers, answers
+    while len(by_pid) < workers:
+        async with trio.open_nursery() as nursery:
+            for _ in range(workers):
+                nursery.start_soon(ask)
+                await trio.sleep(0.25)
+    assert len(by_pid) == workers, by_pid
     return by_pid
 
 
+def broker_metrics(text: str) -> dict[str, Any]:
+    """The broker's lines of a worker's ``/metrics``: forwarded out and in, failures by reason, broker up."""
+    values: dict[str, Any] = {"forward_failures": {}}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == 'mcp_forwarded_total{direction="out"}':
+            values["forwarded_out"] = int(value)
+        elif name == 'mcp_forwarded_total{direction="in"}':
+            values["forwarded_in"] = int(value)
+        elif name.startswith("mcp_forward_failures_total{"):
+            values["forward_failures"][name.split('"')[1]] = int(value)
+        elif name == "mcp_broker_up":
+            values["broker_up"] = int(value)
+    return values
+
+
 def forwarded(counters: dict[int, dict[str, Any]]) -> tuple[int, int]:
-    """Requests forwarded out and in, summed over the workers; no worker may count a failed forward."""
-    assert all(answer["forward_failures"] == {} for answer in counters.values()), counters
+    """Requests forwarded out and in, summed over the workers; every worker joined, none counted a failed forward."""
+    assert all(answer["broker_up"] == 1 and answer["forward_failures"] == {} for answer in counters.values()), counters
     return sum(a["forwarded_out"] for a in counters.values()), sum(a["forwarded_in"] for a in counters.values())
 
 
@@ -261,8 +288,8 @@ async def sessions_on_each(client: httpx.AsyncClient, url: str, pids: list[int],
 
 
 async def test_sessions_of_a_killed_worker_answer_503_then_404_and_the_others_keep_working(redis_url: str) -> None:
-    async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
-        with trio.fail_after(60):
+    with trio.fail_after(60):
+        async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
             url = server.url
             pids = await serving_workers(server, 2)
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
@@ -335,8 +362,8 @@ async def pinned_clients(stack: AsyncExitStack, url: str, pids: list[int]) -> di
 
 
 async def test_redis_stopped_then_restarted_under_a_running_service(restartable_redis: RedisServer) -> None:
-    async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
-        with trio.fail_after(60):
+    with trio.fail_after(60):
+        async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
             url = server.url
             pids = await serving_workers(server, 2)
             fresh = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
@@ -383,8 +410,8 @@ async def test_redis_stopped_then_restarted_under_a_running_service(restartable_
 
 async def test_redis_that_stops_answering_is_503_within_the_operation_timeout(restartable_redis: RedisServer) -> None:
     """A hung Redis (SIGSTOP: connections open, no answers) costs at most ``operation_timeout``, then recovers."""
-    async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
-        with trio.fail_after(60):
+    with trio.fail_after(60):
+        async with serving(restartable_redis.url, 2) as server, AsyncExitStack() as stack:
             url = server.url
             pids = await serving_workers(server, 2)
             fresh = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
@@ -422,8 +449,8 @@ async def test_redis_that_stops_answering_is_503_within_the_operation_timeout(re
 
 async def test_a_draining_worker_finishes_accepted_work_then_its_sessions_are_404(redis_url: str) -> None:
     """SIGTERM to one worker: its running call answers, its sessions are released (404 at once) as it stops."""
-    async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
-        with trio.fail_after(60):
+    with trio.fail_after(60):
+        async with serving(redis_url, 2) as server, AsyncExitStack() as stack, trio.open_nursery() as nursery:
             url = server.url
             pids = await serving_workers(server, 2)
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))

@@ -1,14 +1,14 @@
-"""The app of the scale-out tests: echo tools, a tool naming the owner's pid, and per-worker counters.
+"""The app of the scale-out tests: echo tools, a tool naming the owner's pid, a route naming the worker's.
 
 ``serve --workers N --broker URL`` runs it (tests/test_scaleout_e2e.py).
 ``slow_echo`` is work still running when a worker drains.  ``owner_pid`` runs
 in the session's owner (a forwarded request is answered there), so a test
-learns which worker holds a session.  ``GET /worker``
-answers the pid of the worker that took the connection and its forwarding
-counters: ``/metrics`` alone cannot say which process it came from, and a test
-that sums the counters of every worker must tell them apart.
-``GET /worker?block=S`` blocks that worker's event loop for S seconds, so a
-new connection meanwhile can only be accepted by another worker.
+learns which worker holds a session.  ``GET /worker`` answers the pid of the
+worker that took the connection: ``/metrics`` does not say which process it
+came from, and a test that sums the counters of every worker must tell them
+apart (it asks both on one connection).  ``GET /worker?block=S`` blocks that
+worker's event loop for S seconds, so a new connection meanwhile can only be
+accepted by another worker.
 """
 
 from __future__ import annotations
@@ -51,13 +51,7 @@ async def worker() -> dict[str, object]:
     block = float(request.args.get("block", 0))
     if block:
         time.sleep(block)  # noqa: ASYNC251 -- the point: this process accepts nothing meanwhile
-    metrics = app.extensions["trio_mcp_sse"].host.metrics
-    return {
-        "pid": os.getpid(),
-        "forwarded_out": metrics.forwarded_out,
-        "forwarded_in": metrics.forwarded_in,
-        "forward_failures": dict(metrics.forward_failures),
-    }
+    return {"pid": os.getpid()}
 
 
 __all__ = ["app", "server"]
