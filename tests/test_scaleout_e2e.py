@@ -45,7 +45,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .e2e_support import ServerProcess, is_gone, running_server, serving_workers
+from .e2e_support import ServerProcess, is_gone, running_server, serving_workers, until_logged
 from .redis_server import RedisServer
 from .tcp_proxy import round_robin_proxy
 from .test_broker_memory import HEADERS, INIT
@@ -467,6 +467,10 @@ async def test_a_draining_worker_finishes_accepted_work_then_its_sessions_are_40
             nursery.start_soon(slow_call)
             await trio.sleep(0.5)
             os.kill(leaving, signal.SIGTERM)
+            await until_logged(server, rf"\[{leaving}\] \[INFO\] SIGTERM received: draining")
+            # A client kept alive on the draining worker is refused and told to reconnect.
+            kept_alive = await pinned[leaving].post(f"{url}/mcp", json=INIT, headers=HEADERS)
+            assert (kept_alive.status_code, kept_alive.headers["connection"]) == (503, "close")
             new_sessions: set[tuple[int, str]] = set()
             while not is_gone(leaving):
                 for session_id in owned[staying]:  # the other worker's sessions work throughout
