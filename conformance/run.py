@@ -1,13 +1,16 @@
 """Run the official MCP conformance suite against a server started from an ASGI app.
 
     python -m conformance.run [--requirements 2025-11-25] [--app examples.everything_server:app]
+                              [--workers N --broker redis://HOST:PORT/DB]
 
 What it does, in order:
 
 1. checks that ``conformance/node_modules`` holds the pinned suite and Node 22
    (``make conformance`` installs them with ``npm ci``);
-2. starts ``hypercorn --worker-class trio APP`` on a free port of 127.0.0.1 and
-   waits, with a bound, until the port accepts connections;
+2. starts ``hypercorn --worker-class trio APP`` on a free port of 127.0.0.1
+   (with ``--workers N --broker URL``: ``python -m trio_mcp_sse serve APP
+   --workers N --broker URL``, sessions shared through the broker) and waits,
+   with a bound, until every worker serves;
 3. runs ``conformance server --url http://localhost:PORT/mcp --requirements REV``
    (``localhost``, not the IP: the DNS-rebinding scenario needs a name);
 4. reads the ``checks.json`` the suite wrote for each scenario and compares
@@ -44,7 +47,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -252,27 +255,55 @@ def stop(process: subprocess.Popen[Any]) -> None:
     process.wait(timeout=STOP_GRACE_SECONDS)
 
 
+def server_command(app: str, host: str, port: int, *, workers: int = 1, broker: str | None = None) -> list[str]:
+    """How the server under judgement is started.
+
+    One worker and no broker: ``hypercorn --worker-class trio``, the plain
+    deployment.  Otherwise ``python -m trio_mcp_sse serve --workers N
+    --broker URL``: N processes on one socket, each session held by one of
+    them, every request that reaches another forwarded through the broker.
+    """
+    if workers == 1 and broker is None:
+        return [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind", f"{host}:{port}", app]
+    command = [sys.executable, "-m", "trio_mcp_sse", "serve", app, "--bind", f"{host}:{port}", "--workers", str(workers)]
+    return command + (["--broker", broker] if broker is not None else [])
+
+
+def workers_serving(log_text: str) -> int:
+    """How many processes said they serve (hypercorn's ``Running on`` line, one per worker)."""
+    return log_text.count("] Running on http")
+
+
 @contextlib.contextmanager
-def running_server(app: str, host: str, log: TextIO, startup_timeout: float) -> Iterator[int]:
-    """Serve ``app`` with hypercorn's trio worker; yield its port once it accepts connections."""
+def running_server(
+    app: str, host: str, log_path: Path, startup_timeout: float, *, workers: int = 1, broker: str | None = None
+) -> Iterator[int]:
+    """Serve ``app`` (see :func:`server_command`); yield its port once every worker serves.
+
+    The socket accepts connections as soon as it is bound, before any worker
+    of ``serve --workers`` runs, so readiness is each worker's own line in the
+    log, and a connection that succeeds.
+    """
     port = free_port(host)
-    command = [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind", f"{host}:{port}", app]
-    log.write(f"$ {' '.join(command)}\n")
-    log.flush()
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                raise HarnessError(f"the server exited with status {process.returncode} before it was ready")
-            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
-                break
-            if time.monotonic() > deadline:
-                raise HarnessError(f"the server did not accept connections within {startup_timeout:g} s")
-            time.sleep(0.1)
-        yield port
-    finally:
-        stop(process)
+    command = server_command(app, host, port, workers=workers, broker=broker)
+    with log_path.open("w") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while True:
+                if process.poll() is not None:
+                    raise HarnessError(f"the server exited with status {process.returncode} before it was ready")
+                if workers_serving(log_path.read_text(errors="replace")) >= workers:
+                    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+                        break
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"the server did not serve with {workers} worker(s) within {startup_timeout:g} s")
+                time.sleep(0.1)
+            yield port
+        finally:
+            stop(process)
 
 
 def run_suite(arguments: list[str], output: Path, timeout: float) -> int:
@@ -325,10 +356,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--expected-failures", type=Path,
                         help="list of expected failures (default: conformance/expected-failures-REV.txt)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where each run's folder goes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve with `python -m trio_mcp_sse serve --workers N` (needs --broker when N > 1)")
+    parser.add_argument("--broker", help="the broker URL those workers share (redis://HOST:PORT/DB)")
     parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds for the server to listen")
     parser.add_argument("--suite-timeout", type=float, default=1200.0, help="seconds for the whole suite")
     parser.add_argument("--scenario-timeout-ms", type=int, default=30000, help="the suite's per-scenario bound")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.workers < 1:
+        parser.error("--workers must be >= 1")
+    if options.workers > 1 and not options.broker:
+        parser.error("--workers N needs --broker URL: the workers share sessions through it")
+    if options.url and (options.workers > 1 or options.broker):
+        parser.error("--url judges a server that already runs: --workers and --broker start one")
+    return options
 
 
 def report(results: Sequence[ScenarioResult], verdict: Verdict, entries_path: Path) -> None:
@@ -389,8 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.url:
             run_all(options.url)
         else:
-            with (run_dir / "server.log").open("w") as server_log, running_server(
-                options.app, "127.0.0.1", server_log, options.startup_timeout
+            with running_server(
+                options.app, "127.0.0.1", run_dir / "server.log", options.startup_timeout,
+                workers=options.workers, broker=options.broker,
             ) as port:
                 run_all(f"http://localhost:{port}{options.path}")
         results = collect_results(checks_dir, scenarios)

@@ -20,6 +20,10 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 _RUNNING_ON = re.compile(rb"Running on https?://[^:]+:(\d+)")
+WORKER_STARTED = re.compile(r"\] worker (\d+) started")
+"""What ``serve --workers N`` logs for each worker it starts (group: the pid)."""
+WORKER_RUNNING = re.compile(r"\[(\d+)\] \[INFO\] Running on ")
+"""What each worker logs once it serves (group: the pid)."""
 
 
 @dataclass
@@ -158,3 +162,27 @@ async def abrupt_session(port: int, index: int) -> None:
     finally:
         reset(stream)
         await stream.aclose()
+
+
+async def until_logged(server: ServerProcess, pattern: str, count: int = 1) -> list[str]:
+    """Wait until ``pattern`` has matched ``count`` times in the log; returns the first group of each."""
+    with trio.fail_after(30):
+        while len(found := re.findall(pattern, server.log)) < count:
+            await trio.sleep(0.05)
+    return found
+
+
+async def serving_workers(server: ServerProcess, count: int = 2) -> list[int]:
+    """The pids of the first ``count`` workers of ``serve --workers``, once each has said it serves."""
+    started = [int(pid) for pid in await until_logged(server, WORKER_STARTED.pattern, count)]
+    await until_logged(server, WORKER_RUNNING.pattern, count)
+    return started
+
+
+def is_gone(pid: int) -> bool:
+    """No such process, or only its zombie (a reparented child nobody reaps in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

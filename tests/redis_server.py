@@ -25,8 +25,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -147,12 +149,26 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
         process.terminate()
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(STOP_TIMEOUT)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, as with a hung host."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT); it answers what was sent meanwhile."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if not self.owned or self._process is None or self._process.poll() is not None:
+            raise RedisUnavailable(f"cannot signal {self.url}: not a running server this suite started")
+        self._process.send_signal(signum)
 
     def close(self) -> None:
         """Stop a server the suite started and remove its working directory."""
@@ -226,3 +242,31 @@ def redis_server_from_environment() -> RedisServer:
     server = RedisServer(host="127.0.0.1", port=_free_port(), binary=binary)
     server.start()
     return server
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.redis_server -- COMMAND...``: run COMMAND with the suite's Redis in ``REDIS_URL``.
+
+    For make targets that need a Redis outside pytest (``make
+    conformance-scaled``): the server comes from where the suite's does (see
+    the module doc), its database is flushed first, and a server started
+    here is stopped when COMMAND ends.  Exits with COMMAND's status.
+    """
+    command = argv[1:] if argv[:1] == ["--"] else argv
+    if not command:
+        sys.stderr.write("usage: python -m tests.redis_server -- COMMAND [ARGS...]\n")
+        return 2
+    try:
+        server = redis_server_from_environment()
+    except RedisUnavailable as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        server.flush()
+        return subprocess.run(command, env={**os.environ, "REDIS_URL": server.url}, check=False).returncode
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

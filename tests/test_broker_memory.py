@@ -233,6 +233,17 @@ async def test_a_dead_owner_gives_404_within_the_worker_ttl(autojump_clock: trio
         assert broker.owner_of(session_id) is None
 
 
+async def test_a_stopping_worker_releases_its_sessions_before_its_shutdown_completes() -> None:
+    """Closed on shutdown, released at once: the other workers answer 404, not 503 until a liveness key expires."""
+    broker = MemoryBroker()
+    app = make_server().http_app(broker=broker)
+    async with open_http_transport(app) as transport, httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        session_id = await initialize(client)
+        assert broker.owner_of(session_id) == app.extensions["trio_mcp_sse"].host.link.worker_id
+        await app.extensions["trio_mcp_sse"].host.close_all_sessions()  # what the lifespan's shutdown runs first
+        assert broker.owner_of(session_id) is None  # no heartbeat in between: this test takes milliseconds
+
+
 async def test_broker_down_fails_new_sessions_and_forwards_fast_but_keeps_local_traffic(autojump_clock: trio.abc.Clock) -> None:
     broker = MemoryBroker()
     async with workers(broker) as (first, second):

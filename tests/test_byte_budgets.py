@@ -85,6 +85,20 @@ async def test_the_408_answer_says_connection_close() -> None:
     await send_outcome(send, Outcome.BODIES_BUSY)
     assert (b"connection", b"close") in sent[0]["headers"]
     assert (b"retry-after", b"1") in sent[2]["headers"]
+    assert (b"connection", b"close") not in sent[2]["headers"]
+
+
+async def test_a_draining_servers_503_closes_the_connection_so_the_retry_reconnects() -> None:
+    from trio_mcp_sse._http import send_outcome
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await send_outcome(send, Outcome.SHUTTING_DOWN)
+    assert sent[0]["status"] == 503
+    assert {(b"retry-after", b"5"), (b"connection", b"close")} <= set(sent[0]["headers"])
 
 
 # -- outbound bytes ----------------------------------------------------------------------------------

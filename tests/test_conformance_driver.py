@@ -18,7 +18,10 @@ from conformance.run import (
     ScenarioResult,
     collect_results,
     judge,
+    parse_args,
     read_expected_failures,
+    server_command,
+    workers_serving,
 )
 
 
@@ -64,3 +67,28 @@ def test_judge_splits_expected_unexpected_and_stale() -> None:
     assert verdict.stale == [Entry("ping"), Entry("ping", "ping")]
     assert not verdict.ok
     assert judge(results, [Entry("sse"), Entry("audio")]).ok
+
+
+def test_one_worker_is_plain_hypercorn_and_several_are_serve_with_the_broker() -> None:
+    assert server_command("a:app", "127.0.0.1", 8123)[1:] == ["-m", "hypercorn", "--worker-class", "trio", "--bind", "127.0.0.1:8123", "a:app"]
+    assert server_command("a:app", "127.0.0.1", 8123, workers=4, broker="redis://h:1/0")[1:] == [
+        "-m", "trio_mcp_sse", "serve", "a:app", "--bind", "127.0.0.1:8123", "--workers", "4", "--broker", "redis://h:1/0",
+    ]
+    log = "[1] [INFO] Running on http://127.0.0.1:8123 (CTRL + C to quit)\n[2] [INFO] Running on http://127.0.0.1:8123\n"
+    assert workers_serving(log) == 2
+    assert workers_serving("[1] [INFO] worker 2 started\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--workers", "4"], "--workers N needs --broker URL"),
+        (["--workers", "0", "--broker", "redis://h/0"], "--workers must be >= 1"),
+        (["--url", "http://localhost:1/mcp", "--workers", "2", "--broker", "redis://h/0"], "--url judges a server that already runs"),
+    ],
+)
+def test_workers_options_that_cannot_work_are_refused(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err

@@ -15,13 +15,22 @@ import httpx
 import pytest
 import trio
 
-from .e2e_support import ROOT, ServerProcess, open_sse, read_until, running_server
+from .e2e_support import (
+    ROOT,
+    WORKER_RUNNING,
+    WORKER_STARTED,
+    ServerProcess,
+    is_gone,
+    open_sse,
+    read_until,
+    running_server,
+    serving_workers,
+    until_logged,
+)
 
 pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.worker_app:app"
-_STARTED = re.compile(r"\] worker (\d+) started")
-_RUNNING = re.compile(r"\[(\d+)\] \[INFO\] Running on ")
 
 
 def workers_argv(*extra: str, app: str = APP) -> list[str]:
@@ -42,36 +51,12 @@ async def run_serve(*argv: str, env: dict[str, str] | None = None) -> tuple[int,
     return result.returncode, result.stderr.decode()
 
 
-async def until_logged(server: ServerProcess, pattern: str, count: int = 1) -> list[str]:
-    """Wait until ``pattern`` has matched ``count`` times in the log; returns the first group of each."""
-    with trio.fail_after(30):
-        while len(found := re.findall(pattern, server.log)) < count:
-            await trio.sleep(0.05)
-    return found
-
-
-async def serving_workers(server: ServerProcess, count: int = 2) -> list[int]:
-    """The pids of the first ``count`` workers, once each has said it serves."""
-    started = [int(pid) for pid in await until_logged(server, _STARTED.pattern, count)]
-    await until_logged(server, _RUNNING.pattern, count)
-    return started
-
-
 async def worker_answer(client: httpx.AsyncClient, server: ServerProcess, block: float = 0) -> dict[str, object]:
     """``GET /worker`` on a new connection (``Connection: close``), so the kernel picks a worker afresh."""
     response = await client.get(f"{server.url}/worker", params={"block": block} if block else None, headers={"Connection": "close"})
     assert response.status_code == 200, response.text
     answer: dict[str, object] = response.json()
     return answer
-
-
-def is_gone(pid: int) -> bool:
-    """No such process, or only its zombie (a reparented child nobody reaps in a container)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 # -- usage -----------------------------------------------------------------------------------------
@@ -171,10 +156,10 @@ async def test_a_killed_worker_is_logged_and_replaced_while_the_service_answers(
             os.kill(first, signal.SIGKILL)
             answers = []
             async with httpx.AsyncClient(timeout=10) as client:
-                while len(re.findall(_RUNNING, server.log)) < 3:  # until the replacement serves
+                while len(re.findall(WORKER_RUNNING, server.log)) < 3:  # until the replacement serves
                     answers.append(await worker_answer(client, server))
                     await trio.sleep(0.05)
-            replacement = int(re.findall(_STARTED, server.log)[2])
+            replacement = int(re.findall(WORKER_STARTED, server.log)[2])
         assert f"worker {first} exited unexpectedly (killed by SIGKILL); starting a replacement" in server.log
         assert replacement not in (first, second) and not is_gone(replacement) and not is_gone(second)
         assert re.search(rf"\[{replacement}\] \[INFO\] Running on ", server.log)
@@ -206,4 +191,4 @@ async def test_one_worker_with_a_broker_serves_in_the_process_itself(redis_url: 
             async with httpx.AsyncClient(timeout=10) as client:
                 answer = await worker_answer(client, server)
         assert answer == {"pid": server.process.pid, "broker": redis_url, "request_state_secret": None}  # no extra process
-        assert not _STARTED.search(server.log)
+        assert not WORKER_STARTED.search(server.log)

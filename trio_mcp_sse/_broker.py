@@ -52,7 +52,7 @@ import math
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -368,20 +368,31 @@ class BrokerLink:
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
-                await self._release_on_exit(bus)
+                await self.release_closed()
                 self._nursery = None
                 self._bus = None
                 for outgoing in self._outgoing.values():
                     outgoing.push(_OWNER_GONE)
 
-    async def _release_on_exit(self, bus: Bus) -> None:
-        """A worker that stops gives its closed sessions back now rather than at their keys' expiry."""
-        if not self._released:
+    async def release_closed(self) -> None:
+        """Give the sessions closed since the last heartbeat back now, bounded by ``operation_timeout``.
+
+        A worker that stops calls this once its sessions are closed and while
+        it is still fully running, so that requests for them are answered
+        ``404`` at once rather than ``503`` until its liveness key expires:
+        under hypercorn the lifespan is cancelled as soon as the application
+        reports its shutdown complete, and that cancellation reaches the Redis
+        client's own tasks, which a shielded call made later cannot use.
+        """
+        bus = self._bus
+        if bus is None or not self._released:
             return
-        with trio.CancelScope(shield=True), trio.move_on_after(self.settings.operation_timeout):
-            with suppress(BrokerUnavailable):
-                await bus.refresh([], self._released)
-            self._released = set()
+        released, self._released = self._released, set()
+        with trio.CancelScope(shield=True):
+            try:
+                await self._call(bus.refresh([], released))
+            except BrokerUnavailable:
+                self._released |= released  # their keys expire with session_ttl
 
     async def _call(self, operation: Awaitable[Any]) -> Any:
         """One broker operation, bounded; any failure is :class:`BrokerUnavailable`."""

@@ -232,5 +232,11 @@ class SessionHost:
         log.info("drained", extra={"event": "drain_finished", "streams_left": self._open_streams})
 
     async def close_all_sessions(self, reason: str = "server shutting down") -> None:
-        """Close every session at once and wait (bounded) for their tasks to unwind."""
+        """Close every session at once and wait (bounded) for their tasks to unwind, then release them.
+
+        Called on the lifespan's shutdown before the application reports it
+        complete: the broker still answers then (see :meth:`BrokerLink.release_closed`).
+        """
         await self.sessions.close_all(reason)
+        if self.link is not None:
+            await self.link.release_closed()

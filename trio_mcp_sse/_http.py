@@ -95,10 +95,12 @@ _RETRY_AFTER = {
     Outcome.BROKER_UNAVAILABLE: b"1",
     Outcome.WORKER_UNAVAILABLE: b"1",
 }
-_CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT, Outcome.TOO_MANY_SESSIONS})
+_CLOSES_CONNECTION: Final = frozenset({Outcome.BODY_TIMEOUT, Outcome.TOO_MANY_SESSIONS, Outcome.SHUTTING_DOWN})
 """Answers after which the connection is closed: after a 408 the rest of the body may never
 come; after a 503 at the session cap, an idle kept-alive connection would hold one of the
-descriptors the cap exists to save."""
+descriptors the cap exists to save; after a 503 from a draining server, the client's retry
+must open a new connection, which among several workers can reach one that is not stopping
+(a kept-alive one would bring it back to the same refusal until the process exits)."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:
