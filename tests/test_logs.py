@@ -41,3 +41,7 @@ def test_the_session_cap_follows_the_open_files_limit() -> None:
     assert session_cap(10_000, None) == 10_000
     assert session_cap(None, None) is None
     assert session_cap(10_000, 10) == 1
+    # A large limit keeps at most 1,024 descriptors for POSTs: 10,000 sessions fit in 20,000.
+    assert session_cap(None, 20_000) == 20_000 - 64 - 1024
+    assert session_cap(10_000, 20_000) == 10_000
+    assert session_cap(None, 2_112) == 1_024  # where the two rules meet

@@ -684,20 +684,27 @@ class LocalSessionRegistry:
 FD_RESERVE: Final = 64
 """Descriptors kept for everything but streams: listening sockets, log files, imports, probes."""
 
+FD_TRANSIENT_MAX: Final = 1024
+"""At most this many descriptors are kept for POSTs and other short connections (see :func:`session_cap`)."""
+
 
 def session_cap(max_sessions: int | None, open_files_limit: int | None) -> int | None:
-    """How many sessions this process can hold: ``max_sessions``, and at most ``(limit - 64) // 2``.
+    """How many sessions this process can hold: ``max_sessions``, and what the open-files limit leaves.
 
     Each stream holds a descriptor (its connection) for its whole life, and
-    every POST needs one while it is answered; half of what is left after
-    :data:`FD_RESERVE` goes to streams, half to everything else.  A stream over
+    every POST needs one while it is answered.  Of what is left after
+    :data:`FD_RESERVE`, half is kept for POSTs and other connections, but
+    never more than :data:`FD_TRANSIENT_MAX` (a POST holds its descriptor for
+    milliseconds: at a limit of 20,000, ten thousand of them would wait for
+    requests that never come at once); streams get the rest.  A stream over
     the cap gets ``503`` with ``Retry-After`` (and its connection closed)
     instead of an ``accept`` that fails with ``EMFILE`` and no answer at all.
     ``open_files_limit`` ``None`` means unlimited.
     """
     if open_files_limit is None:
         return max_sessions
-    by_files = max(1, (open_files_limit - FD_RESERVE) // 2)
+    available = open_files_limit - FD_RESERVE
+    by_files = max(1, available - min(available // 2, FD_TRANSIENT_MAX))
     return by_files if max_sessions is None else min(max_sessions, by_files)
 
 
