@@ -18,9 +18,8 @@ pytestmark = pytest.mark.e2e
 CLIENT_DIR = Path(__file__).resolve().parent / "interop_ts"
 
 
-@pytest.fixture(scope="module")
-def node_client() -> Path:
-    """The client script with its locked dependencies installed (``npm ci`` on first use)."""
+def installed_ts_client(script: str) -> Path:
+    """``tests/interop_ts/<script>`` with its locked dependencies installed (``npm ci`` on first use)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js and npm are needed for the TypeScript interop test")
     marker = CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
@@ -29,7 +28,13 @@ def node_client() -> Path:
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=CLIENT_DIR, check=True, timeout=300, stdout=subprocess.DEVNULL,
         )
-    return CLIENT_DIR / "client.mjs"
+    return CLIENT_DIR / script
+
+
+@pytest.fixture(scope="module")
+def node_client() -> Path:
+    """The client script, ready to run."""
+    return installed_ts_client("client.mjs")
 
 
 async def test_official_typescript_client(node_client: Path) -> None:

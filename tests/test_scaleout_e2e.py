@@ -28,9 +28,7 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,6 +47,7 @@ from .e2e_support import ServerProcess, is_gone, running_server, serving_workers
 from .redis_server import RedisServer
 from .tcp_proxy import round_robin_proxy
 from .test_broker_memory import HEADERS, INIT
+from .test_e2e_typescript import installed_ts_client
 
 pytestmark = [
     pytest.mark.e2e,
@@ -57,7 +56,6 @@ pytestmark = [
 ]
 
 APP = "tests.apps.scaleout_app:app"
-CLIENT_DIR = Path(__file__).resolve().parent / "interop_ts"
 SESSIONS = 100
 CALLS = 20
 CONCURRENCY = 25  # sessions at once
@@ -198,16 +196,8 @@ async def test_two_hosts_behind_a_balancer_without_affinity(redis_url: str) -> N
 # -- the official TypeScript SDK client ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def node_load_client() -> Path:
-    """tests/interop_ts/load_client.mjs with its locked dependencies installed (``npm ci`` on first use)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js and npm are needed for the TypeScript interop test")
-    marker = CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-    if not marker.exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=CLIENT_DIR, check=True, timeout=300, stdout=subprocess.DEVNULL,
-        )
-    return CLIENT_DIR / "load_client.mjs"
+    """tests/interop_ts/load_client.mjs, ready to run."""
+    return installed_ts_client("load_client.mjs")
 
 
 async def test_official_typescript_client_many_sessions_on_four_workers(redis_url: str, node_load_client: Path) -> None:
