@@ -320,3 +320,14 @@ async def test_a_broker_outage_ends_forwarded_streams_instead_of_leaving_them_ha
         # The owner let its side go too: the session's standalone stream is free again.
         async with second.stream("GET", "/mcp", headers={**HEADERS, "mcp-session-id": session_id}) as again:
             assert again.status_code == 200
+
+
+
+def test_an_exchange_ending_before_its_owner_took_it_stops_waiting_for_the_acknowledgement() -> None:
+    """A broker outage or a dead owner is the answer at once, not after the whole ack_timeout."""
+    from trio_mcp_sse._broker import _BROKER_LOST, _Outgoing
+
+    outgoing = _Outgoing(4)
+    outgoing.push(_BROKER_LOST)
+    assert outgoing.acked.is_set()
+    assert outgoing.frames_out.receive_nowait() == _BROKER_LOST

@@ -294,6 +294,8 @@ class _Outgoing:
         self.overflowed = False
 
     def push(self, frame: bytes) -> None:
+        if frame in _ENDINGS:
+            self.acked.set()  # an ending also ends the wait for the owner to take the request
         try:
             self.frames_in.send_nowait(frame)
         except trio.WouldBlock:
@@ -611,6 +613,8 @@ class BrokerLink:
                 continue
             if kind == _REQUEST:
                 reply_to = str(meta.get("r"))
+                if (reply_to, exchange_id) in self._incoming:
+                    continue  # a repeated frame: that exchange is running already
                 incoming = _Incoming(reply_to)
                 self._incoming[(reply_to, exchange_id)] = incoming
                 assert self._nursery is not None
