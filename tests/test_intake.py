@@ -11,7 +11,7 @@ from trio_mcp_sse import (
     SseServerTransport,
     StaticTokens,
 )
-from trio_mcp_sse._auth import AUTH_UNAVAILABLE
+from trio_mcp_sse._auth import AUTH_UNAVAILABLE, AccessToken
 from trio_mcp_sse._http import Outcome
 from trio_mcp_sse._intake import (
     Admit,
@@ -25,6 +25,8 @@ from trio_mcp_sse._intake import (
 )
 
 from .test_transport import echo_handler
+
+ALICE = AccessToken("alice")
 
 SID = "0123456789abcdef0123456789abcdef"
 GOOD = {"host": "127.0.0.1:8000", "content-type": "application/json", "authorization": "Bearer t"}
@@ -76,12 +78,12 @@ def test_message_intake_after_verification() -> None:
         Outcome.INVALID_TOKEN, ((b"www-authenticate", b'Bearer realm="mcp", error="invalid_token"'),)
     )
     assert MESSAGE.decide(head(), AUTH_UNAVAILABLE) == Answer(Outcome.AUTH_UNAVAILABLE)
-    assert MESSAGE.decide(head(content_type="text/plain"), "alice") == Answer(Outcome.UNSUPPORTED_MEDIA_TYPE)
-    assert MESSAGE.decide(head(content_type=None), "alice") == Answer(Outcome.UNSUPPORTED_MEDIA_TYPE)
-    assert MESSAGE.decide(head(content_type="Application/JSON; charset=utf-8"), "alice") == Admit("alice")
+    assert MESSAGE.decide(head(content_type="text/plain"), ALICE) == Answer(Outcome.UNSUPPORTED_MEDIA_TYPE)
+    assert MESSAGE.decide(head(content_type=None), ALICE) == Answer(Outcome.UNSUPPORTED_MEDIA_TYPE)
+    assert MESSAGE.decide(head(content_type="Application/JSON; charset=utf-8"), ALICE) == Admit(ALICE)
     for query in ("", "session_id=", "session_id=abc", "session_id=" + SID.upper(), "sessionId=" + SID):
-        assert MESSAGE.decide(head(query=query), "alice") == Answer(Outcome.MISSING_SESSION_ID)
-    assert MESSAGE.decide(head(), "alice") == Admit("alice")
+        assert MESSAGE.decide(head(query=query), ALICE) == Answer(Outcome.MISSING_SESSION_ID)
+    assert MESSAGE.decide(head(), ALICE) == Admit(ALICE)
 
 
 def test_the_earliest_failing_row_wins() -> None:
@@ -94,7 +96,7 @@ def test_the_earliest_failing_row_wins() -> None:
     method, query, headers = "PUT", "", dict(everything_wrong)
     seen = []
     for field, value in fixes:
-        decision = MESSAGE.decide(head(method, query, **headers), "alice")
+        decision = MESSAGE.decide(head(method, query, **headers), ALICE)
         assert isinstance(decision, Answer)
         seen.append(decision.outcome)
         if field == "method":
@@ -117,7 +119,7 @@ def test_stream_intake_has_no_body_rows() -> None:
     assert stream.decide(head("POST")) == Answer(Outcome.METHOD_NOT_ALLOWED, allow=b"GET")
     get = head("GET", query="", content_type=None, content_length="999999")
     assert stream.decide(get) == VerifyToken("t")
-    assert stream.decide(get, "alice") == Admit("alice")
+    assert stream.decide(get, ALICE) == Admit(ALICE)
     assert stream.decide(head("GET", host="evil.example")) == Answer(Outcome.MISDIRECTED_HOST)
 
 

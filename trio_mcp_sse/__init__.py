@@ -3,7 +3,7 @@
 Public API; everything in ``_modules`` is private.
 """
 
-from ._auth import AuthSettings, StaticTokens, TokenVerifier
+from ._auth import AccessToken, AuthSettings, ProtectedResource, StaticTokens, TokenVerifier
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, MemoryBroker, RouteResult
 from ._cors import CorsSettings
 from ._drain import DrainGroup
@@ -53,6 +53,7 @@ from .server import Context, MCPServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessToken",
     "AuthSettings",
     "Broker",
     "BrokerSettings",
@@ -78,6 +79,7 @@ __all__ = [
     "MemoryBroker",
     "MemoryEventStore",
     "Outgoing",
+    "ProtectedResource",
     "RedisBroker",
     "Replay",
     "ResourceNotFound",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 __all__ = [
+    "INSUFFICIENT_SCOPE",
     "RESOURCE_NOT_FOUND",
     "ClientCapabilityError",
     "ClientRequestError",
@@ -18,6 +19,12 @@ __all__ = [
 RESOURCE_NOT_FOUND: Final = -32002
 """The spec's error code for ``resources/read`` of a URI the server does not know
 (the wire code of every revision with an ``initialize`` handshake)."""
+
+
+INSUFFICIENT_SCOPE: Final = -32003
+"""This server's error code for a call its access token's scopes do not cover, answered in the
+session (over HTTP the request is refused with ``403 insufficient_scope`` before it gets there;
+the specification names no JSON-RPC code for it)."""
 
 
 class MCPError(Exception):

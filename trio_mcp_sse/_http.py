@@ -57,6 +57,7 @@ class Outcome(enum.Enum):
     UNAUTHORIZED = (401, "Authentication required")
     INVALID_TOKEN = (401, "Invalid or expired token")
     FORBIDDEN_ORIGIN = (403, "Origin not allowed")
+    INSUFFICIENT_SCOPE = (403, "The access token does not have the scopes this request needs")
     NOT_FOUND = (404, "Not found")
     UNKNOWN_SESSION = (404, "Could not find session")
     METHOD_NOT_ALLOWED = (405, "Method not allowed")

@@ -34,11 +34,19 @@ again and pass again; the table continues after the authentication row).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from ._auth import AUTH_UNAVAILABLE, UNCHECKED, AuthSettings, TokenVerdict, verify_bearer
+from ._auth import (
+    AUTH_UNAVAILABLE,
+    UNCHECKED,
+    AccessToken,
+    AuthSettings,
+    TokenVerdict,
+    verify_bearer,
+)
 from ._cors import CorsSettings
 from ._http import Outcome, RawHeaders, Scope, Send, send_outcome
 from ._logs import log_refusal
@@ -132,9 +140,14 @@ class VerifyToken:
 
 @dataclass(frozen=True, slots=True)
 class Admit:
-    """Every rule passed; ``principal`` is who is asking (``None``: anonymous)."""
+    """Every rule passed; ``token`` is what the request's access token says (``None``: anonymous)."""
 
-    principal: str | None
+    token: AccessToken | None = None
+
+    @property
+    def principal(self) -> str | None:
+        """Who is asking: the token's subject (``None``: anonymous)."""
+        return None if self.token is None else self.token.subject
 
 
 Decision = Answer | VerifyToken | Admit
@@ -146,9 +159,19 @@ Rule = Callable[[RequestHead], Answer | None]
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
-    """The authentication row: where the principal is decided (see :func:`authenticate`)."""
+    """The authentication row: where the principal is decided (see :func:`authenticate`).
+
+    ``endpoint`` is the path of the endpoint the row guards, relative to the
+    mount point: the challenges name that endpoint's metadata document.
+    """
 
     auth: AuthSettings | None
+    endpoint: str = ""
+
+    def challenge(self, head: RequestHead, error: str | None, scopes: Collection[str] | None = None) -> RawHeaders:
+        assert self.auth is not None
+        value = self.auth.challenge(error, scope=head.scope, endpoint=self.endpoint, scopes=scopes)
+        return ((b"www-authenticate", value),)
 
     def decide(self, head: RequestHead, verdict: TokenVerdict) -> Answer | VerifyToken | Admit:
         auth = self.auth
@@ -157,20 +180,43 @@ class Authenticate:
         credentials = head.header(b"authorization")
         if credentials is None:
             if auth.required:
-                return Answer(Outcome.UNAUTHORIZED, ((b"www-authenticate", auth.challenge(None)),))
+                return Answer(Outcome.UNAUTHORIZED, self.challenge(head, None))
             return _ANONYMOUS
         scheme, _, token = credentials.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return Answer(Outcome.INVALID_TOKEN, ((b"www-authenticate", auth.challenge("invalid_request")),))
+            return Answer(Outcome.INVALID_TOKEN, self.challenge(head, "invalid_request"))
         if verdict is UNCHECKED:
             return VerifyToken(token)
         if verdict is AUTH_UNAVAILABLE:
             return Answer(Outcome.AUTH_UNAVAILABLE)
         if verdict is None:
-            return Answer(Outcome.INVALID_TOKEN, ((b"www-authenticate", auth.challenge("invalid_token")),))
-        assert isinstance(verdict, str)
+            return Answer(Outcome.INVALID_TOKEN, self.challenge(head, "invalid_token"))
+        assert isinstance(verdict, AccessToken)
+        granted = auth.granted(verdict)
+        if granted != verdict.scopes:  # scopes the hierarchy implies count as granted, everywhere after
+            verdict = dataclasses.replace(verdict, scopes=granted)
+        if auth.missing(verdict, auth.required_scopes):
+            return Answer(
+                Outcome.INSUFFICIENT_SCOPE, self.challenge(head, "insufficient_scope", auth.required_scopes)
+            )
         return Admit(verdict)
+
+    def refuse_message(self, head: RequestHead, token: AccessToken | None, message: Any) -> Answer | None:
+        """``403 insufficient_scope`` for a message the token is not enough for (after the table, once
+        the body is parsed: the scopes a message needs depend on what it asks, e.g. which tool).
+
+        The challenge lists every scope the operation needs, so one step-up is enough.
+        """
+        auth = self.auth
+        if auth is None or auth.scopes_for is None:
+            return None
+        needed = auth.needed_for(message)
+        if not auth.missing(token, needed):
+            return None
+        if token is None:  # anonymous (``required=False``): authenticate first
+            return Answer(Outcome.UNAUTHORIZED, self.challenge(head, None, needed))
+        return Answer(Outcome.INSUFFICIENT_SCOPE, self.challenge(head, "insufficient_scope", needed))
 
 
 class Intake:
@@ -189,6 +235,17 @@ class Intake:
         auth = rules[at] if rows else None
         self._auth = auth if isinstance(auth, Authenticate) and auth.auth is not None else None
         self._after: tuple[Rule, ...] = rules[at + 1 :]  # type: ignore[assignment]
+
+    @property
+    def authentication(self) -> Authenticate | None:
+        """The authentication row, when authentication is configured."""
+        return self._auth
+
+    def refuse_message(self, head: RequestHead, admitted: Admit, message: Any) -> Answer | None:
+        """The scope check of one parsed message (see :meth:`Authenticate.refuse_message`)."""
+        if self._auth is None:
+            return None
+        return self._auth.refuse_message(head, admitted.token, message)
 
     def decide(self, head: RequestHead, verdict: TokenVerdict = UNCHECKED) -> Decision:
         """Run the rules in order: the first answer wins; a token to verify pauses the table."""
@@ -273,10 +330,12 @@ def origin_allowed(security: SecuritySettings, cors: CorsSettings | None) -> Rul
     return rule
 
 
-def authenticate(auth: AuthSettings | None) -> Authenticate:
+def authenticate(auth: AuthSettings | None, endpoint: str = "") -> Authenticate:
     """The bearer-token row: 401 without a required token or with a malformed/rejected one, 503 if the
-    verifier failed; otherwise the principal.  ``None`` settings: everyone is anonymous."""
-    return Authenticate(auth)
+    verifier failed, 403 if the token lacks ``required_scopes``; otherwise the access token.
+    ``None`` settings: everyone is anonymous.  ``endpoint``: the guarded endpoint's path (challenges
+    name its metadata document)."""
+    return Authenticate(auth, endpoint)
 
 
 def content_type_json() -> Rule:

@@ -32,6 +32,7 @@ from ._http import (
 from ._intake import RequestHead
 from ._metrics import Metrics
 from ._ops import OperationalEndpoints
+from ._resource_metadata import ResourceMetadataEndpoint
 from ._security import SecuritySettings
 from ._session import Delivery, Refusal, SessionManager
 
@@ -64,6 +65,8 @@ class MountedTransport:
     security: SecuritySettings
     cors: CorsSettings | None
     forwarded: ForwardedHeaders | None
+    resource_metadata: ResourceMetadataEndpoint | None = None
+    """The Protected Resource Metadata document, when the transport's ``auth`` publishes one."""
 
     def _mount(
         self, host: SessionHost, security: SecuritySettings, cors: CorsSettings | None, ops: OperationalEndpoints
@@ -133,6 +136,9 @@ class MountedTransport:
                     await link.forward(session_id, scope, receive, send, body_limits=self.body_limits, local=here)
                     return
             if await self._route(path, scope, receive, send):
+                return
+            if self.resource_metadata is not None and path in self.resource_metadata.paths:
+                await self.resource_metadata.serve(scope, send)
                 return
             if self.ops.serves(path):
                 await self.ops.serve(

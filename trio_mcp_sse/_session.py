@@ -57,6 +57,7 @@ from typing import Final, Protocol
 
 import trio
 
+from ._auth import AccessToken
 from ._jsonrpc import InvalidMessage, JSONRPCMessage, RequestId
 from ._metrics import Metrics
 
@@ -104,10 +105,17 @@ class SessionClosed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """One inbound message and the HTTP headers of the request that carried it."""
+    """One inbound message, the HTTP headers of the request that carried it, and its access token.
+
+    ``access_token`` is what the verifier said of that request's bearer token
+    (``None``: no authentication, or an anonymous request); tools read it as
+    ``Context.access_token``.  A session outlives tokens (a client refreshes
+    its token mid-session), so each message carries its own.
+    """
 
     message: JSONRPCMessage
     headers: Mapping[str, str] = field(default_factory=dict)
+    access_token: AccessToken | None = None
 
 
 @dataclass(frozen=True, slots=True)

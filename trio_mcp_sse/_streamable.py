@@ -62,7 +62,7 @@ from typing import Any, Final, Literal
 import orjson
 import trio
 
-from ._auth import AuthSettings
+from ._auth import AccessToken, AuthSettings
 from ._broker import Broker
 from ._cors import CorsSettings
 from ._event_store import EventStore, MemoryEventStore, parse_event_id
@@ -114,6 +114,7 @@ from ._protocol_versions import (
     MODERN_PROTOCOL_VERSIONS,
     is_modern_request,
 )
+from ._resource_metadata import ResourceMetadataEndpoint
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -532,12 +533,13 @@ class StreamableHTTPTransport(MountedTransport):
         self.retry_ms = round(retry_interval * 1000)
         self.keepalive_interval = keepalive_interval
         self.auth = auth
+        self.resource_metadata = ResourceMetadataEndpoint.of(auth, security, [path])
         if self.host.body_budget is None:
             self.host.body_budget = BodyBudget(security.body_budget)
         self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, self.host.body_budget)
         self._streams: dict[str, _SessionStreams] = {}
         methods = allow_methods(b"POST", cors=cors) if stateless else allow_methods(b"GET", b"POST", b"DELETE", cors=cors)
-        shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
+        shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth, path))
         version = protocol_version_supported()
         # The status tables of docs/transports.md, row by row.
         # POST has no version row: a revision without a handshake is answered by the modern era.
@@ -595,7 +597,7 @@ class StreamableHTTPTransport(MountedTransport):
         if admitted is None:
             return
         if method == "POST":
-            await self._serve_post(scope, head, admitted.principal, receive, send)
+            await self._serve_post(scope, head, admitted, receive, send)
         elif method == "GET":
             await self._serve_get(head, admitted.principal, receive, send)
         else:
@@ -648,8 +650,9 @@ class StreamableHTTPTransport(MountedTransport):
 
     # -- POST ------------------------------------------------------------------------------------------
     async def _serve_post(
-        self, scope: Scope, head: RequestHead, principal: str | None, receive: Receive, send: Send
+        self, scope: Scope, head: RequestHead, admitted: Admit, receive: Receive, send: Send
     ) -> None:
+        principal, token = admitted.principal, admitted.token
         try:
             body = await read_body(receive, self.body_limits)
         except ClientGone:
@@ -664,6 +667,10 @@ class StreamableHTTPTransport(MountedTransport):
             await self._answer(send, head, outcome, detail=invalid.message, code=invalid.code or PARSE_ERROR)
             return
         del body
+        short = self.post_intake.refuse_message(head, admitted, message)
+        if short is not None:  # a tool its token's scopes do not cover: 403, so the client can step up
+            await self._answer_with(send, head, short)
+            return
         headers = HeaderView(scope["headers"])
         version = head.header(b"mcp-protocol-version")
         if is_modern_request(version):
@@ -672,10 +679,10 @@ class StreamableHTTPTransport(MountedTransport):
                 # handshake-era client with a bad header, told so in its own terms.
                 await self._answer(send, head, Outcome.BAD_PROTOCOL_VERSION)
                 return
-            await self._serve_modern(message, headers, head, principal, receive, send)
+            await self._serve_modern(message, headers, head, token, receive, send)
             return
         if self.stateless:
-            await self._serve_stateless(message, headers, head, principal, receive, send)
+            await self._serve_stateless(message, headers, head, token, receive, send)
             return
         session_id = head.header(b"mcp-session-id")
         if session_id is None:
@@ -692,13 +699,13 @@ class StreamableHTTPTransport(MountedTransport):
             except SessionRefused as refused:
                 await self._answer(send, head, REFUSAL_OUTCOME[refused.reason])
                 return
-            await self._serve_request(session, self._streams[session.id], message, headers, head, receive, send)
+            await self._serve_request(session, self._streams[session.id], message, headers, token, head, receive, send)
             return
         if not isinstance(message, JSONRPCRequest):
             if session_id not in self._streams:  # not one of ours (an HTTP+SSE session shares the manager)
                 await self._answer(send, head, Outcome.UNKNOWN_SESSION)
                 return
-            delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers))
+            delivery = await self.sessions.deliver(session_id, principal, Incoming(message, headers, token))
             if delivery is Delivery.ACCEPTED:
                 await send_accepted(send, self._session_headers(head, session_id))
             else:
@@ -708,14 +715,14 @@ class StreamableHTTPTransport(MountedTransport):
         if found is None:
             await self._answer(send, head, Outcome.UNKNOWN_SESSION)
             return
-        await self._serve_request(found[0], found[1], message, headers, head, receive, send)
+        await self._serve_request(found[0], found[1], message, headers, token, head, receive, send)
 
     async def _serve_modern(
         self,
         message: Any,
         headers: HeaderView,
         head: RequestHead,
-        principal: str | None,
+        token: AccessToken | None,
         receive: Receive,
         send: Send,
     ) -> None:
@@ -749,7 +756,7 @@ class StreamableHTTPTransport(MountedTransport):
         if message.method == "subscriptions/listen" and not accepts(head)[1]:
             await self._answer(send, head, Outcome.NOT_ACCEPTABLE)  # a listen answer is a stream
             return
-        await self._serve_stateless(message, headers, head, principal, receive, send, modern=True)
+        await self._serve_stateless(message, headers, head, token, receive, send, modern=True)
 
     async def _send_json(self, send: Send, status: int, data: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         await send(
@@ -766,7 +773,7 @@ class StreamableHTTPTransport(MountedTransport):
         message: Any,
         headers: HeaderView,
         head: RequestHead,
-        principal: str | None,
+        token: AccessToken | None,
         receive: Receive,
         send: Send,
         *,
@@ -778,14 +785,17 @@ class StreamableHTTPTransport(MountedTransport):
             return
         try:
             session = await self.sessions.open_session(
-                principal=principal, headers=headers, handler=self._serve_session, stateless=True
+                principal=None if token is None else token.subject,
+                headers=headers,
+                handler=self._serve_session,
+                stateless=True,
             )
         except SessionRefused as refused:
             await self._answer(send, head, REFUSAL_OUTCOME[refused.reason])
             return
         try:
             await self._serve_request(
-                session, self._streams[session.id], message, headers, head, receive, send, modern=modern
+                session, self._streams[session.id], message, headers, token, head, receive, send, modern=modern
             )
         finally:
             await self.sessions.close_session(session, "stateless request answered")
@@ -808,6 +818,7 @@ class StreamableHTTPTransport(MountedTransport):
         streams: _SessionStreams,
         message: JSONRPCRequest,
         headers: HeaderView,
+        token: AccessToken | None,
         head: RequestHead,
         receive: Receive,
         send: Send,
@@ -835,7 +846,7 @@ class StreamableHTTPTransport(MountedTransport):
         priming = None
         if not as_json and streams.store is not None:
             priming = await streams.store.store(session.id, stream.name, b"")
-        delivery = await session.deliver(Incoming(message, headers))
+        delivery = await session.deliver(Incoming(message, headers, token))
         if delivery is not Delivery.ACCEPTED:
             streams.detach(stream, events)
             streams.forget(stream)

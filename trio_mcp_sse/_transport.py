@@ -63,6 +63,7 @@ from ._jsonrpc import InvalidMessage, parse_message
 from ._mount import REFUSAL_OUTCOME, MountedTransport
 from ._ops import OperationalEndpoints
 from ._pump import pump_events
+from ._resource_metadata import ResourceMetadataEndpoint
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -158,11 +159,12 @@ class SseServerTransport(MountedTransport):
         self.message_path = message_path
         self.keepalive_interval = keepalive_interval
         self.auth = auth
+        self.resource_metadata = ResourceMetadataEndpoint.of(auth, security, [sse_path, message_path])
         if self.host.body_budget is None:
             self.host.body_budget = BodyBudget(security.body_budget)
         self.body_limits = BodyLimits(security.max_body_size, security.body_timeout, self.host.body_budget)
         # The status tables of docs/security.md, row by row.
-        shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth))
+        shared = (host_allowed(security), origin_allowed(security, cors), authenticate(auth, sse_path))
         self.stream_intake = Intake(allow_methods(b"GET", cors=cors), *shared)
         self.message_intake = Intake(
             allow_methods(b"POST", cors=cors),
@@ -272,10 +274,17 @@ class SseServerTransport(MountedTransport):
             return
         detail = None
         try:
-            incoming: Incoming | InvalidMessage = Incoming(parse_message(body), HeaderView(scope["headers"]))
+            message = parse_message(body)
         except InvalidMessage as invalid:
             # The poster learns from the status; the session learns from its stream.
-            incoming, detail = invalid, invalid.message
+            incoming: Incoming | InvalidMessage = invalid
+            detail = invalid.message
+        else:
+            short = self.message_intake.refuse_message(head, admitted, message)
+            if short is not None:  # a tool its token's scopes do not cover: 403, so the client can step up
+                await self._answer(scope, send, head, short)
+                return
+            incoming = Incoming(message, HeaderView(scope["headers"]), admitted.token)
         delivery = await self.sessions.deliver(session_id, admitted.principal, incoming)
         if delivery is Delivery.ACCEPTED:
             await send_accepted(send, self._cors_headers(head))

@@ -41,12 +41,13 @@ import contextlib
 import enum
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Final
 
 import trio
 
-from ._auth import AuthSettings
+from ._auth import AccessToken, AuthSettings
 from ._broker import Broker
 from ._cors import CorsSettings
 from ._host import SessionHost
@@ -80,6 +81,7 @@ from ._jsonrpc import (
 )
 from ._mount import MountedTransport
 from ._ops import OperationalEndpoints
+from ._resource_metadata import ResourceMetadataEndpoint
 from ._security import SecuritySettings
 from ._session import (
     Delivery,
@@ -265,9 +267,10 @@ class WebSocketServerTransport(MountedTransport):
         self.settings = settings = settings or WebSocketSettings()
         self.path = settings.path
         self.auth = auth
+        self.resource_metadata = ResourceMetadataEndpoint.of(auth, security, [self.path])
         self.max_message_size = settings.max_message_size or security.max_body_size
         # The upgrade is a GET the ASGI server has already checked: the rows that follow the method row.
-        self.intake = Intake(host_allowed(security), origin_allowed(security, cors), authenticate(auth))
+        self.intake = Intake(host_allowed(security), origin_allowed(security, cors), authenticate(auth, self.path))
         self._ping_ids = itertools.count(1)
 
     async def _route_websocket(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -285,7 +288,7 @@ class WebSocketServerTransport(MountedTransport):
             self.metrics.rejections[outcome.label] += 1
             await send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
 
-    async def _admit(self, scope: Scope, send: Send, headers: HeaderView) -> Session | None:
+    async def _admit(self, scope: Scope, send: Send, headers: HeaderView) -> tuple[Session, AccessToken | None] | None:
         server = scope.get("server")
         head = RequestHead("GET", scope["headers"], scope.get("query_string", b""), server[0] if server else None)
         decision = self.intake.decide(head)
@@ -300,7 +303,8 @@ class WebSocketServerTransport(MountedTransport):
             await self._refuse(scope, send, Outcome.SUBPROTOCOL_REQUIRED)
             return None
         try:
-            return await self.sessions.open_session(principal=decision.principal, headers=headers)
+            session = await self.sessions.open_session(principal=decision.principal, headers=headers)
+            return session, decision.token
         except SessionRefused as refused:
             outcome = Outcome.SHUTTING_DOWN if refused.reason is Refusal.DRAINING else Outcome.TOO_MANY_SESSIONS
             await self._refuse(scope, send, outcome)
@@ -315,15 +319,16 @@ class WebSocketServerTransport(MountedTransport):
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake reached the application
         headers = HeaderView(scope["headers"])
-        session = await self._admit(scope, send, headers)
-        if session is None:
+        admitted = await self._admit(scope, send, headers)
+        if admitted is None:
             return
+        session, token = admitted
         self.host.stream_started()
         wire = _Wire(send)
         close = _PEER_GONE
         try:
             await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-            close = await self._run(session, receive, wire, headers)
+            close = await self._run(session, receive, wire, headers, token)
         except OSError:  # the accept could not be sent: the client is gone
             close = _PEER_GONE
         finally:
@@ -333,14 +338,31 @@ class WebSocketServerTransport(MountedTransport):
                 await wire.close(close.code, close.reason)
             self.host.stream_ended()
 
-    async def _run(self, session: Session, receive: Receive, wire: _Wire, headers: HeaderView) -> Close:
-        """Reader and writer until one of them decides how the connection ends."""
+    async def _run(
+        self, session: Session, receive: Receive, wire: _Wire, headers: HeaderView, token: AccessToken | None
+    ) -> Close:
+        """Reader and writer until one of them decides how the connection ends.
+
+        The upgrade's access token covers every message of the connection, so
+        the connection ends when the token expires (1008): a WebSocket cannot
+        present a fresh token, its client reconnects with one.
+        """
         decided: list[Close] = []
         async with trio.open_nursery() as nursery:
 
             async def read() -> None:
-                decided.append(await self._read(session, receive, wire, headers))
+                decided.append(await self._read(session, receive, wire, headers, token))
                 nursery.cancel_scope.cancel()
+
+            if token is not None and token.expires_at is not None:
+                remaining = token.expires_at - time.time()
+
+                async def expire() -> None:
+                    await trio.sleep(max(remaining, 0.0))
+                    decided.append(Close(CloseCode.POLICY_VIOLATION, "access token expired", "token expired"))
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(expire, name="websocket token expiry")
 
             async def write() -> None:
                 await self._write(session, wire)
@@ -358,7 +380,9 @@ class WebSocketServerTransport(MountedTransport):
                 await wire.send_text(item.data)
             del item
 
-    async def _read(self, session: Session, receive: Receive, wire: _Wire, headers: HeaderView) -> Close:
+    async def _read(
+        self, session: Session, receive: Receive, wire: _Wire, headers: HeaderView, token: AccessToken | None
+    ) -> Close:
         interval, patience = self.settings.ping_interval, self.settings.ping_timeout
         pinged = False
         limit = self.max_message_size
@@ -402,7 +426,7 @@ class WebSocketServerTransport(MountedTransport):
                 and parsed.id.startswith(PING_ID_PREFIX)
             ):
                 continue  # the answer to a liveness ping: the server layer never sent it
-            delivery = await session.deliver(Incoming(parsed, headers))
+            delivery = await session.deliver(Incoming(parsed, headers, token))
             if delivery is Delivery.ACCEPTED:
                 continue
             if delivery is Delivery.DRAINING:

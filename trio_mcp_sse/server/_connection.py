@@ -238,7 +238,10 @@ class ServerConnection:
             raise MCPError(INVALID_REQUEST, "Session not initialized: send 'initialize' first")
         params = request.params or _EMPTY
         meta = params.get("_meta")
-        context = Context(self, request.id, method, incoming.headers, meta if isinstance(meta, dict) else None)
+        context = Context(
+            self, request.id, method, incoming.headers, meta if isinstance(meta, dict) else None,
+            access_token=incoming.access_token,
+        )
         return functools.partial(handler, self, params, context)
 
     def _route_modern(self, request: JSONRPCRequest, incoming: Incoming) -> Handler:
@@ -266,7 +269,9 @@ class ServerConnection:
             inputs = self._input_round(method, params)
             if method == "tools/call":
                 self._check_param_headers(params, incoming.headers)
-        context = Context(self, request.id, method, incoming.headers, params.get("_meta"), inputs)
+        context = Context(
+            self, request.id, method, incoming.headers, params.get("_meta"), inputs, access_token=incoming.access_token
+        )
         return functools.partial(self._serve_modern, handler, method, params, context, inputs)
 
     def _input_round(self, method: str, params: Mapping[str, Any]) -> InputRound:

@@ -15,6 +15,7 @@ import mcp_types
 import pydantic
 import trio
 
+from .._auth import AccessToken
 from .._errors import MCPError
 from .._jsonrpc import INVALID_PARAMS, RequestId
 from ._input import INPUT_METHODS, InputRound
@@ -84,7 +85,7 @@ class Context:
     trip; without it a deterministic key is used.
     """
 
-    __slots__ = ("_connection", "_headers", "_inputs", "meta", "method", "request_id")
+    __slots__ = ("_connection", "_headers", "_inputs", "access_token", "meta", "method", "request_id")
 
     def __init__(
         self,
@@ -94,8 +95,12 @@ class Context:
         headers: Mapping[str, str],
         meta: Mapping[str, Any] | None,
         inputs: InputRound | None = None,
+        access_token: AccessToken | None = None,
     ) -> None:
         self._connection = connection
+        self.access_token = access_token
+        """What the request's bearer token says (subject, scopes, client id, claims), or ``None``
+        without authentication; scopes implied by ``AuthSettings.scope_hierarchy`` are included."""
         self._headers = headers
         self._inputs = inputs
         """The answers of a modern-era retry (``None`` in the handshake era): see ``_input``."""

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol, TypeAlias, TypeVar
 import pydantic
 
 from .._errors import (
+    INSUFFICIENT_SCOPE,
     ClientCapabilityError,
     ClientRequestError,
     ClientRequestTimeout,
@@ -91,6 +92,24 @@ def _listing(key: str, definitions: Sequence[dict[str, Any]], params: Mapping[st
 
 
 # -- tools -----------------------------------------------------------------------------------------
+def _check_scopes(required: frozenset[str], context: Context, what: str) -> None:
+    """Refuse a call the request's access token does not cover (also when it has none).
+
+    The HTTP transports refuse such a request with ``403`` before it reaches the
+    session; this is the same rule for every other way in (WebSocket, a custom
+    transport, a test harness), so a scope requirement never depends on the transport.
+    """
+    token = context.access_token
+    missing = required if token is None else required - token.scopes
+    if missing:
+        raise MCPError(
+            INSUFFICIENT_SCOPE,
+            f"Insufficient scope for {what}: requires {' '.join(sorted(required))}",
+            {"error": "insufficient_scope", "requiredScopes": sorted(required)},
+        )
+
+
+
 async def list_tools(connection: ConnectionState, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     catalog = connection.catalog
     definitions = [tool.definition for tool in catalog.tools.values()]
@@ -104,6 +123,8 @@ async def call_tool(connection: ConnectionState, params: Mapping[str, Any], cont
     tool = connection.catalog.tools.get(name)
     if tool is None:
         raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
+    if tool.required_scopes:
+        _check_scopes(tool.required_scopes, context, f"tool {name}")
     arguments = params.get("arguments")
     if arguments is None:
         arguments = {}

@@ -16,6 +16,7 @@ order through each session's bounded outbound channel.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
@@ -342,12 +343,38 @@ class MCPServer:
         finally:
             self._connections.discard(connection)
 
+    # -- authorization ---------------------------------------------------------------------------
+    def scopes_for(self, message: Any) -> frozenset[str]:
+        """The OAuth scopes ``message`` needs: a ``tools/call`` of a tool with ``required_scopes``.
+
+        The transports ask before a message reaches a session, to answer ``403
+        insufficient_scope`` over HTTP (``AuthSettings.scopes_for``; the app
+        builders install it).  A tool nobody serves needs none, so calling it
+        gets the usual "unknown tool" error rather than a challenge that would
+        say what a hidden tool requires.
+        """
+        if getattr(message, "method", None) != "tools/call":
+            return frozenset()
+        params = getattr(message, "params", None)
+        name = params.get("name") if isinstance(params, dict) else None
+        tool = self.catalog.tools.get(name) if isinstance(name, str) else None
+        return frozenset() if tool is None else tool.required_scopes
+
+    def _with_tool_scopes(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with ``auth.scopes_for`` set to :meth:`scopes_for`, unless the caller set one."""
+        from .._auth import AuthSettings
+
+        auth = options.get("auth")
+        if isinstance(auth, AuthSettings) and auth.scopes_for is None:
+            options = {**options, "auth": dataclasses.replace(auth, scopes_for=self.scopes_for)}
+        return options
+
     # -- serving ---------------------------------------------------------------------------------
     def sse_transport(self, **options: Any) -> SseServerTransport:
         """An :class:`SseServerTransport` serving this server (options as its constructor's)."""
         from .._transport import SseServerTransport
 
-        return SseServerTransport(self.run_session, **options)
+        return SseServerTransport(self.run_session, **self._with_tool_scopes(options))
 
     def sse_app(self, *, websocket: WebSocketSettings | bool = False, **options: Any) -> QuartTrio:
         """A Quart-Trio app serving this server over HTTP+SSE (and, if asked, WebSocket at ``/ws``).
@@ -383,13 +410,13 @@ class MCPServer:
         from .._websocket import WebSocketServerTransport, WebSocketSettings
 
         settings = websocket if isinstance(websocket, WebSocketSettings) else None
-        return WebSocketServerTransport(self.run_session, settings=settings, host=host, **shared)
+        return WebSocketServerTransport(self.run_session, settings=settings, host=host, **self._with_tool_scopes(shared))
 
     def streamable_http_transport(self, **options: Any) -> StreamableHTTPTransport:
         """A :class:`StreamableHTTPTransport` serving this server (options as its constructor's)."""
         from .._streamable import StreamableHTTPTransport
 
-        return StreamableHTTPTransport(self.run_session, **options)
+        return StreamableHTTPTransport(self.run_session, **self._with_tool_scopes(options))
 
     def http_app(
         self,
@@ -431,6 +458,7 @@ class MCPServer:
         from .._streamable import StreamableHTTPTransport
         from .._transport import SseServerTransport
 
+        options = self._with_tool_scopes(options)
         shared = {key: options[key] for key in ("security", "auth", "cors") if key in options}
         ops: dict[str, Any] = {"health_path": health_path, "ready_path": ready_path, "metrics_path": metrics_path}
         host = SessionHost(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
@@ -57,6 +57,11 @@ class ToolOptions(TypedDict, total=False):
     ``False``).  Only for functions that never block (no I/O, no sleeping, no long
     computation): while one runs, every other request of the worker waits.  It saves the
     thread hand-off, about 200 us of server CPU per call.  ``TypeError`` for an ``async def``."""
+    required_scopes: Collection[str] | None
+    """OAuth scopes a caller's access token must grant to call the tool.  Over HTTP a call
+    without them is answered ``403 insufficient_scope`` naming them, so the client can step up
+    (``docs/security.md``); the call is also refused in the session whatever the transport, and
+    when the request carries no access token at all."""
 
 _Serializer = Callable[[Any], Any]
 
@@ -115,6 +120,7 @@ class Tool:
     input_schema: dict[str, Any] = field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
     structured: _Serializer | None = None
+    required_scopes: frozenset[str] = frozenset()
     definition: dict[str, Any] = field(init=False, compare=False, repr=False)
     """The entry of ``tools/list``, built with the tool."""
 
@@ -156,6 +162,11 @@ class Tool:
             not isinstance(declared_schema, Mapping) or declared_schema.get("type") != "object"
         ):
             raise TypeError(f'tool {tool_name!r}: input_schema must be a JSON Schema with "type": "object"')
+        scopes = options.get("required_scopes") or ()
+        if isinstance(scopes, str):
+            raise TypeError(f"tool {tool_name!r}: required_scopes must be a collection of scope names, not one string")
+        if any(not isinstance(scope, str) or not scope or " " in scope for scope in scopes):
+            raise ValueError(f"tool {tool_name!r}: required_scopes must be non-empty scope names without spaces")
         return cls(
             name=tool_name,
             signature=signature,
@@ -166,6 +177,7 @@ class Tool:
             input_schema=dict(declared_schema) if declared_schema is not None else signature.json_schema(),
             output_schema=output[0] if output else None,
             structured=output[1] if output else None,
+            required_scopes=frozenset(scopes),
         )
 
     def to_result(self, value: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import orjson
 import trio
 import trio.testing
 
+from .._auth import AccessToken
 from .._jsonrpc import parse_message
 from .._session import Delivery, Incoming, Session, SessionHandler, SessionLimits, SessionManager
 from ..server import MCPServer
@@ -33,8 +34,11 @@ class SessionClient:
     asking for one response never loses a notification that came first.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, access_token: AccessToken | None = None) -> None:
         self.session = session
+        self.access_token = access_token
+        """Carried by every message sent, as a transport carries the request's verified token
+        (what handlers see as ``ctx.access_token``); change it to act as a refreshed token."""
         self.backlog: list[dict[str, Any]] = []
         self._last_id = 0
 
@@ -43,7 +47,7 @@ class SessionClient:
         self, message: Mapping[str, Any], headers: Mapping[str, str] | None = None
     ) -> Delivery:
         """Deliver any message (``headers`` are what handlers see as the POST's headers)."""
-        incoming = Incoming(parse_message(orjson.dumps(message)), headers or {})
+        incoming = Incoming(parse_message(orjson.dumps(message)), headers or {}, self.access_token)
         return await self.session.deliver(incoming)
 
     async def _send_accepted(
@@ -193,15 +197,22 @@ class SessionHost:
         self.manager = manager
 
     async def connect(
-        self, *, principal: str | None = None, headers: Mapping[str, str] | None = None
+        self,
+        *,
+        principal: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        access_token: AccessToken | None = None,
     ) -> SessionClient:
-        """Open a session (``principal`` is what handlers see as ``ctx.principal``)."""
+        """Open a session (``principal`` is what handlers see as ``ctx.principal``, by default
+        ``access_token``'s subject; ``access_token`` goes with every message, see :class:`SessionClient`)."""
+        if principal is None and access_token is not None:
+            principal = access_token.subject
         session = await self.manager.open_session(principal=principal, headers=headers)
-        return SessionClient(session)
+        return SessionClient(session, access_token)
 
-    async def initialized_client(self, **initialize: Any) -> SessionClient:
+    async def initialized_client(self, *, access_token: AccessToken | None = None, **initialize: Any) -> SessionClient:
         """Open a session and complete the handshake (keywords go to ``initialize``)."""
-        client = await self.connect()
+        client = await self.connect(access_token=access_token)
         await client.initialize(**initialize)
         return client
 
@@ -219,8 +230,9 @@ async def serve_sessions(
 
 @asynccontextmanager
 async def connected_client(
-    server: MCPServer | SessionHandler, **initialize: Any
+    server: MCPServer | SessionHandler, *, access_token: AccessToken | None = None, **initialize: Any
 ) -> AsyncIterator[SessionClient]:
-    """One initialized session on ``server`` (keywords go to ``initialize``)."""
+    """One initialized session on ``server`` (keywords go to ``initialize``; ``access_token``: what
+    the session's requests carry, e.g. ``AccessToken("alice", scopes={"notes:write"})``)."""
     async with serve_sessions(server) as host:
-        yield await host.initialized_client(**initialize)
+        yield await host.initialized_client(access_token=access_token, **initialize)
