@@ -8,12 +8,15 @@ Public API; the ``_modules`` are private.  See ``docs/client.md``.
 from .._public import publish
 from ._eras import MODERN_PROTOCOL_VERSION, ProtocolChoice
 from ._errors import (
+    AuthorizationError,
     ClientError,
     ConnectError,
     ConnectionClosedError,
     EndpointError,
     EndpointOriginError,
     EventTooLargeError,
+    OAuthDiscoveryError,
+    OAuthError,
     PostError,
     ProtocolError,
     ProtocolVersionError,
@@ -22,9 +25,14 @@ from ._errors import (
     SessionExpiredError,
     SSEConnectionError,
     SSEResponseError,
+    TokenError,
     WebSocketClosedError,
     WebSocketRejectedError,
 )
+from ._oauth import ClientCredentials, OAuth, OAuthBase
+from ._oauth_redirect import AuthorizationHandler, LoopbackRedirect
+from ._oauth_store import FileTokenStore, MemoryTokenStore, TokenStore
+from ._oauth_wire import ClientRegistration, TokenSet
 from ._open import TransportChoice, open_session
 from ._session import (
     LATEST_PROTOCOL_VERSION,
@@ -46,7 +54,11 @@ __all__ = [
     "LATEST_PROTOCOL_VERSION",
     "MODERN_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "AuthorizationError",
+    "AuthorizationHandler",
+    "ClientCredentials",
     "ClientError",
+    "ClientRegistration",
     "ClientSession",
     "ClientTransport",
     "ConnectError",
@@ -55,7 +67,14 @@ __all__ = [
     "EndpointError",
     "EndpointOriginError",
     "EventTooLargeError",
+    "FileTokenStore",
+    "LoopbackRedirect",
+    "MemoryTokenStore",
     "NotificationHandler",
+    "OAuth",
+    "OAuthBase",
+    "OAuthDiscoveryError",
+    "OAuthError",
     "OutgoingMessage",
     "PostError",
     "ProgressCallback",
@@ -72,6 +91,9 @@ __all__ = [
     "SessionExpiredError",
     "StreamableHTTPConnection",
     "Subscription",
+    "TokenError",
+    "TokenSet",
+    "TokenStore",
     "TransportChoice",
     "WebSocketClosedError",
     "WebSocketConnection",

@@ -10,18 +10,24 @@ chose to answer with).  The tree is shaped by what a caller does about it:
 * :class:`RequestTimeoutError` -- one request got no answer in time; the
   connection may be fine;
 * :class:`ProtocolError` -- the server answered something this client cannot
-  use (an invalid result, an unsupported protocol version).
+  use (an invalid result, an unsupported protocol version);
+* :class:`OAuthError` -- the client could not get the access token the server
+  asks for (discovery, registration, the user's authorization, the token
+  endpoint: the subclasses say which).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthorizationError",
     "ClientError",
     "ConnectError",
     "ConnectionClosedError",
     "EndpointError",
     "EndpointOriginError",
     "EventTooLargeError",
+    "OAuthDiscoveryError",
+    "OAuthError",
     "PostError",
     "ProtocolError",
     "ProtocolVersionError",
@@ -30,6 +36,7 @@ __all__ = [
     "SSEConnectionError",
     "SSEResponseError",
     "SessionExpiredError",
+    "TokenError",
     "WebSocketClosedError",
     "WebSocketRejectedError",
 ]
@@ -173,3 +180,43 @@ class ProtocolError(ClientError):
 
 class ProtocolVersionError(ProtocolError):
     """The server chose a protocol version this client does not speak."""
+
+
+class OAuthError(ClientError):
+    """The server wants an access token (``401``) and the OAuth flow could not get one.
+
+    Raised out of the connection (``open_session``, or the request that met the
+    ``401``); a ``403 insufficient_scope`` the client could not step up from
+    fails only that request (with the server's answer), not the connection.
+    """
+
+
+class OAuthDiscoveryError(OAuthError):
+    """The protected resource or authorization server metadata is missing or unusable:
+    no document found, a ``resource`` that does not cover the server's URL (RFC 8707:
+    tokens for another resource are never asked for), an ``issuer`` that differs from the
+    one the URL was built from, no PKCE S256, an endpoint that is not HTTPS, no way to
+    register the client, or pre-registered credentials for another authorization server."""
+
+
+class AuthorizationError(OAuthError):
+    """The authorization step failed: the user or the server refused (``error`` holds the
+    OAuth error code, e.g. ``access_denied``), the response failed the ``iss`` or ``state``
+    check (RFC 9207 mix-up protection), or no response came in time."""
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class TokenError(OAuthError):
+    """The token (or registration) endpoint refused or could not be reached.
+
+    ``error`` is the OAuth error code (``invalid_grant``, ``invalid_client``...)
+    when the server gave one; ``status_code`` the HTTP status (``None``: no answer).
+    """
+
+    def __init__(self, message: str, *, error: str | None = None, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.status_code = status_code

@@ -30,6 +30,7 @@ import httpx
 from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._eras import ProtocolChoice, check_protocol_choice
 from ._errors import PostError, SSEConnectionError
+from ._oauth import OAuth
 from ._session import (
     DEFAULT_MAX_INPUT_ROUNDS,
     LATEST_PROTOCOL_VERSION,
@@ -95,7 +96,10 @@ async def open_session(
     ``max_event_size`` bounds one event (or JSON body, or WebSocket message) from
     the server.  Every other argument is passed on to the transport or the
     session (a WebSocket takes ``headers``, ``timeout`` and ``max_event_size``;
-    ``auth`` and ``http_client`` are HTTP's).
+    ``auth`` and ``http_client`` are HTTP's).  ``auth`` may be an
+    :class:`~trio_mcp_sse.client.OAuth` provider: when no token for ``url`` is
+    stored yet, the user's authorization (if the server asks for one) happens
+    first, before any request's timeout starts (:meth:`OAuth.login`).
     """
     if transport not in _TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(map(repr, _TRANSPORTS))}, got {transport!r}")
@@ -138,6 +142,9 @@ async def open_session(
             await ws_session.initialize()
             yield ws_session
         return
+    if isinstance(auth, OAuth) and auth.login_before_connect:
+        # A person may have to authorize: do it before any request's timeout is counting.
+        await auth.login(url, http_client=http_client)
     async with contextlib.AsyncExitStack() as stack:
         session: ClientSession | PostError | None = None
         if choose_transport(url, transport) == "streamable-http":

@@ -81,6 +81,7 @@ from ._eras import mirrored_headers, param_header_paths, param_headers
 from ._errors import (
     ConnectError,
     ConnectionClosedError,
+    OAuthError,
     PostError,
     ProtocolError,
     ReadTimeoutError,
@@ -436,6 +437,13 @@ class StreamableHTTPConnection:
                         response = await self._send_http(
                             self._build_post(body, on_sent, mirrored), "POST"
                         )
+                    except OAuthError as error:
+                        # The server wants a token the OAuth flow could not get: no
+                        # request of this connection can succeed.
+                        if not sent:
+                            raise
+                        self._fail(error)
+                        return
                     except (PostError, ConnectError) as error:
                         if not sent:
                             raise
@@ -763,6 +771,9 @@ class StreamableHTTPConnection:
                 )
             except httpx.HTTPError as error:
                 log.debug("%s: GET failed: %s", self.url, _describe(error))
+                return None
+            except OAuthError as error:
+                log.warning("%s: GET needs a token the OAuth flow could not get: %s", self.url, error)
                 return None
         if response is None:
             log.debug("%s: GET got no answer within %g s", self.url, self._timeout)
