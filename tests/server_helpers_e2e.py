@@ -9,10 +9,12 @@ traceback was printed.  The process is always killed on the way out.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,14 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 _RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
 STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (for a server that must know its URL before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -38,12 +48,17 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def hypercorn_server(app: str, *extra_args: str) -> AsyncIterator[RunningServer]:
+async def hypercorn_server(
+    app: str, *extra_args: str, port: int = 0, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningServer]:
+    """``port``: a port the caller picked (when the app must know its own URL before it serves,
+    e.g. an OAuth resource identifier); ``env``: added to this process's environment."""
     command = [
-        sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind", "127.0.0.1:0", *extra_args, app,
+        sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind", f"127.0.0.1:{port}", *extra_args, app,
     ]
     process = await trio.lowlevel.open_process(
-        command, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=None if env is None else {**os.environ, **env},
     )
     server = RunningServer(base_url="")
     ready = trio.Event()

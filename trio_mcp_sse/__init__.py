@@ -3,7 +3,8 @@
 Public API; everything in ``_modules`` is private.
 """
 
-from ._auth import AccessToken, AuthSettings, ProtectedResource, StaticTokens, TokenVerifier
+from ._access_token import AccessToken, VerificationUnavailable
+from ._auth import AuthSettings, ProtectedResource, StaticTokens, TokenVerifier
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, MemoryBroker, RouteResult
 from ._cors import CorsSettings
 from ._drain import DrainGroup
@@ -27,6 +28,7 @@ from ._jsonrpc import (
     parse_message,
     result_response,
 )
+from ._oauth_verifiers import IntrospectionVerifier, JWTVerifier
 from ._public import publish
 from ._redis_broker import RedisBroker
 from ._security import SecuritySettings
@@ -68,11 +70,13 @@ __all__ = [
     "DrainGroup",
     "EventStore",
     "Incoming",
+    "IntrospectionVerifier",
     "InvalidMessage",
     "JSONRPCError",
     "JSONRPCNotification",
     "JSONRPCRequest",
     "JSONRPCResponse",
+    "JWTVerifier",
     "LocalSessionRegistry",
     "MCPError",
     "MCPServer",
@@ -103,6 +107,7 @@ __all__ = [
     "StreamableHTTPTransport",
     "TokenVerifier",
     "ToolError",
+    "VerificationUnavailable",
     "WebSocketServerTransport",
     "WebSocketSettings",
     "__version__",

@@ -21,13 +21,14 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import trio
+
+from ._access_token import AccessToken, VerificationUnavailable
 
 __all__ = [
     "AUTH_UNAVAILABLE",
@@ -47,41 +48,6 @@ log = logging.getLogger("trio_mcp_sse")
 
 WELL_KNOWN_RESOURCE: Final = "/.well-known/oauth-protected-resource"
 """RFC 9728's well-known URI suffix for Protected Resource Metadata."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccessToken:
-    """What a verified access token says: who it is for and what it allows.
-
-    The raw token is never kept, so neither a ``repr`` nor a log line can
-    leak it.  ``subject`` is the request's principal (what sessions are bound
-    to and tools read as ``Context.principal``); for a token a client obtained
-    for itself (``client_credentials``) that is usually its client id.
-    """
-
-    subject: str
-    scopes: frozenset[str] = frozenset()
-    client_id: str | None = None
-    issuer: str | None = None
-    audience: tuple[str, ...] = ()
-    expires_at: float | None = None
-    """POSIX seconds (the ``exp`` claim); ``None``: the token did not say."""
-    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    """The verified JWT claims, or the introspection response."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.subject, str) or not self.subject:
-            raise ValueError("an access token's subject must be a non-empty string")
-        if not isinstance(self.scopes, frozenset):
-            object.__setattr__(self, "scopes", frozenset(self.scopes))
-        if not isinstance(self.audience, tuple):
-            object.__setattr__(self, "audience", tuple(self.audience))
-
-    def expired(self, now: float | None = None, leeway: float = 0.0) -> bool:
-        """Whether ``expires_at`` has passed (``now``: POSIX seconds, default the wall clock)."""
-        if self.expires_at is None:
-            return False
-        return (time.time() if now is None else now) >= self.expires_at + leeway
 
 
 TokenVerifier = Callable[[str], Awaitable["AccessToken | str | None"]]
@@ -416,6 +382,9 @@ async def verify_bearer(auth: AuthSettings, token: str) -> TokenVerdict:
     with trio.move_on_after(auth.timeout) as waited:
         try:
             verdict = await auth.verify_token(token)
+        except VerificationUnavailable as unavailable:
+            log.error("token verification unavailable: %s", unavailable, extra={"event": "auth_unavailable"})
+            return AUTH_UNAVAILABLE
         except Exception:
             # The verifier's own exception (never the token: this module does not log it).
             log.exception("token verification failed", extra={"event": "auth_error"})

@@ -57,7 +57,7 @@ from typing import Final, Protocol
 
 import trio
 
-from ._auth import AccessToken
+from ._access_token import AccessToken
 from ._jsonrpc import InvalidMessage, JSONRPCMessage, RequestId
 from ._metrics import Metrics
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -21,6 +22,9 @@ import trio
 from .._errors import MCPError
 from .._sse import DEFAULT_MAX_EVENT_SIZE
 from ._errors import ClientError
+from ._oauth import OAuth
+from ._oauth_redirect import LoopbackRedirect
+from ._oauth_store import FileTokenStore, MemoryTokenStore
 from ._open import open_session
 from ._session import ClientSession
 
@@ -29,6 +33,7 @@ __all__ = ["main"]
 _MAX_PAGES: Final = 100
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
+DEFAULT_TOKEN_STORE: Final = "~/.cache/trio-mcp-sse/oauth.json"
 
 
 class _UsageError(Exception):
@@ -92,6 +97,25 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         help="seconds of stream silence before giving up (300)",
+    )
+    oauth = parser.add_argument_group(
+        "OAuth", "authorize with the server's authorization server when it answers 401 (docs/client.md)"
+    )
+    oauth.add_argument("--oauth", action="store_true", help="act as an OAuth client for the user (authorization code, PKCE)")
+    oauth.add_argument("--client-id", metavar="ID", help="a pre-registered client id (else: metadata document or dynamic registration)")
+    oauth.add_argument(
+        "--client-secret-env", metavar="NAME",
+        help="read the pre-registered client's secret from this environment variable (never from the command line)",
+    )
+    oauth.add_argument("--client-metadata-url", metavar="URL", help="this client's Client ID Metadata Document (https)")
+    oauth.add_argument(
+        "--token-store", metavar="PATH", default=DEFAULT_TOKEN_STORE,
+        help=f"where tokens and registrations are kept, mode 0600 ({DEFAULT_TOKEN_STORE}); 'memory' keeps none",
+    )
+    oauth.add_argument("--redirect-port", type=int, default=0, metavar="PORT", help="loopback port of the redirect URI (free one)")
+    oauth.add_argument("--no-browser", action="store_true", help="only print the authorization URL")
+    oauth.add_argument(
+        "--login-timeout", type=float, default=300.0, help="seconds to wait for the authorization in the browser (300)"
     )
     parser.add_argument(
         "--max-event-size",
@@ -226,10 +250,34 @@ def _tool_error_text(result: Any) -> str:
     return "no details"
 
 
+def _oauth(args: argparse.Namespace) -> OAuth | None:
+    if not (args.oauth or args.client_id or args.client_metadata_url):
+        return None
+    secret = None
+    if args.client_secret_env is not None:
+        secret = os.environ.get(args.client_secret_env)
+        if not secret:
+            raise _UsageError(f"--client-secret-env {args.client_secret_env}: that environment variable is empty")
+        if args.client_id is None:
+            raise _UsageError("--client-secret-env needs --client-id")
+    store = MemoryTokenStore() if args.token_store == "memory" else FileTokenStore(args.token_store)
+    redirect = LoopbackRedirect(port=args.redirect_port, open_browser=not args.no_browser, timeout=args.login_timeout)
+    return OAuth(
+        redirect=redirect,
+        client_id=args.client_id,
+        client_secret=secret,
+        client_metadata_url=args.client_metadata_url,
+        client_name="trio-mcp-sse client",
+        store=store,
+        timeout=args.timeout,
+    )
+
+
 async def _run(args: argparse.Namespace, out: Any, err: Any) -> int:
     headers = _headers(args.header)
     async with open_session(
         args.url,
+        auth=_oauth(args),
         transport=args.transport,
         protocol=args.protocol,
         headers=headers,
@@ -266,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    for option in ("timeout", "request_timeout", "read_timeout", "max_event_size"):
+    for option in ("timeout", "request_timeout", "read_timeout", "max_event_size", "login_timeout"):
         if not getattr(args, option) > 0:
             err.write(f"error: --{option.replace('_', '-')} must be > 0\n")
             return EXIT_USAGE

@@ -15,7 +15,7 @@ import mcp_types
 import pydantic
 import trio
 
-from .._auth import AccessToken
+from .._access_token import AccessToken
 from .._errors import MCPError
 from .._jsonrpc import INVALID_PARAMS, RequestId
 from ._input import INPUT_METHODS, InputRound

@@ -17,7 +17,7 @@ import orjson
 import trio
 import trio.testing
 
-from .._auth import AccessToken
+from .._access_token import AccessToken
 from .._jsonrpc import parse_message
 from .._session import Delivery, Incoming, Session, SessionHandler, SessionLimits, SessionManager
 from ..server import MCPServer
