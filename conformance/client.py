@@ -10,7 +10,16 @@ its input schema asks for (or make the calls ``MCP_CONFORMANCE_CONTEXT`` spells
 out), answering elicitation (accept, with values for the
 requested schema), sampling and roots, whether the server asks mid-call
 (handshake era) or in an ``InputRequiredResult`` (2026-07-28); then list and
-read the resources and prompts a server offers, where it has them.  The suite
+read the resources and prompts a server offers, where it has them.
+
+Every session carries the client's OAuth provider, which stays idle unless
+the server answers ``401``/``403``: then discovery, registration (the
+credentials ``MCP_CONFORMANCE_CONTEXT`` gives, a Client ID Metadata Document
+URL where the server supports them, else dynamic registration) and the
+authorization code flow run, the browser's part played by
+:class:`HeadlessBrowser` (it requests the authorization URL and reads the
+redirect, as the suite's authorization servers approve at once).  For the
+``client_credentials`` scenarios the context's key or secret is used instead.  The suite
 judges what went over the wire; this program exits 0 when the session worked,
 1 with a one-line error when it did not.
 
@@ -23,16 +32,21 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import trio
 
 from trio_mcp_sse import MCPError
 from trio_mcp_sse.client import (
     SUPPORTED_PROTOCOL_VERSIONS,
+    ClientCredentials,
     ClientError,
     ClientSession,
+    OAuth,
+    OAuthBase,
     ProtocolChoice,
     ProtocolError,
     open_session,
@@ -44,6 +58,54 @@ log = logging.getLogger("conformance.client")
 # tool's inputSchema, as it kept it, back through another tool.
 ECHO_TOOL = "json_schema_echo"
 ECHOED_TOOL = "json_schema_2020_12_tool"
+# The Client ID Metadata Document URL the suite's authorization servers expect (basic-cimd).
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+REDIRECT_URI = "http://127.0.0.1:3030/callback"
+
+
+class HeadlessBrowser:
+    """The user agent of an authorization server that approves at once: request the
+    authorization URL, do not follow its redirect, hand back the redirect's parameters."""
+
+    redirect_uri = REDIRECT_URI
+
+    async def authorize(self, authorization_url: str, state: str) -> Mapping[str, str]:
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+            response = await client.get(authorization_url)
+        location = response.headers.get("location")
+        if not response.is_redirect or location is None:
+            raise ClientError(f"the authorization endpoint answered {response.status_code}, not a redirect")
+        return dict(parse_qsl(urlsplit(location).query, keep_blank_values=True))
+
+
+def _context() -> dict[str, Any]:
+    try:
+        context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return context if isinstance(context, dict) else {}
+
+
+def oauth_provider(scenario: str, context: Mapping[str, Any]) -> OAuthBase:
+    """The OAuth provider a user of this client would configure for the scenario's server."""
+    client_id = context.get("client_id")
+    if scenario.startswith("auth/client-credentials") and isinstance(client_id, str):
+        key = context.get("private_key_pem")
+        if isinstance(key, str):
+            algorithm = context.get("signing_algorithm")
+            return ClientCredentials(
+                client_id=client_id, private_key=key, signing_algorithm=algorithm if isinstance(algorithm, str) else "ES256"
+            )
+        return ClientCredentials(client_id=client_id, client_secret=str(context.get("client_secret") or ""))
+    secret = context.get("client_secret")
+    return OAuth(
+        redirect=HeadlessBrowser(),
+        client_id=client_id if isinstance(client_id, str) else None,
+        client_secret=secret if isinstance(secret, str) else None,
+        client_metadata_url=CLIENT_METADATA_URL,
+        client_name="trio-mcp-sse-conformance",
+        login_before_connect=False,
+    )
 
 
 def _arguments(input_schema: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +128,9 @@ def _arguments(input_schema: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-async def run(url: str, protocol: ProtocolChoice, protocol_version: str) -> None:
+async def run(url: str, protocol: ProtocolChoice, protocol_version: str, auth: OAuthBase | None = None) -> None:
     with trio.fail_after(25):  # the suite gives a client 30 s
-        await _session(url, protocol, protocol_version)
+        await _session(url, protocol, protocol_version, auth)
 
 
 async def _elicit(params: Any) -> dict[str, Any]:
@@ -84,9 +146,10 @@ async def _roots() -> dict[str, Any]:
     return {"roots": [{"uri": "file:///conformance", "name": "conformance"}]}
 
 
-async def _session(url: str, protocol: ProtocolChoice, protocol_version: str) -> None:
+async def _session(url: str, protocol: ProtocolChoice, protocol_version: str, auth: OAuthBase | None) -> None:
     async with open_session(
         url,
+        auth=auth,
         protocol=protocol,
         protocol_version=protocol_version,
         client_name="trio-mcp-sse-conformance",
@@ -116,11 +179,7 @@ async def _session(url: str, protocol: ProtocolChoice, protocol_version: str) ->
 
 def _context_tool_calls() -> list[tuple[str, dict[str, Any]]] | None:
     """The calls a scenario spells out (``toolCalls`` in ``MCP_CONFORMANCE_CONTEXT``), if any."""
-    try:
-        context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    except json.JSONDecodeError:
-        return None
-    calls = context.get("toolCalls") if isinstance(context, dict) else None
+    calls = _context().get("toolCalls")
     if not isinstance(calls, list):
         return None
     return [
@@ -170,7 +229,7 @@ def main() -> int:
     version = requested if requested in SUPPORTED_PROTOCOL_VERSIONS else SUPPORTED_PROTOCOL_VERSIONS[-1]
     log.info("scenario %r at %s, protocol %s (initialize offers %s)", scenario, url, protocol, version)
     try:
-        trio.run(run, url, protocol, version)
+        trio.run(run, url, protocol, version, oauth_provider(scenario, _context()))
     except (ClientError, MCPError, trio.TooSlowError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -213,8 +213,9 @@ def suite_command(*args: str) -> list[str]:
     return [str(NODE), str(SUITE_ENTRY), *args]
 
 
-def required_scenarios(requirements: str) -> list[str]:
-    """The server scenarios a requirement set runs (scored and not scored), in the suite's order."""
+def required_scenarios(requirements: str, leg: str = "server") -> list[str]:
+    """The scenarios of one leg (``server`` or ``client``) a requirement set runs, scored and not
+    scored, in the suite's order."""
     path = SUITE_PACKAGE / "requirements" / f"{requirements}.yaml"
     if not path.exists():
         available = sorted(p.stem for p in (SUITE_PACKAGE / "requirements").glob("*.yaml"))
@@ -225,8 +226,8 @@ def required_scenarios(requirements: str) -> list[str]:
         [str(NODE), "-e", script, str(path)], cwd=HERE, capture_output=True, text=True, timeout=60, check=True
     )
     document = json.loads(output.stdout)
-    scored = list(document.get("server") or [])
-    unscored = [e["scenario"] for e in document.get("not_scored") or [] if e.get("leg") == "server"]
+    scored = list(document.get(leg) or [])
+    unscored = [e["scenario"] for e in document.get("not_scored") or [] if e.get("leg") == leg]
     return scored + unscored
 
 

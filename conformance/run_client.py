@@ -1,18 +1,30 @@
-"""Run the MCP conformance suite's client scenarios against this project's client.
+"""Run the MCP conformance suite's client requirement sets against this project's client.
 
-    python -m conformance.run_client [--scenario NAME ...]     (make conformance-client)
+    python -m conformance.run_client [--requirements REV ...] [--scenario NAME ...]   (make conformance-client)
 
 The suite (pinned in ``conformance/package.json``, run with the pinned Node 22
-like ``conformance.run``) starts a mock server per scenario and runs
-``python conformance/client.py URL`` against it; the client connects with
-``open_session``, initializes, lists the tools, calls the first one and
-closes.  The scenarios it is meant for are :data:`CLIENT_SCENARIOS`; every check
-must pass (there is no expected-failures list for the client).
+like ``conformance.run``) starts a mock server (and, for the ``auth/*``
+scenarios, mock authorization servers) per scenario and runs
+``python conformance/client.py URL`` against it.  By default this runs, one
+suite run each:
 
-Exit status: 0 when every scenario ran and no check failed, 1 when a check
-failed or a scenario wrote no results, 2 when the run itself could not happen.
-Outputs go to ``conformance/results/client-TIMESTAMP/``: one
-``suite-output-SCENARIO.log`` per scenario, ``checks/`` and ``verdict.json``.
+* every client scenario of the requirement sets :data:`REQUIREMENT_SETS`
+  (``--requirements REV``: the scored ones and those the set runs without
+  scoring, such as the ``client_credentials`` extension);
+* the 2025-03-26 back-compatibility scenarios :data:`BACKCOMPAT_SCENARIOS`
+  (a server without Protected Resource Metadata), which no set includes.
+
+Judgement, per set, against ``conformance/expected-failures-client-REV.txt``
+(the server driver's grammar): a check whose status is ``FAILURE`` *or*
+``WARNING`` (a SHOULD the client missed: the suite's own summary marks such a
+scenario failed) must be listed; a listed entry that passes again is stale and
+fails the run; a scenario with no results fails.  The back-compatibility
+scenarios have no list: every check must pass.
+
+Exit status: 0 when the failures are exactly the expected ones, 1 otherwise,
+2 when the run itself could not happen.  Outputs go to
+``conformance/results/client-REV-TIMESTAMP/``: ``suite-output.log``,
+``checks/`` and ``verdict.json``.
 """
 
 from __future__ import annotations
@@ -27,19 +39,25 @@ from pathlib import Path
 from conformance.run import (
     DEFAULT_RESULTS,
     HERE,
+    Entry,
     HarnessError,
+    ScenarioResult,
     check_installation,
-    collect_results,
     judge,
+    read_expected_failures,
     report,
+    required_scenarios,
     run_suite,
     suite_command,
 )
 
-CLIENT_SCENARIOS = ("initialize", "tools_call", "sse-retry")
-"""The suite's client scenarios this client passes: the handshake, a tool call, and
-resuming a request's stream after the server closed it (``retry`` + ``Last-Event-ID``)."""
+REQUIREMENT_SETS = ("2025-11-25", "2026-07-28")
+BACKCOMPAT_SCENARIOS = ("auth/2025-03-26-oauth-metadata-backcompat", "auth/2025-03-26-oauth-endpoint-fallback")
+"""Servers of the 2025-03-26 revision: no Protected Resource Metadata; the authorization server
+at the MCP server's origin, found by its RFC 8414 document or at the default endpoints."""
 CLIENT_PROGRAM = HERE / "client.py"
+FAILING_STATUSES = ("FAILURE", "WARNING")
+_TIMESTAMP = len("-2026-11-26T12-55-07-123Z")
 
 
 def client_command() -> str:
@@ -47,48 +65,91 @@ def client_command() -> str:
     return f"{sys.executable} {CLIENT_PROGRAM}"
 
 
+def expected_failures_path(revision: str) -> Path:
+    return HERE / f"expected-failures-client-{revision}.txt"
+
+
+def collect(checks_dir: Path, scenarios: Sequence[str]) -> list[ScenarioResult]:
+    """The suite's ``checks.json`` files (``auth/`` scenarios write theirs one folder down),
+    with warnings counted as failures."""
+    found: dict[str, ScenarioResult] = {}
+    for checks_file in sorted(checks_dir.glob("**/checks.json")):
+        scenario = checks_file.parent.relative_to(checks_dir).as_posix()[:-_TIMESTAMP]
+        checks = json.loads(checks_file.read_text())
+        for check in checks:
+            if check.get("status") in FAILING_STATUSES:
+                check["status"] = "FAILURE"  # a SHOULD missed fails too
+        found[scenario] = ScenarioResult(scenario, checks)
+    results = [found.pop(s, ScenarioResult(s, ran=False)) for s in scenarios]
+    return results + list(found.values())
+
+
+def run_one(name: str, arguments: list[str], scenarios: list[str], entries: list[Entry], expected: Path,
+            options: argparse.Namespace) -> bool:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir: Path = options.results_dir / f"client-{name}-{stamp}"
+    checks_dir = run_dir / "checks"
+    checks_dir.mkdir(parents=True)
+    print(f"== conformance, client: {name} ({len(scenarios)} scenarios); results: {run_dir}")
+    run_suite(
+        suite_command(
+            "client", "--command", client_command(), *arguments,
+            "--output-dir", str(checks_dir), "--timeout", str(options.scenario_timeout_ms),
+        ),
+        run_dir / "suite-output.log",
+        options.suite_timeout,
+    )
+    results = collect(checks_dir, scenarios)
+    verdict = judge(results, entries)
+    report(results, verdict, expected)
+    (run_dir / "verdict.json").write_text(json.dumps({
+        "ok": verdict.ok,
+        "unexpected": [str(f) for f in verdict.unexpected],
+        "expected": [str(f) for f in verdict.expected],
+        "stale": [str(e) for e in verdict.stale],
+        "scenarios": {r.scenario: {"ran": r.ran, "passed": r.count("SUCCESS"), "failed": r.count("FAILURE")}
+                      for r in results},
+    }, indent=2))
+    return verdict.ok
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance.run_client", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requirements", action="append", default=[],
+                        help=f"run this requirement set's client scenarios (repeatable; default: {', '.join(REQUIREMENT_SETS)} "
+                        "and the 2025-03-26 back-compatibility scenarios)")
     parser.add_argument("--scenario", action="append", default=[],
-                        help=f"run only this client scenario (repeatable; default: {', '.join(CLIENT_SCENARIOS)})")
+                        help="run only this client scenario, at the latest revision's wire (repeatable; judged "
+                        "against the latest set's expected failures)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where each run's folder goes")
-    parser.add_argument("--suite-timeout", type=float, default=300.0, help="seconds for each scenario's run")
+    parser.add_argument("--suite-timeout", type=float, default=900.0, help="seconds for each suite run")
     parser.add_argument("--scenario-timeout-ms", type=int, default=30000, help="the suite's per-scenario bound")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    scenarios: list[str] = options.scenario or list(CLIENT_SCENARIOS)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir: Path = options.results_dir / f"client-{stamp}"
-    checks_dir = run_dir / "checks"
+    ok = True
     try:
         check_installation()
-        checks_dir.mkdir(parents=True)
-        print(f"Results: {run_dir}")
-        for scenario in scenarios:  # the suite's --scenario takes one at a time
-            run_suite(
-                suite_command(
-                    "client", "--command", client_command(), "--scenario", scenario,
-                    "--output-dir", str(checks_dir), "--timeout", str(options.scenario_timeout_ms),
-                ),
-                run_dir / f"suite-output-{scenario}.log",
-                options.suite_timeout,
-            )
-        results = collect_results(checks_dir, scenarios)
+        if options.scenario:
+            expected = expected_failures_path(REQUIREMENT_SETS[-1])
+            for scenario in options.scenario:  # the suite's --scenario takes one at a time
+                ok &= run_one(scenario.replace("/", "_"), ["--scenario", scenario], [scenario],
+                              read_expected_failures(expected), expected, options)
+            return 0 if ok else 1
+        for revision in options.requirements or REQUIREMENT_SETS:
+            expected = expected_failures_path(revision)
+            ok &= run_one(revision, ["--requirements", revision], required_scenarios(revision, "client"),
+                          read_expected_failures(expected), expected, options)
+        if not options.requirements:
+            for scenario in BACKCOMPAT_SCENARIOS:
+                ok &= run_one(scenario.replace("/", "_"), ["--scenario", scenario], [scenario], [],
+                              Path("(none: every check must pass)"), options)
     except HarnessError as error:
         print(f"conformance: {error}", file=sys.stderr)
         return 2
-    verdict = judge(results, [])  # nothing is expected to fail; a scenario with no results fails
-    report(results, verdict, Path("(none: every client check must pass)"))
-    (run_dir / "verdict.json").write_text(json.dumps({
-        "ok": verdict.ok,
-        "unexpected": [str(f) for f in verdict.unexpected],
-        "scenarios": {r.scenario: {"ran": r.ran, "passed": r.count("SUCCESS"), "failed": r.count("FAILURE")}
-                      for r in results},
-    }, indent=2))
-    return 0 if verdict.ok else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
