@@ -87,8 +87,9 @@ else
 	$(BIN)/python -m tests.redis_server -- sh -c '$(SCALED) $(CONFORMANCE_ARGS)'
 endif
 
-# The suite's client scenarios (initialize, tools_call, sse-retry) against our
-# client, conformance/client.py; every check must pass (docs/conformance.md).
+# The suite's client requirement sets (2025-11-25, 2026-07-28: mostly authorization) and the
+# 2025-03-26 back-compatibility scenarios against our client, conformance/client.py; failures
+# and warnings must be exactly conformance/expected-failures-client-REV.txt (docs/conformance.md).
 conformance-client: $(VENV)/.installed-base conformance/node_modules/.installed
 	$(BIN)/python -m conformance.run_client $(CONFORMANCE_ARGS)
 

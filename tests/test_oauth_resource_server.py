@@ -296,3 +296,22 @@ async def test_a_websocket_ends_when_its_token_expires(autojump_clock: trio.test
         with trio.fail_after(60):
             closing = await peer.next()
     assert closing == {"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION), "reason": "access token expired"}
+
+
+async def test_behind_a_trusted_proxy_the_metadata_and_challenges_name_what_the_client_used() -> None:
+    from trio_mcp_sse import SecuritySettings
+
+    app = make_server().http_app(auth=auth_settings(), security=SecuritySettings(trusted_proxies=["127.0.0.1"], allowed_hosts=["mcp.example.com"]))
+    forwarded = (
+        ("host", "10.0.0.5:8000"),
+        ("x-forwarded-host", "mcp.example.com"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-prefix", "/tools"),
+    )
+    async with run_asgi_app(app) as h:
+        document = await h.request("GET", "/.well-known/oauth-protected-resource/mcp", headers=forwarded)
+        challenge = await h.request("POST", "/mcp", headers=(*forwarded, JSON, ACCEPT), body=INIT)
+    assert orjson.loads(document.body)["resource"] == "https://mcp.example.com/tools"
+    assert 'resource_metadata="https://mcp.example.com/tools/.well-known/oauth-protected-resource/mcp"' in (
+        challenge.headers["www-authenticate"]
+    )

@@ -282,6 +282,11 @@ class SseServerTransport(MountedTransport):
         else:
             short = self.message_intake.refuse_message(head, admitted, message)
             if short is not None:  # a tool its token's scopes do not cover: 403, so the client can step up
+                session = self.sessions.get(session_id)
+                if session is None or session.principal != admitted.principal:
+                    # Not this caller's session: the same 404 as for any other message, so a
+                    # challenge never tells that a session exists.
+                    short = Answer(self.delivery_outcome(Delivery.GONE))
                 await self._answer(scope, send, head, short)
                 return
             incoming = Incoming(message, HeaderView(scope["headers"]), admitted.token)
