@@ -527,7 +527,7 @@ async def test_cache_control_max_age_sets_the_freshness_clamped(
     server: FakeAuthorizationServer, autojump_clock: trio.testing.MockClock
 ) -> None:
     server.jwks_headers = {"cache-control": "public, max-age=120"}
-    verifier = jwt_verifier(server)
+    verifier = jwt_verifier(server, verified_ttl=0)  # the same token each time: check it afresh
     assert await verifier(sign()) is not None
     await trio.sleep(110)
     assert await verifier(sign()) is not None
@@ -550,7 +550,7 @@ async def test_cache_control_max_age_sets_the_freshness_clamped(
 async def test_without_cache_control_the_keys_are_fresh_for_cache_ttl(
     server: FakeAuthorizationServer, autojump_clock: trio.testing.MockClock
 ) -> None:
-    verifier = jwt_verifier(server, cache_ttl=100)
+    verifier = jwt_verifier(server, cache_ttl=100, verified_ttl=0)
     assert await verifier(sign()) is not None
     await trio.sleep(99)
     assert await verifier(sign()) is not None
@@ -570,6 +570,44 @@ async def test_a_key_removed_from_the_jwks_stops_verifying_after_the_next_fetch(
     assert await verifier(sign(EC_KEY, "ES256", "ec-1")) is None
     assert await verifier(sign()) is not None
     assert server.fetches() == 2
+
+
+async def test_a_token_that_verified_is_remembered_for_verified_ttl_by_its_hash(
+    server: FakeAuthorizationServer, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = jwt_verifier(server, verified_ttl=30, cache_ttl=60)
+    token = sign(EC_KEY, "ES256", "ec-1")
+    first = await verifier(token)
+    assert first is not None
+    # The key is withdrawn: the remembered token is honoured for verified_ttl (without
+    # looking at the keys), then checked afresh against the key set, until it is refetched.
+    server.jwks["keys"] = [key for key in server.jwks["keys"] if key.get("kid") != "ec-1"]
+    await trio.sleep(29)
+    assert await verifier(token) is first
+    await trio.sleep(2)
+    fresh = await verifier(token)
+    assert fresh is not None and fresh is not first  # verified again, by the key set cached
+    await trio.sleep(30)
+    assert await verifier(token) is None  # the set was refetched: its key is gone
+    assert server.fetches() == 2
+    assert not holds(verifier, token)
+    assert_not_logged(caplog, token)
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(server: FakeAuthorizationServer) -> None:
+    verifier = jwt_verifier(server, verified_ttl=3600, leeway=0)
+    token = sign(exp=NOW + 10)
+    assert await verifier(token) is not None
+    verifier._now = lambda: float(NOW + 11)
+    assert await verifier(token) is None
+
+
+async def test_remembered_tokens_are_bounded(server: FakeAuthorizationServer) -> None:
+    verifier = jwt_verifier(server, verified_max=3)
+    tokens = [sign(jti=str(n)) for n in range(5)]
+    for token in tokens:
+        assert await verifier(token) is not None
+    assert len(verifier._verified) == 3
 
 
 async def test_each_key_is_bound_only_to_the_algorithms_it_fits(server: FakeAuthorizationServer) -> None:

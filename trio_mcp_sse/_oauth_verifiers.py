@@ -366,6 +366,8 @@ class JWTVerifier:
         fetch_timeout: float = 3.0,
         max_token_size: int = 16 * 1024,
         http_client: httpx.AsyncClient | None = None,
+        verified_ttl: float = 60.0,
+        verified_max: int = 10_000,
     ) -> None:
         _check_url("issuer", issuer)
         if urlsplit(issuer).query:
@@ -402,6 +404,8 @@ class JWTVerifier:
                 raise ValueError(f"{name} must be > 0")
         if max_token_size <= 0:
             raise ValueError("max_token_size must be > 0")
+        if not math.isfinite(verified_ttl) or verified_ttl < 0 or verified_max < 0:
+            raise ValueError("verified_ttl and verified_max must be >= 0")
 
         self._issuer = issuer
         self._audiences = _audience_tuple("audience", audience)
@@ -423,15 +427,42 @@ class JWTVerifier:
         self._fetched_at: float | None = None  # trio time of the last successful fetch
         self._fresh_until = -math.inf  # trio time
         self._failed_at: float | None = None  # trio time of the last failed fetch, since the last success
+        self._verified_ttl = float(verified_ttl)
+        self._verified_max = verified_max
+        self._verified: OrderedDict[bytes, tuple[AccessToken, float]] = OrderedDict()
+        """Tokens that verified recently: sha256 of the token -> (result, trio time it is good until)."""
 
     def __repr__(self) -> str:
         return f"JWTVerifier(issuer={self._issuer!r}, audience={self._audiences!r})"
 
     async def __call__(self, token: str) -> AccessToken | None:
+        """Verify ``token``; one that verified within ``verified_ttl`` seconds is not verified again.
+
+        A client sends the same token with every request, and checking a JWT
+        costs about 150 us (PyJWT's parsing more than the signature), which
+        would be a third of a tool call's server time.  A remembered token is
+        keyed by its SHA-256 (never kept itself), still refused once past
+        ``exp``, and remembered at most ``verified_ttl`` seconds, so a key
+        withdrawn from the JWKS stops being honoured within that time.
+        """
+        digest = b""
+        if self._verified_max and self._verified_ttl > 0 and isinstance(token, str):
+            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+            remembered = self._verified.get(digest)
+            if remembered is not None:
+                result, until = remembered
+                if trio.current_time() < until and not result.expired(self._now(), self._leeway):
+                    self._verified.move_to_end(digest)
+                    return result
+                del self._verified[digest]
         verdict = await self._verify(token)
         if isinstance(verdict, str):
             _refused(verdict)
             return None
+        if digest:
+            self._verified[digest] = (verdict, trio.current_time() + self._verified_ttl)
+            while len(self._verified) > self._verified_max:
+                self._verified.popitem(last=False)
         return verdict
 
     async def _verify(self, token: str) -> AccessToken | str:

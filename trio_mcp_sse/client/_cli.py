@@ -251,6 +251,8 @@ def _tool_error_text(result: Any) -> str:
 
 
 def _oauth(args: argparse.Namespace) -> OAuth | None:
+    if args.client_secret_env is not None and args.client_id is None:
+        raise _UsageError("--client-secret-env needs --client-id")
     if not (args.oauth or args.client_id or args.client_metadata_url):
         return None
     secret = None
@@ -258,8 +260,6 @@ def _oauth(args: argparse.Namespace) -> OAuth | None:
         secret = os.environ.get(args.client_secret_env)
         if not secret:
             raise _UsageError(f"--client-secret-env {args.client_secret_env}: that environment variable is empty")
-        if args.client_id is None:
-            raise _UsageError("--client-secret-env needs --client-id")
     store = MemoryTokenStore() if args.token_store == "memory" else FileTokenStore(args.token_store)
     redirect = LoopbackRedirect(port=args.redirect_port, open_browser=not args.no_browser, timeout=args.login_timeout)
     return OAuth(

@@ -111,11 +111,18 @@ class FileTokenStore:
             data = json.loads(self.path.read_text("utf-8"))
         except (OSError, ValueError) as error:
             raise OAuthError(f"cannot read the token store {self.path}: {error}") from None
-        if not isinstance(data, dict) or data.get("version") != _FORMAT:
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != _FORMAT
+            or not isinstance(data.setdefault("tokens", {}), dict)
+            or not isinstance(data.setdefault("clients", {}), dict)
+        ):
             raise OAuthError(f"{self.path} is not a token store of this version; delete it to start afresh")
-        data.setdefault("tokens", {})
-        data.setdefault("clients", {})
         return data
+
+    def _malformed(self, section: str, key: str) -> OAuthError:
+        # Never the entry itself: it may hold a token or a secret.
+        return OAuthError(f"{self.path} has a malformed {section} entry for {key!r}; delete it to start afresh")
 
     def _write(self, data: dict[str, Any]) -> None:
         directory = self.path.parent
@@ -153,14 +160,20 @@ class FileTokenStore:
 
     async def get_tokens(self, resource: str) -> TokenSet | None:
         entry = (await self._load())["tokens"].get(resource)
-        return None if entry is None else TokenSet.from_json(entry)
+        try:
+            return None if entry is None else TokenSet.from_json(entry)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._malformed("tokens", resource) from None
 
     async def set_tokens(self, resource: str, tokens: TokenSet | None) -> None:
         await self._update("tokens", resource, None if tokens is None else tokens.to_json())
 
     async def get_client(self, issuer: str) -> ClientRegistration | None:
         entry = (await self._load())["clients"].get(issuer)
-        return None if entry is None else ClientRegistration.from_json(entry)
+        try:
+            return None if entry is None else ClientRegistration.from_json(entry)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._malformed("clients", issuer) from None
 
     async def set_client(self, issuer: str, registration: ClientRegistration | None) -> None:
         await self._update("clients", issuer, None if registration is None else registration.to_json())
