@@ -396,6 +396,19 @@ def report(results: Sequence[ScenarioResult], verdict: Verdict, entries_path: Pa
     print("\nRESULT:", "as expected" if verdict.ok else "FAILED")
 
 
+def write_verdict(path: Path, results: Sequence[ScenarioResult], verdict: Verdict, **extra: Any) -> None:
+    """The run's judgement as JSON, beside the suite's own outputs."""
+    path.write_text(json.dumps({
+        **extra,
+        "ok": verdict.ok,
+        "unexpected": [str(f) for f in verdict.unexpected],
+        "expected": [str(f) for f in verdict.expected],
+        "stale": [str(e) for e in verdict.stale],
+        "scenarios": {r.scenario: {"ran": r.ran, "passed": r.count("SUCCESS"), "failed": r.count("FAILURE")}
+                      for r in results},
+    }, indent=2))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     requirements: str = options.requirements
@@ -444,15 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verdict = judge(results, entries)
     report(results, verdict, entries_path)
-    (run_dir / "verdict.json").write_text(json.dumps({
-        "requirements": requirements,
-        "ok": verdict.ok,
-        "unexpected": [str(f) for f in verdict.unexpected],
-        "expected": [str(f) for f in verdict.expected],
-        "stale": [str(e) for e in verdict.stale],
-        "scenarios": {r.scenario: {"ran": r.ran, "passed": r.count("SUCCESS"), "failed": r.count("FAILURE")}
-                      for r in results},
-    }, indent=2))
+    write_verdict(run_dir / "verdict.json", results, verdict, requirements=requirements)
     return 0 if verdict.ok else 1
 
 

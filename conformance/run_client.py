@@ -51,6 +51,7 @@ from conformance.run import (
     required_scenarios,
     run_suite,
     suite_command,
+    write_verdict,
 )
 
 REQUIREMENT_SETS = ("2025-11-25", "2026-07-28")
@@ -106,14 +107,7 @@ def run_one(name: str, arguments: list[str], scenarios: list[str], entries: list
     if revision is not None and verdict.unexpected:
         results, verdict = retry_alone(results, verdict, entries, revision, run_dir, options)
     report(results, verdict, expected)
-    (run_dir / "verdict.json").write_text(json.dumps({
-        "ok": verdict.ok,
-        "unexpected": [str(f) for f in verdict.unexpected],
-        "expected": [str(f) for f in verdict.expected],
-        "stale": [str(e) for e in verdict.stale],
-        "scenarios": {r.scenario: {"ran": r.ran, "passed": r.count("SUCCESS"), "failed": r.count("FAILURE")}
-                      for r in results},
-    }, indent=2))
+    write_verdict(run_dir / "verdict.json", results, verdict)
     return verdict.ok
 
 

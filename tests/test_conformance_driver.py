@@ -92,3 +92,25 @@ def test_workers_options_that_cannot_work_are_refused(argv: list[str], message: 
         parse_args(argv)
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_client_results_are_read_below_auth_and_warnings_fail(tmp_path: Path) -> None:
+    from conformance.run_client import collect
+
+    layout = {
+        "tools_call-2026-12-07T07-07-44-502Z": [check("tool-call", "SUCCESS"), check("info", "INFO")],
+        "auth/scope-step-up-2026-12-07T07-07-44-503Z": [check("scope-step-up-escalation", "WARNING")],
+        "auth/dpop-2026-12-07T07-07-44-503Z": [check("sep-1932-client-dpop-auth-scheme", "FAILURE")],
+    }
+    for folder, checks in layout.items():
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "checks.json").write_text(json.dumps(checks))
+    results = collect(tmp_path, ["tools_call", "auth/scope-step-up", "auth/dpop", "auth/pre-registration"])
+    assert [(r.scenario, r.ran, [f.check for f in r.failures]) for r in results] == [
+        ("tools_call", True, []),
+        ("auth/scope-step-up", True, ["scope-step-up-escalation"]),  # a SHOULD missed fails too
+        ("auth/dpop", True, ["sep-1932-client-dpop-auth-scheme"]),
+        ("auth/pre-registration", False, ["(no results)"]),
+    ]
+    verdict = judge(results, [Entry("auth/dpop")])
+    assert [f.scenario for f in verdict.unexpected] == ["auth/scope-step-up", "auth/pre-registration"]
