@@ -12,7 +12,7 @@ CONFORMANCE_ARGS ?=
 # The requirement sets `make conformance` judges, one run each: the handshake era and 2026-07-28.
 CONFORMANCE_SETS ?= 2025-11-25 2026-07-28
 
-.PHONY: serve test lint docs conformance conformance-scaled conformance-client conformance-report bench bench-quick bench-design bench-broker bench-broker-quick clean
+.PHONY: serve test lint docs conformance conformance-scaled conformance-client conformance-report bench bench-quick bench-design bench-broker bench-broker-quick bench-auth clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -120,6 +120,10 @@ bench-broker: $(VENV)/.installed-bench
 
 bench-broker-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.broker --quick
+
+# What verifying an access token costs a request (JWTVerifier, checked every time against remembered).
+bench-auth: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.token_verify
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache
