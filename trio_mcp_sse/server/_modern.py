@@ -33,6 +33,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import decimal
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -178,7 +181,8 @@ def check_param_headers(input_schema: Mapping[str, Any], arguments: Mapping[str,
         if not isinstance(token, str):
             continue
         header = headers.get(f"mcp-param-{token.lower()}")
-        expected = _header_text(arguments.get(name))
+        argument = arguments.get(name)
+        expected = _header_text(argument)
         if header is None and expected is None:
             continue
         if header is None:
@@ -186,19 +190,36 @@ def check_param_headers(input_schema: Mapping[str, Any], arguments: Mapping[str,
         decoded = decode_header_value(header)
         if decoded is None:
             raise MCPError(HEADER_MISMATCH, f"the Mcp-Param-{token} header is not valid base64 UTF-8")
-        if expected is None or not _same_value(decoded, expected, schema.get("type")):
+        if expected is None or not _same_value(decoded, argument):
             raise MCPError(HEADER_MISMATCH, f"the Mcp-Param-{token} header does not match argument {name!r}")
 
 
-def _same_value(header: str, expected: str, schema_type: Any) -> bool:
-    if header == expected:
-        return True
-    if schema_type in ("integer", "number"):
-        try:
-            return float(header) == float(expected)
-        except ValueError:
-            return False
-    return False
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _same_value(header: str, argument: Any) -> bool:
+    """Whether a header's text stands for exactly the argument the server will act on.
+
+    Strings and booleans compare as text.  Numbers compare by exact decimal
+    value: the header must be a JSON number, and an integer argument is the
+    integer itself (``9007199254740992`` is not ``9007199254740993``, though
+    both are the same double), a fractional one the shortest decimal that
+    reads back as it (what JSON encoders write).  So ``1e2`` and ``100.0``
+    mirror ``100``; ``1.0000000000000001`` does not mirror ``1``, since the
+    body's value is what runs.
+    """
+    if isinstance(argument, bool) or not isinstance(argument, int | float):
+        return header == _header_text(argument)
+    if _JSON_NUMBER.fullmatch(header) is None:
+        return False
+    if isinstance(argument, float) and not math.isfinite(argument):
+        return False
+    try:
+        claimed = decimal.Decimal(header)
+    except decimal.InvalidOperation:
+        return False
+    actual = decimal.Decimal(argument) if isinstance(argument, int) else decimal.Decimal(repr(argument))
+    return claimed == actual
 
 
 # -- results -----------------------------------------------------------------------------------------------
