@@ -18,17 +18,23 @@ find their stream.
 the default, and a store shared by several workers (Redis) plugs in here so a
 resume can land on any worker.  Every method is async for that reason.
 
-The memory store is bounded twice per session, by event count and by bytes;
-when a bound is hit the *oldest* events of the session go first.  A resume
-that asks for events older than what is kept gets what is left and
-``Replay.complete`` is false, so the transport can say (in its log) that
-messages were lost instead of pretending the stream is whole.
+The memory store is bounded twice per session, by event count and by bytes,
+and once for all its sessions together, by bytes: when a session's bound is
+hit the *oldest* events of the session go first, when the store's is hit the
+oldest events of the whole store (an ordered index over every kept event, so
+finding them costs no scan of the sessions).  A resume that asks for events
+older than what is kept gets what is left and ``Replay.complete`` is false, so
+the transport can say (in its log) that messages were lost instead of
+pretending the stream is whole.  A stream the store never kept an event of,
+or one it was told to forget (its client read it to the end), is unknown: a
+resume from it is refused rather than answered with nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +46,8 @@ __all__ = [
     "format_event_id",
     "parse_event_id",
 ]
+
+log = logging.getLogger("trio_mcp_sse")
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -94,8 +102,9 @@ class EventStore(Protocol):
     async def replay(self, session_id: str, last_event_id: str) -> Replay | None:
         """The events of ``last_event_id``'s stream stored after it, or None if the id is unknown.
 
-        Unknown covers: malformed, never issued for this session, or the
-        session already forgotten.  An id of another session is unknown too.
+        Unknown covers: malformed, never issued for this session, naming a
+        stream nothing was stored for or one forgotten by :meth:`forget_stream`,
+        or the session already forgotten.  An id of another session is unknown too.
         """
         ...
 
@@ -109,38 +118,82 @@ class EventStore(Protocol):
 
 
 @dataclass(slots=True)
+class _StreamRecord:
+    """What the store knows of one stream of a session, as long as it can still be resumed."""
+
+    first: int
+    """The seq of its first stored event: an id below it was never this stream's."""
+    dropped_before: int = 0
+    """Events of the stream below this seq were dropped to keep within a bound (0: none)."""
+    kept: int = 0
+    """How many of its events are kept now."""
+
+
+@dataclass(slots=True)
 class _SessionEvents:
     next_seq: int = 0
     size: int = 0
-    dropped_before: dict[str, int] = field(default_factory=dict)
-    """Per stream, the lowest seq still complete after: events below it were evicted."""
-    events: deque[tuple[str, int, bytes]] = field(default_factory=deque)
-    """(stream, seq, data), oldest first, across all the session's streams."""
+    streams: dict[str, _StreamRecord] = field(default_factory=dict)
+    """The streams a resume may name: each stream with an event kept, or dropped."""
+    emptied: dict[str, None] = field(default_factory=dict)
+    """Streams whose every event was dropped, oldest first (their record says so; bounded)."""
+    events: deque[tuple[str, int, bytes, int]] = field(default_factory=deque)
+    """(stream, seq, data, order key), oldest first, across all the session's streams."""
 
 
 class MemoryEventStore:
-    """The default :class:`EventStore`: in this process, bounded per session.
+    """The default :class:`EventStore`: in this process, bounded per session and in total.
 
     ``max_events`` and ``max_bytes`` bound what one session keeps (the oldest
     events go first).  The defaults keep a burst of progress notifications and
     a large tool result for a client that reconnects within seconds, without
     letting one session hold more than a few MiB.
+
+    ``max_bytes_total`` bounds the bytes kept for every session of the store
+    together (one store per transport: per process, unless you make several),
+    as ``SessionLimits.outbound_bytes_total`` does for outbound queues: past it
+    the oldest events of the whole store go first, whichever session they
+    belong to, and an event larger than the whole budget is not kept at all.
+    Either way the streams that lost events replay as incomplete.  ``None``
+    disables it; otherwise it must be at least ``max_bytes``.
     """
 
-    def __init__(self, *, max_events: int = 1024, max_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        max_events: int = 1024,
+        max_bytes: int = 8 * 1024 * 1024,
+        max_bytes_total: int | None = 256 * 1024 * 1024,
+    ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("max_events and max_bytes must be >= 1")
+        if max_bytes_total is not None and max_bytes_total < max_bytes:
+            raise ValueError(f"max_bytes_total must be >= max_bytes ({max_bytes}) or None")
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.max_bytes_total = max_bytes_total
+        self.evicted_bytes_total: Counter[str] = Counter()
+        """Bytes of events dropped, by the bound that dropped them: ``"session"`` or ``"total"``."""
         self._sessions: dict[str, _SessionEvents] = {}
+        self._total = 0
+        self._order: OrderedDict[int, _SessionEvents] = OrderedDict()
+        """Every kept event of the store, oldest first: order key -> its session's events."""
+        self._next_key = 0
+        self._over_budget = False
+        """The budget dropped events and that was logged; re-armed once half the budget is free."""
 
     def __len__(self) -> int:
         """Sessions with something kept (for tests and metrics)."""
         return len(self._sessions)
 
     def stored_bytes(self, session_id: str) -> int:
+        """Bytes of the events kept for one session."""
         kept = self._sessions.get(session_id)
         return 0 if kept is None else kept.size
+
+    def stored_bytes_total(self) -> int:
+        """Bytes of the events kept for every session together (at most ``max_bytes_total``)."""
+        return self._total
 
     async def store(self, session_id: str, stream: str, data: bytes) -> str:
         if not _STREAM_NAME.fullmatch(stream):
@@ -150,13 +203,81 @@ class MemoryEventStore:
             kept = self._sessions[session_id] = _SessionEvents()
         seq = kept.next_seq
         kept.next_seq += 1
-        kept.events.append((stream, seq, data))
-        kept.size += len(data)
-        while len(kept.events) > self.max_events or (kept.size > self.max_bytes and len(kept.events) > 1):
-            old_stream, old_seq, old_data = kept.events.popleft()
-            kept.size -= len(old_data)
-            kept.dropped_before[old_stream] = old_seq + 1
+        record = kept.streams.get(stream)
+        if record is None:
+            record = kept.streams[stream] = _StreamRecord(seq)
+        size = len(data)
+        budget = self.max_bytes_total
+        if budget is not None and size > budget:
+            # Larger than the whole budget: keeping it would empty the store and still not fit.
+            self.evicted_bytes_total["total"] += size
+            record.dropped_before = seq + 1
+            if not record.kept:
+                self._emptied(kept, stream)
+            self._warn(f"an event of {size} bytes is larger than the whole budget: not kept")
+            return format_event_id(stream, seq)
+        if record.kept == 0:
+            kept.emptied.pop(stream, None)
+        record.kept += 1
+        key = self._next_key
+        self._next_key += 1
+        kept.events.append((stream, seq, data, key))
+        self._order[key] = kept
+        kept.size += size
+        self._total += size
+        while len(kept.events) > self.max_events or (
+            kept.size > self.max_bytes and len(kept.events) > 1
+        ):
+            self._drop_oldest(kept, "session")
+        if budget is not None:
+            if self._total > budget:
+                dropped = self._total
+                while self._total > budget:  # the new event is the newest of all: it stays
+                    self._drop_oldest(next(iter(self._order.values())), "total")
+                self._warn(f"dropped the oldest {dropped - self._total} bytes")
+            elif self._over_budget and self._total <= budget // 2:
+                self._over_budget = False
         return format_event_id(stream, seq)
+
+    def _drop_oldest(self, kept: _SessionEvents, bound: str) -> None:
+        """Evict a session's oldest event; its stream's record remembers that it is gone."""
+        stream, seq, data, key = kept.events.popleft()
+        del self._order[key]
+        size = len(data)
+        kept.size -= size
+        self._total -= size
+        self.evicted_bytes_total[bound] += size
+        record = kept.streams[stream]
+        record.dropped_before = seq + 1
+        record.kept -= 1
+        if not record.kept:
+            self._emptied(kept, stream)
+
+    def _emptied(self, kept: _SessionEvents, stream: str) -> None:
+        """Nothing of ``stream`` is kept; past ``max_events`` such streams the oldest is forgotten."""
+        kept.emptied[stream] = None
+        if len(kept.emptied) > self.max_events:
+            oldest = next(iter(kept.emptied))
+            del kept.emptied[oldest]
+            del kept.streams[oldest]
+
+    def _warn(self, what: str) -> None:
+        if self._over_budget:
+            return
+        self._over_budget = True
+        log.warning(
+            "event store over its budget of %d bytes (max_bytes_total): %s; %d bytes kept for %d sessions. "
+            "Resumes of the streams that lost events will be incomplete (logged again once half the budget is free)",
+            self.max_bytes_total,
+            what,
+            self._total,
+            len(self._sessions),
+            extra={
+                "event": "event_store_budget",
+                "stored_bytes": self._total,
+                "limit": self.max_bytes_total,
+            },
+        )
 
     async def replay(self, session_id: str, last_event_id: str) -> Replay | None:
         parsed = parse_event_id(last_event_id)
@@ -164,25 +285,47 @@ class MemoryEventStore:
         if parsed is None or kept is None:
             return None
         stream, seq = parsed
-        if seq >= kept.next_seq:
-            return None
+        record = kept.streams.get(stream)
+        if record is None or seq < record.first or seq >= kept.next_seq:
+            return None  # a stream never stored, or forgotten; or a number it never had
         events: list[StoredEvent] = []
-        for kept_stream, kept_seq, data in kept.events:
+        for kept_stream, kept_seq, data, _ in kept.events:
             if kept_seq == seq and kept_stream != stream:
                 return None  # an id we never issued: its number belongs to another stream
             if kept_stream == stream and kept_seq > seq:
                 events.append(StoredEvent(format_event_id(kept_stream, kept_seq), data))
-        complete = kept.dropped_before.get(stream, 0) <= seq + 1
+        complete = record.dropped_before <= seq + 1
         return Replay(stream, tuple(events), complete)
 
     async def forget_stream(self, session_id: str, stream: str) -> None:
         kept = self._sessions.get(session_id)
-        if kept is None:
+        if kept is None or kept.streams.pop(stream, None) is None:
             return
-        remaining = deque(item for item in kept.events if item[0] != stream)
-        kept.size = sum(len(item[2]) for item in remaining)
+        kept.emptied.pop(stream, None)
+        remaining: deque[tuple[str, int, bytes, int]] = deque()
+        for item in kept.events:
+            if item[0] == stream:
+                del self._order[item[3]]
+                kept.size -= len(item[2])
+                self._total -= len(item[2])
+            else:
+                remaining.append(item)
         kept.events = remaining
-        kept.dropped_before.pop(stream, None)
+        self._rearm()
 
     async def forget_session(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+        kept = self._sessions.pop(session_id, None)
+        if kept is None:
+            return
+        for item in kept.events:
+            del self._order[item[3]]
+        self._total -= kept.size
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if (
+            self._over_budget
+            and self.max_bytes_total is not None
+            and self._total <= self.max_bytes_total // 2
+        ):
+            self._over_budget = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Protocol
 
 __all__ = ["Metrics"]
@@ -16,6 +17,15 @@ class BrokerGauges(Protocol):
 
     @property
     def cluster_sessions(self) -> int: ...
+
+
+class EventStoreGauges(Protocol):
+    """What the metrics read of a Streamable HTTP event store (the in-memory one)."""
+
+    def stored_bytes_total(self) -> int: ...
+
+    @property
+    def evicted_bytes_total(self) -> Mapping[str, int]: ...
 
 
 class Metrics:
@@ -35,6 +45,8 @@ class Metrics:
         self.forward_failures: Counter[str] = Counter()
         self.broker: BrokerGauges | None = None
         """Set while the worker is joined to a session broker (several workers)."""
+        self.event_store: EventStoreGauges | None = None
+        """Set by a Streamable HTTP transport whose event store is the in-memory one."""
 
     def render(self, *, sessions_open: int, draining: bool) -> bytes:
         lines = [
@@ -62,6 +74,16 @@ class Metrics:
             "# TYPE mcp_rejections_total counter",
         ]
         lines += [f'mcp_rejections_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejections.items())]
+        if self.event_store is not None:
+            evicted = self.event_store.evicted_bytes_total
+            lines += [
+                "# HELP mcp_event_store_bytes Bytes of events kept for Last-Event-ID resumption, all sessions together.",
+                "# TYPE mcp_event_store_bytes gauge",
+                f"mcp_event_store_bytes {self.event_store.stored_bytes_total()}",
+                "# HELP mcp_event_store_evicted_bytes_total Bytes of kept events dropped to stay within a bound, by bound.",
+                "# TYPE mcp_event_store_evicted_bytes_total counter",
+            ]
+            lines += [f'mcp_event_store_evicted_bytes_total{{bound="{b}"}} {evicted.get(b, 0)}' for b in ("session", "total")]
         if self.broker is not None:
             lines += [
                 "# HELP mcp_broker_up 1 while the last operation on the session broker succeeded.",

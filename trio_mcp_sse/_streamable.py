@@ -396,14 +396,15 @@ class _SessionStreams:
             return
         if stream is None or (stream.json and not item.final):
             stream = self.standalone
-        elif item.final:
-            self._finish(stream)
         event_id = None
         if self.store is not None and not stream.json:
             if stream is self.standalone and stream.writer is None and self.standalone_mark is None:
                 # The first message nobody reads yet: the next GET's priming id goes before it.
                 self.standalone_mark = await self.store.store(self.session.id, STANDALONE, b"")
             event_id = await self.store.store(self.session.id, stream.name, item.data)
+        if item.final and stream is not self.standalone:
+            # Only once its answer is stored: a resume meanwhile still finds the stream live.
+            self._finish(stream)
         await self._push(stream, (event_id, item.data, item.final, False))
 
     def _finish(self, stream: _Stream) -> None:
@@ -530,6 +531,8 @@ class StreamableHTTPTransport(MountedTransport):
         self.event_store: EventStore | None = (
             None if stateless else MemoryEventStore() if event_store == "memory" else event_store
         )
+        if isinstance(self.event_store, MemoryEventStore) and self.metrics.event_store is None:
+            self.metrics.event_store = self.event_store  # its bytes and evictions on /metrics
         self.retry_ms = round(retry_interval * 1000)
         self.keepalive_interval = keepalive_interval
         self.auth = auth
@@ -850,6 +853,8 @@ class StreamableHTTPTransport(MountedTransport):
         if delivery is not Delivery.ACCEPTED:
             streams.detach(stream, events)
             streams.forget(stream)
+            if priming is not None and streams.store is not None:  # a stream that never was
+                await streams.store.forget_stream(session.id, stream.name)
             await self._answer(send, head, self.delivery_outcome(delivery))
             return
         response_headers = self._session_headers(head, None if session.stateless else session.id)
@@ -1023,21 +1028,33 @@ class StreamableHTTPTransport(MountedTransport):
     ) -> None:
         """GET with ``Last-Event-ID``: that stream's later events, then (if it goes on) live ones."""
         parsed = parse_event_id(last_event_id)
-        stream = streams.by_name.get(parsed[0]) if parsed is not None else None
         if self.event_store is None or parsed is None:
             await self._answer(send, head, Outcome.UNKNOWN_EVENT_ID)
             return
-        if stream is streams.standalone and stream.writer is not None:
+        if parsed[0] == STANDALONE and streams.standalone.writer is not None:
             await self._answer(send, head, Outcome.STREAM_CONFLICT)
             return
-        # Attach before replaying, so nothing routed meanwhile is missed (duplicates are skipped by seq).
-        events = streams.attach(stream) if stream is not None and not stream.json else None
+        # A stream the store does not know (never stored, or forgotten once read to its end) is
+        # refused before anything changes: an unknown id must not take a live stream's writer.
         replay = await self.event_store.replay(session.id, last_event_id)
         if replay is None:
-            if events is not None and stream is not None:
-                streams.detach(stream, events)
             await self._answer(send, head, Outcome.UNKNOWN_EVENT_ID)
             return
+        stream = streams.by_name.get(parsed[0])
+        if stream is streams.standalone and stream.writer is not None:
+            await self._answer(send, head, Outcome.STREAM_CONFLICT)  # another GET took it meanwhile
+            return
+        events = None
+        if stream is not None and not stream.json:
+            # Attach, then read the store again: what was routed while the first replay was read
+            # is in the second, and what is routed from now on reaches this response (duplicates
+            # are skipped by seq).
+            events = streams.attach(stream)
+            replay = await self.event_store.replay(session.id, last_event_id)
+            if replay is None:
+                streams.detach(stream, events)
+                await self._answer(send, head, Outcome.UNKNOWN_EVENT_ID)
+                return
         if not replay.complete:
             log.warning(
                 "session %s: resuming stream %s after %s, some events were already dropped",
@@ -1051,16 +1068,25 @@ class StreamableHTTPTransport(MountedTransport):
         )
         last_seq = max((seq for event in replay.events if (seq := _seq(event.event_id)) is not None), default=parsed[1])
         self.host.stream_started()
+        complete = False
         try:
             if events is None or stream is None:
                 # The stream is over (or was never ours to write): the replay is all there is.
                 await send({"type": "http.response.start", "status": 200, "headers": [*_EVENT_STREAM_HEADERS, *headers]})
                 await send({"type": "http.response.body", "body": first, "more_body": False})
+                complete = stream is None  # it ended: this response carried what is left of it
                 return
-            await self._write_events(stream, events, receive, send, headers, first, skip_through=last_seq)
+            complete = await self._write_events(
+                stream, events, receive, send, headers, first, skip_through=last_seq
+            )
         finally:
             if events is not None and stream is not None:
                 streams.detach(stream, events)
+            if complete:
+                # Written to its end on this response, like a request's own (_serve_request):
+                # nobody will resume it, and a resume from it is now an unknown id (400).
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0):
+                    await self.event_store.forget_stream(session.id, replay.stream)
             self.host.stream_ended()
 
     # -- DELETE ------------------------------------------------------------------------------------------
