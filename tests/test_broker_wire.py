@@ -65,7 +65,53 @@ def test_a_bad_broker_url_says_what_is_wrong(url: str, message: str) -> None:
         RedisBroker(url)
 
 
-def test_the_environment_names_the_broker_of_an_app_given_none(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "redis://cache?max_session=1",
+            "unknown setting 'max_session' (did you mean max_sessions?)",
+        ),
+        ("redis://cache/0?prefx=a", "unknown setting 'prefx' (did you mean prefix?)"),
+        (
+            "redis://cache/0?colour=blue",
+            "unknown setting 'colour'; the broker's settings are prefix, ",
+        ),
+        ("redis://cache/0?decode_responses=yes", "decode_responses cannot be set"),
+        ("redis://cache/0?noreply=1", "noreply cannot be set"),
+        ("redis://cache/0?max_connections=many", "max_connections='many' is not a number"),
+    ],
+)
+def test_an_unknown_key_in_the_broker_url_is_refused_naming_the_valid_ones(
+    url: str, message: str
+) -> None:
+    """A misspelt setting used to be passed on to Redis, which ignored it: the deployment ran without it."""
+    with pytest.raises(ValueError, match=r"setting|cannot be set|is not a number") as refused:
+        RedisBroker(url)
+    text = str(refused.value)
+    assert message in text, text
+    assert "\n" not in text
+    if "unknown setting" in text:
+        assert "max_sessions" in text and "client_name" in text  # ours and Redis's are both named
+
+
+def test_redis_options_in_the_url_are_still_passed_on() -> None:
+    url, settings = split_broker_url(
+        "rediss://cache:6380/0?client_name=mcp&connect_timeout=1.5&ssl_cert_reqs=required&prefix=a"
+    )
+    assert url == "rediss://cache:6380/0?client_name=mcp&connect_timeout=1.5&ssl_cert_reqs=required"
+    assert settings == {"prefix": "a"}
+
+
+def test_a_password_in_the_query_is_not_shown() -> None:
+    with pytest.raises(ValueError, match="unknown setting 'max_session'") as refused:
+        RedisBroker("redis://cache/0?password=hunter2&max_session=1")
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_environment_names_the_broker_of_an_app_given_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("TRIO_MCP_SSE_BROKER", raising=False)
     assert resolve_broker(None) is None
     monkeypatch.setenv("TRIO_MCP_SSE_BROKER", "redis://cache:6379/0?prefix=from-env")

@@ -71,9 +71,27 @@ async def test_more_than_one_worker_without_a_broker_is_refused_with_the_fix() -
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (("--broker", "http://127.0.0.1:6379"), {}, "error: --broker 'http://127.0.0.1:6379': expected redis://"),
-        (("--broker", "redis://:hunter2@host/zero"), {}, "error: --broker 'redis://:***@host/zero': expected redis://"),
-        ((), {"TRIO_MCP_SSE_BROKER": "redis//nope"}, "error: TRIO_MCP_SSE_BROKER='redis//nope': expected redis://"),
+        (
+            ("--broker", "http://127.0.0.1:6379"),
+            {},
+            "error: --broker 'http://127.0.0.1:6379': expected redis://",
+        ),
+        (
+            ("--broker", "redis://:hunter2@host/zero"),
+            {},
+            "error: --broker 'redis://:***@host/zero': expected redis://",
+        ),
+        (
+            (),
+            {"TRIO_MCP_SSE_BROKER": "redis//nope"},
+            "error: TRIO_MCP_SSE_BROKER='redis//nope': expected redis://",
+        ),
+        (
+            ("--broker", "redis://127.0.0.1:6379/0?max_session=1"),
+            {},
+            "error: --broker 'redis://127.0.0.1:6379/0?max_session=1': unknown setting 'max_session' "
+            "(did you mean max_sessions?)",
+        ),
     ],
 )
 async def test_a_malformed_broker_url_is_one_line_naming_where_it_came_from(

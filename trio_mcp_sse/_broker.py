@@ -54,7 +54,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 import trio
@@ -70,6 +70,7 @@ from ._http import (
     read_body,
     send_outcome,
 )
+from ._logs import REFUSAL_LINES_PER_WINDOW, REFUSAL_WINDOW, RateLimiter
 
 __all__ = [
     "Broker",
@@ -78,6 +79,7 @@ __all__ = [
     "BrokerUnavailable",
     "Bus",
     "ForwardTarget",
+    "MalformedFrame",
     "MemoryBroker",
     "RouteResult",
     "decode_frame",
@@ -246,10 +248,6 @@ def _headers_to_wire(headers: Any) -> list[list[str]]:
     return [[bytes(key).decode("latin-1"), bytes(value).decode("latin-1")] for key, value in headers]
 
 
-def _headers_from_wire(headers: Any) -> list[tuple[bytes, bytes]]:
-    return [(str(key).encode("latin-1"), str(value).encode("latin-1")) for key, value in headers]
-
-
 # Frame kinds.
 _REQUEST: Final = "q"  # receiver -> owner: scope + body
 _ACK: Final = "a"  # owner -> receiver: taken, running
@@ -257,6 +255,142 @@ _RESPONSE: Final = "r"  # owner -> receiver: status + headers + first body chunk
 _BODY: Final = "b"  # owner -> receiver: a further body chunk
 _FAILED: Final = "f"  # owner -> receiver: the owner could not answer
 _DISCONNECT: Final = "d"  # receiver -> owner: the client went away
+_KINDS: Final = frozenset({_REQUEST, _ACK, _RESPONSE, _BODY, _FAILED, _DISCONNECT})
+
+
+# -- what arrives in a mailbox: checked whole before anything acts on it ----------------------------
+class MalformedFrame(ValueError):
+    """A frame that is not one this package sends; ``reason`` says why in a few words (never its contents)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Request(NamedTuple):
+    exchange: str
+    reply_to: str
+    scope: Scope
+    body: bytes
+
+
+class _Disconnect(NamedTuple):
+    exchange: str
+    reply_to: str
+
+
+RawHeaderPairs = tuple[tuple[bytes, bytes], ...]
+
+
+class _Answer(NamedTuple):
+    """A frame of an owner's answer (acknowledgement, response start, body chunk, failure), ready to replay."""
+
+    exchange: str
+    kind: str
+    status: int
+    headers: RawHeaderPairs
+    body: bytes
+    more: bool
+
+
+_MAX_ID: Final = 256
+"""Longest exchange or worker id a frame may carry (ours are a counter, and a pid with 12 hex digits)."""
+
+
+def _an_id(value: Any, reason: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID:
+        raise MalformedFrame(reason)
+    return value
+
+
+def _is_pair_of_text(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+    )
+
+
+def _is_address(value: Any, *, port_required: bool) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
+        return False
+    port = value[1]
+    return type(port) is int or (port is None and not port_required)
+
+
+def _checked_scope(wire: Any) -> Scope:
+    """:func:`scope_from_wire` of a request frame's scope, every field of the type ``scope_to_wire`` gives it."""
+    if not isinstance(wire, dict):
+        raise MalformedFrame("request without a scope")
+    try:
+        well_typed = (
+            all(isinstance(wire[key], str) for key in (*_SCOPE_TEXT, "raw_path", "query_string"))
+            and isinstance(wire["headers"], list)
+            and all(_is_pair_of_text(pair) for pair in wire["headers"])
+            and _is_address(wire.get("client"), port_required=True)
+            and _is_address(wire.get("server"), port_required=False)
+        )
+        if well_typed:
+            return scope_from_wire(wire)
+    except (KeyError, ValueError):  # a missing field; text that is not latin-1 (UnicodeEncodeError)
+        pass
+    raise MalformedFrame("request scope is not an HTTP request's")
+
+
+def _raw_headers(wire: Any) -> RawHeaderPairs:
+    if not isinstance(wire, list) or not all(_is_pair_of_text(pair) for pair in wire):
+        raise MalformedFrame("response headers are not pairs of text")
+    try:
+        return tuple((key.encode("latin-1"), value.encode("latin-1")) for key, value in wire)
+    except UnicodeEncodeError:
+        raise MalformedFrame("response headers are not latin-1") from None
+
+
+def _more(meta: Mapping[str, Any]) -> bool:
+    more = meta.get("m", False)
+    if not isinstance(more, bool):
+        raise MalformedFrame("more-body flag is not a boolean")
+    return more
+
+
+def _parse_frame(frame: bytes) -> _Request | _Disconnect | _Answer:
+    """What a mailbox frame says, every field checked; :class:`MalformedFrame` for anything we never send.
+
+    Run on every frame before anything acts on it: a frame is trusted (see
+    docs/scaling.md) but not assumed well-formed, so that nothing further on
+    (an exchange's relay, a forwarded request's task) meets a bad one.
+    """
+    head, separator, body = frame.partition(_SEPARATOR)
+    if not separator:
+        raise MalformedFrame("no header line")
+    try:
+        meta = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        raise MalformedFrame("header is not JSON") from None
+    if not isinstance(meta, dict):
+        raise MalformedFrame("header is not a JSON object")
+    kind = meta.get("k")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise MalformedFrame("unknown kind")
+    exchange = _an_id(meta.get("x"), "no exchange id")
+    if kind == _REQUEST:
+        return _Request(
+            exchange,
+            _an_id(meta.get("r"), "request without a reply-to worker"),
+            _checked_scope(meta.get("s")),
+            body,
+        )
+    if kind == _DISCONNECT:
+        return _Disconnect(exchange, _an_id(meta.get("r"), "disconnect without a worker"))
+    if kind == _RESPONSE:
+        status = meta.get("st")
+        if type(status) is not int or not 100 <= status <= 599:
+            raise MalformedFrame("response without a status")
+        return _Answer(exchange, kind, status, _raw_headers(meta.get("h")), body, _more(meta))
+    return _Answer(exchange, kind, 0, (), body, _more(meta) if kind == _BODY else False)
 
 
 class ForwardTarget(Protocol):
@@ -283,18 +417,18 @@ _ENDINGS: Final = {
 
 
 class _Outgoing:
-    """A request this worker forwarded, waiting for its owner's answer."""
+    """A request this worker forwarded, waiting for its owner's answer (its frames, or one of ``_ENDINGS``)."""
 
     __slots__ = ("acked", "frames_in", "frames_out", "overflowed", "owner")
 
     def __init__(self, buffer: int) -> None:
-        self.frames_in, self.frames_out = trio.open_memory_channel[bytes](buffer)
+        self.frames_in, self.frames_out = trio.open_memory_channel[bytes | _Answer](buffer)
         self.acked = trio.Event()
         self.owner: str | None = None
         self.overflowed = False
 
-    def push(self, frame: bytes) -> None:
-        if frame in _ENDINGS:
+    def push(self, frame: bytes | _Answer) -> None:
+        if isinstance(frame, bytes):
             self.acked.set()  # an ending also ends the wait for the owner to take the request
         try:
             self.frames_in.send_nowait(frame)
@@ -345,8 +479,13 @@ class BrokerLink:
         self._incoming: dict[tuple[str, str], _Incoming] = {}
         self._released: set[str] = set()
         self._ids = itertools.count()
+        self._bad_frames = RateLimiter(REFUSAL_LINES_PER_WINDOW, REFUSAL_WINDOW)
+        self._last_error: BrokerUnavailable | None = None
         self.up = False
-        """Did the last broker operation succeed?  (``/readyz`` and the metrics show it.)"""
+        """Did the last broker operation succeed?  While it did not, the worker can open no session,
+        so ``/readyz`` answers ``503`` (and ``mcp_broker_up`` is 0)."""
+        self.joined = False
+        """Has this worker reached the broker since it started?  (Its first success logs "joined".)"""
         self.cluster_sessions = 0
         """Sessions across all workers, as of the last refresh."""
 
@@ -357,15 +496,28 @@ class BrokerLink:
     # -- running --------------------------------------------------------------------------------
     @asynccontextmanager
     async def run(self) -> AsyncIterator[BrokerLink]:
-        """Join the broker for the duration of the block (a worker that cannot reach it still serves locally)."""
+        """Join the broker for the duration of the block (a worker that cannot reach it still serves locally).
+
+        Entering takes the first heartbeat (bounded by ``operation_timeout``,
+        after the broker's own bounded connect): a worker that cannot reach its
+        broker says so at start-up with a warning, and keeps trying every
+        heartbeat; it logs that it joined once it has.
+        """
         async with self.broker.connect(self.worker_id) as bus, trio.open_nursery() as nursery:
             self._bus = bus
             self._nursery = nursery
             nursery.start_soon(self._read_mailbox, bus, name="broker mailbox")
-            nursery.start_soon(self._supervise, bus, name="broker supervisor")
-            log.info(
-                "worker %s joined the session broker", self.worker_id, extra={"event": "broker_joined", "worker": self.worker_id}
-            )
+            await nursery.start(self._supervise, bus, name="broker supervisor")
+            if not self.joined:
+                log.warning(
+                    "worker %s cannot reach the session broker %r (%s): not ready (readiness probe 503), and new "
+                    "sessions and forwarded requests get 503, until it answers; retrying every %gs",
+                    self.worker_id,
+                    self.broker,
+                    str(self._last_error or "no answer")[:200],
+                    self.settings.heartbeat_interval,
+                    extra={"event": "broker_down", "worker": self.worker_id},
+                )
             try:
                 yield self
             finally:
@@ -414,6 +566,15 @@ class BrokerLink:
         if up == self.up:
             return
         self.up = up
+        if up and not self.joined:
+            self.joined = True
+            log.info(
+                "worker %s joined the session broker %r",
+                self.worker_id,
+                self.broker,
+                extra={"event": "broker_joined", "worker": self.worker_id},
+            )
+            return
         if up:
             log.info("session broker reachable", extra={"event": "broker_up", "worker": self.worker_id})
             return
@@ -442,8 +603,13 @@ class BrokerLink:
         if self._bus is not None:
             self._released.add(session_id)
 
-    async def _supervise(self, bus: Bus) -> None:
-        """Liveness, ownership refresh, releases and peers' liveness: one task for all sessions."""
+    async def _supervise(
+        self, bus: Bus, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Liveness, ownership refresh, releases and peers' liveness: one task for all sessions.
+
+        Started once its first beat has succeeded or failed (each operation bounded).
+        """
         settings = self.settings
         refresh_every = max(1, math.floor(settings.session_ttl / 3 / settings.heartbeat_interval))
         beat = 0
@@ -459,8 +625,12 @@ class BrokerLink:
                         raise
                 if self._outgoing or self._incoming:
                     await self._end_exchanges_of_dead_peers(bus)
-            except BrokerUnavailable:
-                pass  # logged by _mark; retried at the next beat
+            except BrokerUnavailable as error:
+                self._last_error = (
+                    error  # logged by _mark, or at start-up by run; retried at the next beat
+                )
+            if beat == 0:
+                task_status.started()
             beat += 1
             await trio.sleep(settings.heartbeat_interval)
 
@@ -557,24 +727,33 @@ class BrokerLink:
             nursery.start_soon(watch_client)
             ending = _OWNER_GONE  # unless the loop finds out otherwise
             async for frame in outgoing.frames_out:
-                if frame in _ENDINGS:
+                if isinstance(frame, bytes):
                     ending = frame
                     break
-                meta, body = decode_frame(frame)
-                kind = meta["k"]
-                if kind == _RESPONSE:
-                    started = True
-                    headers = _headers_from_wire(meta["h"])
-                    streaming = any(name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
-                    await send({"type": "http.response.start", "status": meta["st"], "headers": headers})
-                elif kind == _FAILED:
+                kind = frame.kind
+                if kind == _FAILED:
                     ending = _OWNER_FAILED
                     break
-                elif kind != _BODY:
+                if kind not in (_RESPONSE, _BODY):
                     continue
-                more = bool(meta.get("m"))
+                if (
+                    kind == _RESPONSE
+                ) == started:  # a second start, or a body before the start: not ours
+                    self._drop_malformed("answer frame out of order", len(frame.body))
+                    continue
+                if kind == _RESPONSE:
+                    started = True
+                    headers = list(frame.headers)
+                    streaming = any(
+                        name == b"content-type" and value.startswith(b"text/event-stream")
+                        for name, value in headers
+                    )
+                    await send(
+                        {"type": "http.response.start", "status": frame.status, "headers": headers}
+                    )
+                more = frame.more
                 complete = not more
-                await send({"type": "http.response.body", "body": body, "more_body": more})
+                await send({"type": "http.response.body", "body": frame.body, "more_body": more})
                 if complete:
                     nursery.cancel_scope.cancel()
                     return
@@ -603,36 +782,54 @@ class BrokerLink:
 
     # -- the mailbox ----------------------------------------------------------------------------------
     async def _read_mailbox(self, bus: Bus) -> None:
-        async for frame in bus.frames():
+        async for raw in bus.frames():
             try:
-                meta, body = decode_frame(frame)
-                kind = meta["k"]
-                exchange_id = str(meta["x"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("dropped a malformed broker frame", extra={"event": "broker_bad_frame"})
+                frame = _parse_frame(raw)
+            except MalformedFrame as malformed:
+                self._drop_malformed(malformed.reason, len(raw))
                 continue
-            if kind == _REQUEST:
-                reply_to = str(meta.get("r"))
-                if (reply_to, exchange_id) in self._incoming:
+            if isinstance(frame, _Request):
+                key = (frame.reply_to, frame.exchange)
+                if key in self._incoming:
                     continue  # a repeated frame: that exchange is running already
-                incoming = _Incoming(reply_to)
-                self._incoming[(reply_to, exchange_id)] = incoming
+                incoming = _Incoming(frame.reply_to)
+                self._incoming[key] = incoming
                 assert self._nursery is not None
-                self._nursery.start_soon(self._answer_forwarded, exchange_id, incoming, meta, body)
-            elif kind == _DISCONNECT:
-                found = self._incoming.get((str(meta.get("r")), exchange_id))
+                self._nursery.start_soon(
+                    self._answer_forwarded, frame.exchange, incoming, frame.scope, frame.body
+                )
+            elif isinstance(frame, _Disconnect):
+                found = self._incoming.get((frame.reply_to, frame.exchange))
                 if found is not None:
                     found.disconnected.set()
             else:
-                outgoing = self._outgoing.get(exchange_id)
+                outgoing = self._outgoing.get(frame.exchange)
                 if outgoing is None:
                     continue  # its client is gone already
                 outgoing.acked.set()  # the first frame of the answer acknowledges as well
-                if kind != _ACK:
+                if frame.kind != _ACK:
                     outgoing.push(frame)
 
+    def _drop_malformed(self, reason: str, size: int) -> None:
+        """Count a frame that is not ours; one line (no traceback, no contents), at most 10 per 10 s."""
+        self._count("malformed_frame")
+        suppressed = self._bad_frames.allow("malformed_frame")
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more malformed frames not logged)" if suppressed else ""
+        log.warning(
+            "worker %s dropped a malformed frame from its broker mailbox: %s (%d bytes)%s",
+            self.worker_id,
+            reason,
+            size,
+            more,
+            extra={"event": "broker_bad_frame", "worker": self.worker_id, "reason": reason},
+        )
+
     # -- the owning side --------------------------------------------------------------------------------
-    async def _answer_forwarded(self, exchange_id: str, incoming: _Incoming, meta: Mapping[str, Any], body: bytes) -> None:
+    async def _answer_forwarded(
+        self, exchange_id: str, incoming: _Incoming, scope: Scope, body: bytes
+    ) -> None:
         """Run a forwarded exchange through our transports; stream every message of the answer back.
 
         The error boundary of one forwarded exchange: whatever happens, it ends
@@ -642,7 +839,6 @@ class BrokerLink:
         key = (reply_to, exchange_id)
         self.metrics.forwarded_in += 1
         try:
-            scope = scope_from_wire(meta["s"])
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ack_unless_answered, exchange_id, incoming)
                 await self._serve_forwarded(exchange_id, incoming, scope, body)
@@ -740,6 +936,17 @@ class MemoryBroker:
         self._killed: set[str] = set()
         self.frames_delivered = 0
         """Frames that reached a mailbox (what a test counts to see what a forward costs)."""
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker(prefix={self.settings.prefix!r})"
+
+    def publish(self, worker_id: str, frame: bytes) -> bool:
+        """Put ``frame`` in a worker's mailbox as anyone who can publish there could (False: no such mailbox)."""
+        mailbox = self._mailboxes.get(worker_id)
+        if mailbox is None:
+            return False
+        mailbox.send_nowait(frame)
+        return True
 
     def _check(self, worker_id: str) -> float:
         if not self.available or worker_id in self._killed:

@@ -3,7 +3,8 @@
 They answer the operator, not an MCP client, so they skip admission: a load
 balancer probing ``/readyz`` sends no Origin or token.  Readiness turns ``503``
 while the server drains, so a balancer stops sending new streams before they
-would be refused.
+would be refused, and while a worker with a session broker cannot reach it
+(it can open no session then: see ``BrokerLink.up``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from ._broker import BrokerLink
 from ._http import Outcome, Scope, Send, send_outcome
 from ._metrics import Metrics
 
@@ -28,9 +30,19 @@ class _Probe(enum.Enum):
     METRICS = "metrics_path"
 
 
+_BROKER_DOWN: Final = "session broker unreachable"
+
+
+def _broker_reachable(metrics: Metrics) -> bool:
+    """No broker, or the last operation of this worker on its broker succeeded."""
+    link = metrics.broker
+    return not isinstance(link, BrokerLink) or link.up
+
+
 class OperationalEndpoints:
-    """``health_path`` (200 while the process serves), ``ready_path`` (503 while draining) and
-    ``metrics_path`` (Prometheus text); ``None`` disables one."""
+    """``health_path`` (200 while the process serves), ``ready_path`` (503 while draining, or while
+    the worker cannot reach its session broker) and ``metrics_path`` (Prometheus text); ``None``
+    disables one."""
 
     __slots__ = ("_paths",)
 
@@ -56,7 +68,12 @@ class OperationalEndpoints:
         elif probe is _Probe.HEALTH:
             await send_outcome(send, Outcome.OK)
         elif probe is _Probe.READY:
-            await send_outcome(send, Outcome.SHUTTING_DOWN if draining else Outcome.OK)
+            if draining:
+                await send_outcome(send, Outcome.SHUTTING_DOWN)
+            elif not _broker_reachable(metrics):
+                await send_outcome(send, Outcome.NOT_READY, detail=_BROKER_DOWN)
+            else:
+                await send_outcome(send, Outcome.OK)
         else:
             body = metrics.render(sessions_open=sessions_open, draining=draining)
             headers = [*_METRICS_HEADERS, (b"content-length", str(len(body)).encode("ascii"))]

@@ -20,9 +20,11 @@ Runs on coredis, whose client is built on anyio and so runs under ``trio.run``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -101,8 +103,13 @@ _SCHEMES: Final = frozenset({"redis", "rediss"})
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without its password, fit for a log line or an error message."""
+    """``url`` without its password (in the address or a ``password=`` query option), fit for a log line
+    or an error message."""
     parts = urlsplit(url)
+    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
+    if query != parts.query:
+        parts = parts._replace(query=query)
+        url = parts.geturl()
     if parts.password is None:
         return url
     netloc = parts.netloc.rpartition("@")[2]
@@ -113,9 +120,10 @@ def redacted_url(url: str) -> str:
 def check_broker_url(url: str) -> str:
     """``url`` if it names a Redis server and valid settings; else :class:`ValueError` (never showing a password).
 
-    The form is checked (scheme, host or path, port, database number) and the
-    :class:`BrokerSettings` in its query; whether the broker answers is the
-    worker's business at start-up.
+    The form is checked (scheme, host or path, port, database number), the
+    :class:`BrokerSettings` in its query, and that every other key of the query
+    is one of Redis's connection options (a misspelt setting would otherwise be
+    ignored); whether the broker answers is the worker's business at start-up.
     """
     expected = "expected redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or unix:///PATH"
     try:
@@ -132,11 +140,69 @@ def check_broker_url(url: str) -> str:
         well_formed = False
     if not well_formed:
         raise ValueError(f"{redacted_url(url)!r}: {expected}")
-    BrokerSettings(**_settings_in_query(parts.query))
+    try:
+        _check_redis_options(parts.query)
+        BrokerSettings(**_settings_in_query(parts.query))
+    except ValueError as error:
+        raise ValueError(f"{redacted_url(url)!r}: {error}") from None
     return url
 
 
 _SETTING_TYPES: Final = {field.name: field.type for field in dataclasses.fields(BrokerSettings)}
+
+_REDIS_OPTIONS: Final = {
+    "db": int,
+    "username": str,
+    "password": str,
+    "client_name": str,
+    "max_connections": int,
+    "timeout": int,
+    "max_idle_time": int,
+    "connect_timeout": float,
+    "stream_timeout": float,
+    "noevict": str,
+    "notouch": str,
+    "encoding": str,
+    "ssl_keyfile": str,
+    "ssl_certfile": str,
+    "ssl_ca_certs": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": str,
+}
+"""Query options that are Redis's, not the broker's: what coredis's ``Redis.from_url`` reads from a URL
+(coredis 6: ``ConnectionPoolParams`` given as text, and the ``ssl_*`` options of ``rediss://``), passed on
+to it in the URL; the value is what coredis converts a number to, so a bad one is refused here rather
+than when a worker connects.  coredis silently ignores any other key, so anything else is refused."""
+
+_REFUSED_REDIS_OPTIONS: Final = {
+    "noreply": "the broker needs every reply of Redis",
+    "decode_responses": "the broker reads Redis's replies as bytes",
+}
+"""coredis options a URL could set that would break the broker."""
+
+
+def _check_redis_options(query: str) -> None:
+    """:class:`ValueError`, one line naming the valid keys, for a query key that is neither ours nor Redis's."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in _SETTING_TYPES:
+            continue
+        reason = _REFUSED_REDIS_OPTIONS.get(name)
+        if reason is not None:
+            raise ValueError(f"{name} cannot be set: {reason}")
+        kind = _REDIS_OPTIONS.get(name)
+        if kind is None:
+            shown = name if len(name) <= 40 else name[:40] + "…"
+            close = difflib.get_close_matches(name, [*_SETTING_TYPES, *_REDIS_OPTIONS], n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"unknown setting {shown!r}{hint}; the broker's settings are {', '.join(_SETTING_TYPES)}, "
+                f"and Redis's connection options {', '.join(_REDIS_OPTIONS)}"
+            )
+        if kind is not str and value:
+            try:
+                kind(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not a number") from None
 
 
 def _settings_in_query(query: str) -> dict[str, Any]:
@@ -154,7 +220,7 @@ def _settings_in_query(query: str) -> dict[str, Any]:
             else:
                 settings[name] = float(value)
         except ValueError:
-            raise ValueError(f"broker URL: {name}={value!r} is not a number") from None
+            raise ValueError(f"{name}={value!r} is not a number") from None
     return settings
 
 
@@ -163,7 +229,8 @@ def split_broker_url(url: str) -> tuple[str, dict[str, Any]]:
 
     So that one string -- ``serve --broker``, the ``TRIO_MCP_SSE_BROKER``
     variable -- configures a deployment.  Other query parameters are Redis's
-    (``db=``, ``ssl_cert_reqs=``...) and stay in the URL.
+    connection options (``db=``, ``client_name=``, ``ssl_cert_reqs=``...: ``_REDIS_OPTIONS``)
+    and stay in the URL; any other key is a :class:`ValueError`.
     """
     check_broker_url(url)
     parts = urlsplit(url)
