@@ -12,9 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sse import Session, SessionClosed, SessionLimits, SessionState
+from trio_mcp_sse import SessionLimits
 from trio_mcp_sse._http import BodyBudget, BodyLimits, ClientGone, Outcome, read_body
 from trio_mcp_sse._session import OutboundBudget
+from trio_mcp_sse.lowlevel import Session, SessionClosed, SessionState
 
 
 def receiver(*messages: dict[str, Any], then_wait: bool = True) -> Any:

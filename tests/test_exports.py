@@ -3,15 +3,20 @@ function has one home whose name its ``__module__`` shows, and docs/index.md lis
 what ``__all__`` exports.
 
 Names are discovered from the package, never listed here, so names added later are checked
-by the same rules.
+by the same rules.  Two lists are deliberate: what the top level offers a server author, and
+what it exported before the broker and the low-level pieces moved to ``trio_mcp_sse.broker``
+and ``trio_mcp_sse.lowlevel`` (those names must keep importing from the top level).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import pickle
 import pkgutil
 import re
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,9 +24,10 @@ from typing import Any
 import pytest
 
 import trio_mcp_sse
-from trio_mcp_sse._public import home_of
+from trio_mcp_sse._public import home_namespace, home_of, public_modules
 
-INDEX = Path(__file__).resolve().parent.parent / "docs" / "index.md"
+ROOT = Path(__file__).resolve().parent.parent
+INDEX = ROOT / "docs" / "index.md"
 
 
 def public_namespaces() -> list[str]:
@@ -59,8 +65,10 @@ def ours(obj: Any) -> bool:
 def test_the_public_namespaces_are_the_documented_ones() -> None:
     assert NAMESPACES == [
         "trio_mcp_sse",
+        "trio_mcp_sse.broker",
         "trio_mcp_sse.client",
         "trio_mcp_sse.contrib",
+        "trio_mcp_sse.lowlevel",
         "trio_mcp_sse.server",
         "trio_mcp_sse.testing",
     ]
@@ -126,6 +134,139 @@ def test_home_of_cuts_at_the_first_private_part() -> None:
     assert home_of("trio_mcp_sse.server._server") == "trio_mcp_sse.server"
     assert home_of("trio_mcp_sse.testing._asgi") == "trio_mcp_sse.testing"
     assert home_of("trio_mcp_sse.client") == "trio_mcp_sse.client"
+
+
+def test_a_public_module_beside_a_private_one_is_the_home_of_what_it_exports() -> None:
+    """``trio_mcp_sse._broker.Bus`` lives in ``trio_mcp_sse.broker``, whatever is imported first;
+    a name the top level re-exports (``RedisBroker``) keeps the module as its home."""
+    assert public_modules("trio_mcp_sse") == ["trio_mcp_sse.broker", "trio_mcp_sse.lowlevel"]
+    assert public_modules("trio_mcp_sse.broker") == []
+    for namespace in public_modules("trio_mcp_sse"):
+        for name in module(namespace).__all__:
+            obj = getattr(module(namespace), name)
+            if ours(obj):
+                assert obj.__module__ == namespace, f"{namespace}.{name}"
+    assert trio_mcp_sse.RedisBroker.__module__ == "trio_mcp_sse.broker"
+    assert trio_mcp_sse.BrokerSettings.__module__ == "trio_mcp_sse.broker"
+    assert trio_mcp_sse.SessionLimits.__module__ == "trio_mcp_sse"
+    # Objects without a __module__ of their own (type aliases) follow the same rule.
+    assert home_namespace("trio_mcp_sse._streamable", "ResponseMode") == "trio_mcp_sse.lowlevel"
+    assert home_namespace("trio_mcp_sse._session", "SessionHandler") == "trio_mcp_sse.lowlevel"
+    assert home_namespace("trio_mcp_sse._auth", "TokenVerifier") == "trio_mcp_sse"
+    assert home_namespace("trio_mcp_sse.server._server", "MCPServer") == "trio_mcp_sse.server"
+    assert home_namespace("trio_mcp_sse.broker", "Bus") == "trio_mcp_sse.broker"
+
+
+TOP_LEVEL = {
+    "MCPServer", "Context",
+    "MCPError", "ToolError", "ResourceNotFound",
+    "ClientCapabilityError", "ClientRequestError", "ClientRequestTimeout",
+    "SecuritySettings", "SessionLimits", "CorsSettings", "WebSocketSettings",
+    "AuthSettings", "ProtectedResource", "StaticTokens", "TokenVerifier",
+    "JWTVerifier", "IntrospectionVerifier", "AccessToken", "VerificationUnavailable",
+    "RedisBroker", "BrokerSettings", "MemoryEventStore", "EventStore", "DrainGroup",
+    "__version__",
+}
+"""What a server author uses: the server, the errors, the settings ``http_app(...)`` takes."""
+
+EXPORTED_BEFORE = TOP_LEVEL | {
+    "Broker", "BrokerUnavailable", "Bus", "MemoryBroker", "RouteResult",
+    "Delivery", "Incoming", "LocalSessionRegistry", "Outgoing", "Session", "SessionClosed",
+    "SessionHandler", "SessionManager", "SessionRefused", "SessionRegistry", "SessionState",
+    "InvalidMessage", "JSONRPCError", "JSONRPCNotification", "JSONRPCRequest", "JSONRPCResponse",
+    "encode_message", "error_response", "parse_message", "result_response",
+    "SSEDecoder", "SSELimitExceeded", "ServerSentEvent", "encode_comment", "encode_event",
+    "Replay", "StoredEvent",
+    "ResponseMode", "SseServerTransport", "StreamableHTTPTransport", "WebSocketServerTransport",
+}
+"""The top level's ``__all__`` before the broker and low-level names moved out."""
+
+MOVED = sorted(EXPORTED_BEFORE - TOP_LEVEL)
+
+
+def new_home(name: str) -> str:
+    (home,) = [ns for ns in public_modules("trio_mcp_sse") if name in module(ns).__all__]
+    return home
+
+
+def test_the_top_level_offers_exactly_what_a_server_author_uses() -> None:
+    assert sorted(trio_mcp_sse.__all__) == sorted(TOP_LEVEL)
+
+
+def test_every_name_the_top_level_exported_before_is_still_there_or_moved() -> None:
+    assert sorted(trio_mcp_sse._MOVED) == MOVED
+    for name in MOVED:
+        assert trio_mcp_sse._MOVED[name].__name__ == new_home(name), name
+
+
+@pytest.mark.parametrize("name", MOVED)
+def test_a_moved_name_still_imports_from_the_top_level_with_a_warning(name: str) -> None:
+    home = new_home(name)
+    scope: dict[str, Any] = {}
+    with pytest.warns(DeprecationWarning, match=f"^trio_mcp_sse.{name} moved") as caught:
+        exec(compile(f"from trio_mcp_sse import {name}", __file__, "exec"), scope)
+    assert [str(warning.message) for warning in caught] == [
+        f"trio_mcp_sse.{name} moved to {home}.{name}; import it from there"
+    ]
+    assert caught[0].filename == __file__, "the warning points at the importing line"
+    assert scope[name] is getattr(module(home), name)
+    with pytest.warns(DeprecationWarning, match=rf"moved to {re.escape(home)}\.{name}\b"):
+        assert getattr(trio_mcp_sse, name) is getattr(module(home), name)
+
+
+def test_moved_names_are_not_listed() -> None:
+    listed = set(dir(trio_mcp_sse))
+    assert [name for name in MOVED if name in listed] == []
+    assert [name for name in MOVED if name in vars(trio_mcp_sse)] == []
+    assert {"broker", "lowlevel"} <= listed
+
+
+def test_an_unknown_name_is_an_attribute_error_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not hasattr(trio_mcp_sse, "NoSuchName")
+        with pytest.raises(ImportError, match="NoSuchName"):
+            exec("from trio_mcp_sse import NoSuchName", {})
+
+
+def test_a_pickle_naming_the_old_place_still_loads() -> None:
+    old = b"ctrio_mcp_sse\nBus\n."  # protocol 0: a global by module and name
+    with pytest.warns(DeprecationWarning, match="trio_mcp_sse.broker.Bus"):
+        assert pickle.loads(old) is trio_mcp_sse.broker.Bus
+
+
+def python_sources() -> list[tuple[str, str]]:
+    """Every Python source of the repository, and each ``python`` block of its Markdown."""
+    sources = [
+        (str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"))
+        for folder in ("trio_mcp_sse", "tests", "examples", "benchmarks", "conformance", "tools")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if not {"node_modules", "__pycache__"} & set(path.parts)
+    ]
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for block in re.finditer(r"^( *)```python\n(.*?)^\1```", text, re.M | re.S):
+            lines = [line.removeprefix(block.group(1)) for line in block.group(2).splitlines()]
+            line = text[: block.start()].count("\n") + 1
+            sources.append((f"{page.relative_to(ROOT)}:{line}", "\n".join(lines)))
+    return sources
+
+
+def test_the_repository_imports_moved_names_from_their_new_home() -> None:
+    """No internal use goes through the deprecated top-level names."""
+    old = []
+    for where, source in python_sources():
+        for node in ast.walk(ast.parse(source, where)):
+            if isinstance(node, ast.ImportFrom) and node.module == "trio_mcp_sse" and not node.level:
+                old += [f"{where}:{node.lineno}: {a.name}" for a in node.names if a.name in MOVED]
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "trio_mcp_sse"
+                and node.attr in MOVED
+            ):
+                old.append(f"{where}:{node.lineno}: trio_mcp_sse.{node.attr}")
+    assert old == []
 
 
 def documented_names() -> dict[str, list[str]]:

@@ -13,12 +13,11 @@ import trio.testing
 from trio_mcp_sse import (
     AuthSettings,
     CorsSettings,
-    Session,
     SessionLimits,
-    SseServerTransport,
     StaticTokens,
 )
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
+from trio_mcp_sse.lowlevel import Session, SseServerTransport
 from trio_mcp_sse.testing import ASGITestClient, run_asgi_app
 
 from .test_transport import HOST, JSON, echo_handler, post, request, session_id_of

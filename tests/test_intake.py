@@ -8,7 +8,6 @@ from trio_mcp_sse import (
     AuthSettings,
     CorsSettings,
     SecuritySettings,
-    SseServerTransport,
     StaticTokens,
 )
 from trio_mcp_sse._auth import AUTH_UNAVAILABLE, AccessToken
@@ -23,6 +22,7 @@ from trio_mcp_sse._intake import (
     authenticate,
     host_allowed,
 )
+from trio_mcp_sse.lowlevel import SseServerTransport
 
 from .test_transport import echo_handler
 

@@ -8,9 +8,10 @@ from typing import Any
 import trio
 import trio.testing
 
-from trio_mcp_sse import Session, SessionLimits
+from trio_mcp_sse import SessionLimits
 from trio_mcp_sse._keepalive import KeepaliveClock
 from trio_mcp_sse._pump import pump_events
+from trio_mcp_sse.lowlevel import Session
 
 
 class Wire:

@@ -9,20 +9,20 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sse import (
+from trio_mcp_sse import SessionLimits
+from trio_mcp_sse._session import Refusal
+from trio_mcp_sse.lowlevel import (
     Delivery,
     Incoming,
     InvalidMessage,
     LocalSessionRegistry,
     Session,
     SessionClosed,
-    SessionLimits,
     SessionManager,
     SessionRefused,
     SessionState,
     parse_message,
 )
-from trio_mcp_sse._session import Refusal
 
 PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
 

@@ -11,8 +11,9 @@ import trio
 import trio.testing
 from quart_trio import QuartTrio
 
-from trio_mcp_sse import MCPServer, SecuritySettings, Session, SessionLimits, SseServerTransport
+from trio_mcp_sse import MCPServer, SecuritySettings, SessionLimits
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
+from trio_mcp_sse.lowlevel import Session, SseServerTransport
 from trio_mcp_sse.testing import ASGITestClient, run_asgi_app
 
 from .conftest import error_records

@@ -12,10 +12,10 @@ from trio_mcp_sse import (
     MCPServer,
     SessionLimits,
     StaticTokens,
-    WebSocketServerTransport,
     WebSocketSettings,
 )
 from trio_mcp_sse._websocket import PING_ID_PREFIX, CloseCode, close_for_session
+from trio_mcp_sse.lowlevel import WebSocketServerTransport
 from trio_mcp_sse.testing import run_asgi_app
 
 from .ws_support import LOOPBACK, websocket_peer, websocket_scope

@@ -3,8 +3,9 @@
 The API reference is generated, never written by hand: one page per public namespace,
 listing exactly that namespace's ``__all__``.  A name is rendered in full (signature,
 types, docstring) on the page of its *home* namespace, the rule ``trio_mcp_sse._public``
-applies to ``__module__``; every other namespace that re-exports it links there.  So a
-new export appears on the site without an edit here, and nothing is documented twice.
+applies to ``__module__`` (``home_namespace`` there, for names without one such as type
+aliases); every other namespace that re-exports it links there.  So a new export appears
+on the site without an edit here, and nothing is documented twice.
 
 Docstrings in the package are written with reST roles (``:class:`Foo```); Markdown has
 none, so :class:`RestRoles` turns each into a code span when griffe loads the package.
@@ -23,7 +24,7 @@ import griffe
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
-from trio_mcp_sse._public import home_of
+from trio_mcp_sse._public import home_namespace
 
 PACKAGE = "trio_mcp_sse"
 API_DIR = "api"
@@ -79,10 +80,9 @@ def namespace_page(namespace: str, package: griffe.Module) -> str:
         where = defining_module(namespace, name, package)
         if where.partition(".")[0] != PACKAGE:
             foreign.append(f"- `{name}`: `{where}.{name}`, re-exported as it is.")
-        elif home_of(where) == namespace:
+        elif (home := home_namespace(where, name)) == namespace:
             rendered.append(f"::: {namespace}.{name}\n")
         else:
-            home = home_of(where)
             elsewhere.append(f"- [`{name}`][{home}.{name}]: documented in `{home}`.")
     lines = [
         f"# `{namespace}`",

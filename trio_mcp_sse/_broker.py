@@ -41,7 +41,7 @@ The wire format of a forwarded exchange (:func:`encode_frame`) is a JSON header
 line and raw body bytes; frames are defined here, once, for every broker.
 A :class:`Bus` is one worker's connection to a broker: :class:`MemoryBroker`
 (workers in one process, for tests and embedding) and
-:class:`~trio_mcp_sse.RedisBroker` implement it.
+:class:`~trio_mcp_sse.broker.RedisBroker` implement it.
 """
 
 from __future__ import annotations

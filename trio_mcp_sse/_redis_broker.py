@@ -244,7 +244,7 @@ class RedisBroker:
     ``url``: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS,
     ``unix:///path?db=0``), optionally with settings in its query
     (``?prefix=app&max_sessions=5000``).  ``settings`` or keyword options: see
-    :class:`~trio_mcp_sse.BrokerSettings` (every worker must use the same).
+    :class:`~trio_mcp_sse.broker.BrokerSettings` (every worker must use the same).
     Needs the ``redis`` extra (``pip install trio-mcp-sse[redis]``: coredis).
     """
 

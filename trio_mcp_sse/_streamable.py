@@ -13,9 +13,9 @@ its response, or one JSON body (``"json"``, or a client whose ``Accept`` lists
 only ``application/json``).  ``GET`` opens the session's *standalone* stream
 for messages related to no request; ``DELETE`` ends the session.
 
-The session core is the same as for HTTP+SSE: a :class:`~trio_mcp_sse.Session`
+The session core is the same as for HTTP+SSE: a :class:`~trio_mcp_sse.lowlevel.Session`
 task owns the server layer, and everything it sends leaves through its bounded
-outbound channel as :class:`~trio_mcp_sse.Outgoing` items that name the client
+outbound channel as :class:`~trio_mcp_sse.lowlevel.Outgoing` items that name the client
 request they belong to.  Here one *router* task per session reads that channel
 and hands each item to its :class:`_Stream`: the stream of its request, or the
 standalone stream (messages of no request; the non-final messages of a request
@@ -458,7 +458,7 @@ class StreamableHTTPTransport(MountedTransport):
     """Serve MCP over Streamable HTTP: sessions of revisions 2025-03-26 to 2025-11-25, and 2026-07-28.
 
     ``handler`` is the server layer, e.g. :meth:`trio_mcp_sse.MCPServer.run_session`.
-    Mount it like :class:`~trio_mcp_sse.SseServerTransport` (as a whole ASGI
+    Mount it like :class:`~trio_mcp_sse.lowlevel.SseServerTransport` (as a whole ASGI
     app, :meth:`wrap`, :meth:`init_app`).  Options beyond those the HTTP+SSE
     transport shares (``keepalive_interval``, ``security``, ``limits``,
     ``auth``, ``cors``, ``health_path``, ``ready_path``, ``metrics_path``,

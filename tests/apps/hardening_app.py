@@ -12,8 +12,9 @@ import os
 import trio
 from quart_trio import QuartTrio
 
-from trio_mcp_sse import SecuritySettings, Session, SessionLimits, SseServerTransport
+from trio_mcp_sse import SecuritySettings, SessionLimits
 from trio_mcp_sse._jsonrpc import JSONRPCRequest, result_response
+from trio_mcp_sse.lowlevel import Session, SseServerTransport
 
 from .debug import install_debug_route
 
