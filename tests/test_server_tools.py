@@ -144,7 +144,10 @@ async def test_tools_list_describes_every_tool() -> None:
         assert add["annotations"] == {"readOnlyHint": True, "idempotentHint": True}
         assert add["inputSchema"]["required"] == ["a"]
         assert add["inputSchema"]["properties"]["b"]["description"] == "the second term"
-        assert "outputSchema" not in add  # float is not an object
+        # float is not an object: the value is wrapped as {"result": ...}
+        assert add["outputSchema"] == {
+            "type": "object", "properties": {"result": {"type": "number"}}, "required": ["result"],
+        }
         assert "ctx" not in tools["with_context"]["inputSchema"]["properties"]
 
 
@@ -181,7 +184,7 @@ async def test_simple_results() -> None:
         result = await client.call("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
         assert result == {"content": [{"type": "text", "text": "hi"}]}
         result = await client.call("tools/call", {"name": "add-numbers", "arguments": {"a": 2}})
-        assert result == {"content": [{"type": "text", "text": "3.0"}]}
+        assert result == {"content": [{"type": "text", "text": "3.0"}], "structuredContent": {"result": 3.0}}
         assert await client.call("tools/call", {"name": "nothing"}) == {"content": []}
         result = await client.call("tools/call", {"name": "untyped", "arguments": {}})
         assert result["structuredContent"] == {"free": "form"}
@@ -326,8 +329,8 @@ def test_registration_errors_are_clear() -> None:
     with pytest.raises(TypeError, match="positional-only"):
         server.add_tool(positional)
 
-    async def text() -> str:
-        return ""
+    async def text() -> None:
+        return None
 
     with pytest.raises(TypeError, match="structured output"):
         server.add_tool(text, structured_output=True)

@@ -183,6 +183,11 @@ def build_resource(
     the template's variables: a mismatch would only show up as a failed read.
     ``fn`` may also be fixed ``str`` / ``bytes`` contents.
     """
+    if not isinstance(uri, str):
+        raise TypeError(
+            f"a resource's URI must be a string, not {type(uri).__name__}: the URI comes first, "
+            'add_resource("notes://{name}", fn)'
+        )
     name = options.get("name")
     title = options.get("title")
     description = options.get("description")

@@ -1,12 +1,23 @@
 """Tools: a Python function plus the JSON schemas derived from its signature.
 
 The input schema comes from the parameters.  The *output* schema comes from the
-return annotation, when it describes a JSON object: a pydantic model, a
-``TypedDict``, a dataclass, or a ``dict``.  Such a tool answers with
+return annotation.  One that describes a JSON object (a pydantic model, a
+``TypedDict``, a dataclass, a ``dict``) is the schema; such a tool answers with
 ``structuredContent`` (validated by clients against ``outputSchema``) and, as
-the spec recommends for older clients, the same JSON as a text block.  Any
-other return annotation (``str``, ``int``, content blocks, none at all) keeps
-the plain ``content`` result.
+the spec recommends for older clients, the same JSON as a text block.
+
+Other data (``int``, ``float``, ``bool``, ``list[...]``, a union, an enum...)
+cannot be the schema, which the spec requires to be an object, so it is
+wrapped: ``outputSchema`` is an object with one required property,
+``result``, and ``structuredContent`` is ``{"result": value}``, as the
+official SDK does.  The content stays what it was without the wrapping, so
+clients that read only ``content`` see no change.
+
+No schema for ``str`` (the text block already is the value: wrapping would
+send it twice, unless ``structured_output=True`` asks for it), for content
+blocks and ``CallToolResult`` (what the model reads, not data), for ``bytes``
+and ``Any`` (no JSON schema worth declaring), and for ``None`` or no
+annotation at all: those keep the plain ``content`` result.
 
 A :class:`Tool` is a frozen value.  To change one, build a new one
 (``dataclasses.replace(tool, description=...)``) and hand it to
@@ -17,9 +28,14 @@ listing can never go stale, and live sessions are told the list changed.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import enum
 import inspect
+import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
@@ -76,14 +92,64 @@ def _is_typeddict(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, dict) and hasattr(annotation, "__total__")
 
 
-def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None:
-    """The output schema for a return annotation, and how to turn a value into structured content.
+_CONTENT_MODELS: tuple[type, ...] = (*typing.get_args(mcp_types.ContentBlock), mcp_types.CallToolResult)
+_DATA_CLASSES: tuple[type, ...] = (
+    str, int, float, bool, enum.Enum, datetime.date, datetime.time, uuid.UUID, pydantic.BaseModel,
+)
+_SEQUENCES: tuple[Any, ...] = (list, tuple, set, frozenset, Sequence, AbstractSet)
+_MAPPINGS: tuple[Any, ...] = (dict, Mapping)
 
-    ``None`` when the annotation does not describe a JSON object, since the
-    spec's ``outputSchema`` must be of type ``object``.
+
+def _is_content(annotation: Any) -> bool:
+    """Content blocks or a ``CallToolResult``, bare or inside a list, tuple, union or ``Annotated``."""
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return isinstance(annotation, type) and issubclass(annotation, _CONTENT_MODELS)
+    return any(_is_content(argument) for argument in typing.get_args(annotation))
+
+
+def _is_data(annotation: Any) -> bool:
+    """Whether values of ``annotation`` are plain JSON data that a schema can describe.
+
+    Strict on purpose: ``Any``, ``object``, ``bytes`` or a dict of ``Any`` (in
+    this project the wire form of a content block) anywhere inside, and the
+    return value might be content or have no JSON form, so it is not wrapped.
     """
-    if annotation is inspect.Signature.empty or annotation is None:
-        return None
+    if annotation is None or annotation is type(None):
+        return True
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is None:
+        if not isinstance(annotation, type) or issubclass(annotation, _CONTENT_MODELS):
+            return False
+        return (
+            issubclass(annotation, _DATA_CLASSES)
+            or _is_typeddict(annotation)
+            or dataclasses.is_dataclass(annotation)
+        )
+    if origin is typing.Annotated:
+        return _is_data(arguments[0])
+    if origin is typing.Literal:
+        return all(argument is None or isinstance(argument, str | int | bool) for argument in arguments)
+    if origin is typing.Union or origin is types.UnionType or origin in _SEQUENCES:
+        return bool(arguments) and all(argument is Ellipsis or _is_data(argument) for argument in arguments)
+    if origin in _MAPPINGS:
+        return len(arguments) == 2 and arguments[0] is str and _is_data(arguments[1])
+    return False
+
+
+def _is_text(annotation: Any) -> bool:
+    """``str``, also ``Annotated`` or optional: its text block already is the whole value."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_text(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
+        return len(arms) == 1 and _is_text(arms[0])
+    return annotation is str
+
+
+def _object_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None:
+    """The schema of an annotation that describes a JSON object, which is the output schema as it is."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         model = annotation
 
@@ -107,6 +173,56 @@ def _output_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None
     return None
 
 
+def _wrapped_schema(annotation: Any) -> tuple[dict[str, Any], _Serializer] | None:
+    """An object schema with the one property ``result`` holding ``annotation``'s value.
+
+    ``None`` if pydantic cannot describe the annotation.  Definitions of
+    nested models move to the root, where their ``#/$defs/...`` references
+    point.
+    """
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
+        inner = adapter.json_schema(mode="serialization")
+    except (pydantic.PydanticUserError, TypeError, ValueError):
+        return None
+    definitions = inner.pop("$defs", None)
+    schema: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
+    if definitions:
+        schema["$defs"] = definitions
+    if annotation in (str, int, float, bool):
+        # Already JSON: the hot path skips the serializer.
+        def wrap_plain(value: Any) -> Any:
+            return {"result": value}
+
+        return schema, wrap_plain
+
+    def wrap(value: Any) -> Any:
+        return {"result": adapter.dump_python(value, mode="json", by_alias=True)}
+
+    return schema, wrap
+
+
+def _output_schema(annotation: Any, *, insist: bool = False) -> tuple[dict[str, Any], _Serializer, bool] | None:
+    """The output schema for a return annotation, how to turn a value into structured content,
+    and whether that wraps the value as ``{"result": value}``.
+
+    ``None`` when the annotation declares nothing, content, or no JSON data
+    (see the module docstring); ``insist`` (``structured_output=True``) wraps
+    anything but ``None`` that pydantic can describe, ``str`` included.
+    """
+    if annotation is inspect.Signature.empty or annotation is None or annotation is type(None):
+        return None
+    if _is_content(annotation) and not insist:
+        return None
+    described = _object_schema(annotation)
+    if described is not None:
+        return (*described, False)
+    if not insist and (_is_text(annotation) or not _is_data(annotation)):
+        return None
+    wrapped = _wrapped_schema(annotation)
+    return (*wrapped, True) if wrapped is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A tool definition, frozen.  Built by :meth:`MCPServer.tool` / :meth:`MCPServer.add_tool`."""
@@ -121,6 +237,9 @@ class Tool:
     output_schema: dict[str, Any] | None = None
     structured: _Serializer | None = None
     required_scopes: frozenset[str] = frozenset()
+    wraps_result: bool = False
+    """``structured`` wraps the value as ``{"result": value}`` (a return annotation that is not
+    an object); the content is then what the tool would send without an output schema."""
     definition: dict[str, Any] = field(init=False, compare=False, repr=False)
     """The entry of ``tools/list``, built with the tool."""
 
@@ -149,11 +268,15 @@ class Tool:
         structured_output = options.get("structured_output")
         meta = options.get("meta")
         signature = Signature.of(fn, what=f"tool {tool_name!r}", inline=bool(options.get("inline", False)))
-        output = None if structured_output is False else _output_schema(signature.return_annotation)
+        output = (
+            None if structured_output is False
+            else _output_schema(signature.return_annotation, insist=bool(structured_output))
+        )
         if structured_output and output is None:
             raise TypeError(
-                f"tool {tool_name!r}: structured output needs a return annotation that describes "
-                "a JSON object (a pydantic model, TypedDict, dataclass or dict)"
+                f"tool {tool_name!r}: structured output needs a return annotation that JSON Schema "
+                "can describe (a pydantic model, TypedDict, dataclass, dict, or data such as int or "
+                "list[str]), not None"
             )
         if isinstance(annotations, pydantic.BaseModel):
             annotations = annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -178,6 +301,7 @@ class Tool:
             output_schema=output[0] if output else None,
             structured=output[1] if output else None,
             required_scopes=frozenset(scopes),
+            wraps_result=output[2] if output else False,
         )
 
     def to_result(self, value: Any) -> dict[str, Any]:
@@ -185,6 +309,8 @@ class Tool:
         if self.structured is None or isinstance(value, mcp_types.CallToolResult):
             return to_call_result(value)
         structured = self.structured(value)
+        if self.wraps_result:
+            return {"content": to_call_result(value)["content"], "structuredContent": structured}
         return {"content": [json_text(structured)], "structuredContent": structured}
 
 
