@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sse import SessionClosed
+from trio_mcp_sse.lowlevel import SessionClosed
 from trio_mcp_sse.server import (
     ClientCapabilityError,
     ClientRequestTimeout,

@@ -10,8 +10,9 @@ import httpx
 import pytest
 import trio
 
-from trio_mcp_sse import Delivery, MCPServer, Session, result_response
+from trio_mcp_sse import MCPServer
 from trio_mcp_sse.client import ConnectionClosedError, connect_sse
+from trio_mcp_sse.lowlevel import Delivery, Session, result_response
 from trio_mcp_sse.testing import (
     connected_client,
     make_scope,

@@ -11,6 +11,16 @@ transport mounted where no lifespan reaches it (some sub-app mounts) runs it
 for the duration of the first stream instead (:meth:`SessionHost.hosting`);
 streams that open meanwhile join it, and that request returns once the last
 of them has ended.
+
+The application's own lifespan (:attr:`SessionHost.app_lifespan`, the
+server's ``MCPServer(lifespan=...)``) is entered around that: on
+``lifespan.startup``, before start-up is reported complete (a failure fails
+the start-up, in one line), and exited on ``lifespan.shutdown`` once every
+session has ended, before shutdown is reported complete.  Under an ASGI
+lifespan it runs in a task of its own, in a nursery the lifespan owns: its
+enter and its exit happen in different ASGI receive calls, and a context
+manager that opens a nursery or cancel scope cannot be held open across
+those frames in one task.
 """
 
 from __future__ import annotations
@@ -18,8 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Final
 
 import trio
@@ -34,7 +44,7 @@ from ._metrics import Metrics
 from ._redis_broker import resolve_broker
 from ._session import SessionHandler, SessionLimits, SessionManager, SessionRegistry
 
-__all__ = ["NOT_TRIO", "SessionHost", "running_under_trio"]
+__all__ = ["NOT_TRIO", "AppLifespan", "LifespanFailed", "SessionHost", "describe_error", "running_under_trio"]
 
 log = logging.getLogger("trio_mcp_sse")
 
@@ -42,6 +52,68 @@ _FLUSH_TIME: Final = 0.25  # after a drain, how long ended streams get to flush 
 
 
 NOT_TRIO: Final = Outcome.NOT_TRIO.reason
+
+AppLifespan = Callable[[], AbstractAsyncContextManager[object]]
+"""What the host enters for as long as it hosts sessions (see :attr:`SessionHost.app_lifespan`)."""
+
+
+class LifespanFailed(Exception):
+    """An :data:`AppLifespan` failed to start or on exit; the message is the one line to report."""
+
+
+def lifespan_failure(error: BaseException, stage: str) -> str:
+    """The one line a failed start-up (``stage`` "to start") or exit ("on exit") reports."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, LifespanFailed):
+        return str(error)
+    return f"the application's lifespan failed {stage}: {describe_error(error)}"
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message`` (a single leaf of an exception group stands for it)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class _HeldLifespan:
+    """An :data:`AppLifespan` held open by a task of its own, from :meth:`start` to :meth:`stop`.
+
+    An error while it runs (a background task it started crashed) is not caught
+    here: it reaches the nursery that holds it, the ASGI lifespan's, and ends
+    the application, as a crash should.  An error on its exit is kept for
+    :meth:`stop` to report: by then the application is stopping anyway.
+    """
+
+    def __init__(self, enter: AppLifespan) -> None:
+        self._enter = enter
+        self._stop = trio.Event()
+        self._exited = trio.Event()
+        self._exit_error: BaseException | None = None
+
+    async def hold(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with self._enter():
+                task_status.started()
+                await self._stop.wait()
+        except Exception as error:
+            if not self._stop.is_set():
+                raise  # failed to start (``start`` raises it) or crashed while running
+            self._exit_error = error
+        finally:
+            self._exited.set()
+
+    def release(self) -> None:
+        """Let it exit, without waiting (the nursery that holds it waits)."""
+        self._stop.set()
+
+    async def stop(self) -> BaseException | None:
+        """Exit it and wait until it has; the error its exit raised, if any."""
+        self._stop.set()
+        await self._exited.wait()  # bounded by the lifespan's own exit (the ASGI server bounds shutdown)
+        return self._exit_error
 
 
 def running_under_trio() -> bool:
@@ -83,6 +155,9 @@ class SessionHost:
         self._open_streams = 0
         self._streams_closed = trio.Event()
         self._streams_closed.set()
+        self.app_lifespan: AppLifespan | None = None
+        """Entered before the first session and exited after the last, once per run of the host
+        (the ASGI lifespan, or :meth:`hosting`): the server layer's own lifespan."""
 
     @property
     def draining(self) -> bool:
@@ -139,7 +214,7 @@ class SessionHost:
         transport never calls this: an idle stream should not pay for a context
         manager frame.)
         """
-        async with self.run():
+        async with self.app_lifespan() if self.app_lifespan is not None else nullcontext(), self.run():
             yield
             await self._streams_closed.wait()  # bounded by those streams, each ending with its client
 
@@ -149,6 +224,13 @@ class SessionHost:
         Start-up also refuses a server that is not Trio (an asyncio worker,
         uvicorn) with one line, and under hypercorn's trio worker installs the
         default log handler, the accept-error filter and bounded socket writes.
+
+        :attr:`app_lifespan` is entered on ``lifespan.startup``, before ``app``
+        hears of it (so it is entered before the app's own start-up hooks and
+        exited after its shutdown hooks); if it fails, start-up fails with one
+        line, logged and sent as ``lifespan.startup.failed``.  On
+        ``lifespan.shutdown`` the sessions are closed first, then it exits, then
+        shutdown is reported complete (or failed, if its exit raised).
         """
         if not running_under_trio():
             await self._refuse_startup(receive, send)
@@ -157,31 +239,65 @@ class SessionHost:
         install_accept_error_filter()
         bound_writes_if_hypercorn_trio(self.sessions.limits.write_timeout)
         group = drain_group_of(scope)
-        async with self.run():
-            if group is not None:
-                group.add(self)
+        held = _HeldLifespan(self.app_lifespan) if self.app_lifespan is not None else None
+        # The lifespan's nursery encloses the sessions' one and is released only once they
+        # are gone: whichever way the app stops, the server's lifespan outlives its sessions.
+        async with trio.open_nursery() as holder:
             try:
-                if app is not None:
+                async with self.run():
+                    if group is not None:
+                        group.add(self)
+                    try:
+                        first = await receive()
+                        if held is not None and first["type"] == "lifespan.startup":
+                            try:
+                                await holder.start(held.hold)
+                            except Exception as error:
+                                held = None
+                                line = lifespan_failure(error, "to start")
+                                log.error("start-up failed: %s", line, extra={"event": "lifespan_failed"})
+                                log.debug("the lifespan's start-up error", exc_info=error)
+                                await send({"type": "lifespan.startup.failed", "message": line})
+                                return
+                        pending: list[Any] = [first]
 
-                    async def receive_then_close_sessions() -> Any:
-                        message = await receive()
-                        if message["type"] == "lifespan.shutdown":
-                            await self.close_all_sessions()
-                        return message
+                        async def receive_then_close_sessions() -> Any:
+                            if pending:
+                                return pending.pop()
+                            message = await receive()
+                            if message["type"] == "lifespan.shutdown":
+                                await self.close_all_sessions()
+                            return message
 
-                    await app(scope, receive_then_close_sessions, send)
-                    return
-                while True:
-                    message = await receive()
-                    if message["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    elif message["type"] == "lifespan.shutdown":
-                        await self.close_all_sessions()
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
+                        async def send_after_lifespan_exit(message: Any) -> None:
+                            nonlocal held
+                            if held is not None and message["type"] in (
+                                "lifespan.shutdown.complete",
+                                "lifespan.shutdown.failed",
+                            ):
+                                error, held = await held.stop(), None
+                                if error is not None and message["type"] == "lifespan.shutdown.complete":
+                                    line = lifespan_failure(error, "on exit")
+                                    log.error(line, exc_info=error, extra={"event": "lifespan_exit_failed"})
+                                    message = {"type": "lifespan.shutdown.failed", "message": line}
+                            await send(message)
+
+                        if app is not None:
+                            await app(scope, receive_then_close_sessions, send_after_lifespan_exit)
+                            return
+                        while True:
+                            message = await receive_then_close_sessions()
+                            if message["type"] == "lifespan.startup":
+                                await send_after_lifespan_exit({"type": "lifespan.startup.complete"})
+                            elif message["type"] == "lifespan.shutdown":
+                                await send_after_lifespan_exit({"type": "lifespan.shutdown.complete"})
+                                return
+                    finally:
+                        if group is not None:
+                            group.discard(self)
             finally:
-                if group is not None:
-                    group.discard(self)
+                if held is not None:
+                    held.release()  # the app stopped some other way: it exits now that the sessions have
 
     @staticmethod
     async def _refuse_startup(receive: Receive, send: Send) -> None:

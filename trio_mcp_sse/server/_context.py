@@ -9,19 +9,24 @@ connection class: the connection sits above the definitions that take a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 import mcp_types
 import pydantic
 import trio
+from typing_extensions import TypeVar
 
 from .._access_token import AccessToken
 from .._errors import MCPError
 from .._jsonrpc import INVALID_PARAMS, RequestId
+from ._elicitation import requested_schema
 from ._input import INPUT_METHODS, InputRound
 from ._protocol import LoggingLevel
 
 __all__ = ["Context", "ContextHost"]
+
+LifespanT = TypeVar("LifespanT", default=Any)
+"""The type of ``Context.lifespan_context``: ``Context[Pool]`` types it; a bare ``Context`` has ``Any``."""
 
 
 class ContextHost(Protocol):
@@ -39,6 +44,10 @@ class ContextHost(Protocol):
     def client_capabilities(self) -> Mapping[str, Any]: ...
     @property
     def protocol_version(self) -> str | None: ...
+    @property
+    def lifespan_context(self) -> Any: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
 
     def client_supports(self, capability: str) -> bool: ...
 
@@ -68,7 +77,7 @@ class ContextHost(Protocol):
     async def ask_to_reconnect(self, request_id: RequestId) -> None: ...
 
 
-class Context:
+class Context(Generic[LifespanT]):
     """Handed to a tool, resource, prompt or completion function that declares a parameter of this type.
 
     It names the request being served and the session it belongs to, and is
@@ -83,6 +92,11 @@ class Context:
     from the top once the client retries with the answers (see
     ``docs/protocol-eras.md``).  ``key=`` names a question for that round
     trip; without it a deterministic key is used.
+
+    ``ctx.lifespan_context`` is what the server's lifespan yielded (a
+    database pool...), shared by every session of the app; annotate the
+    parameter ``Context[Pool]`` to have it typed ``Pool``.
+    ``ctx.session_state`` is a dict kept for the session's lifetime.
     """
 
     __slots__ = ("_connection", "_headers", "_inputs", "access_token", "meta", "method", "request_id")
@@ -150,6 +164,29 @@ class Context:
     def protocol_version(self) -> str | None:
         """The protocol revision negotiated for this session (2026-07-28: named by this request)."""
         return self._connection.protocol_version
+
+    @property
+    def lifespan_context(self) -> LifespanT:
+        """What ``MCPServer(lifespan=...)`` yielded for the app serving this request (``None`` without one).
+
+        Entered once per running app, before its first session, and shared by
+        all of them: a connection pool, a client, a cache.  Typed by the
+        parameter's annotation: ``ctx: Context[Pool]`` makes it a ``Pool``.
+        ``RuntimeError`` if the server has a lifespan that nothing entered.
+        """
+        value: LifespanT = self._connection.lifespan_context
+        return value
+
+    @property
+    def session_state(self) -> dict[str, Any]:
+        """A dict of this session's own, kept across its requests and cleared when it ends.
+
+        For what one client builds up (a cursor, a choice it made, a cache of
+        its own); what every session shares belongs in :attr:`lifespan_context`.
+        Without a session (a stateless server, 2026-07-28 clients) each request
+        starts with an empty one.
+        """
+        return self._connection.state
 
     @property
     def progress_token(self) -> str | int | None:
@@ -323,14 +360,14 @@ class Context:
         """Ask the user for structured input through the client (``elicitation/create``).
 
         ``schema`` is a pydantic model class or a JSON schema of a flat object
-        with primitive properties.  The result's ``action`` is ``accept``
-        (with ``content``), ``decline`` or ``cancel``; validate ``content``
-        with your model (``Model.model_validate(result.content)``).
+        with primitive properties, as the spec requires: a nested model, a
+        list of models or a dict field is a ``TypeError`` naming the field,
+        raised before anything is sent (an ``Enum`` field and an optional
+        field are flattened; see ``_elicitation``).  The result's ``action`` is
+        ``accept`` (with ``content``), ``decline`` or ``cancel``; validate
+        ``content`` with your model (``Model.model_validate(result.content)``).
         """
-        if isinstance(schema, type) and issubclass(schema, pydantic.BaseModel):
-            requested = schema.model_json_schema()
-        else:
-            requested = dict(schema)
+        requested = requested_schema(schema)
         params = {"message": message, "requestedSchema": requested}
         result = await self._ask("elicitation/create", params, "elicitation", key)
         parsed: mcp_types.ElicitResult = self._parse(mcp_types.ElicitResult, result, "elicitation/create")

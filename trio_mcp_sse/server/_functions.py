@@ -51,6 +51,8 @@ def list_entry(entry: dict[str, Any], optional: Mapping[str, Any]) -> dict[str, 
 
 
 def is_context(annotation: Any) -> bool:
+    """``Context``, a subclass, or a parametrised one (``Context[Pool]``)."""
+    annotation = typing.get_origin(annotation) or annotation
     return isinstance(annotation, type) and issubclass(annotation, Context)
 
 

@@ -191,7 +191,7 @@ class SessionClient:
 
 
 class SessionHost:
-    """A running :class:`~trio_mcp_sse.SessionManager`: open sessions as a client would."""
+    """A running :class:`~trio_mcp_sse.lowlevel.SessionManager`: open sessions as a client would."""
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
@@ -221,10 +221,13 @@ class SessionHost:
 async def serve_sessions(
     server: MCPServer | SessionHandler, *, limits: SessionLimits | None = None
 ) -> AsyncIterator[SessionHost]:
-    """Sessions served by ``server``: an ``MCPServer``, or any session handler."""
-    handler = server.run_session if isinstance(server, MCPServer) else server
-    manager = SessionManager(handler, limits=limits)
-    async with manager.run():
+    """Sessions served by ``server``: an ``MCPServer`` (its lifespan entered around them, as an
+    app's is: before the first session, exited after the last), or any session handler."""
+    if not isinstance(server, MCPServer):
+        async with SessionManager(server, limits=limits).run() as manager:
+            yield SessionHost(manager)
+        return
+    async with server.running(), SessionManager(server.run_session, limits=limits).run() as manager:
         yield SessionHost(manager)
 
 
