@@ -24,6 +24,7 @@ from ._content import (
 )
 from ._context import Context
 from ._input import InputRequired, RequestStateKey
+from ._middleware import CallNext, Middleware, RequestInfo
 from ._prompts import Prompt, PromptOptions, assistant_message, user_message
 from ._protocol import (
     LATEST_PROTOCOL_VERSION,
@@ -31,6 +32,7 @@ from ._protocol import (
     CachePolicy,
     LoggingLevel,
 )
+from ._proxy import UpstreamFactory
 from ._resources import Resource, ResourceOptions, ResourceTemplate
 from ._server import MCPServer
 from ._tools import Tool, ToolOptions
@@ -39,6 +41,7 @@ __all__ = [
     "LATEST_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "CachePolicy",
+    "CallNext",
     "ClientCapabilityError",
     "ClientRequestError",
     "ClientRequestTimeout",
@@ -49,9 +52,11 @@ __all__ = [
     "LoggingLevel",
     "MCPError",
     "MCPServer",
+    "Middleware",
     "Prompt",
     "PromptOptions",
     "RequestHandler",
+    "RequestInfo",
     "RequestStateKey",
     "Resource",
     "ResourceNotFound",
@@ -61,6 +66,7 @@ __all__ = [
     "Tool",
     "ToolError",
     "ToolOptions",
+    "UpstreamFactory",
     "assistant_message",
     "audio_content",
     "embedded_resource",

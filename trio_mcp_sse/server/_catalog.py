@@ -17,7 +17,6 @@ live).  Listeners are synchronous and never block.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias, cast
@@ -78,7 +77,22 @@ class Catalog:
             return
         if not trio.lowlevel.in_trio_run():
             # Called from a worker thread: sessions' channels belong to the Trio thread.
-            trio.from_thread.run_sync(functools.partial(self._announce, data, uri))
+            hopped = False
+
+            def on_the_trio_thread() -> None:
+                nonlocal hopped
+                hopped = True
+                self._announce(data, uri)
+
+            try:
+                trio.from_thread.run_sync(on_the_trio_thread)
+            except RuntimeError:
+                if hopped:
+                    raise
+                # No Trio at all (registrations at import time): no session is listening,
+                # only in-process listeners such as a server this one is mounted on.
+                for listener in tuple(self._listeners.values()):
+                    listener(data, uri)
             return
         for listener in tuple(self._listeners.values()):
             listener(data, uri)

@@ -18,8 +18,9 @@ stays here is the server's own:
 * notifications: one with a handler registered on the server runs that
   handler as a task, inside its own error boundary;
 * the session's state (negotiated version, client capabilities, log level,
-  subscriptions) and the catalog subscription that brings list_changed and
-  resource updates to this client;
+  subscriptions, and :attr:`ServerConnection.state`, the application's own) and
+  the catalog subscription that brings list_changed and resource updates to
+  this client;
 * :meth:`ServerConnection._send`, the one way out: everything the server sends
   on this session is queued there, with the id of the client request it
   belongs to.
@@ -71,6 +72,7 @@ from . import _modern
 from ._catalog import Catalog
 from ._context import Context
 from ._input import InputRequired, InputRound, RequestStateKey, request_binding
+from ._mount import Composition
 from ._protocol import (
     LATEST_PROTOCOL_VERSION,
     LOG_LEVELS,
@@ -111,6 +113,9 @@ class ServerFront(Protocol):
     cache: CachePolicy
     request_state_key: RequestStateKey
 
+    @property
+    def composition(self) -> Composition: ...
+
     def initialize_result(self, protocol_version: str) -> dict[str, Any]: ...
     def discover_result(self) -> dict[str, Any]: ...
     def server_info(self) -> dict[str, Any]: ...
@@ -119,7 +124,9 @@ class ServerFront(Protocol):
 class ServerConnection:
     """Server-side state of one session.  Created by :meth:`MCPServer.run_session`."""
 
-    def __init__(self, server: ServerFront, session: Session) -> None:
+    def __init__(
+        self, server: ServerFront, session: Session, *, lifespan_context: Callable[[], Any] | None = None
+    ) -> None:
         self.server = server
         self.catalog = server.catalog
         self.session = session
@@ -135,6 +142,11 @@ class ServerConnection:
         (or, in the modern era, names it per request; ``None``: no log messages)."""
         self.subscriptions: set[str] = set()
         """Resource URIs this client subscribed to."""
+        self.state: dict[str, Any] = {}
+        """The application's per-session state (``ctx.session_state``): kept across this session's
+        requests, cleared when it ends.  Without a session of its own (stateless, 2026-07-28)
+        a request is served as a session of one request, so it lasts one request."""
+        self._lifespan_context = lifespan_context
         self.closed = False
         self.ending = trio.Event()
         """Set when the session drains (its inbound channel ended) or ends: long requests wind down."""
@@ -175,6 +187,15 @@ class ServerConnection:
     def principal(self) -> str | None:
         """Who opened the session, as the authentication hook named them (``None``: anonymous)."""
         return self.session.principal
+
+    @property
+    def lifespan_context(self) -> Any:
+        """What the server's lifespan yielded for the app serving this session (``ctx.lifespan_context``).
+
+        ``None`` without a lifespan; ``RuntimeError`` when the server has one and
+        nothing entered it (no ASGI lifespan ran, see :meth:`MCPServer.running`).
+        """
+        return None if self._lifespan_context is None else self._lifespan_context()
 
     @property
     def in_flight(self) -> dict[RequestId, trio.CancelScope]:
@@ -242,7 +263,7 @@ class ServerConnection:
             self, request.id, method, incoming.headers, meta if isinstance(meta, dict) else None,
             access_token=incoming.access_token,
         )
-        return functools.partial(handler, self, params, context)
+        return functools.partial(self.server.composition.wrap(handler), self, params, context)
 
     def _route_modern(self, request: JSONRPCRequest, incoming: Incoming) -> Handler:
         """A request of the modern era: its envelope first, then its method (see ``_modern``)."""
@@ -272,6 +293,7 @@ class ServerConnection:
         context = Context(
             self, request.id, method, incoming.headers, params.get("_meta"), inputs, access_token=incoming.access_token
         )
+        handler = self.server.composition.wrap(handler)
         return functools.partial(self._serve_modern, handler, method, params, context, inputs)
 
     def _input_round(self, method: str, params: Mapping[str, Any]) -> InputRound:
@@ -357,7 +379,9 @@ class ServerConnection:
         method = notification.method
         if method == "notifications/initialized":
             self.client_ready = True
-        handler = self.server.notification_handlers.get(method)
+        handler = self.server.composition.wrap_notification(
+            method, self.server.notification_handlers.get(method), incoming
+        )
         if handler is not None and self.initialized and self._nursery is not None:
             self._nursery.start_soon(self._notify_handler, handler, method, notification.params or _EMPTY)
 
@@ -368,6 +392,18 @@ class ServerConnection:
             pass
         except Exception:
             log.exception("session %s: handler for %s failed", self.session.id, method)
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
+        """Run a task owned by this session (a proxy's upstream session, say).
+
+        It is cancelled when the session ends; when the session drains
+        (:attr:`ending` is set) it must finish by itself, since the drain
+        waits for it.  Give it its own error boundary: an exception escaping
+        it ends the session.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the session is not running")
+        self._nursery.start_soon(async_fn, *args, name=name)
 
     # -- server -> client --------------------------------------------------------------------------
     def client_supports(self, capability: str) -> bool:
