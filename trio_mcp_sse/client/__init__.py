@@ -22,6 +22,7 @@ from ._errors import (
     ProtocolVersionError,
     ReadTimeoutError,
     RequestTimeoutError,
+    ServerExitedError,
     SessionExpiredError,
     SSEConnectionError,
     SSEResponseError,
@@ -46,6 +47,7 @@ from ._session import (
     SamplingHandler,
     Subscription,
 )
+from ._stdio import StderrChoice, StdioConnection, connect_stdio
 from ._streamable import StreamableHTTPConnection, connect_streamable_http
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
 from ._websocket import WebSocketConnection, connect_websocket
@@ -88,7 +90,10 @@ __all__ = [
     "SSEConnectionError",
     "SSEResponseError",
     "SamplingHandler",
+    "ServerExitedError",
     "SessionExpiredError",
+    "StderrChoice",
+    "StdioConnection",
     "StreamableHTTPConnection",
     "Subscription",
     "TokenError",
@@ -99,6 +104,7 @@ __all__ = [
     "WebSocketConnection",
     "WebSocketRejectedError",
     "connect_sse",
+    "connect_stdio",
     "connect_streamable_http",
     "connect_websocket",
     "open_session",

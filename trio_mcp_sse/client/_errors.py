@@ -35,6 +35,7 @@ __all__ = [
     "RequestTimeoutError",
     "SSEConnectionError",
     "SSEResponseError",
+    "ServerExitedError",
     "SessionExpiredError",
     "TokenError",
     "WebSocketClosedError",
@@ -144,6 +145,19 @@ class WebSocketClosedError(ConnectionClosedError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class ServerExitedError(ConnectionClosedError):
+    """The server process of a stdio connection exited, or closed its stdout, while in use.
+
+    ``returncode`` is its exit status (negative: the signal that killed it), or
+    ``None`` when it closed its stdout and did not exit at once.  Its stderr
+    usually says why.
+    """
+
+    def __init__(self, message: str, *, returncode: int | None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
 
 
 class ReadTimeoutError(SSEConnectionError, TimeoutError):

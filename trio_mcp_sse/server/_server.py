@@ -12,37 +12,57 @@ to every session that has been initialized, and
 :meth:`MCPServer.notify_resource_updated` tells subscribers that a resource
 changed.  These calls are synchronous and never block; announcements go out in
 order through each session's bounded outbound channel.
+
+The server's ``lifespan`` (what a tool reaches as ``ctx.lifespan_context``) is
+entered once per *running app*: each app or transport built here holds a
+:class:`_LifespanRun` of its own, whose session handler gives every session it
+serves that run's value, and whose host enters it on the ASGI lifespan's
+start-up and exits it after the last session ended.  Two apps of one server
+running at once are two runs (two pools, say), each seen by its own sessions;
+:meth:`MCPServer.running` is the run of :meth:`MCPServer.run_session`, for
+sessions served some other way.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast, overload
+
+import trio
 
 from .._protocol_versions import MODERN_PROTOCOL_VERSIONS
-from .._session import Session
+from .._session import Session, SessionLimits
+from .._stdio import DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._catalog import Catalog, Definition
 from ._completion import CompletionHandler, completion_handler
 from ._connection import NotificationHandler, RequestHandler, ServerConnection
 from ._handlers import HANDLERS
 from ._input import RequestStateKey
+from ._middleware import Middleware
+from ._mount import Composition
 from ._prompts import Prompt, PromptOptions
 from ._protocol import LOG_LEVELS, CachePolicy, LoggingLevel
 from ._resources import Resource, ResourceOptions, ResourceTemplate, build_resource
 from ._tools import Tool, ToolOptions
 
 if TYPE_CHECKING:
+    import trio
     from quart_trio import QuartTrio
 
     from .._host import SessionHost
+    from .._session import SessionHandler
     from .._streamable import StreamableHTTPTransport
     from .._transport import SseServerTransport
     from .._websocket import WebSocketServerTransport, WebSocketSettings
+    from ._proxy import UpstreamFactory
 
 __all__ = ["MCPServer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_NOT_RUNNING: Any = object()
 
 
 class MCPServer:
@@ -50,7 +70,8 @@ class MCPServer:
 
     Register tools with :meth:`tool`, resources with :meth:`resource`,
     prompts with :meth:`prompt` and an argument completer with
-    :meth:`completion`; serve it with :meth:`sse_app` (a Quart-Trio app),
+    :meth:`completion`; serve it with :meth:`http_app` or :meth:`sse_app` (Quart-Trio apps),
+    over stdin/stdout with :meth:`run_stdio` (a subprocess of a desktop client),
     :meth:`sse_transport` (a bare ASGI app), or hand :meth:`run_session` to
     any transport.
 
@@ -77,6 +98,14 @@ class MCPServer:
         a :class:`RequestStateKey`, or its secret (``bytes`` / ``str``).
         Default: a random key per process -- every worker that may serve a
         client's retry must share one key (see ``docs/protocol-eras.md``).
+    ``lifespan``
+        ``lifespan(server)``, an async context manager (an
+        ``@asynccontextmanager`` generator taking the server): entered when the
+        app starts, before any session is served, and exited when it stops,
+        after every session ended; what it yields is ``ctx.lifespan_context``
+        in every tool, resource, prompt and completion function.  A failure to
+        enter fails the app's start-up with one line.  See "Lifespan and
+        per-session state" in ``docs/server.md``.
     """
 
     def __init__(
@@ -93,6 +122,7 @@ class MCPServer:
         max_concurrent_requests: int = 256,
         cache: CachePolicy | None = None,
         request_state_key: RequestStateKey | bytes | str | None = None,
+        lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -120,7 +150,12 @@ class MCPServer:
             request_state_key if isinstance(request_state_key, RequestStateKey) else RequestStateKey(request_state_key)
         )
         """Seals and opens ``requestState`` (2026-07-28 multi round-trip requests)."""
+        self.lifespan = lifespan
+        """Entered once per running app; its value is ``ctx.lifespan_context`` (``None``: no lifespan)."""
         self._connections: set[ServerConnection] = set()
+        self.composition = Composition(self)
+        """The middleware, the mounted servers and a proxy's upstream: how a request finds its handler."""
+        self._run = _LifespanRun(self)
 
     @property
     def connections(self) -> tuple[ServerConnection, ...]:
@@ -202,8 +237,17 @@ class MCPServer:
 
         A URI with template variables (``notes://{name}``) registers a
         resource template, and the function takes the variables as keyword
-        arguments.  See :func:`add_resource` for the details.
+        arguments.  See :func:`add_resource` for the details.  Unlike
+        ``@server.tool``, there is no bare form: nothing can be derived for
+        the URI, and a bare ``@server.resource`` would otherwise hand the
+        function over as the URI and leave it unregistered without a word.
         """
+        if not isinstance(uri, str):
+            what = getattr(uri, "__name__", None)
+            raise TypeError(
+                '@server.resource needs the URI: @server.resource("notes://{name}")'
+                + (f" above {what!r}" if callable(uri) and isinstance(what, str) else "")
+            )
 
         def register(function: F) -> F:
             self.add_resource(uri, function, **options)
@@ -283,6 +327,76 @@ class MCPServer:
 
         return register
 
+    # -- middleware and composition --------------------------------------------------------------
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register ``async fn(request: RequestInfo, call_next) -> result`` around every request and
+        notification this server handles (usable as a decorator).
+
+        The first registered is the outermost.  It may answer itself (return a
+        result, raise :class:`MCPError` or, for ``tools/call``, :class:`ToolError`),
+        pass the request on changed (``call_next(request.replace(params=...))``),
+        or look at what the rest answered.  ``initialize`` and ``ping`` are
+        answered before it, as are protocol refusals; see ``docs/middleware.md``.
+        """
+        if not callable(fn):
+            raise TypeError(f"a middleware is an async callable (request, call_next), not {fn!r}")
+        self.composition.middleware.append(fn)
+        return fn
+
+    def mount(self, server: MCPServer, prefix: str) -> None:
+        """Serve ``server``'s tools, prompts, resources and templates here too, under ``prefix``.
+
+        Tools and prompts appear as ``<prefix>_<name>``; resource URIs and URI
+        templates get the prefix as their first path segment
+        (``notes://{name}`` -> ``notes://<prefix>/{name}``).  Live: what the
+        mounted server adds, replaces or removes later follows here, and this
+        server's sessions are told.  Its requests run the mounted server's
+        functions and middleware with this server's :class:`Context`.
+        ``ValueError`` if a name is taken, the prefix is used, or the mount would
+        make a cycle.  See ``docs/composition.md``.
+        """
+        if not isinstance(server, MCPServer):
+            raise TypeError(f"mount() takes an MCPServer, not {type(server).__name__}")
+        self.composition.mount(server, prefix)
+
+    @property
+    def mounted(self) -> Mapping[str, MCPServer]:
+        """The servers mounted here, by prefix, in the order they were mounted."""
+        return {prefix: cast(MCPServer, mount.server) for prefix, mount in self.composition.mounts.items()}
+
+    @classmethod
+    def as_proxy(
+        cls,
+        target: str | UpstreamFactory,
+        *,
+        name: str = "proxy",
+        client_options: Mapping[str, Any] | None = None,
+        connect_timeout: float = 30.0,
+        **options: Any,
+    ) -> MCPServer:
+        """A server that serves the MCP server at ``target`` through itself.
+
+        ``target`` is a URL (Streamable HTTP, HTTP+SSE or WebSocket, as
+        :func:`~trio_mcp_sse.client.open_session` decides; ``client_options``
+        are its keyword arguments), or an ``UpstreamFactory``: called with
+        the session's handler keywords (``sampling_handler``,
+        ``elicitation_handler``, ``roots_handler``, ``notification_handlers``)
+        and returning an async context manager that yields a started
+        :class:`~trio_mcp_sse.client.ClientSession`.  Each session of the proxy
+        gets an upstream session of its own, opened at its first request
+        (within ``connect_timeout`` seconds) and closed when it ends: lists and
+        calls are forwarded, and the upstream's progress, log messages, list
+        changes and requests to the client reach the session that caused
+        them.  ``options`` are :class:`MCPServer`'s.  Tools and the like
+        registered on the proxy itself are served beside the upstream's.  See
+        ``docs/composition.md``.
+        """
+        from ._proxy import install_upstream
+
+        server = cls(name, **options)
+        install_upstream(server, target, client_options=client_options, connect_timeout=connect_timeout)
+        return server
+
     # -- protocol --------------------------------------------------------------------------------
     def capabilities(self) -> dict[str, Any]:
         """What ``initialize`` announces.
@@ -297,7 +411,7 @@ class MCPServer:
             "prompts": {"listChanged": True},
             "logging": {},
         }
-        if self.catalog.completion_handler is not None:
+        if self.composition.offers_completion:
             capabilities["completions"] = {}
         return capabilities
 
@@ -335,13 +449,33 @@ class MCPServer:
         return result
 
     async def run_session(self, session: Session) -> None:
-        """The session handler: serve one session until it ends."""
-        connection = ServerConnection(self, session)
+        """The session handler: serve one session until it ends.
+
+        Its sessions see the lifespan entered by :meth:`running`; the apps and
+        transports built by this server run a lifespan of their own instead.
+        """
+        await self._serve_session(session, self._run)
+
+    async def _serve_session(self, session: Session, run: _LifespanRun) -> None:
+        connection = ServerConnection(self, session, lifespan_context=run.value)
         self._connections.add(connection)
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            connection.state.clear()  # what the session kept goes with it, whoever still holds the dict
+
+    def running(self) -> AbstractAsyncContextManager[Any]:
+        """Enter the server's lifespan for the block, for sessions given to :meth:`run_session`.
+
+        The apps and transports built by this server enter their own on the
+        ASGI lifespan; this is for a session handler run some other way (a
+        ``SessionManager`` of your own; ``trio_mcp_sse.testing.serve_sessions``
+        does it for you).  Yields the lifespan's value.  Blocks inside one
+        another (two ``connected_client`` at once) share one entering: the
+        first enters it, and its exit waits until the others have left.
+        """
+        return self._run.shared()
 
     # -- authorization ---------------------------------------------------------------------------
     def scopes_for(self, message: Any) -> frozenset[str]:
@@ -374,7 +508,11 @@ class MCPServer:
         """An :class:`SseServerTransport` serving this server (options as its constructor's)."""
         from .._transport import SseServerTransport
 
-        return SseServerTransport(self.run_session, **self._with_tool_scopes(options))
+        run = _LifespanRun(self)
+        transport = SseServerTransport(run.run_session, **self._with_tool_scopes(options))
+        if transport.host.app_lifespan is None:  # (a host given in ``options`` keeps its own)
+            transport.host.app_lifespan = run.enter
+        return transport
 
     def sse_app(self, *, websocket: WebSocketSettings | bool = False, **options: Any) -> QuartTrio:
         """A Quart-Trio app serving this server over HTTP+SSE (and, if asked, WebSocket at ``/ws``).
@@ -395,14 +533,14 @@ class MCPServer:
         transport.init_app(app)
         app.extensions["trio_mcp_sse"] = transport
         shared = {"security": transport.security, "auth": transport.auth, "cors": transport.cors}
-        endpoint = self._websocket_beside(websocket, transport.host, **shared)
+        endpoint = self._websocket_beside(websocket, transport.host, transport.host.sessions.handler, **shared)
         if endpoint is not None:
             endpoint.init_app(app)
             app.extensions["trio_mcp_sse.websocket"] = endpoint
         return app
 
     def _websocket_beside(
-        self, websocket: WebSocketSettings | bool, host: SessionHost, **shared: Any
+        self, websocket: WebSocketSettings | bool, host: SessionHost, handler: SessionHandler, **shared: Any
     ) -> WebSocketServerTransport | None:
         """The non-standard WebSocket endpoint on ``host`` (``websocket=False``: none; ``docs/websocket.md``)."""
         if websocket is False:
@@ -410,13 +548,17 @@ class MCPServer:
         from .._websocket import WebSocketServerTransport, WebSocketSettings
 
         settings = websocket if isinstance(websocket, WebSocketSettings) else None
-        return WebSocketServerTransport(self.run_session, settings=settings, host=host, **self._with_tool_scopes(shared))
+        return WebSocketServerTransport(handler, settings=settings, host=host, **self._with_tool_scopes(shared))
 
     def streamable_http_transport(self, **options: Any) -> StreamableHTTPTransport:
         """A :class:`StreamableHTTPTransport` serving this server (options as its constructor's)."""
         from .._streamable import StreamableHTTPTransport
 
-        return StreamableHTTPTransport(self.run_session, **self._with_tool_scopes(options))
+        run = _LifespanRun(self)
+        transport = StreamableHTTPTransport(run.run_session, **self._with_tool_scopes(options))
+        if transport.host.app_lifespan is None:  # (a host given in ``options`` keeps its own)
+            transport.host.app_lifespan = run.enter
+        return transport
 
     def http_app(
         self,
@@ -461,24 +603,229 @@ class MCPServer:
         options = self._with_tool_scopes(options)
         shared = {key: options[key] for key in ("security", "auth", "cors") if key in options}
         ops: dict[str, Any] = {"health_path": health_path, "ready_path": ready_path, "metrics_path": metrics_path}
+        run = _LifespanRun(self)
         host = SessionHost(
-            self.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry, broker=broker
+            run.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry, broker=broker
         )
+        host.app_lifespan = run.enter
         app = QuartTrio(self.name)
         streamable = StreamableHTTPTransport(
-            self.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options
+            run.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options
         )
         inner: Any = app.asgi_app
         if sse_path is not None:
             sse = SseServerTransport(
-                self.run_session, sse_path=sse_path, message_path=message_path, host=host, **ops, **shared
+                run.run_session, sse_path=sse_path, message_path=message_path, host=host, **ops, **shared
             )
             inner = sse.wrap(inner)
             app.extensions["trio_mcp_sse.sse"] = sse
-        endpoint = self._websocket_beside(websocket, host, **shared)
+        endpoint = self._websocket_beside(websocket, host, run.run_session, **shared)
         if endpoint is not None:
             inner = endpoint.wrap(inner)
             app.extensions["trio_mcp_sse.websocket"] = endpoint
         app.asgi_app = streamable.wrap(inner)  # type: ignore[method-assign, assignment]
         app.extensions["trio_mcp_sse"] = streamable
         return app
+
+    async def serve_stdio(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        limits: SessionLimits | None = None,
+        handle_signals: bool = True,
+        stdin: trio.abc.ReceiveStream | None = None,
+        stdout: trio.abc.SendStream | None = None,
+    ) -> None:
+        """Serve one session over this process's stdin and stdout (the stdio transport), until the client ends it.
+
+        For a server a client launches as a subprocess (Claude Desktop, an
+        IDE).  Messages are newline-delimited JSON-RPC; while serving, fds 0
+        and 1 belong to the transport, so a ``print()`` anywhere lands on
+        stderr.  Returns at end of stdin (after requests in flight finish,
+        within ``drain_timeout`` seconds), on SIGTERM or SIGINT
+        (``handle_signals``; requests are cancelled), or when the client closes
+        stdout.  ``max_message_size`` bounds one line from the client (bytes;
+        a longer one is answered with -32600 and skipped); ``limits`` is a
+        :class:`~trio_mcp_sse.SessionLimits` (default: no idle timeout);
+        ``stdin``/``stdout``: Trio streams to use instead (tests).  See
+        ``docs/stdio.md``.
+        """
+        from .._stdio import serve_stdio
+
+        async with self.running():  # the lifespan, entered before the first message is read
+            await serve_stdio(
+                self.run_session,
+                stdin=stdin,
+                stdout=stdout,
+                max_message_size=max_message_size,
+                drain_timeout=drain_timeout,
+                limits=limits,
+                handle_signals=handle_signals,
+            )
+
+    def run_stdio(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        limits: SessionLimits | None = None,
+    ) -> None:
+        """:meth:`serve_stdio` under ``trio.run``, with the library's logs on stderr.
+
+        The entry point of a server script: ``if __name__ == "__main__": server.run_stdio()``.
+        """
+        from .._stdio import run_stdio
+
+        run_stdio(
+            self.run_session, max_message_size=max_message_size, drain_timeout=drain_timeout, limits=limits
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Refuse, in one line, to be served as an ASGI application: the app is :meth:`http_app`.
+
+        Handed to an ASGI server by mistake (``hypercorn module:server``), the server
+        object would otherwise fail hypercorn's start-up with a long traceback that never
+        names the fix.  Here the lifespan start-up fails with one logged line that does;
+        in a worker process of hypercorn's, which would print that traceback anyway, the
+        worker ends there with status 1.  A request without a lifespan gets the line as a 500.
+        """
+        import logging
+
+        from .._logs import ensure_default_handler
+
+        message = _not_an_application(self)
+        if scope["type"] == "lifespan":
+            ensure_default_handler()
+            logging.getLogger("trio_mcp_sse.server").error(message, extra={"event": "not_an_application"})
+            if (await receive())["type"] != "lifespan.startup":
+                return
+            try:
+                await send({"type": "lifespan.startup.failed", "message": message})
+            except Exception:
+                import multiprocessing
+                import os
+                import sys
+
+                if multiprocessing.parent_process() is None:
+                    raise  # in the caller's own process: its code decides
+                sys.stderr.flush()
+                os._exit(1)
+        elif scope["type"] == "http":
+            body = message.encode()
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011, "reason": message[:120]})
+        else:
+            raise TypeError(message)
+
+
+class _LifespanRun:
+    """One entering of a server's lifespan, and the session handler whose sessions see its value.
+
+    Each app (or transport) built by :class:`MCPServer` has one, entered by its
+    host for as long as the app runs; :meth:`MCPServer.running` enters the
+    server's own, that of :meth:`MCPServer.run_session`.  Entering one that is
+    already entered is refused: one run, one value.
+    """
+
+    __slots__ = ("_idle", "_server", "_sharing", "_value")
+
+    def __init__(self, server: MCPServer) -> None:
+        self._server = server
+        self._value: Any = _NOT_RUNNING
+        self._sharing: int | None = None
+        """While :meth:`shared` holds it: how many other blocks joined."""
+        self._idle: trio.Event | None = None
+
+    def value(self) -> Any:
+        """What the lifespan yielded (``None`` without one); ``RuntimeError`` while it is not entered."""
+        if self._value is _NOT_RUNNING:
+            if self._server.lifespan is None:
+                return None
+            raise RuntimeError(
+                f"the lifespan of MCPServer {self._server.name!r} is not running: serve its app under an "
+                "ASGI server that runs the lifespan (hypercorn does), or enter 'async with server.running():' "
+                "around sessions given to server.run_session"
+            )
+        return self._value
+
+    @asynccontextmanager
+    async def enter(self) -> AsyncIterator[Any]:
+        from .._host import LifespanFailed, describe_error
+
+        if self._value is not _NOT_RUNNING:
+            raise RuntimeError(f"the lifespan of MCPServer {self._server.name!r} is already running for this app")
+        lifespan = self._server.lifespan
+        if lifespan is None:
+            self._value = None
+            try:
+                yield None
+            finally:
+                self._value = _NOT_RUNNING
+            return
+        entering = True
+        raised: BaseException | None = None
+        try:
+            async with lifespan(self._server) as value:
+                entering = False
+                self._value = value
+                try:
+                    yield value
+                except BaseException as error:
+                    raised = error
+                    raise
+                finally:
+                    self._value = _NOT_RUNNING
+        except Exception as error:
+            if error is raised:
+                raise  # the block's own error, passed through the lifespan: not a failure of it
+            # One line naming the server, for the start-up (or the shutdown) to fail with.
+            stage = "to start" if entering else "on exit"
+            raise LifespanFailed(
+                f"the lifespan of MCPServer {self._server.name!r} failed {stage}: {describe_error(error)}"
+            ) from error
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[Any]:
+        """:meth:`enter`, or join it if a :meth:`shared` block already holds it (see ``MCPServer.running``)."""
+        if self._sharing is not None:
+            self._sharing += 1
+            try:
+                yield self._value
+            finally:
+                self._sharing -= 1
+                if self._sharing == 0 and self._idle is not None:
+                    self._idle.set()
+            return
+        async with self.enter() as value:
+            self._sharing = 0
+            try:
+                yield value
+                if self._sharing:  # blocks that joined are still inside: the lifespan is theirs too
+                    self._idle = trio.Event()
+                    await self._idle.wait()  # bounded by those blocks
+            finally:
+                self._sharing = self._idle = None
+
+    async def run_session(self, session: Session) -> None:
+        await self._server._serve_session(session, self)
+
+
+def _not_an_application(server: MCPServer) -> str:
+    """The one line saying what to serve instead, naming ``module:attribute`` when it can be found."""
+    import sys
+
+    where = "module:server"
+    for name, module in list(sys.modules.items()):
+        if name != "__main__" and not name.startswith("trio_mcp_sse"):
+            attribute = next((key for key, value in list(vars(module).items()) if value is server), None)
+            if attribute is not None:
+                where = f"{name}:{attribute}"
+                break
+    return (
+        f"{where} is an MCPServer, not an ASGI application: serve its app, '{where}.http_app()' "
+        f"(Streamable HTTP at /mcp, HTTP+SSE at /sse), or run python -m trio_mcp_sse serve {where}"
+    )
