@@ -280,7 +280,9 @@ async def test_cli_lists_and_calls_tools(capsys: pytest.CaptureFixture[str]) -> 
             assert capsys.readouterr().err == "error: --arg a=one: expected number (as JSON)\n"
 
             assert await _cli(f"{base}/not-sse") == 1
-            assert capsys.readouterr().err == f"error: GET {base}/not-sse answered 404 Not Found\n"
+            err = capsys.readouterr().err  # refused as Streamable HTTP, then as HTTP+SSE
+            assert err.startswith(f"error: Streamable HTTP at {base}/not-sse: POST to {base}/not-sse answered 404")
+            assert err.endswith(f"; then HTTP+SSE at {base}/not-sse: GET {base}/not-sse answered 404 Not Found\n")
 
 
 async def test_cli_failures_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -288,20 +290,20 @@ async def test_cli_failures_are_one_line(capsys: pytest.CaptureFixture[str]) -> 
         url = f"http://127.0.0.1:{free_port()}/sse"
         assert await _cli(url) == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"error: cannot connect to {url}: ")
+        assert err.startswith(f"error: HTTP+SSE at {url}: cannot connect to {url}: ")
         assert err.endswith("(Connection refused)\n")
         assert err.count("\n") == 1
 
         assert await _cli("not a url") == 2
         assert capsys.readouterr().err.startswith("error: the SSE URL must be an absolute http")
         assert await _cli(url, "--arg", "x=1") == 2
-        assert capsys.readouterr().err == "error: --arg and --args-json need --call TOOL\n"
+        assert capsys.readouterr().err == "error: --arg and --args-json need --call TOOL or --prompt NAME\n"
         assert await _cli(url, "--timeout", "0") == 2
         assert capsys.readouterr().err == "error: --timeout must be > 0\n"
         assert await _cli(url, "-H", "no colon") == 2
         assert capsys.readouterr().err == "error: --header 'no colon': expected 'NAME: VALUE'\n"
-        assert await _cli() == 2  # argparse's usage message
-        assert "usage:" in capsys.readouterr().err
+        assert await _cli() == 2  # neither a URL nor --stdio
+        assert capsys.readouterr().err == "error: give the server's URL, or --stdio and the command that starts it\n"
 
 
 async def test_python_dash_m_dispatches_to_the_client_command() -> None:

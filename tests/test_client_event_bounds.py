@@ -116,7 +116,7 @@ async def test_the_cli_reports_an_oversized_event_in_one_line(capsys: pytest.Cap
             )
         assert status == 1
         assert capsys.readouterr().err == (
-            f"error: the server at {url} sent an event larger than max_event_size "
+            f"error: HTTP+SSE at {url}: the server at {url} sent an event larger than max_event_size "
             f"({LIMIT} characters); connection closed\n"
         )
         assert await trio.to_thread.run_sync(cli_main, [url, "--max-event-size", "0"]) == 2

@@ -230,4 +230,6 @@ async def test_cli_falls_back_to_http_sse(capsys: pytest.CaptureFixture[str]) ->
             assert captured.err == ""
             # Asked for Streamable HTTP only, the same URL is refused.
             assert await _cli(f"{base}/events", "--transport", "streamable-http") == 1
-            assert capsys.readouterr().err.startswith(f"error: POST to {base}/events answered 40")
+            assert capsys.readouterr().err.startswith(
+                f"error: Streamable HTTP at {base}/events: POST to {base}/events answered 40"
+            )

@@ -292,6 +292,10 @@ class ClientSession:
         )
         self._progress: dict[str | int, ProgressCallback] = {}
         self._unhandled: set[tuple[str, bytes]] = set()
+        # Counts for _notifications_handled: queued for the handlers, and handled.
+        self._queued_notifications = 0
+        self._handled_notifications = 0
+        self._notification_handled = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._close_reason: str | None = None
         self._context: AbstractAsyncContextManager[ClientSession] | None = None
@@ -917,6 +921,7 @@ class ClientSession:
             if key in self._unhandled:
                 return
             self._unhandled.add(key)
+        self._queued_notifications += 1
         await queue.send(notification)
 
     async def _report_progress(self, callback: ProgressCallback, params: Mapping[str, Any]) -> None:
@@ -940,21 +945,47 @@ class ClientSession:
     async def _notification_loop(
         self, notifications: trio.MemoryReceiveChannel[JSONRPCNotification]
     ) -> None:
-        async for notification in notifications:
-            key = _coalescing_key(notification)
-            if key is not None:
-                self._unhandled.discard(key)
-            handler = self._notification_handlers.get(
-                notification.method
-            ) or self._notification_handlers.get("*")
-            if handler is None:
-                if notification.method == "notifications/message":
-                    _log_server_message(notification.params or {})
-                continue
-            try:
-                await handler(notification)
-            except Exception:
-                log.exception("notification handler for %s failed", notification.method)
+        try:
+            async for notification in notifications:
+                await self._handle_notification(notification)
+                self._handled_notifications += 1
+                self._notification_handled.set()
+                self._notification_handled = trio.Event()
+        finally:
+            # No more will be handled: nobody may wait for them.
+            self._handled_notifications = self._queued_notifications = -1
+            self._notification_handled.set()
+
+    async def _handle_notification(self, notification: JSONRPCNotification) -> None:
+        key = _coalescing_key(notification)
+        if key is not None:
+            self._unhandled.discard(key)
+        handler = self._notification_handlers.get(
+            notification.method
+        ) or self._notification_handlers.get("*")
+        if handler is None:
+            if notification.method == "notifications/message":
+                _log_server_message(notification.params or {})
+            return
+        try:
+            await handler(notification)
+        except Exception:
+            log.exception("notification handler for %s failed", notification.method)
+
+    async def _notifications_handled(self) -> None:
+        """Wait until the handlers are done with every notification received so far.
+
+        Handlers run on a task of their own, so a request's result (or a
+        progress callback, which runs on the receive loop) can reach its caller
+        before a notification that arrived ahead of it was handled.  A caller
+        that must keep the arrival order -- the command line prints log lines
+        and progress on stderr, then the result -- waits here first.  Never from
+        a notification handler: it would wait for itself.
+        """
+        target = self._queued_notifications
+        while 0 <= self._handled_notifications < target:
+            await self._notification_handled.wait()
+        await trio.lowlevel.checkpoint()
 
     # -- requests from the server ------------------------------------------------------------
     def _route(self, request: JSONRPCRequest, extra: object) -> Handler:
