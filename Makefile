@@ -36,7 +36,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-base
 
 serve: $(VENV)/.installed-base
-	@echo "MCP server (HTTP+SSE) at http://$(HOST):$(PORT)/sse"
+	@echo "MCP server at http://$(HOST):$(PORT)/mcp (Streamable HTTP) and http://$(HOST):$(PORT)/sse (HTTP+SSE)"
 	$(BIN)/python -m trio_mcp_sse serve examples.echo_server:app --bind $(HOST):$(PORT)
 
 test: $(VENV)/.installed-test

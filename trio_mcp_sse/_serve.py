@@ -211,7 +211,8 @@ class LoadError(Exception):
 def _load_app(path: str) -> Any:
     """Import ``module:attribute`` (attribute defaults to ``app``), then freeze the heap.
 
-    An :class:`~trio_mcp_sse.MCPServer` is served through its app (``sse_app()``).
+    An :class:`~trio_mcp_sse.MCPServer` is served as its ``http_app()``: Streamable HTTP
+    at ``/mcp`` and HTTP+SSE at ``/sse``, what a client of either transport expects to find.
 
     ``gc.freeze()`` moves everything imported so far (Quart, pydantic, the MCP
     types...) out of the cyclic collector's reach.  Under load the collector
@@ -234,7 +235,7 @@ def _load_app(path: str) -> Any:
         except AttributeError:
             raise LoadError(f"module {module_name!r} has no attribute {attribute or 'app'!r}") from None
     if isinstance(target, MCPServer):
-        target = target.sse_app()
+        target = target.http_app()
     if not callable(target):
         raise LoadError(f"{path!r} is a {type(target).__name__}, not an ASGI application or an MCPServer")
     gc.collect()
@@ -273,7 +274,41 @@ def _run_worker(fatal: Connection, app_path: str, config: Any, options: ServeOpt
         report_fatal(fatal, str(error))
         sys.exit(2)
     fatal.close()
-    trio.run(_serve_supervised, app, config, options, sockets)
+    try:
+        trio.run(_serve_supervised, app, config, options, sockets)
+    except BaseException as error:
+        failure = _startup_failure(error)
+        if failure is None:
+            raise
+        sys.stderr.write(f"error: {failure}\n")
+        sys.stderr.flush()
+        sys.exit(1)
+
+
+def _startup_failure(error: BaseException) -> str | None:
+    """The app's own account of a failed lifespan start-up, if that is what ended the run.
+
+    The app reported it (``lifespan.startup.failed``, e.g. its server's lifespan
+    could not open a database) and hypercorn raised it: the line says it all,
+    and a traceback through hypercorn's internals would bury it.
+    """
+    from hypercorn.utils import LifespanFailureError
+
+    if isinstance(error, BaseExceptionGroup):
+        matched, _ = error.split(LifespanFailureError)
+        if matched is None:
+            return None
+        leaf: BaseException = matched
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        error = leaf
+    if not isinstance(error, LifespanFailureError):
+        return None
+    text = str(error)  # hypercorn's "Lifespan failure in startup. '<the app's message>'"
+    prefix = "Lifespan failure in startup. '"
+    if text.startswith(prefix) and text.endswith("'"):
+        return f"start-up failed: {text[len(prefix) : -1]}"
+    return text
 
 
 async def _serve_supervised(app: Any, config: Any, options: ServeOptions, sockets: Any) -> None:
@@ -296,11 +331,23 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m trio_mcp_sse serve",
         description=(
             "Serve an ASGI app (or an MCPServer) with hypercorn's trio worker; drain sessions on SIGTERM/SIGINT. "
+            "An MCPServer is served as its http_app(): Streamable HTTP at /mcp, HTTP+SSE at /sse. "
             "Raises the soft open-files limit to the hard one."
         ),
     )
-    parser.add_argument("app", help="module:attribute, an ASGI app or an MCPServer (default attribute: app)")
+    parser.add_argument(
+        "app",
+        help="module:attribute, an ASGI app or an MCPServer (default attribute: app); an MCPServer is served "
+        "as its http_app(): /mcp (Streamable HTTP) and /sse (HTTP+SSE)",
+    )
     parser.add_argument("-b", "--bind", action="append", help="address to bind, HOST:PORT (repeatable; default 127.0.0.1:8000)")
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="serve the MCPServer (module:attribute, default attribute: server) over stdin/stdout instead: "
+        "one session, newline-delimited JSON-RPC, for a client that launches this command (docs/stdio.md); "
+        "--drain-timeout and --log-level apply, the HTTP options do not",
+    )
     parser.add_argument(
         "-w",
         "--workers",
@@ -368,6 +415,13 @@ def _broker_from(args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
+    if args.stdio:
+        if args.bind or args.workers != 1 or args.broker:
+            sys.stderr.write("error: --stdio serves one session on stdin/stdout: no --bind, --workers or --broker\n")
+            return 2
+        from ._stdio import main as serve_stdio_main
+
+        return serve_stdio_main(args.app, drain_timeout=args.drain_timeout, log_level=args.log_level)
     try:
         broker = _broker_from(args)
     except ValueError as error:
@@ -430,6 +484,12 @@ def main(argv: Sequence[str]) -> int:
     )
     try:
         trio.run(functools.partial(serve, app, config, options, sockets=sockets))
+    except BaseException as error:
+        failure = _startup_failure(error)
+        if failure is None:
+            raise
+        sys.stderr.write(f"error: {failure}\n")
+        return 1
     finally:
         for sock in sockets.insecure_sockets + sockets.secure_sockets:
             sock.close()
