@@ -381,3 +381,20 @@ async def test_mounted_items_in_the_modern_era() -> None:
             with pytest.raises(MCPError) as missing:
                 await session.read_resource("weather://weather/cities/Atlantis")
             assert missing.value.code == -32602 and missing.value.data == {"uri": "weather://weather/cities/Atlantis"}
+
+
+def test_a_server_with_a_lifespan_of_its_own_is_refused() -> None:
+    """Its tools would run with the parent's context, whose lifespan value is the parent's."""
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def pool(server: MCPServer) -> AsyncIterator[str]:
+        yield "weather pool"
+
+    parent = MCPServer("parent", "1.0.0")
+    child = MCPServer("weather", "1.0.0", lifespan=pool)
+    with pytest.raises(ValueError, match="MCPServer 'weather' has a lifespan, which mount\\(\\) does not enter") as refused:
+        parent.mount(child, "weather")
+    assert "move what it sets up into the lifespan of 'parent'" in str(refused.value)
+    assert parent.mounted == {}

@@ -353,10 +353,18 @@ class MCPServer:
         server's sessions are told.  Its requests run the mounted server's
         functions and middleware with this server's :class:`Context`.
         ``ValueError`` if a name is taken, the prefix is used, or the mount would
-        make a cycle.  See ``docs/composition.md``.
+        make a cycle; and if ``server`` has a lifespan: its functions run with
+        this server's :class:`Context`, whose ``lifespan_context`` is this
+        server's, so its own lifespan would never be entered and its tools would
+        find another value than theirs.  See ``docs/composition.md``.
         """
         if not isinstance(server, MCPServer):
             raise TypeError(f"mount() takes an MCPServer, not {type(server).__name__}")
+        if server.lifespan is not None:
+            raise ValueError(
+                f"MCPServer {server.name!r} has a lifespan, which mount() does not enter (its tools run with the "
+                f"context of {self.name!r}): move what it sets up into the lifespan of {self.name!r}"
+            )
         self.composition.mount(server, prefix)
 
     @property
