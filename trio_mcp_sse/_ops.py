@@ -4,7 +4,7 @@ They answer the operator, not an MCP client, so they skip admission: a load
 balancer probing ``/readyz`` sends no Origin or token.  Readiness turns ``503``
 while the server drains, so a balancer stops sending new streams before they
 would be refused, and while a worker with a session broker cannot reach it
-(it can open no session then: see ``BrokerLink.up``).
+(it can open no session then: ``Metrics.broker.up``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from ._broker import BrokerLink
 from ._http import Outcome, Scope, Send, send_outcome
 from ._metrics import Metrics
 
@@ -35,8 +34,7 @@ _BROKER_DOWN: Final = "session broker unreachable"
 
 def _broker_reachable(metrics: Metrics) -> bool:
     """No broker, or the last operation of this worker on its broker succeeded."""
-    link = metrics.broker
-    return not isinstance(link, BrokerLink) or link.up
+    return metrics.broker is None or metrics.broker.up
 
 
 class OperationalEndpoints:
