@@ -38,10 +38,10 @@ from ._errors import ClientError, PostError, SSEConnectionError
 from ._oauth import OAuth
 from ._oauth_redirect import LoopbackRedirect
 from ._oauth_store import FileTokenStore, MemoryTokenStore
-from ._open import FALLBACK_STATUSES, choose_transport, open_session
+from ._open import choose_transport, open_session
 from ._session import ClientSession
 from ._stdio import connect_stdio
-from ._transport import _check_url
+from ._transport import SSEConnection
 
 __all__ = ["main"]
 
@@ -394,20 +394,15 @@ async def _connect(
 ) -> AsyncIterator[tuple[ClientSession, str]]:
     """The session and where it is (``"HTTP+SSE at URL"``), for error messages.
 
-    ``open_session`` falls back from Streamable HTTP to HTTP+SSE by itself,
-    but then a failure cannot tell which attempt it belongs to; here the two
-    attempts are made one after the other, so a failure names the transport
-    it happened on, and after a fallback what the first attempt was told.
+    ``open_session`` makes the attempts (and the fallback from Streamable HTTP
+    to HTTP+SSE); a failed fallback's error carries the first refusal as its
+    cause, so the message can name both attempts.
     """
     if args.stdio is not None:
         async with _connect_stdio(args, notification_handlers) as connected:
             yield connected
         return
     url = args.url
-    first = choose_transport(url, args.transport)
-    fallback = args.transport == "auto" and first == "streamable-http" and args.protocol != "2026-07-28"
-    if fallback:
-        _check_url(url)  # what open_session checks first for "auto": the URL is http(s)
     options: dict[str, Any] = {
         "auth": _oauth(args),
         "protocol": args.protocol,
@@ -418,22 +413,17 @@ async def _connect(
         "request_timeout": args.request_timeout,
         "notification_handlers": notification_handlers,
     }
-    where = f"{_TRANSPORT_NAMES[first]} at {url}"
+    where = f"{_TRANSPORT_NAMES[choose_transport(url, args.transport)]} at {url}"
     async with contextlib.AsyncExitStack() as stack:
         try:
-            session = await stack.enter_async_context(
-                open_session(url, transport="streamable-http" if fallback else args.transport, **options)
-            )
-        except PostError as refused:
-            if not (fallback and refused.status_code in FALLBACK_STATUSES):
-                raise _Failure(f"{where}: {refused}") from refused
-            try:
-                session = await stack.enter_async_context(open_session(url, transport="sse", **options))
-            except (ClientError, MCPError) as error:
-                raise _Failure(f"{where}: {refused}; then HTTP+SSE at {url}: {error}") from error
-            where = f"HTTP+SSE at {url}"
+            session = await stack.enter_async_context(open_session(url, transport=args.transport, **options))
         except (ClientError, MCPError) as error:
+            refused = error.__cause__
+            if isinstance(error, SSEConnectionError) and isinstance(refused, PostError):
+                raise _Failure(f"{where}: {refused}; then HTTP+SSE at {url}: {error}") from error
             raise _Failure(f"{where}: {error}") from error
+        if isinstance(session._transport, SSEConnection):
+            where = f"HTTP+SSE at {url}"
         try:
             yield session, where
         except SSEConnectionError as error:  # the connection broke while in use
