@@ -86,6 +86,7 @@ async def open_session(
     elicitation_handler: ElicitationHandler | None = None,
     roots_handler: RootsHandler | None = None,
     notification_handlers: Mapping[str, NotificationHandler] | None = None,
+    extensions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """Connect to ``url`` (Streamable HTTP, HTTP+SSE or WebSocket), open a :class:`ClientSession`, start it.
 
@@ -122,6 +123,7 @@ async def open_session(
         "elicitation_handler": elicitation_handler,
         "roots_handler": roots_handler,
         "notification_handlers": notification_handlers,
+        "extensions": extensions,
     }
     connection_options: dict[str, Any] = {
         "headers": headers,

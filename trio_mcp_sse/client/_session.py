@@ -249,6 +249,7 @@ class ClientSession:
         elicitation_handler: ElicitationHandler | None = None,
         roots_handler: RootsHandler | None = None,
         notification_handlers: Mapping[str, NotificationHandler] | None = None,
+        extensions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._protocol = check_protocol_choice(protocol)
         if max_input_rounds < 1:
@@ -270,6 +271,7 @@ class ClientSession:
             notification_handlers or {}
         )
         self._max_input_rounds = max_input_rounds
+        self._extensions = {key: dict(value) for key, value in (extensions or {}).items()}
         self.initialize_result: mcp_types.InitializeResult | None = None
         """The server's answer to :meth:`initialize` (``None`` before)."""
         self.discover_result: mcp_types.DiscoverResult | None = None
@@ -461,6 +463,8 @@ class ClientSession:
         if self._roots_handler is not None:
             # The modern era has no client notifications, so no roots/list_changed.
             capabilities["roots"] = {"listChanged": True} if self._era != "modern" else {}
+        if self._extensions:
+            capabilities["extensions"] = {key: dict(value) for key, value in self._extensions.items()}
         return capabilities
 
     def _enveloped(self, params: Mapping[str, Any], version: str) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class MCPServer:
         """Method -> handler.  Add entries to serve custom methods."""
         self.notification_handlers: dict[str, NotificationHandler] = {}
         """Method -> ``async (connection, params)``: client notifications to act on."""
+        self.extensions: dict[str, dict[str, Any]] = {}
+        """Extension id -> its settings, announced under ``capabilities.extensions``."""
         self.cache = cache or CachePolicy()
         """Caching hints of cacheable results (2026-07-28)."""
         self.request_state_key = (
@@ -411,7 +413,8 @@ class MCPServer:
 
         Tools, resources (with subscriptions), prompts and logging are always
         served, so always announced -- with ``listChanged``, since they may
-        change at run time; completions only when a completer is registered.
+        change at run time; completions only when a completer is registered;
+        ``extensions`` (SEP-2133) only when one is enabled (:attr:`extensions`).
         """
         capabilities: dict[str, Any] = {
             "tools": {"listChanged": True},
@@ -421,6 +424,8 @@ class MCPServer:
         }
         if self.composition.offers_completion:
             capabilities["completions"] = {}
+        if self.extensions:
+            capabilities["extensions"] = {key: dict(value) for key, value in self.extensions.items()}
         return capabilities
 
     def server_info(self) -> dict[str, Any]:
