@@ -26,6 +26,7 @@ import trio
 from trio_mcp_sse.server import (
     CompletionRequest,
     Context,
+    MCPError,
     MCPServer,
     ToolError,
     audio_content,
@@ -543,6 +544,75 @@ async def test_trigger_prompt_change() -> str:
 )
 async def test_custom_header(region: str) -> str:
     return f"Routed to {region}"
+
+
+# -- the tasks extension (io.modelcontextprotocol/tasks, SEP-2663) -----------------------------------
+# A client that declares the extension gets a task for these tools (a CreateTaskResult it polls with
+# tasks/get); one that does not gets the plain result, except from the required-task tool.
+DELETE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean"}},
+    "required": ["confirm"],
+}
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "confirm": {"type": "boolean"}},
+}
+USER_NAME_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+@server.tool(description="Says hello (never a task)")
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@server.tool(description="Sleeps for `seconds`, then answers (a task for a client with the tasks extension)", task=True)
+async def slow_compute(seconds: float, label: str = "") -> str:
+    await trio.sleep(seconds)
+    return f"Computed {label or 'result'} in {seconds:g} s"
+
+
+@server.tool(description="Fails as a tool after about a second (runs only as a task)", task="required")
+async def failing_job() -> str:
+    await trio.sleep(1.0)
+    raise ToolError("The job failed: the input could not be processed")
+
+
+@server.tool(description="Fails with a JSON-RPC internal error (a failed task)", task=True)
+async def protocol_error_job() -> str:
+    await trio.sleep(0.1)
+    raise MCPError(-32603, "The job hit an internal error")  # Internal error
+
+
+@server.tool(description="Asks for a confirmation, as a task, before deleting", task=True)
+async def confirm_delete(filename: str, ctx: Context) -> str:
+    answer = await ctx.elicit(f"Delete {filename}?", DELETE_SCHEMA)
+    if answer.action == "accept" and (answer.content or {}).get("confirm") is True:
+        return f"Deleted {filename}"
+    return f"Kept {filename}"
+
+
+@server.tool(description="Asks two questions at once, as a task", task=True)
+async def multi_input(ctx: Context) -> str:
+    questions = {
+        key: {"method": "elicitation/create", "params": {"message": f"Answer {key}", "requestedSchema": ANSWER_SCHEMA}}
+        for key in ("first", "second")
+    }
+    answers = await ctx.request_input(questions)
+    names = [str((answers[key].get("content") or {}).get("name")) for key in ("first", "second")]
+    return f"Answered: {', '.join(names)}"
+
+
+@server.tool(
+    description="Asks the user's name (multi round-trip), then goes on as a task",
+    task="required",
+    task_start="explicit",
+)
+async def test_tool_with_task(ctx: Context) -> str:
+    answer = await ctx.elicit("What is your name?", USER_NAME_SCHEMA, key="user_name")
+    await ctx.start_task("Greeting")
+    await trio.sleep(0.2)
+    return f"Hello, {accepted(answer, 'name')}, from a task!"
 
 
 # -- completion --------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ from ._protocol import (
     CachePolicy,
     version_at_least,
 )
+from ._tasks import TaskStore
 
 __all__ = ["NotificationHandler", "RequestHandler", "ServerConnection", "ServerFront"]
 
@@ -125,9 +126,16 @@ class ServerConnection:
     """Server-side state of one session.  Created by :meth:`MCPServer.run_session`."""
 
     def __init__(
-        self, server: ServerFront, session: Session, *, lifespan_context: Callable[[], Any] | None = None
+        self,
+        server: ServerFront,
+        session: Session,
+        *,
+        lifespan_context: Callable[[], Any] | None = None,
+        tasks: TaskStore | None = None,
     ) -> None:
         self.server = server
+        self.tasks = tasks
+        """The running app's tasks (the tasks extension), or ``None`` outside an app."""
         self.catalog = server.catalog
         self.session = session
         self.protocol_version: str | None = None

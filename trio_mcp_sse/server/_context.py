@@ -8,6 +8,7 @@ connection class: the connection sits above the definitions that take a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol
 
@@ -22,8 +23,15 @@ from .._jsonrpc import INVALID_PARAMS, RequestId
 from ._elicitation import requested_schema
 from ._input import INPUT_METHODS, InputRound
 from ._protocol import LoggingLevel
+from ._tasks import TaskRecord, TaskStore
 
 __all__ = ["Context", "ContextHost"]
+
+_log = logging.getLogger("trio_mcp_sse.server")
+_PY_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING,
+    "error": logging.ERROR, "critical": logging.CRITICAL, "alert": logging.CRITICAL, "emergency": logging.CRITICAL,
+}
 
 LifespanT = TypeVar("LifespanT", default=Any)
 """The type of ``Context.lifespan_context``: ``Context[Pool]`` types it; a bare ``Context`` has ``Any``."""
@@ -99,7 +107,9 @@ class Context(Generic[LifespanT]):
     ``ctx.session_state`` is a dict kept for the session's lifetime.
     """
 
-    __slots__ = ("_connection", "_headers", "_inputs", "access_token", "meta", "method", "request_id")
+    __slots__ = (
+        "_connection", "_handoff", "_headers", "_inputs", "_task", "_tasks", "access_token", "meta", "method", "request_id",
+    )
 
     def __init__(
         self,
@@ -124,6 +134,51 @@ class Context(Generic[LifespanT]):
         """The request's method, e.g. ``tools/call``."""
         self.meta: Mapping[str, Any] = meta or {}
         """The request's ``_meta`` (progress token and the like)."""
+        self._task: TaskRecord | None = None
+        """The task this call became (the tasks extension), if it did."""
+        self._tasks: TaskStore | None = None
+        self._handoff: Any = None
+        """A call of ``task_start="explicit"`` not yet a task: the way to become one."""
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def bind_task(self, record: TaskRecord) -> None:
+        """This call is now the work of ``record``: questions go through ``tasks/get``, not the request."""
+        self._task, self._inputs, self._handoff = record, None, None
+
+    def bind_handoff(self, store: TaskStore, handoff: Any) -> None:
+        self._tasks, self._handoff = store, handoff
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the task this call runs as (the tasks extension), else ``None``."""
+        return self._task.task_id if self._task is not None else None
+
+    async def start_task(self, status_message: str | None = None) -> bool:
+        """Become a task now, if this call may (``task_start="explicit"``): the client gets its id.
+
+        Everything after runs as the task: the request is answered with a
+        ``CreateTaskResult`` and the function goes on; questions to the client
+        (``elicit``, ``sample``...) are then asked through ``tasks/get`` and
+        answered by ``tasks/update``.  Returns ``True`` if the call is a task
+        (now, or already), ``False`` if it cannot be one (a client without the
+        extension, the handshake era, a tool without ``task=``): it then goes
+        on as a plain call.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._task is not None:
+            return True
+        if self._handoff is None or self._tasks is None:
+            return False
+        record = self._tasks.detach(self._handoff, self.principal, self.client_capabilities)
+        self.bind_task(record)
+        if status_message is not None:
+            record.set_message(status_message)
+        return True
+
+    def set_status_message(self, message: str) -> None:
+        """The task's ``statusMessage`` (what a polling client shows); nothing outside a task."""
+        if self._task is not None:
+            self._task.set_message(message)
 
     # -- who and where -----------------------------------------------------------------------
     @property
@@ -210,6 +265,11 @@ class Context(Generic[LifespanT]):
         Notifications are queued before the request's result, so a client sees
         them in order and before the result.
         """
+        if self._task is not None:
+            # A task has no progress notifications (SEP-2663): its status message says it instead.
+            await trio.lowlevel.checkpoint()
+            self._task.set_message(message or (f"{progress:g} of {total:g}" if total is not None else f"{progress:g}"))
+            return
         token = self.progress_token
         if token is not None:
             await self._connection.send_progress(token, progress, total, message, related_request_id=self.request_id)
@@ -225,7 +285,8 @@ class Context(Generic[LifespanT]):
         "polling" pattern).  Messages sent before the call go out first.  On a
         transport with one stream per session (HTTP+SSE) it does nothing.
         """
-        await self._connection.ask_to_reconnect(self.request_id)
+        if self._task is None:
+            await self._connection.ask_to_reconnect(self.request_id)
 
     async def log(self, level: LoggingLevel, data: Any, *, logger: str | None = None) -> None:
         """Send a ``notifications/message`` log entry, if the session's level lets it through.
@@ -234,6 +295,11 @@ class Context(Generic[LifespanT]):
         sets the threshold with ``logging/setLevel``; until then the server's
         ``log_level`` applies.
         """
+        if self._task is not None:
+            # Tasks carry no log messages (SEP-2663); the server's own log still has them.
+            await trio.lowlevel.checkpoint()
+            _log.log(_PY_LEVELS.get(level, logging.INFO), "task %s: %s", self._task.task_id, data)
+            return
         await self._connection.log(level, data, logger=logger, related_request_id=self.request_id)
 
     async def debug(self, data: Any, *, logger: str | None = None) -> None:
@@ -257,13 +323,17 @@ class Context(Generic[LifespanT]):
         See :meth:`ServerConnection.send_request` for the failure modes and
         the timeout.
         """
+        if self._task is not None:
+            return (await self._task.ask({"": (method, params, None)}))[""]
         if self._inputs is not None:
             await trio.lowlevel.checkpoint()
             return self._inputs.answer(method, params)
         return await self._connection.send_request(method, params, related_request_id=self.request_id)
 
     async def _ask(self, method: str, params: Mapping[str, Any] | None, capability: str, key: str | None) -> dict[str, Any]:
-        """One question to the client: a request now, or a round trip of the modern era."""
+        """One question to the client: a request now, a round trip of the modern era, or a task's question."""
+        if self._task is not None:
+            return (await self._task.ask({"": (method, params, key)}))[""]
         if self._inputs is not None:
             await trio.lowlevel.checkpoint()
             return self._inputs.answer(method, params, key=key)
@@ -277,8 +347,13 @@ class Context(Generic[LifespanT]):
         The results are the clients' raw answers (``ElicitResult``,
         ``CreateMessageResult``, ``ListRootsResult`` as dicts).  A
         handshake-era client gets the requests concurrently; a 2026-07-28
-        client gets every unanswered one in a single ``InputRequiredResult``.
+        client gets every unanswered one in a single ``InputRequiredResult``; a
+        task asks them all at once through ``tasks/get``.
         """
+        if self._task is not None:
+            return await self._task.ask(
+                {key: (request["method"], request.get("params"), key) for key, request in requests.items()}
+            )
         if self._inputs is not None:
             await trio.lowlevel.checkpoint()
             return self._inputs.answer_all(requests)
@@ -305,7 +380,7 @@ class Context(Generic[LifespanT]):
         try:
             return model.model_validate(answer)
         except pydantic.ValidationError:
-            if self._inputs is None:
+            if self._inputs is None and self._task is None:
                 raise
             raise MCPError(INVALID_PARAMS, f"the client's answer to {method} is not a valid result") from None
 

@@ -9,6 +9,7 @@ a connection, so this layer sits below the connection and knows nothing of it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
@@ -25,6 +26,7 @@ from .._errors import (
     ToolError,
 )
 from .._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
+from .._protocol_versions import MODERN_PROTOCOL_VERSIONS
 from .._session import SessionClosed
 from ._catalog import Catalog
 from ._completion import CompletionRequest, to_complete_result
@@ -34,8 +36,10 @@ from ._input import InputRequired
 from ._prompts import to_prompt_messages
 from ._protocol import LOG_LEVELS, SERVER_BUSY
 from ._resources import Resource, ResourceTemplate, to_read_result
+from ._tasks import TaskRecord, TaskStore, created_result, declares_tasks, missing_tasks_capability
+from ._tools import Tool
 
-__all__ = ["HANDLERS", "MAX_SUBSCRIPTIONS", "BuiltinHandler", "ConnectionState"]
+__all__ = ["HANDLERS", "MAX_SUBSCRIPTIONS", "BuiltinHandler", "ConnectionState", "invoke_tool"]
 
 
 class ConnectionState(Protocol):
@@ -45,6 +49,9 @@ class ConnectionState(Protocol):
     def catalog(self) -> Catalog: ...
     @property
     def session_id(self) -> str: ...
+
+    @property
+    def tasks(self) -> TaskStore | None: ...
 
     subscriptions: set[str]
     log_level: str | None
@@ -130,15 +137,50 @@ async def call_tool(connection: ConnectionState, params: Mapping[str, Any], cont
         arguments = {}
     elif not isinstance(arguments, dict):
         raise MCPError(INVALID_PARAMS, "tools/call: params.arguments must be an object")
-    signature = tool.signature
     try:
-        kwargs = signature.validate(arguments)
+        kwargs = tool.signature.validate(arguments)
     except pydantic.ValidationError as invalid:
         raise MCPError(
             INVALID_PARAMS, f"Invalid arguments for tool {name}: {describe_validation_error(invalid)}"
         ) from None
+    if tool.task is not None:
+        # The tasks extension is a 2026-07-28 one; a handshake-era call is a plain call.
+        declared = context.protocol_version in MODERN_PROTOCOL_VERSIONS and declares_tasks(context.client_capabilities)
+        if not declared and tool.task == "required":
+            raise missing_tasks_capability(f"tool {name!r} (it runs only as a task)")
+        store = connection.tasks
+        if declared and store is not None:
+            return await _call_as_task(connection, store, tool, kwargs, context)
+    return await invoke_tool(connection, tool, kwargs, context)
+
+
+async def _call_as_task(
+    connection: ConnectionState, store: TaskStore, tool: Tool, kwargs: dict[str, Any], context: Context
+) -> dict[str, Any]:
+    """A call of a task tool by a client that declared the extension: a ``CreateTaskResult`` (see ``_tasks``)."""
+    principal, capabilities = context.principal, context.client_capabilities
+    if tool.task_start == "call":
+        def work(record: TaskRecord) -> Callable[[], Awaitable[dict[str, Any]]]:
+            context.bind_task(record)
+            return functools.partial(invoke_tool, connection, tool, kwargs, context)
+
+        return created_result(store, store.start(principal, capabilities, work))
+
+    def call(handoff: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+        context.bind_handoff(store, handoff)
+        return functools.partial(invoke_tool, connection, tool, kwargs, context)
+
+    got = await store.run_explicit(call)
+    if isinstance(got, TaskRecord):
+        return created_result(store, got)
+    return got
+
+
+async def invoke_tool(connection: ConnectionState, tool: Tool, kwargs: dict[str, Any], context: Context) -> dict[str, Any]:
+    """Run the tool: its ``CallToolResult``; a failure of the tool is a result with ``isError`` too."""
+    name = tool.name
     try:
-        value = await signature.call(kwargs, context)
+        value = await tool.signature.call(kwargs, context)
     except ClientRequestError as refused:
         return _tool_failure(f"The client refused the request: {refused.message}")
     except (ToolError, ClientCapabilityError, ClientRequestTimeout) as failure:

@@ -83,7 +83,15 @@ REMOVED_METHODS: Final = frozenset(
 """Handshake-era methods the 2026-07-28 revision removed: -32601 there."""
 INPUT_METHODS_OF_REQUESTS: Final = frozenset({"tools/call", "prompts/get", "resources/read"})
 """The requests that may answer with an ``InputRequiredResult`` (the specification's list)."""
-_NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAME_PARAM: Final = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    # SEP-2663: a task's requests name it, so that an intermediary can route them to its owner.
+    "tasks/get": "taskId",
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 _CACHEABLE: Final = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"}
 )

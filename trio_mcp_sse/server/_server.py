@@ -45,6 +45,7 @@ from ._mount import Composition
 from ._prompts import Prompt, PromptOptions
 from ._protocol import LOG_LEVELS, CachePolicy, LoggingLevel
 from ._resources import Resource, ResourceOptions, ResourceTemplate, build_resource
+from ._tasks import TASK_HANDLERS, TASKS_EXTENSION, TaskSettings, TaskStore
 from ._tools import Tool, ToolOptions
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class MCPServer:
         cache: CachePolicy | None = None,
         request_state_key: RequestStateKey | bytes | str | None = None,
         lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None = None,
+        tasks: TaskSettings | None = None,
     ) -> None:
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -154,10 +156,23 @@ class MCPServer:
         """Seals and opens ``requestState`` (2026-07-28 multi round-trip requests)."""
         self.lifespan = lifespan
         """Entered once per running app; its value is ``ctx.lifespan_context`` (``None``: no lifespan)."""
+        self.task_settings = tasks or TaskSettings()
+        """How tasks are kept (the tasks extension, ``docs/tasks.md``)."""
         self._connections: set[ServerConnection] = set()
         self.composition = Composition(self)
         """The middleware, the mounted servers and a proxy's upstream: how a request finds its handler."""
         self._run = _LifespanRun(self)
+        if tasks is not None:
+            self.enable_tasks()
+
+    def enable_tasks(self) -> None:
+        """Serve the tasks extension (``io.modelcontextprotocol/tasks``): announce it, answer ``tasks/*``.
+
+        Done by registering a tool with ``task=``, or by ``MCPServer(tasks=...)``.
+        """
+        self.extensions.setdefault(TASKS_EXTENSION, {})
+        for method, handler in TASK_HANDLERS.items():
+            self.request_handlers.setdefault(method, handler)
 
     @property
     def connections(self) -> tuple[ServerConnection, ...]:
@@ -226,6 +241,8 @@ class MCPServer:
     def add_tool(self, fn: Callable[..., Any], **options: Unpack[ToolOptions]) -> Tool:
         """Register a tool (at import time or while serving; live sessions are told)."""
         tool = Tool.from_function(fn, **options)
+        if tool.task is not None:
+            self.enable_tasks()
         self.catalog.add(tool)
         return tool
 
@@ -470,7 +487,7 @@ class MCPServer:
         await self._serve_session(session, self._run)
 
     async def _serve_session(self, session: Session, run: _LifespanRun) -> None:
-        connection = ServerConnection(self, session, lifespan_context=run.value)
+        connection = ServerConnection(self, session, lifespan_context=run.value, tasks=run.tasks)
         self._connections.add(connection)
         try:
             await connection.run()
@@ -744,10 +761,12 @@ class _LifespanRun:
     already entered is refused: one run, one value.
     """
 
-    __slots__ = ("_idle", "_server", "_sharing", "_value")
+    __slots__ = ("_idle", "_server", "_sharing", "_value", "tasks")
 
     def __init__(self, server: MCPServer) -> None:
         self._server = server
+        self.tasks: TaskStore | None = None
+        """The tasks of this run, while it is entered (their work stops when it ends)."""
         self._value: Any = _NOT_RUNNING
         self._sharing: int | None = None
         """While :meth:`shared` holds it: how many other blocks joined."""
@@ -767,10 +786,21 @@ class _LifespanRun:
 
     @asynccontextmanager
     async def enter(self) -> AsyncIterator[Any]:
-        from .._host import LifespanFailed, describe_error
 
         if self._value is not _NOT_RUNNING:
             raise RuntimeError(f"the lifespan of MCPServer {self._server.name!r} is already running for this app")
+        async with TaskStore(self._server.task_settings).running() as tasks:
+            self.tasks = tasks
+            try:
+                async with self._enter_lifespan() as value:
+                    yield value
+            finally:
+                self.tasks = None
+
+    @asynccontextmanager
+    async def _enter_lifespan(self) -> AsyncIterator[Any]:
+        from .._host import LifespanFailed, describe_error
+
         lifespan = self._server.lifespan
         if lifespan is None:
             self._value = None

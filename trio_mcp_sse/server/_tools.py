@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
 import mcp_types
 import pydantic
@@ -78,6 +78,14 @@ class ToolOptions(TypedDict, total=False):
     without them is answered ``403 insufficient_scope`` naming them, so the client can step up
     (``docs/security.md``); the call is also refused in the session whatever the transport, and
     when the request carries no access token at all."""
+    task: bool | Literal["optional", "required"]
+    """Run calls as tasks (the tasks extension, ``docs/tasks.md``): ``True`` (or ``"optional"``)
+    for a client that declares the extension, and synchronously for one that does not;
+    ``"required"``: only as a task (-32021 for a client without the extension)."""
+    task_start: Literal["call", "explicit"]
+    """When a call becomes a task: ``"call"`` (default) before the function runs;
+    ``"explicit"`` when the function calls ``await ctx.start_task()``: until then it runs as a
+    plain call (it may ask the client questions, or return at once)."""
 
 _Serializer = Callable[[Any], Any]
 
@@ -237,6 +245,9 @@ class Tool:
     output_schema: dict[str, Any] | None = None
     structured: _Serializer | None = None
     required_scopes: frozenset[str] = frozenset()
+    task: Literal["optional", "required"] | None = None
+    """Task support (``None``: never a task)."""
+    task_start: Literal["call", "explicit"] = "call"
     wraps_result: bool = False
     """``structured`` wraps the value as ``{"result": value}`` (a return annotation that is not
     an object); the content is then what the tool would send without an output schema."""
@@ -290,9 +301,19 @@ class Tool:
             raise TypeError(f"tool {tool_name!r}: required_scopes must be a collection of scope names, not one string")
         if any(not isinstance(scope, str) or not scope or " " in scope for scope in scopes):
             raise ValueError(f"tool {tool_name!r}: required_scopes must be non-empty scope names without spaces")
+        task = options.get("task", False)
+        if task not in (False, True, "optional", "required"):
+            raise ValueError(f"tool {tool_name!r}: task must be True, False, 'optional' or 'required', not {task!r}")
+        task_start = options.get("task_start", "call")
+        if task_start not in ("call", "explicit"):
+            raise ValueError(f"tool {tool_name!r}: task_start must be 'call' or 'explicit', not {task_start!r}")
+        if task_start == "explicit" and not task:
+            raise ValueError(f"tool {tool_name!r}: task_start='explicit' needs task=True or task='required'")
         return cls(
             name=tool_name,
             signature=signature,
+            task="optional" if task is True else (task or None),
+            task_start=task_start,
             description=description if description is not None else inspect.getdoc(fn),
             title=options.get("title"),
             annotations=dict(annotations) if annotations else None,
