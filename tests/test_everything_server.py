@@ -146,6 +146,9 @@ async def test_tools_list_names_every_fixture_tool_with_a_description() -> None:
         "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
         "test_missing_capability", "test_streaming_elicitation", "test_logging_tool",
         "test_trigger_tool_change", "test_trigger_prompt_change", "test_custom_header",
+        # the tasks extension (SEP-2663)
+        "greet", "slow_compute", "failing_job", "protocol_error_job", "confirm_delete", "multi_input",
+        "test_tool_with_task",
     }
     assert all(tool["description"] and tool["inputSchema"]["type"] == "object" for tool in tools)
 
@@ -341,6 +344,10 @@ async def test_resources_and_templates_are_listed() -> None:
         ("test://static-text", "static-text", "text/plain"),
         ("test://static-binary", "static-binary", "image/png"),
         ("test://watched-resource", "watched-resource", "text/plain"),
+        # The skill of examples/skills/ (the sep-2640-skills-* scenarios; tests/test_skills_server.py).
+        ("skill://release-notes/SKILL.md", "release-notes", "text/markdown"),
+        ("skill://release-notes/references/STYLE.md", "references/STYLE.md", "text/markdown"),
+        ("skill://release-notes/templates/release.md", "templates/release.md", "text/markdown"),
     }
     assert [(t["uriTemplate"], t["name"]) for t in templates] == [("test://template/{id}/data", "template")]
 

@@ -55,7 +55,14 @@ HEADER_MISMATCH: Final[int] = mcp_types.HEADER_MISMATCH
 UNSUPPORTED_PROTOCOL_VERSION: Final[int] = mcp_types.UNSUPPORTED_PROTOCOL_VERSION
 """-32022: the server does not speak the request's protocol version; ``data.supported`` says what it does."""
 
-_NAMED_METHODS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAMED_METHODS: Final = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "tasks/get": "taskId",  # SEP-2663: a task's requests name it, for routing to its owner
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 """Methods whose target is mirrored in ``Mcp-Name``, and the parameter that names it."""
 _SENTINEL_PREFIX: Final = "=?base64?"
 _SENTINEL_SUFFIX: Final = "?="

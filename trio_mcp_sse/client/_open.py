@@ -87,6 +87,7 @@ async def open_session(
     roots_handler: RootsHandler | None = None,
     notification_handlers: Mapping[str, NotificationHandler] | None = None,
     extensions: Mapping[str, Mapping[str, Any]] | None = None,
+    tasks: bool = False,
 ) -> AsyncIterator[ClientSession]:
     """Connect to ``url`` (Streamable HTTP, HTTP+SSE or WebSocket), open a :class:`ClientSession`, start it.
 
@@ -124,6 +125,7 @@ async def open_session(
         "roots_handler": roots_handler,
         "notification_handlers": notification_handlers,
         "extensions": extensions,
+        "tasks": tasks,
     }
     connection_options: dict[str, Any] = {
         "headers": headers,

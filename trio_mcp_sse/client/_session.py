@@ -77,6 +77,7 @@ from ._errors import (
     ProtocolVersionError,
     RequestTimeoutError,
 )
+from ._tasks import TASKS_EXTENSION, TaskInfo, TaskStatusCallback
 from ._util import raise_collapsed
 
 __all__ = [
@@ -250,6 +251,7 @@ class ClientSession:
         roots_handler: RootsHandler | None = None,
         notification_handlers: Mapping[str, NotificationHandler] | None = None,
         extensions: Mapping[str, Mapping[str, Any]] | None = None,
+        tasks: bool = False,
     ) -> None:
         self._protocol = check_protocol_choice(protocol)
         if max_input_rounds < 1:
@@ -272,6 +274,8 @@ class ClientSession:
         )
         self._max_input_rounds = max_input_rounds
         self._extensions = {key: dict(value) for key, value in (extensions or {}).items()}
+        if tasks:
+            self._extensions.setdefault(TASKS_EXTENSION, {})
         self.initialize_result: mcp_types.InitializeResult | None = None
         """The server's answer to :meth:`initialize` (``None`` before)."""
         self.discover_result: mcp_types.DiscoverResult | None = None
@@ -491,22 +495,24 @@ class ClientSession:
             raise ProtocolError(f"{method}: the server's requestState is not a string")
         retry: dict[str, Any] = {}
         if requests is not None:
-            answers: dict[str, Any] = {}
-            # One at a time, in the server's order: several may ask the same person.
-            for key, request in requests.items():
-                wanted = request.get("method") if isinstance(request, dict) else None
-                if wanted not in _INPUT_METHODS:
-                    raise ProtocolError(f"{method}: the server asked for input {key!r} of an unknown kind")
-                try:
-                    answers[key] = await self._fulfil(str(wanted), request.get("params") or {})
-                except MCPError as refused:
-                    raise ProtocolError(
-                        f"{method}: the server asked for input this client cannot give: {refused.message}"
-                    ) from None
-            retry["inputResponses"] = answers
+            retry["inputResponses"] = await self._gather_inputs(f"{method}: the server", requests)
         if state is not None:
             retry["requestState"] = state
         return retry
+
+    async def _gather_inputs(self, asker: str, requests: Mapping[str, Any]) -> dict[str, Any]:
+        """Answers to input requests (an ``InputRequiredResult``'s or a task's), by key, from the handlers."""
+        answers: dict[str, Any] = {}
+        # One at a time, in the server's order: several may ask the same person.
+        for key, request in requests.items():
+            wanted = request.get("method") if isinstance(request, dict) else None
+            if wanted not in _INPUT_METHODS:
+                raise ProtocolError(f"{asker} asked for input {key!r} of an unknown kind")
+            try:
+                answers[key] = await self._fulfil(str(wanted), request.get("params") or {})
+            except MCPError as refused:
+                raise ProtocolError(f"{asker} asked for input this client cannot give: {refused.message}") from None
+        return answers
 
     async def _send(self, data: bytes, related_request_id: RequestId | None, final: bool = False) -> None:
         """The outgoing hook of the engine: one message to the transport.
@@ -752,16 +758,127 @@ class ClientSession:
         *,
         progress: ProgressCallback | None = None,
         request_timeout: float | None = None,
+        on_task_status: TaskStatusCallback | None = None,
     ) -> mcp_types.CallToolResult:
-        """Call a tool.  A tool that fails returns a result with ``is_error=True``; it does not raise."""
+        """Call a tool.  A tool that fails returns a result with ``is_error=True``; it does not raise.
+
+        When the server answers with a task (the session declared the tasks
+        extension, ``tasks=True``), the task is polled to its end and its
+        result returned: the call looks the same either way.  Its questions
+        are answered with the session's handlers; ``on_task_status`` sees each
+        state on the way; a failed task raises its JSON-RPC error as
+        :class:`MCPError`, a cancelled one :class:`MCPError` -32800.
+        Cancelling the call (a Trio cancel scope) cancels the task too.
+        ``request_timeout`` bounds each request, not the task.
+        """
+        started = await self.start_tool(name, arguments, progress=progress, request_timeout=request_timeout)
+        if isinstance(started, mcp_types.CallToolResult):
+            return started
+        try:
+            finished = await self.wait_task(started.task_id, on_status=on_task_status, request_timeout=request_timeout)
+        except BaseException:  # cancelled, or the polling failed: nobody waits for the task any more
+            await self._cancel_abandoned(started.task_id)
+            raise
+        return finished.raise_for_status()
+
+    async def start_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        request_timeout: float | None = None,
+    ) -> mcp_types.CallToolResult | TaskInfo:
+        """Call a tool and return at once what the server answered: the result, or the task it started.
+
+        A :class:`TaskInfo` comes back only from a session with ``tasks=True``
+        (and a server that chose to start one); follow it with
+        :meth:`get_task`, :meth:`wait_task`, :meth:`update_task` and
+        :meth:`cancel_task`.
+        """
         params = {"name": name, "arguments": dict(arguments or {})}
-        return await self._typed(
-            mcp_types.CallToolResult,
-            "tools/call",
-            params,
-            request_timeout=request_timeout,
-            progress=progress,
+        result = await self.send_request("tools/call", params, request_timeout=request_timeout, progress=progress)
+        if result.get("resultType") == "task":
+            if not self.declares_tasks:
+                raise ProtocolError("tools/call: the server answered with a task, which this session did not accept")
+            return TaskInfo.from_wire("tools/call", result)
+        try:
+            return mcp_types.CallToolResult.model_validate(result)
+        except pydantic.ValidationError as invalid:
+            raise ProtocolError(
+                f"tools/call: the server's result is not a valid CallToolResult: {_first_problem(invalid)}"
+            ) from None
+
+    @property
+    def declares_tasks(self) -> bool:
+        """The session declares the tasks extension (``tasks=True``): a tool call may become a task."""
+        return TASKS_EXTENSION in self._extensions
+
+    async def get_task(self, task_id: str, *, request_timeout: float | None = None) -> TaskInfo:
+        """``tasks/get``: the task's state now (its result or error inlined once it ended)."""
+        result = await self.send_request("tasks/get", {"taskId": task_id}, request_timeout=request_timeout)
+        task = TaskInfo.from_wire("tasks/get", result)
+        if task.task_id != task_id:
+            raise ProtocolError(f"tasks/get: asked for task {task_id}, the server answered about {task.task_id}")
+        return task
+
+    async def update_task(
+        self, task_id: str, input_responses: Mapping[str, Any], *, request_timeout: float | None = None
+    ) -> None:
+        """``tasks/update``: answers to a task's ``inputRequests``, by key (the server ignores unknown keys)."""
+        await self.send_request(
+            "tasks/update", {"taskId": task_id, "inputResponses": dict(input_responses)}, request_timeout=request_timeout
         )
+
+    async def cancel_task(self, task_id: str, *, request_timeout: float | None = None) -> None:
+        """``tasks/cancel``: ask the server to stop the task (it may still complete; poll to see)."""
+        await self.send_request("tasks/cancel", {"taskId": task_id}, request_timeout=request_timeout)
+
+    async def wait_task(
+        self,
+        task_id: str,
+        *,
+        on_status: TaskStatusCallback | None = None,
+        answer_inputs: bool = True,
+        request_timeout: float | None = None,
+    ) -> TaskInfo:
+        """Poll the task until it ends; return its last state (see :meth:`TaskInfo.raise_for_status`).
+
+        Polls are ``pollIntervalMs`` apart.  With ``answer_inputs`` the
+        questions of an ``input_required`` task are answered with the
+        session's handlers (each key once) and sent with ``tasks/update``;
+        without, the wait returns at ``input_required`` too, for the caller to
+        answer.  ``on_status`` is called with every state that differs from the
+        one before.  Ends with :class:`MCPError` -32602 if the server forgets
+        the task first (its TTL ended).
+        """
+        answered: set[str] = set()
+        seen: TaskInfo | None = None
+        while True:
+            task = await self.get_task(task_id, request_timeout=request_timeout)
+            if on_status is not None and (seen is None or seen.changed_to(task)):
+                await on_status(task)
+            seen = task
+            if task.terminal:
+                return task
+            if task.status == "input_required":
+                if not answer_inputs:
+                    return task
+                pending = {key: request for key, request in task.input_requests.items() if key not in answered}
+                if pending:
+                    answers = await self._gather_inputs(f"tasks/get: the task {task_id}", pending)
+                    answered.update(answers)
+                    await self.update_task(task_id, answers, request_timeout=request_timeout)
+                    continue
+            await trio.sleep(task.poll_interval)
+
+    async def _cancel_abandoned(self, task_id: str) -> None:
+        """A caller stopped waiting for the task: tell the server, briefly and whatever happens."""
+        with trio.CancelScope(shield=True), trio.move_on_after(_ABANDON_TIMEOUT):
+            try:
+                await self.cancel_task(task_id, request_timeout=_ABANDON_TIMEOUT)
+            except (ClientError, MCPError) as failed:
+                log.debug("could not cancel abandoned task %s: %s", task_id, failed)
 
     async def list_resources(
         self, cursor: str | None = None, *, request_timeout: float | None = None
@@ -1027,6 +1144,8 @@ class ClientSession:
         return _dump(result)
 
 
+_ABANDON_TIMEOUT: Final = 5.0
+"""Seconds to tell the server a task nobody waits for any more should stop."""
 _INPUT_METHODS: Final = frozenset({"sampling/createMessage", "elicitation/create", "roots/list"})
 """What an ``InputRequiredResult`` may ask for."""
 _SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
