@@ -212,6 +212,7 @@ UNCHECKED: dict[tuple[str, str], str] = {
     ("operations.md", "--no-hypercorn-patches"): "a store_false flag: the patches are on unless given",
     ("security.md", "algorithms"): "the default tuple, summarized in words (RS/PS/ES 256-512, EdDSA)",
     ("client.md", "redirect"): "None in the signature: a LoopbackRedirect() is made",
+    ("tasks.md", "task"): "ToolOptions is a TypedDict: False when not given, kept as Tool.task None",
     ("client.md", "store"): "None in the signature: a MemoryTokenStore() is made",
     ("client.md", "client_metadata"): "None in the signature: no other fields ({})",
     ("client.md", "read_timeout"): "the quoted 15 s is the server's keepalive interval, not this default",
