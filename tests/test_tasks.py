@@ -416,3 +416,41 @@ def test_task_settings_refuse_nonsense() -> None:
         server.add_tool(lambda: "x", name="bad", task="sometimes")  # type: ignore[typeddict-item]
     with pytest.raises(ValueError, match="task_start='explicit' needs"):
         server.add_tool(lambda: "x", name="bad", task_start="explicit")
+
+
+# -- status notifications -----------------------------------------------------------------------------
+async def test_listen_reports_each_state_of_the_callers_tasks(autojump_clock: Any) -> None:
+    heard: list[dict[str, Any]] = []
+    ended = trio.Event()
+
+    async def on_task(notification: Any) -> None:
+        heard.append(dict(notification.params or {}))
+        if heard[-1]["status"] == "completed":
+            ended.set()
+
+    with trio.fail_after(60):
+        async with connected(make_server(Events()), tasks=True, elicitation_handler=answer_name,
+                             notification_handlers={"notifications/tasks": on_task}) as session:
+            started = await session.start_tool("ask_name")
+            assert isinstance(started, TaskInfo)
+            async with session.listen(task_ids=[started.task_id, "not-a-task"]) as subscription:
+                assert subscription.acknowledged == {"taskIds": [started.task_id]}
+                await trio.sleep(1)
+                assert [params["status"] for params in heard] == ["input_required"]
+                assert heard[0]["inputRequests"]["elicitation-1"]["method"] == "elicitation/create"
+                await session.update_task(started.task_id, {"elicitation-1": {"action": "accept", "content": {"name": "Lin"}}})
+                await ended.wait()
+            # States may come together (each notification is the whole state at that moment),
+            # but the last is the end, with the result, and nothing follows it.
+            assert heard[-1]["result"]["content"] == [{"type": "text", "text": "Hello, Lin!"}]
+            assert {params["status"] for params in heard[1:-1]} <= {"working"}
+            assert all(params["taskId"] == started.task_id for params in heard)
+
+
+async def test_listening_for_tasks_needs_the_extension(autojump_clock: Any) -> None:
+    with trio.fail_after(60):
+        async with connected(make_server(Events())) as session:
+            with pytest.raises(MCPError) as refused:
+                async with session.listen(task_ids=["x"]):
+                    pass  # pragma: no cover
+            assert refused.value.code == -32021

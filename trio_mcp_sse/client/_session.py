@@ -665,6 +665,7 @@ class ClientSession:
         prompts_list_changed: bool = False,
         resources_list_changed: bool = False,
         resource_subscriptions: Sequence[str] = (),
+        task_ids: Sequence[str] = (),
         acknowledge_timeout: float | None = None,
     ) -> AsyncIterator[Subscription]:
         """Hold a ``subscriptions/listen`` stream open for the block (modern era only).
@@ -675,6 +676,10 @@ class ClientSession:
         acknowledgement; leaving closes the stream, which ends the
         subscription.  The handshake era's equivalents are the standalone
         stream (opened by the transport) and :meth:`subscribe_resource`.
+        ``task_ids`` (a session with ``tasks=True``): ``notifications/tasks``
+        with each task's whole state at once and after every change; the
+        acknowledgement's ``taskIds`` are those the server agreed to (its own
+        tasks of this caller, still kept).
         """
         self._check_usable()
         if self._era != "modern":
@@ -692,6 +697,8 @@ class ClientSession:
                 wanted[key] = True
         if resource_subscriptions:
             wanted["resourceSubscriptions"] = [str(uri) for uri in resource_subscriptions]
+        if task_ids:
+            wanted["taskIds"] = [str(task_id) for task_id in task_ids]
         subscription = Subscription(self._rpc.new_request_id())
         body = self._enveloped({"notifications": wanted}, self._modern_version)
         limit = self._request_timeout if acknowledge_timeout is None else acknowledge_timeout

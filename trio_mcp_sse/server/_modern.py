@@ -30,8 +30,6 @@ request's id).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import decimal
 import math
@@ -52,11 +50,12 @@ from mcp_types import (
 
 from .._errors import MCPError
 from .._jsonrpc import INVALID_PARAMS, RequestId
-from .._protocol_versions import MODERN_PROTOCOL_VERSIONS
+from .._protocol_versions import MODERN_PROTOCOL_VERSIONS, decode_header_value
 from ._catalog import Catalog
 from ._context import Context
 from ._handlers import MAX_SUBSCRIPTIONS
 from ._protocol import LOG_LEVELS, CachePolicy
+from ._tasks import TERMINAL_STATUSES, TaskRecord, TaskStore, declares_tasks, missing_tasks_capability
 
 __all__ = [
     "HEADER_MISMATCH",
@@ -151,19 +150,6 @@ def read_envelope(method: str, params: Mapping[str, Any], headers: Mapping[str, 
     if level is not None and level not in LOG_LEVELS:
         raise MCPError(INVALID_PARAMS, f"{LOG_LEVEL_META_KEY} must be one of {', '.join(LOG_LEVELS)}")
     return Envelope(version, capabilities, info if isinstance(info, dict) else None, level)
-
-
-def decode_header_value(value: str | None) -> str | None:
-    """A header value as the client meant it: ``=?base64?...?=`` carries any UTF-8 text."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not (value.startswith("=?base64?") and value.endswith("?=")):
-        return value
-    try:
-        return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 def _header_text(value: Any) -> str | None:
@@ -277,6 +263,10 @@ class ListenHost(Protocol):
     def catalog(self) -> Catalog: ...
     @property
     def ending(self) -> trio.Event: ...
+    @property
+    def tasks(self) -> TaskStore | None: ...
+    @property
+    def principal(self) -> str | None: ...
 
     async def send_notification(
         self, method: str, params: Mapping[str, Any] | None = None, *, related_request_id: RequestId | None = None
@@ -306,6 +296,9 @@ async def listen(connection: ListenHost, params: Mapping[str, Any], context: Con
             raise MCPError(INVALID_PARAMS, f"subscriptions/listen: at most {MAX_SUBSCRIPTIONS} resource subscriptions")
         watched = frozenset(uris)
         honored["resourceSubscriptions"] = list(dict.fromkeys(uris))
+    tasks = _watched_tasks(connection, wanted.get("taskIds"), context)
+    if tasks is not None:
+        honored["taskIds"] = [record.task_id for record in tasks]
     subscription = context.request_id
     tag = {SUBSCRIPTION_ID_META_KEY: subscription}
     send, receive = trio.open_memory_channel[dict[str, Any]](_LISTEN_BUFFER)
@@ -336,6 +329,10 @@ async def listen(connection: ListenHost, params: Mapping[str, Any], context: Con
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(end_when_draining)
+            store = connection.tasks
+            for record in tasks or ():
+                assert store is not None
+                nursery.start_soon(_follow_task, record, store.poll_interval_ms, send.clone())
             async for message in receive:
                 notification_params = dict(message.get("params") or {})
                 notification_params["_meta"] = {**notification_params.get("_meta", {}), **tag}
@@ -346,3 +343,35 @@ async def listen(connection: ListenHost, params: Mapping[str, Any], context: Con
         unsubscribe()
     # The server is draining: end the subscription with its result, as the specification asks.
     return {"_meta": dict(tag)}
+
+
+def _watched_tasks(connection: ListenHost, task_ids: Any, context: Context) -> list[TaskRecord] | None:
+    """The tasks a listen stream agreed to report (``notifications.taskIds``, SEP-2663): the caller's own."""
+    if task_ids is None:
+        return None
+    if not (isinstance(task_ids, list) and all(isinstance(task_id, str) for task_id in task_ids)):
+        raise MCPError(INVALID_PARAMS, "subscriptions/listen: taskIds must be a list of task ids")
+    if len(task_ids) > MAX_SUBSCRIPTIONS:
+        raise MCPError(INVALID_PARAMS, f"subscriptions/listen: at most {MAX_SUBSCRIPTIONS} task ids")
+    if not declares_tasks(context.client_capabilities):
+        raise missing_tasks_capability("subscriptions/listen with taskIds")
+    store = connection.tasks
+    agreed: list[TaskRecord] = []
+    for task_id in dict.fromkeys(task_ids):
+        # Unknown, expired and other principals' ids are left out alike: agreeing names only real ones.
+        with contextlib.suppress(MCPError):
+            if store is not None:
+                agreed.append(store.find(task_id, connection.principal, "subscriptions/listen"))
+    return agreed
+
+
+async def _follow_task(record: TaskRecord, poll_interval_ms: int, send: trio.MemorySendChannel[dict[str, Any]]) -> None:
+    """``notifications/tasks`` with the task's whole state now and after each change, until it ends."""
+    async with send:
+        while True:
+            changed = record.changed  # taken first: a change while the state is sent is not missed
+            state = record.detailed(poll_interval_ms)
+            await send.send({"method": "notifications/tasks", "params": state})
+            if state["status"] in TERMINAL_STATUSES:  # what was sent, not what the task is by now
+                return
+            await changed.wait()

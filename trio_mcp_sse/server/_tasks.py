@@ -195,9 +195,10 @@ class TaskRecord:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def wait_changed(self) -> None:
-        """Until the task's state changes next (a status, a question, a message)."""
-        await self._changed.wait()
+    @property
+    def changed(self) -> trio.Event:
+        """Set at the task's next change (a status, a question, a message): take it, then read the state."""
+        return self._changed
 
     def set_message(self, message: str) -> None:
         """``statusMessage``: what the task is doing, for the client to show."""
@@ -347,8 +348,11 @@ class TaskStore:
     -32603, naming why.
     """
 
-    def __init__(self, settings: TaskSettings | None = None) -> None:
+    def __init__(self, settings: TaskSettings | None = None, *, id_prefix: Callable[[], str] | None = None) -> None:
         self.settings = settings or TaskSettings()
+        self.id_prefix = id_prefix
+        """What a new task's id starts with, asked at each creation: with a broker, the worker's own id
+        and a ``.``, so any worker can forward the task's requests here (``docs/scaling.md``)."""
         self._tasks: dict[str, TaskRecord] = {}
         self._per_principal: defaultdict[str | None, int] = defaultdict(int)
         self._expiry: list[tuple[float, str]] = []
@@ -419,7 +423,10 @@ class TaskStore:
                 f"(each is kept for {settings.ttl:g} s from its creation)",
             )
         now = trio.current_time()
-        record = TaskRecord(secrets.token_urlsafe(24), principal, client_capabilities, settings.ttl, now)
+        task_id = secrets.token_urlsafe(24)
+        if self.id_prefix is not None:
+            task_id = self.id_prefix() + task_id
+        record = TaskRecord(task_id, principal, client_capabilities, settings.ttl, now)
         self._tasks[record.task_id] = record
         self._per_principal[principal] += 1
         first = not self._expiry or record.deadline < self._expiry[0][0]
