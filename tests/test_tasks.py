@@ -310,6 +310,11 @@ async def test_answers_may_come_one_at_a_time(autojump_clock: Any) -> None:
                                                          "never-asked": {"action": "accept"}})
             partial = await session.get_task(started.task_id)
             assert partial.status == "input_required" and list(partial.input_requests) == ["second"]
+            with pytest.raises(MCPError) as unusable:
+                await session.update_task(started.task_id, {"second": "Bob"})
+            assert (unusable.value.code, unusable.value.message) == (
+                -32602, "tasks/update: inputResponses['second'] must be an object"
+            )
             await session.update_task(started.task_id, {"second": {"action": "accept", "content": {"name": "Bob"}}})
             finished = await session.wait_task(started.task_id)
             assert finished.result is not None and text(finished.result) == "Ada and Bob"
@@ -454,3 +459,15 @@ async def test_listening_for_tasks_needs_the_extension(autojump_clock: Any) -> N
                 async with session.listen(task_ids=["x"]):
                     pass  # pragma: no cover
             assert refused.value.code == -32021
+
+
+async def test_a_mounted_servers_task_tools_run_as_tasks_of_the_parent(autojump_clock: Any) -> None:
+    parent = MCPServer("parent")
+    parent.mount(make_server(Events()), prefix="jobs")
+    assert parent.extensions == {TASKS_EXTENSION: {}}
+    with trio.fail_after(60):
+        async with connected(parent, tasks=True) as session:
+            started = await session.start_tool("jobs_slow", {"seconds": 2, "label": "mounted"})
+            assert isinstance(started, TaskInfo)
+            finished = await session.wait_task(started.task_id)
+            assert finished.result is not None and text(finished.result) == "mounted done after 2 s"

@@ -275,10 +275,14 @@ class TaskRecord:
 
     def answer(self, responses: Mapping[str, Any]) -> None:
         """``tasks/update``: deliver the answers to questions outstanding; others are ignored (SEP-2663)."""
+        for key, response in responses.items():
+            if key in self._answers and not isinstance(response, dict):
+                # An answer the task waits for cannot be used: say so, deliver none (ignoring it would hang the task).
+                raise MCPError(INVALID_PARAMS, f"tasks/update: inputResponses[{key!r}] must be an object", {"key": key})
         answered = False
         for key, response in responses.items():
             waiting = self._answers.get(key)
-            if waiting is None or not isinstance(response, dict):
+            if waiting is None:
                 continue
             event, box = waiting
             if event.is_set():
