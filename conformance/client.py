@@ -10,7 +10,9 @@ its input schema asks for (or make the calls ``MCP_CONFORMANCE_CONTEXT`` spells
 out), answering elicitation (accept, with values for the
 requested schema), sampling and roots, whether the server asks mid-call
 (handshake era) or in an ``InputRequiredResult`` (2026-07-28); then list and
-read the resources and prompts a server offers, where it has them.
+read the resources and prompts a server offers, where it has them, and list its
+skills (SEP-2640), loading one, verified, only in the scenarios where a model
+asks for it (:data:`SKILL_LOADING_SCENARIOS`).
 
 Every session carries the client's OAuth provider, which stays idle unless
 the server answers ``401``/``403``: then discovery, registration (the
@@ -49,6 +51,8 @@ from trio_mcp_sse.client import (
     OAuthBase,
     ProtocolChoice,
     ProtocolError,
+    SkillLoadError,
+    SkillsClient,
     open_session,
 )
 
@@ -175,6 +179,7 @@ async def _session(url: str, protocol: ProtocolChoice, protocol_version: str, au
             await _optional(_call(session, name, arguments), f"answer from {name}")
         await _optional(_resources(session), "resources")
         await _optional(_prompts(session), "prompts")
+        await _optional(_skills(session), "skills")
 
 
 def _context_tool_calls() -> list[tuple[str, dict[str, Any]]] | None:
@@ -213,6 +218,36 @@ async def _prompts(session: ClientSession) -> None:
         arguments = {argument.name: "test" for argument in prompt.arguments or []}
         await session.get_prompt(prompt.name, arguments)
         log.info("got prompt %s", prompt.name)
+
+
+# The skills scenarios (SEP-2640) where the model asks for a skill, so the host loads it. Elsewhere
+# (sep-2640-client-no-prefetch) skills are only listed: a host reads no file of a skill before
+# it is loaded, not on connection, not on listing.
+SKILL_LOADING_SCENARIOS = {
+    "sep-2640-client-verify-digest", "sep-2640-client-verify-size", "sep-2640-client-verify-frontmatter",
+}
+
+
+async def _skills(session: ClientSession) -> None:
+    """List the server's skills; in a scenario that loads one, load the first and read its files.
+
+    A skill whose content fails verification is refused (logged), as a host refuses it: that is
+    the client working, not failing."""
+    skills = SkillsClient(session)
+    if not skills.supported:
+        return
+    entries = await skills.list_all_skills()
+    log.info("skills: %s", [entry.uri for entry in entries])
+    if os.environ.get("MCP_CONFORMANCE_SCENARIO", "") not in SKILL_LOADING_SCENARIOS or not entries:
+        return
+    try:
+        loaded = await skills.load_skill(entries[0])
+        for path in loaded.files:
+            await loaded.read(path)
+    except SkillLoadError as refused:
+        log.info("refused the skill %s: %s", entries[0].uri, refused)
+        return
+    log.info("loaded the skill %s (%d files)", entries[0].uri, len(loaded.files))
 
 
 def main() -> int:

@@ -24,7 +24,9 @@ installed, the server did not start, the suite produced no results).
 
 Every scenario the suite runs is judged, including the ones its requirement
 set runs "without scoring" (pending or added after the revision): those cover
-session lifecycle and SSE resumption, which this project means to pass.
+session lifecycle and SSE resumption, which this project means to pass.  So are
+the extension scenarios no set lists (:data:`EXTENSION_SCENARIOS`, the skills
+extension's), run one at a time after the set's run.
 
 Outputs go to ``conformance/results/REV-TIMESTAMP/``: ``suite-output.log`` (the
 suite's own report), ``server.log``, ``checks/`` (the suite's per-scenario
@@ -211,6 +213,28 @@ def suite_command(*args: str) -> list[str]:
     # The package's bin starts with `#!/usr/bin/env node`, which would pick the
     # system Node: run its entry point with the pinned Node instead.
     return [str(NODE), str(SUITE_ENTRY), *args]
+
+
+EXTENSION_SCENARIOS: dict[tuple[str, str], tuple[str, ...]] = {
+    # The skills extension (SEP-2640, io.modelcontextprotocol/skills), which the fixture server
+    # and the client implement. The suite tags these scenarios [extension] and no requirement
+    # set lists them, not even among those it runs without scoring, so `--requirements` never
+    # runs them: they run one by one after the set's run, at its revision (they speak
+    # server/discover: 2026-07-28), and are judged like the rest.
+    ("2026-07-28", "server"): (
+        "sep-2640-skills-directory", "sep-2640-skills-enumeration", "sep-2640-skills-manifest",
+    ),
+    ("2026-07-28", "client"): (
+        "sep-2640-client-no-prefetch", "sep-2640-client-verify-digest", "sep-2640-client-verify-size",
+        "sep-2640-client-verify-frontmatter",
+    ),
+}
+"""(revision, leg) -> the scenarios run beside the requirement set's own."""
+
+
+def extension_scenarios(requirements: str, leg: str = "server") -> list[str]:
+    """The scenarios of :data:`EXTENSION_SCENARIOS` for one requirement set and leg."""
+    return list(EXTENSION_SCENARIOS.get((requirements, leg), ()))
 
 
 def required_scenarios(requirements: str, leg: str = "server") -> list[str]:
@@ -419,13 +443,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entries = read_expected_failures(entries_path)
         check_installation()
-        scenarios = options.scenario or required_scenarios(requirements)
+        extensions = [] if options.scenario else extension_scenarios(requirements)
+        scenarios = options.scenario or required_scenarios(requirements) + extensions
         checks_dir.mkdir(parents=True)
         print(f"Results: {run_dir}")
 
-        def suite_arguments(url: str) -> list[str]:
+        def suite_arguments(url: str, one: bool = False) -> list[str]:
             selection = ["--requirements", requirements]
-            if options.scenario:
+            if options.scenario or one:
                 # One scenario per run is all the suite's --scenario takes; run each at this revision.
                 selection = ["--spec-version", requirements, "--force"]
             return suite_command(
@@ -440,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               run_dir / f"suite-output-{scenario}.log", options.suite_timeout)
             else:
                 run_suite(suite_arguments(url), run_dir / "suite-output.log", options.suite_timeout)
+                for scenario in extensions:
+                    run_suite([*suite_arguments(url, one=True), "--scenario", scenario],
+                              run_dir / f"suite-output-{scenario}.log", options.suite_timeout)
 
         if options.url:
             run_all(options.url)

@@ -11,6 +11,8 @@ suite run each:
 * every client scenario of the requirement sets :data:`REQUIREMENT_SETS`
   (``--requirements REV``: the scored ones and those the set runs without
   scoring, such as the ``client_credentials`` extension);
+* the extension scenarios no set lists (``conformance.run.EXTENSION_SCENARIOS``: the
+  skills extension's, at 2026-07-28), judged against that set's list;
 * the 2025-03-26 back-compatibility scenarios :data:`BACKCOMPAT_SCENARIOS`
   (a server without Protected Resource Metadata), which no set includes.
 
@@ -45,6 +47,7 @@ from conformance.run import (
     ScenarioResult,
     Verdict,
     check_installation,
+    extension_scenarios,
     judge,
     read_expected_failures,
     report,
@@ -172,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected = expected_failures_path(revision)
             ok &= run_one(revision, ["--requirements", revision], required_scenarios(revision, "client"),
                           read_expected_failures(expected), expected, options, revision=revision)
+            for scenario in extension_scenarios(revision, "client"):  # no set lists them: one run each
+                ok &= run_one(scenario, ["--scenario", scenario, "--spec-version", revision, "--force"], [scenario],
+                              read_expected_failures(expected), expected, options)
         if not options.requirements:
             for scenario in BACKCOMPAT_SCENARIOS:
                 ok &= run_one(scenario.replace("/", "_"), ["--scenario", scenario], [scenario], [],

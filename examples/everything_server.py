@@ -17,6 +17,7 @@ listed in ``docs/conformance.md``.
 from __future__ import annotations
 
 import base64
+import pathlib
 from typing import Annotated, Any
 
 import orjson
@@ -613,6 +614,12 @@ async def test_tool_with_task(ctx: Context) -> str:
     await ctx.start_task("Greeting")
     await trio.sleep(0.2)
     return f"Hello, {accepted(answer, 'name')}, from a task!"
+
+
+# -- skills (the io.modelcontextprotocol/skills extension, SEP-2640) -------------------------------------
+# The sep-2640-skills-* scenarios find a skill through skills/list and resources/list; its
+# references/ and templates/ subdirectories give resources/directory/read a child directory.
+server.add_skills_directory(pathlib.Path(__file__).parent / "skills")
 
 
 # -- completion --------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from ._errors import (
     RequestTimeoutError,
     ServerExitedError,
     SessionExpiredError,
+    SkillLoadError,
+    SkillVerificationError,
     SSEConnectionError,
     SSEResponseError,
     TokenError,
@@ -47,8 +49,10 @@ from ._session import (
     SamplingHandler,
     Subscription,
 )
+from ._skills import DirectoryPage, LoadedSkill, SkillEntry, SkillResource, SkillsClient, SkillsPage
 from ._stdio import StderrChoice, StdioConnection, connect_stdio
 from ._streamable import StreamableHTTPConnection, connect_streamable_http
+from ._tasks import TaskInfo, TaskStatusCallback
 from ._transport import OutgoingMessage, SSEConnection, connect_sse
 from ._websocket import WebSocketConnection, connect_websocket
 
@@ -65,11 +69,13 @@ __all__ = [
     "ClientTransport",
     "ConnectError",
     "ConnectionClosedError",
+    "DirectoryPage",
     "ElicitationHandler",
     "EndpointError",
     "EndpointOriginError",
     "EventTooLargeError",
     "FileTokenStore",
+    "LoadedSkill",
     "LoopbackRedirect",
     "MemoryTokenStore",
     "NotificationHandler",
@@ -92,10 +98,18 @@ __all__ = [
     "SamplingHandler",
     "ServerExitedError",
     "SessionExpiredError",
+    "SkillEntry",
+    "SkillLoadError",
+    "SkillResource",
+    "SkillVerificationError",
+    "SkillsClient",
+    "SkillsPage",
     "StderrChoice",
     "StdioConnection",
     "StreamableHTTPConnection",
     "Subscription",
+    "TaskInfo",
+    "TaskStatusCallback",
     "TokenError",
     "TokenSet",
     "TokenStore",

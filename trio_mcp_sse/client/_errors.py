@@ -13,7 +13,10 @@ chose to answer with).  The tree is shaped by what a caller does about it:
   use (an invalid result, an unsupported protocol version);
 * :class:`OAuthError` -- the client could not get the access token the server
   asks for (discovery, registration, the user's authorization, the token
-  endpoint: the subclasses say which).
+  endpoint: the subclasses say which);
+* :class:`SkillLoadError` -- a skill (the skills extension) cannot be loaded, and
+  :class:`SkillVerificationError` -- what the server sent is not what the
+  skill's entry describes, so it was not used.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ __all__ = [
     "SSEResponseError",
     "ServerExitedError",
     "SessionExpiredError",
+    "SkillLoadError",
+    "SkillVerificationError",
     "TokenError",
     "WebSocketClosedError",
     "WebSocketRejectedError",
@@ -234,3 +239,27 @@ class TokenError(OAuthError):
         super().__init__(message)
         self.error = error
         self.status_code = status_code
+
+
+class SkillLoadError(ClientError):
+    """A skill cannot be loaded: the server does not serve skills (or directory reads), its entry
+    is unusable (no ``SKILL.md`` in its ``resources``, a file outside the skill, over the
+    extension's limits, ``"dynamic"`` where that was not allowed), or a file is not in it.
+
+    ``uri`` is the skill (or file) concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class SkillVerificationError(SkillLoadError):
+    """What the server sent for a skill's file is not what the skill's entry says: another size,
+    another digest, front matter that differs from the entry's, or a file the entry does not list.
+
+    The content was not used (the skills extension forbids it): it may be corrupted, tampered
+    with, or newer than the entry.  Get the entry again (``SkillsClient.get_skill``) and load
+    the skill again, with the user's approval if it was bound to the old entry.  ``uri`` is the
+    file.
+    """

@@ -35,11 +35,15 @@ from ._protocol import (
 from ._proxy import UpstreamFactory
 from ._resources import Resource, ResourceOptions, ResourceTemplate
 from ._server import MCPServer
+from ._skills import SKILLS_EXTENSION, Skill, SkillError, SkillFile, load_skills_directory
+from ._tasks import TASKS_EXTENSION, TaskSettings
 from ._tools import Tool, ToolOptions
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
+    "SKILLS_EXTENSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "TASKS_EXTENSION",
     "CachePolicy",
     "CallNext",
     "ClientCapabilityError",
@@ -63,6 +67,10 @@ __all__ = [
     "ResourceOptions",
     "ResourceTemplate",
     "ServerConnection",
+    "Skill",
+    "SkillError",
+    "SkillFile",
+    "TaskSettings",
     "Tool",
     "ToolError",
     "ToolOptions",
@@ -71,6 +79,7 @@ __all__ = [
     "audio_content",
     "embedded_resource",
     "image_content",
+    "load_skills_directory",
     "resource_contents",
     "resource_link",
     "text_content",

@@ -26,7 +26,8 @@ sessions served some other way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast, overload
 
@@ -45,6 +46,7 @@ from ._mount import Composition
 from ._prompts import Prompt, PromptOptions
 from ._protocol import LOG_LEVELS, CachePolicy, LoggingLevel
 from ._resources import Resource, ResourceOptions, ResourceTemplate, build_resource
+from ._skills import SKILLS_EXTENSION, Skill, SkillCatalog, load_skills_directory
 from ._tasks import TASK_HANDLERS, TASKS_EXTENSION, TaskSettings, TaskStore
 from ._tools import Tool, ToolOptions
 
@@ -159,6 +161,7 @@ class MCPServer:
         self.task_settings = tasks or TaskSettings()
         """How tasks are kept (the tasks extension, ``docs/tasks.md``)."""
         self._connections: set[ServerConnection] = set()
+        self._skills: SkillCatalog | None = None
         self.composition = Composition(self)
         """The middleware, the mounted servers and a proxy's upstream: how a request finds its handler."""
         self._run = _LifespanRun(self)
@@ -326,6 +329,52 @@ class MCPServer:
     def remove_prompt(self, name: str) -> None:
         self.catalog.remove_prompt(name)
 
+    # -- skills (the io.modelcontextprotocol/skills extension, docs/skills.md) ----------------------
+    def add_skills_directory(
+        self, directory: str | os.PathLike[str], *, prefix: str | None = None, cache: CachePolicy | None = None
+    ) -> list[Skill]:
+        """Serve every skill under ``directory`` (each directory with a ``SKILL.md``) and return them.
+
+        The files are read and checked now (see :func:`load_skills_directory`;
+        :class:`SkillError` names the file that cannot be served), then served
+        from memory as ``skill://<prefix>/<skill-path>/<file-path>`` resources.
+        Blocking: call it at start-up.
+        """
+        skills = load_skills_directory(directory, prefix=prefix, cache=cache)
+        self.add_skills(skills)
+        return skills
+
+    def add_skill(self, path: str, files: Mapping[str, str | bytes], *, cache: CachePolicy | None = None) -> Skill:
+        """Serve a skill given as files in memory (:meth:`Skill.from_files`) and return it."""
+        skill = Skill.from_files(path, files, cache=cache)
+        self.add_skills([skill])
+        return skill
+
+    def add_skills(self, skills: Iterable[Skill]) -> None:
+        """Serve skills already built, all or none (a conflicting URI is a :class:`SkillError`).
+
+        The first skill announces the extension (``capabilities.extensions``,
+        with ``directoryRead: true``) and installs ``skills/list``,
+        ``skills/get`` and ``resources/directory/read``; live sessions are told
+        the resource list changed.
+        """
+        if self._skills is None:
+            self._skills = SkillCatalog(self.catalog, lambda: self.cache)
+            self.request_handlers.update(self._skills.handlers())
+            self.extensions[SKILLS_EXTENSION] = {"directoryRead": True}
+        self._skills.add(list(skills))
+
+    def remove_skill(self, uri: str) -> None:
+        """Stop serving the skill whose ``SKILL.md`` is at ``uri``; ``KeyError`` if there is none."""
+        if self._skills is None:
+            raise KeyError(uri)
+        self._skills.remove(uri)
+
+    @property
+    def skills(self) -> Mapping[str, Skill]:
+        """The skills served, by the URI of their ``SKILL.md`` (read-only)."""
+        return self._skills.skills if self._skills is not None else {}
+
     # -- completion and notifications ------------------------------------------------------------
     def completion(self, fn: F) -> F:
         """Register the argument completer: ``fn(request: CompletionRequest[, ctx: Context])``.
@@ -385,6 +434,8 @@ class MCPServer:
                 f"context of {self.name!r}): move what it sets up into the lifespan of {self.name!r}"
             )
         self.composition.mount(server, prefix)
+        if TASKS_EXTENSION in server.extensions:
+            self.enable_tasks()  # its task tools run as tasks of this server's app
 
     @property
     def mounted(self) -> Mapping[str, MCPServer]:
@@ -541,7 +592,7 @@ class MCPServer:
         run = _LifespanRun(self)
         transport = SseServerTransport(run.run_session, **self._with_tool_scopes(options))
         if transport.host.app_lifespan is None:  # (a host given in ``options`` keeps its own)
-            transport.host.app_lifespan = run.enter
+            run.attach(transport.host)
         return transport
 
     def sse_app(self, *, websocket: WebSocketSettings | bool = False, **options: Any) -> QuartTrio:
@@ -587,7 +638,7 @@ class MCPServer:
         run = _LifespanRun(self)
         transport = StreamableHTTPTransport(run.run_session, **self._with_tool_scopes(options))
         if transport.host.app_lifespan is None:  # (a host given in ``options`` keeps its own)
-            transport.host.app_lifespan = run.enter
+            run.attach(transport.host)
         return transport
 
     def http_app(
@@ -637,7 +688,7 @@ class MCPServer:
         host = SessionHost(
             run.run_session, keepalive_interval=keepalive_interval, limits=limits, registry=registry, broker=broker
         )
-        host.app_lifespan = run.enter
+        run.attach(host)
         app = QuartTrio(self.name)
         streamable = StreamableHTTPTransport(
             run.run_session, path=path, keepalive_interval=keepalive_interval, host=host, **ops, **options
@@ -761,16 +812,23 @@ class _LifespanRun:
     already entered is refused: one run, one value.
     """
 
-    __slots__ = ("_idle", "_server", "_sharing", "_value", "tasks")
+    __slots__ = ("_idle", "_server", "_sharing", "_task_id_prefix", "_value", "tasks")
 
     def __init__(self, server: MCPServer) -> None:
         self._server = server
         self.tasks: TaskStore | None = None
         """The tasks of this run, while it is entered (their work stops when it ends)."""
+        self._task_id_prefix: Callable[[], str] | None = None
+        """The host's :meth:`~trio_mcp_sse._host.SessionHost.task_id_prefix` (:meth:`attach`)."""
         self._value: Any = _NOT_RUNNING
         self._sharing: int | None = None
         """While :meth:`shared` holds it: how many other blocks joined."""
         self._idle: trio.Event | None = None
+
+    def attach(self, host: SessionHost) -> None:
+        """Be entered by ``host`` as its app's lifespan; its tasks' ids name the host's worker (a broker's)."""
+        host.app_lifespan = self.enter
+        self._task_id_prefix = host.task_id_prefix
 
     def value(self) -> Any:
         """What the lifespan yielded (``None`` without one); ``RuntimeError`` while it is not entered."""
@@ -789,7 +847,7 @@ class _LifespanRun:
 
         if self._value is not _NOT_RUNNING:
             raise RuntimeError(f"the lifespan of MCPServer {self._server.name!r} is already running for this app")
-        async with TaskStore(self._server.task_settings).running() as tasks:
+        async with TaskStore(self._server.task_settings, id_prefix=self._task_id_prefix).running() as tasks:
             self.tasks = tasks
             try:
                 async with self._enter_lifespan() as value:
