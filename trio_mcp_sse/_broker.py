@@ -27,6 +27,12 @@ HTTP exchange keeps one behaviour for every kind of request (POST, the
 standalone GET stream, ``Last-Event-ID`` resumption, DELETE) with no
 transport-specific relaying, and the event store stays with the session.
 
+Tasks (the tasks extension of 2026-07-28) live with the worker that created
+them, too.  Their ids name it (:func:`task_id_prefix`: ``<worker id>.<random>``),
+so a task's request (``Mcp-Name`` carries the id) that reaches another worker
+is forwarded the same way, straight to the named worker's mailbox
+(:meth:`BrokerLink.forward_to`): no lookup, and no broker write per task.
+
 Delivery semantics: a message is answered ``202`` only by its owner, after
 its session queued it, so nothing a client was told is accepted is lost while
 its owner lives.  A forward that did not reach a live owner is answered
@@ -50,6 +56,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -86,6 +93,8 @@ __all__ = [
     "encode_frame",
     "scope_from_wire",
     "scope_to_wire",
+    "task_id_prefix",
+    "task_owner",
 ]
 
 log = logging.getLogger("trio_mcp_sse")
@@ -242,6 +251,29 @@ def scope_from_wire(wire: Mapping[str, Any]) -> Scope:
         "server": (str(server[0]), server[1]) if server else None,
         "extensions": {},
     }
+
+
+_WORKER_TOKEN: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+"""A worker id that can stand in a task id (ours are a pid and 12 hex digits): no ``.``, header-safe."""
+
+
+def task_id_prefix(worker_id: str) -> str:
+    """What the ids of the tasks a worker creates start with: its id and a ``.`` (``""`` for an id that cannot).
+
+    The rest of a task id is ``secrets.token_urlsafe`` text, which has no
+    ``.``, so :func:`task_owner` reads the owner back unambiguously.
+    """
+    return f"{worker_id}." if _WORKER_TOKEN.fullmatch(worker_id) else ""
+
+
+def task_owner(task_id: str | None) -> str | None:
+    """The worker a task id names as the one holding the task (see :func:`task_id_prefix`), if it names one."""
+    if task_id is None:
+        return None
+    owner, dot, rest = task_id.partition(".")
+    if not dot or not rest or _WORKER_TOKEN.fullmatch(owner) is None:
+        return None
+    return owner
 
 
 def _headers_to_wire(headers: Any) -> list[list[str]]:
@@ -668,6 +700,52 @@ class BrokerLink:
         session, in the transport's own words); the body already read is
         replayed to it.
         """
+
+        async def to_owner(bus: Bus, frame: bytes) -> RouteResult:
+            route: RouteResult = await self._call(bus.route(session_id, frame))
+            return route
+
+        await self._forward(to_owner, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=False)
+
+    async def forward_to(
+        self,
+        worker_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        body_limits: BodyLimits,
+        local: Callable[[Receive], Awaitable[None]],
+    ) -> None:
+        """Answer a request through the worker ``worker_id`` (a task's, named by its id), as :meth:`forward` does.
+
+        One send to its mailbox, no lookup.  When nobody reads that mailbox the
+        worker's liveness decides: alive (its link is reconnecting) is ``503``,
+        as for a session; dead or never known, ``local(receive)`` answers here,
+        and so it does if the worker dies before its answer starts: what it
+        held died with it, so this worker's "not found" is the answer.
+        """
+
+        async def to_worker(bus: Bus, frame: bytes) -> RouteResult:
+            if await self._call(bus.send(worker_id, frame)):
+                return RouteResult(worker_id, True)
+            alive: set[str] = await self._call(bus.alive([worker_id]))
+            return RouteResult(worker_id if worker_id in alive else None, False)
+
+        await self._forward(to_worker, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=True)
+
+    async def _forward(
+        self,
+        deliver: Callable[[Bus, bytes], Awaitable[RouteResult]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        body_limits: BodyLimits,
+        local: Callable[[Receive], Awaitable[None]],
+        local_if_gone: bool,
+    ) -> None:
+        """Read the body, ``deliver`` the request frame, relay the answer; one way for every forward."""
         try:
             body = await read_body(receive, body_limits)
         except ClientGone:
@@ -683,7 +761,7 @@ class BrokerLink:
             bus = self._bus
             if bus is None:
                 raise BrokerUnavailable("not connected")
-            route: RouteResult = await self._call(bus.route(session_id, frame))
+            route = await deliver(bus, frame)
             if route.owner is None:
                 await local(_replaying(body, receive))
                 return
@@ -699,7 +777,8 @@ class BrokerLink:
                 self._count("owner_silent")
                 await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
                 return
-            await self._relay(exchange_id, outgoing, receive, send)
+            if await self._relay(exchange_id, outgoing, receive, send, local_if_gone=local_if_gone):
+                await local(_replaying(body, receive))
         except BrokerUnavailable:
             self._count("broker_unavailable")
             await send_outcome(send, Outcome.BROKER_UNAVAILABLE)
@@ -709,9 +788,15 @@ class BrokerLink:
     def _count(self, reason: str) -> None:
         self.metrics.forward_failures[reason] += 1
 
-    async def _relay(self, exchange_id: str, outgoing: _Outgoing, receive: Receive, send: Send) -> None:
-        """Replay the owner's answer to our client; tell the owner when the client goes."""
-        started = streaming = complete = False
+    async def _relay(
+        self, exchange_id: str, outgoing: _Outgoing, receive: Receive, send: Send, *, local_if_gone: bool = False
+    ) -> bool:
+        """Replay the owner's answer to our client; tell the owner when the client goes.
+
+        Returns True, having sent nothing, when the owner is gone before its
+        answer started and ``local_if_gone``: the caller answers it here.
+        """
+        started = streaming = complete = answer_here = False
         owner = outgoing.owner
         assert owner is not None
         async with trio.open_nursery() as nursery:
@@ -756,19 +841,22 @@ class BrokerLink:
                 await send({"type": "http.response.body", "body": frame.body, "more_body": more})
                 if complete:
                     nursery.cancel_scope.cancel()
-                    return
+                    return False
             if outgoing.overflowed:
                 ending = _CLIENT_TOO_SLOW
                 await self._tell(owner, {"k": _DISCONNECT, "x": exchange_id, "r": self.worker_id})
             reason, outcome = _ENDINGS[ending]
             self._count(reason)
-            if not started:
+            if not started and ending == _OWNER_GONE and local_if_gone:
+                answer_here = True
+            elif not started:
                 await send_outcome(send, outcome)
             elif streaming:
                 # An event stream may end at any event: its client reconnects and resumes from
                 # its Last-Event-ID.  (Any other body stays cut short: it is incomplete.)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
+        return answer_here
 
     async def _tell(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> bool:
         bus = self._bus

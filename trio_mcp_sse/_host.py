@@ -35,7 +35,7 @@ from typing import Any, Final
 import trio
 
 from ._bounded_writes import bound_writes_if_hypercorn_trio
-from ._broker import Broker, BrokerLink, ForwardTarget
+from ._broker import Broker, BrokerLink, ForwardTarget, task_id_prefix
 from ._drain import drain_group_of
 from ._http import ASGIApp, BodyBudget, Outcome, Receive, Scope, Send
 from ._keepalive import KeepaliveClock
@@ -194,6 +194,12 @@ class SessionHost:
                         self.metrics.broker = None
             finally:
                 timers.cancel_scope.cancel()
+
+    def task_id_prefix(self) -> str:
+        """What the ids of tasks created now start with: this worker's broker id while the host runs with a
+        broker, so that another worker can forward a task's requests here (``docs/scaling.md``); else ``""``."""
+        link = self.link
+        return "" if link is None else task_id_prefix(link.worker_id)
 
     def _claimed_sessions(self) -> list[str]:
         return [session.id for session in self.sessions if not session.stateless]

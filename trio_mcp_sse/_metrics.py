@@ -92,7 +92,7 @@ class Metrics:
                 "# HELP mcp_cluster_sessions Sessions open across every worker of the broker (as of the last refresh).",
                 "# TYPE mcp_cluster_sessions gauge",
                 f"mcp_cluster_sessions {self.broker.cluster_sessions}",
-                "# HELP mcp_forwarded_total Requests forwarded to the worker holding their session, by direction.",
+                "# HELP mcp_forwarded_total Requests forwarded to the worker holding their session or task, by direction.",
                 "# TYPE mcp_forwarded_total counter",
                 f'mcp_forwarded_total{{direction="out"}} {self.forwarded_out}',
                 f'mcp_forwarded_total{{direction="in"}} {self.forwarded_in}',

@@ -13,6 +13,7 @@ and drain.  A transport adds :meth:`_route` (its HTTP paths) or
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 from ._cors import CorsSettings
@@ -85,6 +86,11 @@ class MountedTransport:
         (a transport answers for its own endpoints; ``None``: a new session, or not a session's)."""
         return None
 
+    def _addressed_worker(self, path: str, scope: Scope) -> str | None:
+        """The worker a request names as the one holding its state, if a broker could forward it there
+        (a task's request: its id names its worker); ``None``: any worker answers it."""
+        return None
+
     body_limits: BodyLimits
     """How the transport reads a request body; a forwarded request's is read the same way."""
 
@@ -129,11 +135,13 @@ class MountedTransport:
             if link is not None:
                 session_id = self._addressed_session(path, scope)
                 if session_id is not None and self.sessions.get(session_id) is None:
-
-                    async def here(replayed: Receive) -> None:
-                        await self._route(path, scope, replayed, send)
-
+                    here = functools.partial(self._route_here, path, scope, send)
                     await link.forward(session_id, scope, receive, send, body_limits=self.body_limits, local=here)
+                    return
+                owner = self._addressed_worker(path, scope)
+                if owner is not None and owner != link.worker_id:
+                    here = functools.partial(self._route_here, path, scope, send)
+                    await link.forward_to(owner, scope, receive, send, body_limits=self.body_limits, local=here)
                     return
             if await self._route(path, scope, receive, send):
                 return
@@ -162,6 +170,10 @@ class MountedTransport:
             await send_outcome(send, Outcome.NOT_FOUND)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+
+    async def _route_here(self, path: str, scope: Scope, send: Send, receive: Receive) -> None:
+        """A request a broker could not forward, answered by this worker (the body already read replayed)."""
+        await self._route(path, scope, receive, send)
 
     async def _refuse_not_trio(self, scope: Scope, send: Send) -> None:
         """No lifespan ran and this is not Trio: say so on every request, and never look ready."""

@@ -9,10 +9,15 @@ out here, so a revision is named in exactly one place.  Two eras:
   for anything else.
 * ``MODERN_PROTOCOL_VERSIONS`` (2026-07-28 on): stateless, no handshake;
   ``LATEST_MODERN`` is where a transport for that era starts.
+
+The rules both the transport and the server layer apply to a request's
+headers live here too, so that they read a request the same way.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Final
 
 from mcp_types import version as _registry
@@ -23,6 +28,7 @@ __all__ = [
     "LATEST_MODERN",
     "MODERN_PROTOCOL_VERSIONS",
     "UNANNOUNCED_HTTP_VERSION",
+    "decode_header_value",
     "is_modern_request",
     "version_at_least",
 ]
@@ -57,3 +63,22 @@ def is_modern_request(header_version: str | None) -> bool:
     ``UnsupportedProtocolVersion`` (-32022) naming the ones it does.
     """
     return header_version is not None and header_version not in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """A header value as the client meant it: ``=?base64?...?=`` carries any UTF-8 text.
+
+    The server layer compares ``Mcp-Name`` and ``Mcp-Param-*`` with the body
+    through it, and the transport reads a task's ``Mcp-Name`` through it to
+    route the request to the task's worker.  ``None``: no header, or a
+    sentinel whose base64 or UTF-8 is broken.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not (value.startswith("=?base64?") and value.endswith("?=")):
+        return value
+    try:
+        return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None

@@ -42,7 +42,8 @@ server layer runs the modern lifecycle (``server/_modern``), with no event ids
 comes alone -- with the HTTP status its error code calls for (400, 404) -- and
 an event stream when progress or log messages precede it, or for
 ``subscriptions/listen``, whose stream stays open.  ``GET`` and ``DELETE`` are
-``405`` under that revision.
+``405`` under that revision.  With a broker, its ``tasks/*`` requests are
+forwarded to the worker their task id names (:meth:`StreamableHTTPTransport._addressed_worker`).
 
 Refusals are decided by the intake tables (``_intake``) and the one
 :class:`~trio_mcp_sse._http.Outcome` table; their bodies are JSON-RPC errors
@@ -63,7 +64,7 @@ import orjson
 import trio
 
 from ._auth import AccessToken, AuthSettings
-from ._broker import Broker
+from ._broker import Broker, task_owner
 from ._cors import CorsSettings
 from ._event_store import EventStore, MemoryEventStore, parse_event_id
 from ._host import SessionHost
@@ -112,6 +113,7 @@ from ._ops import OperationalEndpoints
 from ._protocol_versions import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     MODERN_PROTOCOL_VERSIONS,
+    decode_header_value,
     is_modern_request,
 )
 from ._resource_metadata import ResourceMetadataEndpoint
@@ -167,6 +169,9 @@ _MODERN_ERROR_STATUS: Final = {
     -32601: 404,  # method not found
 }
 """HTTP status of a 2026-07-28 response answered as JSON, by its JSON-RPC error code (else 200)."""
+_TASK_METHODS: Final = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
+"""The requests of the tasks extension addressed to one task, by its id in ``Mcp-Name``: with a broker, the
+worker that id names answers them (docs/scaling.md)."""
 
 
 def modern_status(data: bytes) -> int:
@@ -580,6 +585,22 @@ class StreamableHTTPTransport(MountedTransport):
         if session_id is None or not is_session_id(session_id) or is_modern_request(header(scope, b"mcp-protocol-version")):
             return None
         return session_id
+
+    def _addressed_worker(self, path: str, scope: Scope) -> str | None:
+        """A 2026-07-28 ``tasks/get``, ``tasks/update`` or ``tasks/cancel``: the worker its task id names.
+
+        Read from the routing headers the server layer checks against the body
+        (``Mcp-Method``, and ``Mcp-Name`` decoded the same way), so a request
+        is forwarded only to be answered there as it would be here.
+        """
+        if path != self.path or scope.get("method") != "POST" or header(scope, b"mcp-method") not in _TASK_METHODS:
+            return None
+        if not is_modern_request(header(scope, b"mcp-protocol-version")):
+            return None
+        headers = HeaderView(scope["headers"])
+        if headers.get("mcp-method") not in _TASK_METHODS:  # (a repeated header: the server refuses it, here too)
+            return None
+        return task_owner(decode_header_value(headers.get("mcp-name")))
 
     async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
         if path != self.path:

@@ -55,7 +55,13 @@ from ._catalog import Catalog
 from ._context import Context
 from ._handlers import MAX_SUBSCRIPTIONS
 from ._protocol import LOG_LEVELS, CachePolicy
-from ._tasks import TERMINAL_STATUSES, TaskRecord, TaskStore, declares_tasks, missing_tasks_capability
+from ._tasks import (
+    TERMINAL_STATUSES,
+    TaskRecord,
+    TaskStore,
+    declares_tasks,
+    missing_tasks_capability,
+)
 
 __all__ = [
     "HEADER_MISMATCH",
