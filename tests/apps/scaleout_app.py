@@ -14,11 +14,10 @@ accepted by another worker.
 from __future__ import annotations
 
 import os
-import time
 
 import trio
-from quart import request
 
+from tests.apps.worker_route import add_worker_route
 from trio_mcp_sse import MCPServer
 
 server = MCPServer("scaleout", "1.0.0")
@@ -44,14 +43,7 @@ async def owner_pid() -> str:
 
 
 app = server.http_app(metrics_path="/metrics")
-
-
-@app.route("/worker")
-async def worker() -> dict[str, object]:
-    block = float(request.args.get("block", 0))
-    if block:
-        time.sleep(block)  # noqa: ASYNC251 -- the point: this process accepts nothing meanwhile
-    return {"pid": os.getpid()}
+add_worker_route(app)
 
 
 __all__ = ["app", "server"]

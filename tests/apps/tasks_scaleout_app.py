@@ -11,22 +11,10 @@ forwarding counters.
 
 from __future__ import annotations
 
-import os
-import time
-
-from quart import request
-
 from examples.everything_server import server
+from tests.apps.worker_route import add_worker_route
 
 app = server.http_app(metrics_path="/metrics")
-
-
-@app.route("/worker")
-async def worker() -> dict[str, object]:
-    block = float(request.args.get("block", 0))
-    if block:
-        time.sleep(block)  # noqa: ASYNC251 -- the point: this process accepts nothing meanwhile
-    return {"pid": os.getpid()}
-
+add_worker_route(app)
 
 __all__ = ["app", "server"]
