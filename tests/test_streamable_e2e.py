@@ -7,6 +7,7 @@ The server is ``tests/apps/streamable_app.py`` in a ``hypercorn --worker-class t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import httpx
@@ -219,24 +220,44 @@ async def settle(server: ServerProcess, baseline_tasks: int | None = None) -> di
             await trio.sleep(0.05)
 
 
+# Keep-alive, on both sides, so that the connections the task counts include stay the same ones:
+# - hypercorn closes a connection idle for its keep-alive timeout whatever the client is doing then,
+#   and httpx's own expiry defaulted to the same 5 s, counted from later (when it has read the
+#   answer).  A connection idle for about 5 s could so be reused just as the server closed it: the
+#   POST failed with "Server disconnected without sending a response".  The client must give a
+#   connection up well before the server may close it: its expiry is half the server's timeout.
+# - One shared pool hands each request to its first idle connection, so a few connections served
+#   nearly everything and the rest idled for seconds and expired, or were replaced, at random: how
+#   many connections (two server tasks each) a count included was down to timing.  Each lane here
+#   is a client of its own with one connection, used back to back, idle only between rounds.
+# - Stock hypercorn keeps the tasks of a connection the client closed until its keep-alive timer
+#   runs out (KEEP_ALIVE after its last answer): the final settle's 20 s must outlast that.
+KEEP_ALIVE = 10  # hypercorn's --keep-alive takes whole seconds
+CLIENT_KEEPALIVE_EXPIRY = KEEP_ALIVE / 2
+LANES = 20
+
+
 async def test_a_thousand_sessions_opened_used_and_deleted_leave_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+    async with running_server(hypercorn_argv(APP, "--keep-alive", str(KEEP_ALIVE))) as server:
         url = f"{server.url}/mcp"
         cycles_done = 0
-        limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
-        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY)
+        async with AsyncExitStack() as clients_open:
+            clients = [
+                await clients_open.enter_async_context(httpx.AsyncClient(timeout=10, limits=limits)) for _ in range(LANES)
+            ]
 
             async def run_cycles(count: int) -> None:
                 nonlocal cycles_done
-                limiter = trio.CapacityLimiter(20)
+                indexes = iter(range(cycles_done, cycles_done + count))
 
-                async def one(index: int) -> None:
-                    async with limiter:
+                async def lane(client: httpx.AsyncClient) -> None:
+                    for index in indexes:  # shared: each lane takes the next cycle when it is free
                         await one_cycle(client, url, index)
 
                 async with trio.open_nursery() as nursery:
-                    for index in range(count):
-                        nursery.start_soon(one, cycles_done + index)
+                    for client in clients:
+                        nursery.start_soon(lane, client)
                 cycles_done += count
 
             with trio.fail_after(90):
@@ -248,7 +269,8 @@ async def test_a_thousand_sessions_opened_used_and_deleted_leave_nothing(capsys:
                     await run_cycles(200)
                     state = await settle(server, baseline["tasks"])
                     samples.append((cycles_done, state["rss"]))
-        # The client's pooled keep-alive connections are closed now: the server is back to idle.
+        # The lanes' connections are closed now: the server is back to idle once each one's keep-alive
+        # timer has run out, at most KEEP_ALIVE from now.
         with trio.fail_after(20):
             closed = await settle(server, idle["tasks"])
     assert cycles_done == 1000
