@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 from urllib.parse import quote, unquote
 
+from .. import _skill_format
 from .._errors import MCPError
 from .._jsonrpc import INVALID_PARAMS
 from .._protocol_versions import MODERN_PROTOCOL_VERSIONS, version_at_least
@@ -45,7 +46,6 @@ from .._skill_format import (
     MAX_SKILL_BYTES,
     MAX_SKILL_RESOURCES,
     SKILL_FILE,
-    SKILLS_EXTENSION,
     FrontMatterError,
     digest_of,
     front_matter_problems,
@@ -57,6 +57,9 @@ from ._context import Context
 from ._handlers import _listing
 from ._protocol import CachePolicy
 from ._resources import Resource, build_resource
+
+SKILLS_EXTENSION: Final = _skill_format.SKILLS_EXTENSION
+"""The skills extension's id, ``io.modelcontextprotocol/skills`` (the key in ``capabilities.extensions``)."""
 
 __all__ = [
     "SKILLS_EXTENSION",
