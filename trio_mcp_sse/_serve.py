@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import importlib
 import logging
 import os
 import resource
@@ -47,6 +46,7 @@ from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 from ._hypercorn_patches import hypercorn_patches
+from ._load import LoadError, import_attribute
 from ._logs import ensure_default_handler, install_accept_error_filter
 from ._redis_broker import BROKER_ENVIRONMENT_VARIABLE, check_broker_url
 from ._redis_broker import redacted_url as _redacted
@@ -204,10 +204,6 @@ _WORKERS_REFUSED = (
 )
 
 
-class LoadError(Exception):
-    """``module:attribute`` could not be turned into an ASGI app; the message is one line."""
-
-
 def _load_app(path: str) -> Any:
     """Import ``module:attribute`` (attribute defaults to ``app``), then freeze the heap.
 
@@ -221,19 +217,7 @@ def _load_app(path: str) -> Any:
     """
     from .server import MCPServer
 
-    module_name, _, attribute = path.partition(":")
-    if not module_name:
-        raise LoadError(f"cannot load {path!r}: expected module:attribute")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any import failure is in the user's module: one line says which
-        raise LoadError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from None
-    target: Any = module
-    for part in (attribute or "app").split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise LoadError(f"module {module_name!r} has no attribute {attribute or 'app'!r}") from None
+    target = import_attribute(path, "app")
     if isinstance(target, MCPServer):
         target = target.http_app()
     if not callable(target):

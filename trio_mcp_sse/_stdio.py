@@ -54,7 +54,6 @@ import contextlib
 import enum
 import fcntl
 import functools
-import importlib
 import logging
 import os
 import signal
@@ -70,6 +69,7 @@ import trio
 
 from ._host import LifespanFailed
 from ._jsonrpc import INVALID_REQUEST, InvalidMessage, JSONRPCRequest, error_response, parse_message
+from ._load import LoadError, import_attribute
 from ._logs import RateLimiter, ensure_default_handler
 from ._session import Delivery, Incoming, Session, SessionHandler, SessionLimits, SessionManager
 
@@ -610,10 +610,6 @@ def run_stdio(handler: SessionHandler, **options: Any) -> StdioEnd:
 
 
 # -- the command -------------------------------------------------------------------------------------
-class _LoadError(Exception):
-    """``module:attribute`` could not be turned into a server; the message is one line."""
-
-
 class _LifespanFailed(Exception):
     """The server's lifespan raised on entering: nothing was served."""
 
@@ -642,21 +638,9 @@ def load_server(path: str) -> Any:
     Anything with a ``run_session(session)`` coroutine method qualifies: an
     ``MCPServer``, or a server of your own on the session core.
     """
-    module_name, _, attribute = path.partition(":")
-    if not module_name:
-        raise _LoadError(f"cannot load {path!r}: expected module:attribute")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # a failure in the user's module: one line says which
-        raise _LoadError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from None
-    target: Any = module
-    for part in (attribute or "server").split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise _LoadError(f"module {module_name!r} has no attribute {attribute or 'server'!r}") from None
+    target = import_attribute(path, "server")
     if not callable(getattr(target, "run_session", None)):
-        raise _LoadError(
+        raise LoadError(
             f"{path!r} is a {type(target).__name__}, not an MCPServer: --stdio serves an MCPServer "
             "(an ASGI app can only be served over HTTP)"
         )
@@ -683,7 +667,7 @@ def main(path: str, *, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT, log_level: 
             return 1
         try:
             server = load_server(path)
-        except _LoadError as error:
+        except LoadError as error:
             sys.stderr.write(f"error: {error}\n")
             return 2
         serve = functools.partial(
