@@ -410,13 +410,18 @@ class TaskStore:
         return record
 
     # -- creation ---------------------------------------------------------------------------------
-    def _create(self, principal: str | None, client_capabilities: Mapping[str, Any]) -> TaskRecord:
+    def _running_nursery(self) -> trio.Nursery:
+        """Where tasks' work runs; -32603 saying why when the store is not running."""
         if self._nursery is None:
             raise MCPError(
                 INTERNAL_ERROR,
                 "tasks need the app's lifespan: serve the app under an ASGI server that runs it (hypercorn "
                 "does), or enter 'async with server.running():' around sessions given to server.run_session",
             )
+        return self._nursery
+
+    def _create(self, principal: str | None, client_capabilities: Mapping[str, Any]) -> TaskRecord:
+        self._running_nursery()
         settings = self.settings
         if len(self._tasks) >= settings.max_tasks:
             raise MCPError(SERVER_BUSY, f"Server busy: this server holds its limit of {settings.max_tasks} tasks")
@@ -442,8 +447,7 @@ class TaskStore:
     def start(self, principal: str | None, client_capabilities: Mapping[str, Any], work: Callable[[TaskRecord], Work]) -> TaskRecord:
         """A new task doing ``work(record)()``; returned once ``tasks/get`` finds it."""
         record = self._create(principal, client_capabilities)
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run, record, work(record), name=f"task {record.task_id}")
+        self._running_nursery().start_soon(self._run, record, work(record), name=f"task {record.task_id}")
         return record
 
     async def run_explicit(
@@ -455,11 +459,9 @@ class TaskStore:
         here (an ``InputRequired`` among them: the multi round-trip answer).
         Cancelling the request before that cancels the call.
         """
-        if self._nursery is None:
-            self._create(None, {})  # raises the explanation
-        assert self._nursery is not None
+        nursery = self._running_nursery()
         handoff = _Handoff()
-        self._nursery.start_soon(self._run_handed, handoff, call(handoff), name="task call")
+        nursery.start_soon(self._run_handed, handoff, call(handoff), name="task call")
         try:
             got = await handoff.receive.receive()
         except BaseException:
