@@ -54,7 +54,7 @@ from .._skill_format import (
 )
 from ._catalog import Catalog
 from ._context import Context
-from ._handlers import _listing
+from ._handlers import _listing, _string
 from ._protocol import CachePolicy
 from ._resources import Resource, build_resource
 
@@ -568,9 +568,7 @@ class SkillCatalog:
         return result
 
     async def get_skill(self, connection: Any, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-        uri = params.get("uri")
-        if not isinstance(uri, str):
-            raise MCPError(INVALID_PARAMS, "skills/get: params.uri must be a string")
+        uri = _string(params, "uri", "skills/get")
         skill = self._skills.get(uri)
         if skill is None:
             raise MCPError(INVALID_PARAMS, f"No skill is served at {uri}", {"uri": uri})
@@ -580,9 +578,7 @@ class SkillCatalog:
         return result
 
     async def read_directory(self, connection: Any, params: Mapping[str, Any], context: Context) -> dict[str, Any]:
-        uri = params.get("uri")
-        if not isinstance(uri, str):
-            raise MCPError(INVALID_PARAMS, "resources/directory/read: params.uri must be a string")
+        uri = _string(params, "uri", "resources/directory/read")
         listing = self._directories.get(uri)
         if listing is None:
             if uri in self._resources or uri in self._catalog.resources:
