@@ -183,6 +183,15 @@ VARIANTS: dict[str, ServerSpec] = {
             "ours-serve-unpatched", "ours, serve --no-hypercorn-patches", "serve", "benchmarks.app_ours:app",
             ("--no-hypercorn-patches",), gc=SERVE_GC,
         ),
+        # serve's HTTP/1.1 paths: llhttp is the default of the ``*-serve`` servers; these run hypercorn's h11 one.
+        ServerSpec(
+            "ours-serve-h11", "ours, serve --http-parser h11", "serve", "benchmarks.app_ours:app",
+            ("--http-parser", "h11"), gc=SERVE_GC,
+        ),
+        ServerSpec(
+            "ours-streamable-json-serve-h11", "trio-mcp-sse, serve --http-parser h11, JSON answers", "serve",
+            "benchmarks.app_ours:streamable_json_app", ("--http-parser", "h11"), transport="streamable", gc=SERVE_GC,
+        ),
     )
 }
 

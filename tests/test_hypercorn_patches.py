@@ -41,12 +41,14 @@ from trio_mcp_sse._hypercorn_patches import (
     hypercorn_patches,
     patch_problem,
 )
+from trio_mcp_sse._llhttp import LlhttpConnection
 from trio_mcp_sse._serve import ServeOptions, _parse, serve
 
 from .e2e_support import open_sse, post_json, read_until, running_server
 
 NAMES = [patch.name for patch in PATCHES]
-VARIANTS = ["stock", *NAMES, "all"]
+VARIANTS = ["stock", *NAMES, "all", "llhttp"]
+"""hypercorn's own h11 path, each patch alone, all of them, and serve's default: llhttp (``_llhttp``)."""
 LARGE = bytes(range(256)) * 4096  # 1 MiB
 
 
@@ -121,7 +123,7 @@ class Served:
 @asynccontextmanager
 async def served(variant: str, monkeypatch: pytest.MonkeyPatch, **config_values: Any) -> AsyncIterator[Served]:
     """``serve`` with ``variant``'s patches (``stock``: none) on a free port; stopped on exit."""
-    if variant not in ("stock", "all"):
+    if variant not in ("stock", "all", "llhttp"):
         monkeypatch.setattr(_hypercorn_patches, "PATCHES", tuple(p for p in PATCHES if p.name == variant))
     state = AppState()
     config = Config()
@@ -132,7 +134,12 @@ async def served(variant: str, monkeypatch: pytest.MonkeyPatch, **config_values:
     sockets = config.create_sockets()
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)
-    options = ServeOptions(drain_timeout=1, gc_threshold=None, hypercorn_patches=variant != "stock")
+    options = ServeOptions(
+        drain_timeout=1,
+        gc_threshold=None,
+        hypercorn_patches=variant != "stock",
+        http_parser="llhttp" if variant == "llhttp" else "h11",
+    )
     done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
@@ -152,7 +159,7 @@ async def served(variant: str, monkeypatch: pytest.MonkeyPatch, **config_values:
 
 
 def expected_applied(variant: str) -> list[str]:
-    return [] if variant == "stock" else sorted(NAMES if variant == "all" else [variant])
+    return [] if variant == "stock" else sorted(NAMES if variant in ("all", "llhttp") else [variant])
 
 
 # -- a small HTTP/1.1 client that keeps the exact bytes ---------------------------------------------
@@ -397,7 +404,7 @@ async def test_what_the_patches_change(variant: str, monkeypatch: pytest.MonkeyP
                 await closing.send(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 assert (await closing.response()).endswith(b"\r\n\r\n" + body)
                 assert await closing.closed_by_server()  # so every write of the answer is done
-                if "coalesced-response-writes" in applied:
+                if "coalesced-response-writes" in applied or variant == "llhttp":
                     assert len(writes) == 1
                 else:
                     assert len(writes) == stock_writes and b"" not in writes
@@ -406,6 +413,9 @@ async def test_what_the_patches_change(variant: str, monkeypatch: pytest.MonkeyP
             assert await connection.response() == SMALL
             client_port = connection.stream.socket.getsockname()[1]
             [server_side] = [c for c in _installed["connections"] if c.peer == f"127.0.0.1:{client_port}"]
+            if variant == "llhttp":
+                assert isinstance(server_side, LlhttpConnection)  # hypercorn's classes serve TLS only
+                return
             uses_deadline = isinstance(server_side.idle_task, KeepAliveDeadline)
             assert uses_deadline == ("keep-alive-deadline" in applied)
             cached = type(hypercorn.config.format_date_time).__name__ == "_DatePerSecond"

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import trio
 
@@ -46,6 +46,7 @@ from ._bounded_writes import install_bounded_writes
 from ._drain import DrainGroup
 from ._hypercorn_internals import HypercornInternalsError, check_hypercorn_internals
 from ._hypercorn_patches import hypercorn_patches
+from ._llhttp import llhttp_available, llhttp_connections_installed
 from ._load import LoadError, import_attribute
 from ._logs import ensure_default_handler, install_accept_error_filter
 from ._redis_broker import BROKER_ENVIRONMENT_VARIABLE, check_broker_url
@@ -91,6 +92,24 @@ class ServeOptions:
     a keep-alive timer per connection instead of per request, a small response in one write,
     the ``Date`` header cached per second); each is skipped, with one log line, on a
     hypercorn it was not written against."""
+    http_parser: Literal["llhttp", "h11"] = "llhttp"
+    """How cleartext HTTP/1.1 connections are served: ``"llhttp"``, by :mod:`trio_mcp_sse._llhttp`
+    (the C parser of ``httptools``, one task per connection, the same ASGI scope and the same
+    bytes on the wire as hypercorn's); ``"h11"``, by hypercorn's own h11 connection class.
+    TLS listeners always use hypercorn's."""
+
+
+def _use_llhttp(options: ServeOptions) -> bool:
+    """Whether this worker serves cleartext HTTP/1.1 with llhttp (it falls back, with one line, without httptools)."""
+    if options.http_parser != "llhttp":
+        return False
+    if llhttp_available():
+        return True
+    log.warning(
+        "httptools is not installed: serving HTTP/1.1 with hypercorn's h11 connections (pip install httptools)",
+        extra={"event": "llhttp_unavailable"},
+    )
+    return False
 
 
 def apply_gc_threshold(threshold: int | None) -> None:
@@ -135,7 +154,11 @@ async def serve(
     drain_group = DrainGroup()  # every transport of ``app`` joins it from its lifespan
     served: Any = drain_group.wrap(app)
 
-    with trio.open_signal_receiver(*_SIGNALS) as signals, hypercorn_patches(options.hypercorn_patches):
+    with (
+        trio.open_signal_receiver(*_SIGNALS) as signals,
+        hypercorn_patches(options.hypercorn_patches),
+        llhttp_connections_installed(_use_llhttp(options)) as close_idle_connections,
+    ):
 
         async def shutdown_trigger() -> None:
             async for signum in signals:
@@ -156,6 +179,7 @@ async def serve(
                 nursery.start_soon(skip_on_second_signal)
                 await drain_group.drain(options.drain_timeout)
                 nursery.cancel_scope.cancel()
+            close_idle_connections()  # (hypercorn's own connections watch for the end themselves)
             shutting_down.set()
 
         async with trio.open_nursery() as nursery:
@@ -364,6 +388,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         action="store_false",
         help="run hypercorn's own per-request code instead of serve's patches to it (keep-alive deadline, coalesced response writes, cached Date header)",
     )
+    parser.add_argument(
+        "--http-parser",
+        choices=["llhttp", "h11"],
+        default="llhttp",
+        help="how cleartext HTTP/1.1 is served: llhttp (httptools' C parser, one task per connection; default) "
+        "or h11 (hypercorn's own connection class); TLS always uses hypercorn's",
+    )
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -439,6 +470,7 @@ def main(argv: Sequence[str]) -> int:
         write_timeout=args.write_timeout,
         gc_threshold=args.gc_threshold or None,
         hypercorn_patches=args.hypercorn_patches,
+        http_parser=args.http_parser,
     )
     sys.path.insert(0, os.getcwd())
     if broker == NO_BROKER:
