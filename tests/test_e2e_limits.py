@@ -58,10 +58,19 @@ async def stalled_post(port: int, endpoint: str, *, declared: int, sent: bytes) 
     return stream
 
 
+BODY_RUNNERS = {
+    "hypercorn": hypercorn_argv(APP),
+    "serve": [sys.executable, "-m", "trio_mcp_sse", "serve", APP, "--bind", "127.0.0.1:0"],  # llhttp
+    "serve-h11": [sys.executable, "-m", "trio_mcp_sse", "serve", APP, "--bind", "127.0.0.1:0", "--http-parser", "h11"],
+}
+"""The body limits hold on every HTTP/1.1 path: plain hypercorn, and both of serve's."""
+
+
 # -- finding 1: stalled bodies ------------------------------------------------------------------------
-async def test_stalled_bodies_get_408_and_their_connections_close(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("runner", BODY_RUNNERS)
+async def test_stalled_bodies_get_408_and_their_connections_close(runner: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BODY_TIMEOUT", "1")
-    async with running_server(hypercorn_argv(APP)) as server:
+    async with running_server(BODY_RUNNERS[runner]) as server:
         _sse, _, endpoint = await open_sse(server.port)
         with trio.fail_after(15):
             streams = [await stalled_post(server.port, endpoint, declared=100_000, sent=b"{") for _ in range(100)]
@@ -86,11 +95,12 @@ async def test_stalled_bodies_get_408_and_their_connections_close(monkeypatch: p
         assert "408 body_timeout" in server.log
 
 
-async def test_bodies_over_the_worker_budget_get_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("runner", BODY_RUNNERS)
+async def test_bodies_over_the_worker_budget_get_503_with_retry_after(runner: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BODY_TIMEOUT", "2")
     monkeypatch.setenv("MAX_BODY", "40000")
     monkeypatch.setenv("BODY_BUDGET", "64000")
-    async with running_server(hypercorn_argv(APP)) as server:
+    async with running_server(BODY_RUNNERS[runner]) as server:
         _sse, _, endpoint = await open_sse(server.port)
         with trio.fail_after(15):
             # Two bodies half-way in hold 60,000 bytes of the 64,000 budget...

@@ -525,7 +525,7 @@ class LlhttpConnection:
         async def receive() -> dict[str, Any]:
             nonlocal delivered_end
             while True:
-                if request.body and (request.complete or request.body_size >= 65536 or not self._reading):
+                if request.body:  # what has arrived, at once: byte budgets and deadlines count it as it comes
                     body = b"".join(request.body) if len(request.body) > 1 else request.body[0]
                     request.body.clear()
                     request.body_size = 0
@@ -621,7 +621,7 @@ class LlhttpConnection:
             await config.log.access(scope, None, time.time() - start)
             return False
         reusable = head.keep_alive and (head.length is None or head.length == 0 or written == head.length)
-        if reusable and not request.complete:
+        if reusable and not request.complete and request.expect_continue:
             await self._discard_rest_of_body(request)
         return (
             reusable
@@ -638,7 +638,9 @@ class LlhttpConnection:
         A client that sent ``Expect: 100-continue`` and got ``100`` sends the
         body even when the answer came first; reading it keeps the connection
         usable.  Bounded: at most ``_DISCARD_BYTES`` more, within the keep-alive
-        timeout; past either the connection is closed instead.
+        timeout; past either the connection is closed instead.  Any other
+        request answered before its body ended closes the connection at once,
+        as hypercorn does (the client may never send the rest).
         """
         discarded = 0
         with trio.move_on_after(self.config.keep_alive_timeout):
