@@ -67,11 +67,11 @@ class ServerSpec:
                 *self.options,
             ]  # fmt: skip
         if self.kind == "serve":
-            # Our own command, as deployments run it (its collector policy and hypercorn patches
-            # included); it has no backlog option, so it listens with hypercorn's (100).
+            # Our own command, as deployments run it (its collector policy, HTTP/1.1 path and
+            # hypercorn patches included), with the same backlog as the others.
             return [
                 sys.executable, "-m", "trio_mcp_sse", "serve", "--bind", f"127.0.0.1:{port}",
-                "--log-level", "warning", *self.options, self.app,
+                "--backlog", BACKLOG, "--log-level", "warning", *self.options, self.app,
             ]  # fmt: skip
         return [
             sys.executable, "-m", "hypercorn", "--worker-class", "trio",
@@ -98,12 +98,10 @@ SERVERS: dict[str, ServerSpec] = {
             ("--factory",), tool="def", scenarios=THROUGHPUT_ONLY,
         ),
         ServerSpec("sdk-hypercorn", "SDK, hypercorn-trio, async def tool", "hypercorn", "benchmarks.app_sdk:app"),
-        # The same, under ``python -m trio_mcp_sse serve`` as users run it: its hypercorn patches and
-        # collector policy in (docs/contrib/hypercorn-patches.md).  Only the throughput scenario:
-        # serve listens with hypercorn's backlog of 100, and the patches do not change idle memory.
+        # The same, under ``python -m trio_mcp_sse serve`` as users run it: its llhttp connections,
+        # hypercorn patches and collector policy in (docs/performance.md).
         ServerSpec(
-            "ours-serve", "trio-mcp-sse, serve, async def tool", "serve", "benchmarks.app_ours:app",
-            gc=SERVE_GC, scenarios=THROUGHPUT_ONLY,
+            "ours-serve", "trio-mcp-sse, serve, async def tool", "serve", "benchmarks.app_ours:app", gc=SERVE_GC,
         ),
         ServerSpec(
             "ours-def-serve", "trio-mcp-sse, serve, def tool", "serve", "benchmarks.app_ours:sync_sse_app",
@@ -120,7 +118,7 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         ServerSpec(
             "ours-streamable-json-serve", "trio-mcp-sse, serve, JSON answers", "serve",
-            "benchmarks.app_ours:streamable_json_app", transport="streamable", gc=SERVE_GC, scenarios=THROUGHPUT_ONLY,
+            "benchmarks.app_ours:streamable_json_app", transport="streamable", gc=SERVE_GC,
         ),
         ServerSpec(
             "sdk-streamable-json", "SDK, uvicorn, JSON answers", "uvicorn", "benchmarks.app_sdk:streamable_json_app",

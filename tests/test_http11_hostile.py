@@ -12,10 +12,14 @@ differences.
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
 import trio
+
+from trio_mcp_sse import _serve
+from trio_mcp_sse._serve import ServeOptions, _parse, _use_llhttp
 
 from .test_hypercorn_patches import SMALL, Connection, get, served
 
@@ -192,3 +196,36 @@ async def test_connection_close_from_the_client_is_honoured(path: str, monkeypat
                 # hypercorn's h11 path refuses the bytes after the close (h11: data after close) and its
                 # 400 races the answer on the socket: either may be lost.  The pipelined one never runs.
                 assert answer.count(b"hello") <= 1
+
+
+# -- the option ------------------------------------------------------------------------------------
+def test_llhttp_is_the_default_and_h11_the_alternative(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ServeOptions().http_parser == "llhttp"
+    assert _parse(["m:app"]).http_parser == "llhttp"
+    assert _parse(["m:app", "--http-parser", "h11"]).http_parser == "h11"
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["m:app", "--http-parser", "picohttp"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'picohttp'" in capsys.readouterr().err
+
+
+def test_without_httptools_serve_falls_back_to_h11_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="trio_mcp_sse")
+    assert _use_llhttp(ServeOptions()) is True
+    assert _use_llhttp(ServeOptions(http_parser="h11")) is False
+    assert not caplog.records
+    monkeypatch.setattr(_serve, "llhttp_available", lambda: False)
+    assert _use_llhttp(ServeOptions()) is False
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "httptools is not installed: serving HTTP/1.1 with hypercorn's h11 connections (pip install httptools)"
+    )
+
+
+def test_the_backlog_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["m:app", "--backlog", "0"])
+    assert exit_info.value.code == 2
+    assert "--backlog must be >= 1" in capsys.readouterr().err

@@ -397,6 +397,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--root-path", default="", help="ASGI root_path, when mounted under a prefix")
     parser.add_argument("--keep-alive-max-requests", type=int, default=None, help="hypercorn's keep_alive_max_requests")
+    parser.add_argument(
+        "--backlog", type=int, default=None, help="the listen backlog (hypercorn's backlog, default 100): raise it for bursts of connections"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", help="log every request (hypercorn's access log)")
     args = parser.parse_args(argv)
@@ -404,6 +407,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--workers must be >= 1")
     if args.gc_threshold < 0:
         parser.error("--gc-threshold must be >= 0")
+    if args.backlog is not None and args.backlog < 1:
+        parser.error("--backlog must be >= 1")
     for name in ("drain_timeout", "graceful_timeout", "write_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0")
@@ -464,6 +469,8 @@ def main(argv: Sequence[str]) -> int:
         config.accesslog = "-"
     if args.keep_alive_max_requests is not None:
         config.keep_alive_max_requests = args.keep_alive_max_requests
+    if args.backlog is not None:
+        config.backlog = args.backlog
     config.application_path = args.app
     options = ServeOptions(
         drain_timeout=args.drain_timeout,
