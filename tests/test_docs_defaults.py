@@ -209,6 +209,7 @@ UNCHECKED: dict[tuple[str, str], str] = {
     ("operations.md", "-b/--bind"): "None in the parser (an append option): 127.0.0.1:8000 is bound",
     ("operations.md", "--broker"): "None in the parser: $TRIO_MCP_SSE_BROKER is read",
     ("operations.md", "--keep-alive-max-requests"): "None in the parser: hypercorn's own (1000) applies",
+    ("operations.md", "--backlog"): "None in the parser: hypercorn's own (100) applies",
     ("operations.md", "--no-hypercorn-patches"): "a store_false flag: the patches are on unless given",
     ("security.md", "algorithms"): "the default tuple, summarized in words (RS/PS/ES 256-512, EdDSA)",
     ("client.md", "redirect"): "None in the signature: a LoopbackRedirect() is made",
