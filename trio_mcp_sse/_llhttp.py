@@ -227,6 +227,45 @@ def llhttp_connections() -> list[LlhttpConnection]:
 class LlhttpConnection:
     """One HTTP/1.1 connection: a reader (this task) and a request runner (one child task)."""
 
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_current",
+        "_cycle_done",
+        "_errors",
+        "_head_bytes",
+        "_head_fed",
+        "_headers",
+        "_idle_since",
+        "_in_head",
+        "_parser",
+        "_protocol_error",
+        "_queue",
+        "_read_scope",
+        "_reading",
+        "_requests_served",
+        "_stop_when_idle",
+        "_upgrade_error",
+        "_url",
+        "_wake_app",
+        "_wake_reader",
+        "_wake_runner",
+        "_write_lock",
+        "_ws",
+        "_ws_head",
+        "_ws_ready",
+        "app",
+        "client",
+        "config",
+        "context",
+        "peer",
+        "server",
+        "state",
+        "stream",
+        "write_timeout",
+        "writing",
+    )
+
     def __init__(
         self,
         app: Any,
@@ -258,7 +297,6 @@ class LlhttpConnection:
             self.server = parse_socket_addr(sock.family, sock.getsockname())
             if self.client is not None:
                 self.peer = f"{self.client[0]}:{self.client[1]}"
-        self._parser_class = httptools.HttpRequestParser
         self._parser: Any = httptools.HttpRequestParser(self)
         self._errors: tuple[type[BaseException], ...] = (httptools.HttpParserError,)
         self._upgrade_error: type[BaseException] = httptools.HttpParserUpgrade
@@ -271,7 +309,6 @@ class LlhttpConnection:
         self._closing = False  # True once this side decided to close
         self._idle_since = trio.current_time()
         self._requests_served = 0
-        self._response_started = False
         self._cycle_done = False
         self._ws: Any = None
         self._ws_head: ResponseHead | None = None
@@ -281,8 +318,6 @@ class LlhttpConnection:
         # parser state for the head being read
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
-        self._field = bytearray()
-        self._value = bytearray()
         self._head_bytes = 0
         self._in_head = False
         self._head_fed = 0  # bytes fed while a head was incomplete (llhttp holds a partial header itself)
@@ -297,8 +332,6 @@ class LlhttpConnection:
         self._in_head = True
         self._url.clear()
         self._headers = []
-        self._field.clear()
-        self._value.clear()
         self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -480,7 +513,6 @@ class LlhttpConnection:
     async def _serve_one(self, request: _Request) -> bool:
         """Run the application for ``request``; True when the connection can serve the next one."""
         config = self.config
-        self._response_started = False
         self._cycle_done = False
         self._requests_served += 1
         head: ResponseHead | None = None
@@ -562,7 +594,6 @@ class LlhttpConnection:
                     http11=request.http_version == "1.1",
                     keep_alive=request.keep_alive,
                 )
-                self._response_started = True
             elif kind == "http.response.body" and head is not None:
                 body = bytes(message.get("body", b""))
                 more = bool(message.get("more_body", False))
