@@ -50,9 +50,10 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 from urllib.parse import unquote
-from wsgiref.handlers import format_date_time
 
 import trio
+
+from ._hypercorn_patches import _DatePerSecond
 
 __all__ = ["LlhttpConnection", "llhttp_available", "llhttp_connections"]
 
@@ -79,24 +80,7 @@ def llhttp_available() -> bool:
     return True
 
 
-class _DatePerSecond:
-    """The ``Date`` header's text, formatted once per second (its resolution)."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        second = int(time.time())
-        if second != self._second:
-            self._value = format_date_time(second).encode("ascii")
-            self._second = second
-        return self._value
-
-
-_date = _DatePerSecond()
+_date = _DatePerSecond()  # the text of the Date header, formatted once a second
 
 
 def _comma_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -687,7 +671,7 @@ class LlhttpConnection:
         config = self.config
         headers: list[tuple[bytes, bytes]] = []
         if config.include_date_header:
-            headers.append((b"date", _date()))
+            headers.append((b"date", _date(time.time()).encode("ascii")))
         if config.include_server_header:
             headers.append((b"server", b"hypercorn-h11"))
         headers.extend((b"alt-svc", value.encode()) for value in config.alt_svc_headers)
