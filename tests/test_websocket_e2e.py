@@ -25,6 +25,14 @@ from .e2e_support import ROOT, hypercorn_argv, reset, running_server, server_sta
 pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.e2e_app:app"
+
+
+@pytest.fixture(params=["hypercorn", "serve"])
+def app_argv(request: pytest.FixtureRequest) -> list[str]:
+    """Plain hypercorn, and ``serve``, whose llhttp connections hand the upgrade to hypercorn's WebSocket stream."""
+    if request.param == "hypercorn":
+        return hypercorn_argv(APP)
+    return [sys.executable, "-m", "trio_mcp_sse", "serve", APP, "--bind", "127.0.0.1:0"]
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 0,
@@ -39,8 +47,8 @@ async def wait_for_sessions(server: object, count: int) -> None:
             await trio.sleep(0.05)
 
 
-async def test_our_client_over_real_hypercorn() -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_our_client_over_real_hypercorn(app_argv: list[str]) -> None:
+    async with running_server(app_argv) as server:
         url = f"ws://127.0.0.1:{server.port}/ws"
         with trio.fail_after(20):
             async with open_session(url) as session:
@@ -63,8 +71,8 @@ async def test_our_client_over_real_hypercorn() -> None:
         assert "Traceback" not in server.log
 
 
-async def test_the_client_command_takes_a_websocket_url() -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_the_client_command_takes_a_websocket_url(app_argv: list[str]) -> None:
+    async with running_server(app_argv) as server:
         with trio.fail_after(30):
             done = await trio.run_process(
                 [sys.executable, "-m", "trio_mcp_sse", "client", f"ws://127.0.0.1:{server.port}/ws", "--call", "echo", "--arg", "text=hi"],
@@ -77,8 +85,8 @@ async def test_the_client_command_takes_a_websocket_url() -> None:
         assert orjson.loads(done.stdout)["content"] == [{"type": "text", "text": "hi"}]
 
 
-async def test_refusals_reach_our_client_as_typed_errors() -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_refusals_reach_our_client_as_typed_errors(app_argv: list[str]) -> None:
+    async with running_server(app_argv) as server:
         url = f"ws://127.0.0.1:{server.port}/ws"
         with trio.fail_after(20):
             with pytest.raises(WebSocketRejectedError) as refused:
@@ -103,8 +111,8 @@ async def test_refusals_reach_our_client_as_typed_errors() -> None:
         (("mcp",), [], "evil.example", 421),
     ],
 )
-async def test_the_upgrade_is_refused_before_any_session(subprotocols: tuple[str, ...], headers: list[tuple[bytes, bytes]], host: str, status: int) -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_the_upgrade_is_refused_before_any_session(app_argv: list[str], subprotocols: tuple[str, ...], headers: list[tuple[bytes, bytes]], host: str, status: int) -> None:
+    async with running_server(app_argv) as server:
         with trio.fail_after(20):
             stream = await trio.open_tcp_stream("127.0.0.1", server.port)
             rejected: list[trio_websocket.ConnectionRejected] = []
@@ -128,8 +136,8 @@ async def test_the_upgrade_is_refused_before_any_session(subprotocols: tuple[str
         ("{not json", 1007, [-32700]),  # told why as JSON-RPC first
     ],
 )
-async def test_hostile_frames_close_the_connection_with_a_code(frame: str | bytes, code: int, errors: list[int]) -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_hostile_frames_close_the_connection_with_a_code(app_argv: list[str], frame: str | bytes, code: int, errors: list[int]) -> None:
+    async with running_server(app_argv) as server:
         with trio.fail_after(20):
             async with trio_websocket.open_websocket(
                 "127.0.0.1", server.port, "/ws", use_ssl=False, subprotocols=["mcp"], max_message_size=1024
@@ -151,8 +159,8 @@ async def test_hostile_frames_close_the_connection_with_a_code(frame: str | byte
         assert "Traceback" not in server.log
 
 
-async def test_an_abrupt_disconnect_ends_the_session_without_a_traceback() -> None:
-    async with running_server(hypercorn_argv(APP)) as server:
+async def test_an_abrupt_disconnect_ends_the_session_without_a_traceback(app_argv: list[str]) -> None:
+    async with running_server(app_argv) as server:
         with trio.fail_after(20):
             stream = await trio.open_tcp_stream("127.0.0.1", server.port)
             async with trio.open_nursery() as nursery:
