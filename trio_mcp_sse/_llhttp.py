@@ -41,7 +41,6 @@ logged and closes that connection only.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import re
@@ -185,7 +184,7 @@ class _Request:
         self.headers = headers
         self.method = method
         self.http_version = http_version
-        self.body: collections.deque[bytes] = collections.deque()
+        self.body: list[bytes] = []  # (a list: a deque allocates a 64-slot block up front)
         self.body_size = 0
         self.complete = False
         self.keep_alive = True
@@ -237,7 +236,7 @@ class LlhttpConnection:
         "_write_lock",
         "_ws",
         "_ws_head",
-        "_ws_ready",
+        "_ws_live",
         "app",
         "client",
         "config",
@@ -284,7 +283,7 @@ class LlhttpConnection:
         self._parser: Any = httptools.HttpRequestParser(self)
         self._errors: tuple[type[BaseException], ...] = (httptools.HttpParserError,)
         self._upgrade_error: type[BaseException] = httptools.HttpParserUpgrade
-        self._queue: collections.deque[_Request] = collections.deque()
+        self._queue: list[_Request] = []  # the request being served first; rarely more than one
         self._wake_runner = trio.lowlevel.ParkingLot()
         self._wake_reader = trio.lowlevel.ParkingLot()
         self._wake_app = trio.lowlevel.ParkingLot()
@@ -296,7 +295,7 @@ class LlhttpConnection:
         self._cycle_done = False
         self._ws: Any = None
         self._ws_head: ResponseHead | None = None
-        self._ws_ready = trio.Event()
+        self._ws_live = False  # the WebSocket stream took the connection over
         self._stop_when_idle = False
         self._read_scope: trio.CancelScope | None = None
         # parser state for the head being read
@@ -406,7 +405,7 @@ class LlhttpConnection:
                 break  # idle past the keep-alive timeout, or no byte for read_timeout
             if not data:
                 break
-            if self._ws_ready.is_set():
+            if self._ws_live:
                 await self._ws_data(data)
                 continue
             if not self._feed(data):
@@ -416,7 +415,7 @@ class LlhttpConnection:
         self._reading = False
         self._wake_app.unpark_all()
         self._wake_runner.unpark_all()
-        if self._ws_ready.is_set():
+        if self._ws_live:
             await self._ws_closed()
 
     def _paused(self) -> bool:
@@ -426,7 +425,7 @@ class LlhttpConnection:
         if len(self._queue) > 1:
             return True
         if self._queue and self._queue[-1].upgrade is not None:
-            return not self._ws_ready.is_set()  # nothing more is parsed until the WebSocket takes over
+            return not self._ws_live  # nothing more is parsed until the WebSocket takes over
         return bool(self._queue) and self._queue[0].body_size > _BODY_BUFFER
 
     def _feed(self, data: bytes) -> bool:
@@ -484,7 +483,7 @@ class LlhttpConnection:
                 await self._answer_protocol_error(self._protocol_error)  # its body was malformed
                 return
             keep_going = await self._serve_one(request)
-            self._queue.popleft()
+            self._queue.pop(0)
             self._idle_since = trio.current_time()
             if not self._queue and self._read_scope is not None:
                 self._read_scope.deadline = self._idle_since + self.config.keep_alive_timeout
@@ -781,7 +780,7 @@ class LlhttpConnection:
             await self.context.mark_request()
             if request.upgrade:
                 await self._ws.handle(Data(stream_id=1, data=request.upgrade))
-            self._ws_ready.set()
+            self._ws_live = True
             self._wake_reader.unpark_all()
         self._closing = True
         await self._close()
