@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 import weakref
@@ -383,35 +384,40 @@ class LlhttpConnection:
 
     async def _read(self) -> None:
         timeout = self.config.keep_alive_timeout
-        read_timeout = self.config.read_timeout or float("inf")
+        read_timeout = self.config.read_timeout
         stream = self.stream
-        while not self._closing:
-            if self._paused():
-                await self._wake_reader.park()
-                continue
-            idle = not self._queue and self._ws is None
-            if idle and self._stop_when_idle:
-                break
-            deadline = self._idle_since + timeout if idle else trio.current_time() + read_timeout
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._read_scope = scope
-                try:
-                    data = await stream.receive_some(_MAX_RECV)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                finally:
-                    self._read_scope = None
-            if scope.cancelled_caught:
-                break  # idle past the keep-alive timeout, or no byte for read_timeout
-            if not data:
-                break
-            if self._ws_live:
-                await self._ws_data(data)
-                continue
-            if not self._feed(data):
-                break
-            self._wake_runner.unpark_all()
-            self._wake_app.unpark_all()
+        # One scope for all of the reading: whatever cancels it (the keep-alive or read
+        # timeout, a shutdown, a lost connection) ends the reading; its deadline moves.
+        with trio.CancelScope() as scope:
+            self._read_scope = scope
+            try:
+                while not self._closing:
+                    if self._paused():
+                        scope.deadline = math.inf
+                        await self._wake_reader.park()
+                        continue
+                    idle = not self._queue and self._ws is None
+                    if idle and self._stop_when_idle:
+                        break
+                    if idle:
+                        scope.deadline = self._idle_since + timeout
+                    else:
+                        scope.deadline = trio.current_time() + read_timeout if read_timeout else math.inf
+                    try:
+                        data = await stream.receive_some(_MAX_RECV)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        break
+                    if not data:
+                        break
+                    if self._ws_live:
+                        await self._ws_data(data)
+                        continue
+                    if not self._feed(data):
+                        break
+                    self._wake_runner.unpark_all()
+                    self._wake_app.unpark_all()
+            finally:
+                self._read_scope = None
         self._reading = False
         self._wake_app.unpark_all()
         self._wake_runner.unpark_all()
