@@ -7,20 +7,14 @@ Keys (every one under ``{prefix}:``, every one with a time to live):
 * ``{prefix}:sessions``: a sorted set of session ids scored by their expiry (ms), for the
   cluster-wide count and cap; its own TTL is ``session_ttl``, pushed on by every refresh.
 
-Mailboxes are pub/sub channels ``{prefix}:mailbox:{worker id}``.  A session
-id issued with a broker names its owner (``<worker id>.<random>``, as a task
-id does), so a forward is one ``PUBLISH`` to that mailbox, with no lookup.
-Only when that ``PUBLISH`` reaches no reader, or for an id that names no
-worker, the route script decides (look up the owner, publish, tell a live
-owner that is not reading from a dead one, drop the key of a dead owner), in
+Mailboxes are pub/sub channels ``{prefix}:mailbox:{worker id}``.  Routing a
+frame to a session's owner is one server-side script (look up the owner,
+check it is alive, publish, drop the key of a dead owner), so a forward costs
 one round trip.  Pub/sub delivers at most once and only to a live reader;
 that is enough because no frame is ever the only record of something a client
 was told succeeded (see :mod:`trio_mcp_sse._broker`).
 
-Runs on coredis, whose client is built on anyio and so runs under ``trio.run``;
-the per-request traffic (``PUBLISH``, and the subscription to the worker's own
-mailbox) runs over the lean connections of :mod:`trio_mcp_sse._resp`, set up
-from coredis's reading of the same URL.
+Runs on coredis, whose client is built on anyio and so runs under ``trio.run``.
 """
 
 from __future__ import annotations
@@ -30,7 +24,6 @@ import difflib
 import logging
 import math
 import os
-import random
 import re
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -40,7 +33,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import trio
 
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, RouteResult
-from ._resp import Publisher, RedisEndpoint, RespError, Subscription
 
 __all__ = [
     "BROKER_ENVIRONMENT_VARIABLE",
@@ -108,10 +100,6 @@ return {existed, redis.call('ZCARD', KEYS[2])}
 """KEYS: worker key, sessions zset.  ARGV: worker ttl (ms).  Returns: did the worker key exist, cluster sessions."""
 
 _SCHEMES: Final = frozenset({"redis", "rediss"})
-
-_RESUBSCRIBE_FIRST: Final = 0.1
-_RESUBSCRIBE_MAX: Final = 1.0
-"""Seconds between attempts to subscribe to the mailbox again: doubling from the first to the most (with jitter)."""
 
 
 def redacted_url(url: str) -> str:
@@ -277,7 +265,15 @@ class RedisBroker:
 
     @asynccontextmanager
     async def connect(self, worker_id: str) -> AsyncIterator[Bus]:
+        import anyio
         import coredis
+        from coredis.exceptions import ConnectionError as RedisConnectionError
+        from coredis.exceptions import RedisError
+        from coredis.retry import (
+            CompositeRetryPolicy,
+            ConstantRetryPolicy,
+            ExponentialBackoffRetryPolicy,
+        )
 
         settings = self.settings
         client = coredis.Redis.from_url(
@@ -286,28 +282,30 @@ class RedisBroker:
             connect_timeout=settings.operation_timeout,
             stream_timeout=None,
         )
-        endpoint = RedisEndpoint.of_pool(client.connection_pool)
-        mailbox = f"{settings.prefix}:mailbox:{worker_id}".encode()
+        mailbox = f"{settings.prefix}:mailbox:{worker_id}"
+        resubscribe = CompositeRetryPolicy(
+            ExponentialBackoffRetryPolicy((RedisConnectionError, OSError), retries=None, base_delay=0.1, max_delay=1.0, jitter=True),
+            ConstantRetryPolicy((TimeoutError,), retries=None, delay=0.2),
+        )
         frames_in, frames_out = trio.open_memory_channel[bytes](1024)
         subscribed = trio.Event()
-        publisher = Publisher(endpoint)
         async with client, trio.open_nursery() as nursery:
-            bus = _RedisBus(client, publisher, settings, worker_id)
+            bus = _RedisBus(client, settings, worker_id)
 
             async def read_mailbox() -> None:
-                """The one subscriber of this worker; subscribes again, with backoff, whenever it loses Redis."""
-                delay = _RESUBSCRIBE_FIRST
+                """The one subscriber of this worker; coredis resubscribes after a reconnect."""
                 while True:
                     try:
-                        with trio.fail_after(settings.operation_timeout):
-                            subscription = await Subscription.open(endpoint, mailbox)
-                        async with subscription, trio.open_nursery() as watch:
+                        async with client.pubsub(
+                            channels=[mailbox], ignore_subscribe_messages=True, retry_policy=resubscribe
+                        ) as pubsub:
                             subscribed.set()
-                            delay = _RESUBSCRIBE_FIRST
-                            watch.start_soon(keep_alive, subscription)
-                            async for frame in subscription.messages():
-                                await frames_in.send(frame)
-                    except* (OSError, RespError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as group:
+                            async for message in pubsub:
+                                data = message.get("data")
+                                if isinstance(data, bytes):
+                                    await frames_in.send(data)
+                    except* (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
+                        # (coredis's own clean-up raises ClosedResourceError when cancelled mid-reconnect)
                         if trio.current_effective_deadline() != -math.inf:  # not merely shutting down
                             error = group.exceptions[0]
                             log.warning(
@@ -316,39 +314,22 @@ class RedisBroker:
                                 error,
                                 extra={"event": "broker_mailbox_error"},
                             )
-                    await trio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, _RESUBSCRIBE_MAX)
-
-            async def keep_alive(subscription: Subscription) -> None:
-                """A mailbox quiet for a heartbeat is asked for a sign of life; none within operation_timeout ends it."""
-                while True:
                     await trio.sleep(settings.heartbeat_interval)
-                    asked = trio.current_time()
-                    if asked - subscription.last_received < settings.heartbeat_interval:
-                        continue
-                    with trio.fail_after(settings.operation_timeout):
-                        await subscription.ping()
-                    await trio.sleep(settings.operation_timeout)
-                    if subscription.last_received < asked:
-                        raise ConnectionError(f"no answer to PING within {settings.operation_timeout:g}s")
 
             nursery.start_soon(read_mailbox, name="broker mailbox subscriber")
             with trio.move_on_after(settings.operation_timeout):
                 await subscribed.wait()  # a worker that cannot subscribe yet still serves its own sessions
             try:
-                bus.mailbox = frames_out
-                yield bus
+                async with frames_out:
+                    bus.mailbox = frames_out
+                    yield bus
             finally:
                 nursery.cancel_scope.cancel()
-                frames_out.close()
-                with trio.CancelScope(shield=True):
-                    await publisher.aclose()
 
 
 class _RedisBus:
-    def __init__(self, client: Any, publisher: Publisher, settings: BrokerSettings, worker_id: str) -> None:
+    def __init__(self, client: Any, settings: BrokerSettings, worker_id: str) -> None:
         self._client = client
-        self._publisher = publisher
         self.worker_id = worker_id
         self.mailbox: trio.MemoryReceiveChannel[bytes] | None = None
         prefix = settings.prefix
@@ -394,11 +375,13 @@ class _RedisBus:
         return RouteResult(owner.decode("utf-8") if isinstance(owner, bytes) else str(owner), bool(reached))
 
     async def send(self, worker_id: str, frame: bytes) -> bool:
+        import coredis.exceptions
+
         try:
-            reached = await self._publisher.publish((self._mailbox_prefix + worker_id).encode(), frame)
-        except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            reached = await self._client.publish(self._mailbox_prefix + worker_id, frame)
+        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
-        return reached > 0
+        return bool(reached)
 
     async def heartbeat(self) -> tuple[bool, int]:
         existed, sessions = await self._run(self._heartbeat, [self._worker_key, self._sessions_key], [self._worker_ttl_ms])

@@ -53,7 +53,6 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Final, Protocol
 
 import trio
@@ -144,7 +143,6 @@ class Outgoing:
 
 
 _WAKE: Final = Outgoing(b"")  # shared: a keepalive request allocates nothing
-_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class SessionState(enum.Enum):
@@ -401,7 +399,7 @@ class Session:
         self._budget = budget if budget is not None else OutboundBudget(limits.outbound_bytes_total)
         self.outgoing = Outbox(self, outgoing, self._budget)
         self.cancel_scope = trio.CancelScope()
-        self._finished: trio.Event | None = None
+        self.finished = trio.Event()
         self._state = SessionState.OPEN
         self._close_reason: str | None = None
         self._metrics = metrics or Metrics()
@@ -417,19 +415,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.id[:8]}… {self._state.value}>"
-
-    @property
-    def finished(self) -> trio.Event:
-        """Set once the session is ``CLOSED`` (its task has unwound).
-
-        Made on first use: most sessions end without anyone waiting for them.
-        """
-        finished = self._finished
-        if finished is None:
-            finished = self._finished = trio.Event()
-            if self._state is SessionState.CLOSED:
-                finished.set()
-        return finished
 
     # -- the state machine -----------------------------------------------------------------
     @property
@@ -467,8 +452,7 @@ class Session:
             self.incoming.close()
             self._outbound_send.close()
             self._wake()
-            if self._finished is not None:
-                self._finished.set()
+            self.finished.set()
 
     def close(self, reason: str = "closed") -> None:
         """Ask the session to end: cancels its handler.  Idempotent (the first reason wins), never blocks."""
@@ -858,7 +842,7 @@ class SessionManager:
         session = Session(
             new_session_id(),
             principal=principal,
-            headers=headers if headers is not None else _NO_HEADERS,
+            headers=headers or {},
             limits=self.limits,
             metrics=self.metrics,
             stateless=stateless,

@@ -53,9 +53,7 @@ class ConnectionState(Protocol):
     @property
     def tasks(self) -> TaskStore | None: ...
 
-    @property
-    def subscriptions(self) -> set[str]: ...
-
+    subscriptions: set[str]
     log_level: str | None
 
 
