@@ -426,7 +426,7 @@ class LlhttpConnection:
 
     def _paused(self) -> bool:
         """Stop reading while a pipelined request waits behind the current one, or a body piles up."""
-        if self._ws is not None:
+        if self._ws_live:
             return False
         if len(self._queue) > 1:
             return True
