@@ -95,6 +95,14 @@ def _without(headers: list[tuple[bytes, bytes]], name: bytes) -> list[tuple[byte
     return [(key, value) for key, value in headers if key.lower() != name]
 
 
+def _head_bytes(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A response head as h11 writes it: an empty reason phrase, the headers in the order given."""
+    lines = [b"HTTP/1.1 %d \r\n" % status]
+    lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
 class ResponseHead:
     """What h11 would write for a response head, and how the body that follows is framed.
 
@@ -126,8 +134,8 @@ class ResponseHead:
         self.length: int | None = None
         if 100 <= status < 200 or status in _NO_BODY_STATUSES:
             self.length = 0
-        elif _comma_values(headers, b"transfer-encoding"):
-            if _comma_values(headers, b"transfer-encoding") != [b"chunked"]:
+        elif transfer_encodings := _comma_values(headers, b"transfer-encoding"):
+            if transfer_encodings != [b"chunked"]:
                 raise ValueError("only Transfer-Encoding: chunked is supported")
             self.chunked = True
         else:
@@ -158,10 +166,7 @@ class ResponseHead:
             self.chunked = False
             self.length = 0
         self.keep_alive = keep_alive
-        lines = [b"HTTP/1.1 %d \r\n" % status]
-        lines.extend(b"%s: %s\r\n" % pair for pair in headers)
-        lines.append(b"\r\n")
-        self.data = b"".join(lines)
+        self.data = _head_bytes(status, headers)
 
 
 class _Request:
@@ -376,7 +381,6 @@ class LlhttpConnection:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_requests)
                 await self._read()
-                self._wake_runner.unpark_all()
         except Exception:
             log.exception("HTTP/1.1 connection from %s failed", self.peer, extra={"event": "connection_failed"})
         finally:
@@ -683,10 +687,7 @@ class LlhttpConnection:
         return headers
 
     def _informational(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
-        lines = [b"HTTP/1.1 %d \r\n" % status]
-        lines.extend(b"%s: %s\r\n" % pair for pair in [*(headers or []), *self._server_headers()])
-        lines.append(b"\r\n")
-        return b"".join(lines)
+        return _head_bytes(status, [*(headers or []), *self._server_headers()])
 
     async def _write_error(self, status: int) -> None:
         """The answer hypercorn gives a request it refuses (``500``, ``404`` for a server name), then closes."""
@@ -697,8 +698,7 @@ class LlhttpConnection:
     async def _answer_protocol_error(self, status: int) -> None:
         """The answer to bytes that are not a valid request: hypercorn's, whose headers h11 leaves as given."""
         headers = [(b"content-length", b"0"), (b"connection", b"close"), *self._server_headers()]
-        lines = [b"HTTP/1.1 %d \r\n" % status, *(b"%s: %s\r\n" % pair for pair in headers), b"\r\n"]
-        await self._write(b"".join(lines))
+        await self._write(_head_bytes(status, headers))
         self._closing = True
         await self._close()
 
@@ -711,7 +711,7 @@ class LlhttpConnection:
         except trio.WouldBlock:
             await self._write_lock.acquire()
         try:
-            deadline = trio.current_time() + self.write_timeout if self.write_timeout is not None else float("inf")
+            deadline = trio.current_time() + self.write_timeout if self.write_timeout is not None else math.inf
             # Shielded as hypercorn does (a cancelled request must not tear a response), and bounded.
             with trio.CancelScope(shield=True, deadline=deadline) as timer:
                 self.writing = True
