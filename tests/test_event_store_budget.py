@@ -36,13 +36,13 @@ def budget_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def check_index(store: MemoryEventStore) -> None:
     """The store's order index holds exactly its kept events, and the byte counts add up."""
     sessions = store._sessions
-    kept = sum(len(events.events) for events in sessions.values())
+    kept = sum(len(events.events or ()) for events in sessions.values())
     assert len(store._order) == kept
     assert store.stored_bytes_total() == sum(store.stored_bytes(s) for s in sessions)
     for events in sessions.values():
-        assert events.size == sum(len(item[2]) for item in events.events)
+        assert events.size == sum(len(item[2]) for item in events.events or ())
         for stream, record in events.streams.items():
-            assert record.kept == sum(1 for item in events.events if item[0] == stream)
+            assert record.kept == sum(1 for item in events.events or () if item[0] == stream)
 
 
 async def test_many_sessions_stay_within_the_total_and_the_oldest_go_first() -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "StoredEvent",
     "format_event_id",
     "parse_event_id",
+    "stores_without_waiting",
 ]
 
 log = logging.getLogger("trio_mcp_sse")
@@ -117,6 +118,14 @@ class EventStore(Protocol):
         ...
 
 
+def stores_without_waiting(store: EventStore) -> bool:
+    """Whether ``store`` is a :class:`MemoryEventStore` whose ``store`` is its own: it never waits.
+
+    Its callers may then use :meth:`MemoryEventStore.store_nowait` instead.
+    """
+    return isinstance(store, MemoryEventStore) and type(store).store is MemoryEventStore.store
+
+
 @dataclass(slots=True)
 class _StreamRecord:
     """What the store knows of one stream of a session, as long as it can still be resumed."""
@@ -137,8 +146,9 @@ class _SessionEvents:
     """The streams a resume may name: each stream with an event kept, or dropped."""
     emptied: dict[str, None] = field(default_factory=dict)
     """Streams whose every event was dropped, oldest first (their record says so; bounded)."""
-    events: deque[tuple[str, int, bytes, int]] = field(default_factory=deque)
-    """(stream, seq, data, order key), oldest first, across all the session's streams."""
+    events: deque[tuple[str, int, bytes, int]] | None = None
+    """(stream, seq, data, order key), oldest first, across all the session's streams
+    (``None``: none, as for most idle sessions)."""
 
 
 class MemoryEventStore:
@@ -196,6 +206,10 @@ class MemoryEventStore:
         return self._total
 
     async def store(self, session_id: str, stream: str, data: bytes) -> str:
+        return self.store_nowait(session_id, stream, data)
+
+    def store_nowait(self, session_id: str, stream: str, data: bytes) -> str:
+        """:meth:`store` for a caller that cannot wait (it never does here)."""
         if not _STREAM_NAME.fullmatch(stream):
             raise ValueError(f"stream name must match {_STREAM_NAME.pattern}: {stream!r}")
         kept = self._sessions.get(session_id)
@@ -221,13 +235,14 @@ class MemoryEventStore:
         record.kept += 1
         key = self._next_key
         self._next_key += 1
-        kept.events.append((stream, seq, data, key))
+        events = kept.events
+        if events is None:
+            events = kept.events = deque()
+        events.append((stream, seq, data, key))
         self._order[key] = kept
         kept.size += size
         self._total += size
-        while len(kept.events) > self.max_events or (
-            kept.size > self.max_bytes and len(kept.events) > 1
-        ):
+        while len(events) > self.max_events or (kept.size > self.max_bytes and len(events) > 1):
             self._drop_oldest(kept, "session")
         if budget is not None:
             if self._total > budget:
@@ -241,6 +256,7 @@ class MemoryEventStore:
 
     def _drop_oldest(self, kept: _SessionEvents, bound: str) -> None:
         """Evict a session's oldest event; its stream's record remembers that it is gone."""
+        assert kept.events is not None
         stream, seq, data, key = kept.events.popleft()
         del self._order[key]
         size = len(data)
@@ -289,7 +305,7 @@ class MemoryEventStore:
         if record is None or seq < record.first or seq >= kept.next_seq:
             return None  # a stream never stored, or forgotten; or a number it never had
         events: list[StoredEvent] = []
-        for kept_stream, kept_seq, data, _ in kept.events:
+        for kept_stream, kept_seq, data, _ in kept.events or ():
             if kept_seq == seq and kept_stream != stream:
                 return None  # an id we never issued: its number belongs to another stream
             if kept_stream == stream and kept_seq > seq:
@@ -302,22 +318,26 @@ class MemoryEventStore:
         if kept is None or kept.streams.pop(stream, None) is None:
             return
         kept.emptied.pop(stream, None)
-        remaining: deque[tuple[str, int, bytes, int]] = deque()
-        for item in kept.events:
+        if not kept.streams:
+            kept.streams = {}  # (an emptied dict keeps its table: an idle session's need not)
+        remaining: deque[tuple[str, int, bytes, int]] | None = None
+        for item in kept.events or ():
             if item[0] == stream:
                 del self._order[item[3]]
                 kept.size -= len(item[2])
                 self._total -= len(item[2])
             else:
+                if remaining is None:
+                    remaining = deque()
                 remaining.append(item)
-        kept.events = remaining
+        kept.events = remaining  # (none left: no deque, which costs 760 bytes empty)
         self._rearm()
 
     async def forget_session(self, session_id: str) -> None:
         kept = self._sessions.pop(session_id, None)
         if kept is None:
             return
-        for item in kept.events:
+        for item in kept.events or ():
             del self._order[item[3]]
         self._total -= kept.size
         self._rearm()

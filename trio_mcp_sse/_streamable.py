@@ -57,16 +57,17 @@ import functools
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Final, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Literal, cast
 
 import orjson
 import trio
 
 from ._auth import AccessToken, AuthSettings
 from ._broker import Broker, task_owner
+from ._channel import ChannelReceiver, ChannelSender, open_channel
 from ._cors import CorsSettings
-from ._event_store import EventStore, MemoryEventStore, parse_event_id
+from ._event_store import EventStore, MemoryEventStore, parse_event_id, stores_without_waiting
 from ._host import SessionHost
 from ._http import (
     BodyBudget,
@@ -121,6 +122,7 @@ from ._security import SecuritySettings
 from ._session import (
     Delivery,
     Incoming,
+    Outgoing,
     Session,
     SessionHandler,
     SessionLimits,
@@ -157,6 +159,8 @@ _Event = tuple[str | None, bytes, bool, bool]
 _END: Final[_Event] = (None, b"", True, False)
 _KEEPALIVE: Final = encode_comment("ping")
 _RECONNECT: Final[_Event] = (None, b"", False, True)
+_Rest = Callable[[], Awaitable[None]]
+"""What is left of routing one item when it has to wait (see :meth:`_SessionStreams.route_queued`)."""
 
 
 _MODERN_ERROR_STATUS: Final = {
@@ -272,13 +276,13 @@ class _Stream:
         self.name = name
         self.request_id = request_id
         self.json = json
-        self.writer: trio.MemorySendChannel[_Event] | None = None
+        self.writer: ChannelSender[_Event] | None = None
         """The channel of the HTTP response writing this stream now, if any."""
-        self.reader: trio.MemoryReceiveChannel[_Event] | None = None
+        self.reader: ChannelReceiver[_Event] | None = None
         """That response's end of the channel (to tell whose it is when it detaches)."""
         self.finished = False
         """Its last event was routed: a request's answer, or the end of an unanswered one."""
-        self.pending: deque[_Event] = deque()
+        self.pending: deque[_Event] | None = None
         """Events routed while no response was writing the stream (and no store keeps them)."""
         self.waiting: trio.CancelScope | None = None
         """The writing response's wait for its client, while it has no event to write."""
@@ -299,22 +303,52 @@ class _Stream:
 
 
 class _SessionStreams:
-    """The router of one session: every outgoing item to the stream it belongs to."""
+    """The router of one session: every outgoing item to the stream it belongs to.
+
+    Routing needs no task of its own.  The session calls :meth:`route_queued`
+    (its ``on_outgoing`` hook) after queueing each item, and what can be routed
+    without waiting -- with the in-memory event store (or none) and a writer
+    with room in its channel, everything -- is routed there and then, in the
+    task that queued it.  When an item has to wait (an event store that does
+    I/O, a writer whose channel is full), a router task starts in the session's
+    nursery and routes, in order, until nothing is queued; then it ends.  So an
+    idle session has no task here, and items are routed in the order they were
+    queued either way.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_count",
+        "_routing",
+        "_send_timeout",
+        "_stores_now",
+        "by_name",
+        "nursery",
+        "requests",
+        "session",
+        "standalone",
+        "standalone_mark",
+        "store",
+    )
 
     def __init__(self, session: Session, store: EventStore | None, *, buffer: int, send_timeout: float) -> None:
         self.session = session
         self.store = store
+        self._stores_now = store is None or stores_without_waiting(store)
+        """Events are stored (if at all) without a checkpoint: routing never waits for the store."""
         self.requests: dict[RequestId, _Stream] = {}
         """Streams of requests not answered yet, by request id."""
-        self.by_name: dict[str, _Stream] = {}
         self.standalone = _Stream(STANDALONE, None, json=False)
-        self.by_name[STANDALONE] = self.standalone
+        self.by_name: dict[str, _Stream] = {STANDALONE: self.standalone}
         self._buffer = buffer
         self._send_timeout = send_timeout
         self._count = 0
         self.standalone_mark: str | None = None
         """The priming id stored ahead of messages kept for a standalone stream nobody reads."""
-        self._handler_done = False
+        self.nursery: trio.Nursery | None = None
+        """Where a router task starts when routing has to wait (the session's, while it runs)."""
+        self._routing = False
+        """A router task is running: it routes everything queued, in order."""
 
     # -- streams -------------------------------------------------------------------------------------
     def open_request_stream(self, request_id: RequestId, *, json: bool) -> _Stream:
@@ -327,25 +361,35 @@ class _SessionStreams:
     def forget(self, stream: _Stream) -> None:
         """Drop a request's stream (a resume then replays from the event store alone)."""
         if stream.request_id is not None and self.requests.get(stream.request_id) is stream:
-            del self.requests[stream.request_id]
+            self._unlist(stream.request_id)
         if stream is not self.standalone:
             self.by_name.pop(stream.name, None)
 
-    def attach(self, stream: _Stream) -> trio.MemoryReceiveChannel[_Event]:
+    def _unlist(self, request_id: RequestId) -> None:
+        del self.requests[request_id]
+        if not self.requests:
+            self.requests = {}  # (an emptied dict keeps its table: an idle session need not)
+
+    def attach(self, stream: _Stream) -> ChannelReceiver[_Event]:
         """Make a response the stream's writer; events kept for it meanwhile come first."""
+        pending = stream.pending
         # Room for every kept event, so they all go ahead of anything routed later.
-        send, receive = trio.open_memory_channel[_Event](max(self._buffer, len(stream.pending)))
+        send: ChannelSender[_Event]
+        receive: ChannelReceiver[_Event]
+        send, receive = open_channel(max(self._buffer, len(pending) if pending else 0))
         stream.close_writer()  # (a resume replaces a writer whose client is gone)
         stream.writer, stream.reader = send, receive
         if stream is self.standalone:
             self.standalone_mark = None
-        while stream.pending:
-            send.send_nowait(stream.pending.popleft())
+        if pending:
+            stream.pending = None
+            for event in pending:
+                send.send_nowait(event)
         if stream.finished:
             send.close()
         return receive
 
-    def detach(self, stream: _Stream, receive: trio.MemoryReceiveChannel[_Event]) -> None:
+    def detach(self, stream: _Stream, receive: ChannelReceiver[_Event]) -> None:
         """The response that held ``receive`` is done; the stream goes on without it."""
         receive.close()
         if stream.reader is receive:
@@ -358,59 +402,107 @@ class _SessionStreams:
         for stream in (*self.by_name.values(), *self.requests.values()):
             stream.close_writer()
 
-    # -- the router task -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Route until the session's handler is done and what it queued is routed."""
+    # -- routing -------------------------------------------------------------------------------------
+    def route_queued(self) -> None:
+        """Route what the session queued: at once if nothing has to wait, else in a router task.
+
+        The session's ``on_outgoing``: called after every item it queues (and
+        when its channel closes).  Never waits, never raises for a stream's sake.
+        """
+        if self._routing:
+            return  # the router task takes it, after what was queued before it
+        rest = self._route_all_nowait()
+        if rest is not None:
+            self._start_router(rest)
+
+    def handler_done(self) -> None:
+        """The server layer returned: route what it left queued (the nursery waits for a router task)."""
+        self.route_queued()
+
+    def _route_all_nowait(self) -> _Rest | None:
+        """Route queued items until none is left (``None``) or one has to wait (what is left of it)."""
         outgoing = self.session.outgoing
-        while not self._handler_done:
-            try:
-                item = await outgoing.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            await self._route(item)
-            del item  # an idle session must not keep its last message alive
-        while True:  # the handler returned: route what it left queued, then stop
+        while True:
             try:
                 item = outgoing.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            await self._route(item)
+                return None
+            rest = self._route_nowait(item)
+            if rest is not None:
+                return rest
 
-    def handler_done(self) -> None:
-        """The server layer returned: route what it queued, then stop.
+    def _start_router(self, rest: _Rest) -> None:
+        nursery = self.nursery
+        if nursery is None:
+            return  # the session is over: nobody would write it
+        try:
+            nursery.start_soon(self._router, rest, name=f"router {self.session.id[:8]}")
+        except RuntimeError:  # the nursery closed (the session is ending): as above
+            return
+        self._routing = True
 
-        The router is woken by an empty item (routed as nothing) rather than by
-        cancelling its wait, which would cost a cancel scope per routed item.
-        If the channel is full the router is busy and sees the flag soon.
+    async def _router(self, rest: _Rest | None) -> None:
+        """Route until nothing is queued, waiting where an item has to."""
+        try:
+            while rest is not None:
+                await rest()
+                del rest  # an idle session must not keep its last message alive
+                rest = self._route_all_nowait()
+        finally:
+            self._routing = False
+
+    def _route_nowait(self, item: Outgoing) -> _Rest | None:
+        """Route one item without waiting; or return the rest of its routing, which has to wait.
+
+        Nothing is done twice: the rest is either the whole item (before the
+        event store was asked) or only its push to the stream's writer.
         """
-        self._handler_done = True
-        self.session.wake_writer()
+        if item.data and not self._stores_now:
+            return functools.partial(self._route, item)
+        target = self._target(item)
+        if target is None:
+            return None
+        stream, event = target
+        if event[1] and self.store is not None and not stream.json:
+            store = cast(MemoryEventStore, self.store)
+            if stream is self.standalone and stream.writer is None and self.standalone_mark is None:
+                # The first message nobody reads yet: the next GET's priming id goes before it.
+                self.standalone_mark = store.store_nowait(self.session.id, STANDALONE, b"")
+            event = (store.store_nowait(self.session.id, stream.name, event[1]), *event[1:])
+        if event[2] and stream is not self.standalone:
+            self._finish(stream)
+        return self._push_nowait(stream, event)
 
-    async def _route(self, item: Any) -> None:
+    async def _route(self, item: Outgoing) -> None:
+        """Route one item, waiting for the event store and for room in the writer's channel."""
+        target = self._target(item)
+        if target is None:
+            return
+        stream, event = target
+        if event[1] and self.store is not None and not stream.json:
+            if stream is self.standalone and stream.writer is None and self.standalone_mark is None:
+                self.standalone_mark = await self.store.store(self.session.id, STANDALONE, b"")
+            event = (await self.store.store(self.session.id, stream.name, event[1]), *event[1:])
+        if event[2] and stream is not self.standalone:
+            # Only once its answer is stored: a resume meanwhile still finds the stream live.
+            self._finish(stream)
+        rest = self._push_nowait(stream, event)
+        if rest is not None:
+            await rest()
+
+    def _target(self, item: Outgoing) -> tuple[_Stream, _Event] | None:
+        """The stream an item goes to and its event (no id yet); ``None`` for nothing to route."""
         request_id = item.related_request_id
         stream = self.requests.get(request_id) if request_id is not None else None
         if not item.data:
             if stream is None:
-                return  # a wake-up (keepalive clock, handler_done): nothing to route
+                return None  # a wake-up (the session closing): nothing to route
             if item.reconnect:
-                if not stream.json:
-                    await self._push(stream, _RECONNECT)
-            elif item.final:  # the request ended unanswered (cancelled)
-                self._finish(stream)
-                await self._push(stream, _END)
-            return
+                return None if stream.json else (stream, _RECONNECT)
+            return (stream, _END) if item.final else None  # (final: the request ended unanswered)
         if stream is None or (stream.json and not item.final):
             stream = self.standalone
-        event_id = None
-        if self.store is not None and not stream.json:
-            if stream is self.standalone and stream.writer is None and self.standalone_mark is None:
-                # The first message nobody reads yet: the next GET's priming id goes before it.
-                self.standalone_mark = await self.store.store(self.session.id, STANDALONE, b"")
-            event_id = await self.store.store(self.session.id, stream.name, item.data)
-        if item.final and stream is not self.standalone:
-            # Only once its answer is stored: a resume meanwhile still finds the stream live.
-            self._finish(stream)
-        await self._push(stream, (event_id, item.data, item.final, False))
+        return stream, (None, item.data, item.final, False)
 
     def _finish(self, stream: _Stream) -> None:
         """Its last event is being routed: no later item belongs to it."""
@@ -418,20 +510,37 @@ class _SessionStreams:
         if stream.writer is None:
             self.forget(stream)  # nobody holds it; a resume replays it from the store
         elif stream.request_id is not None:
-            del self.requests[stream.request_id]
+            self._unlist(stream.request_id)
 
-    async def _push(self, stream: _Stream, event: _Event) -> None:
+    def _push_nowait(self, stream: _Stream, event: _Event) -> _Rest | None:
+        """Hand an event to the stream's writer, or keep it; the rest if the writer has no room."""
         writer = stream.writer
         if writer is not None:
             try:
                 writer.send_nowait(event)
-                stream.wake()
-                return
             except trio.WouldBlock:
-                with trio.move_on_after(self._send_timeout):
+                return functools.partial(self._push_waiting, stream, writer, event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                stream.writer = stream.reader = None  # its response ended: the client left
+            else:
+                stream.wake()
+                return None
+        self._unwritten(stream, event)
+        return None
+
+    async def _push_waiting(self, stream: _Stream, writer: ChannelSender[_Event], event: _Event) -> None:
+        """Wait (at most ``send_timeout``) for room in a writer's channel; let the writer go if none comes."""
+        if stream.writer is writer:
+            with trio.move_on_after(self._send_timeout):
+                try:
                     await writer.send(event)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    if stream.writer is writer:
+                        stream.writer = stream.reader = None  # its response ended: the client left
+                else:
                     stream.wake()
                     return
+            if stream.writer is writer:
                 log.warning(
                     "session %s: stream %s is not being read; letting its response go",
                     self.session.id,
@@ -439,8 +548,12 @@ class _SessionStreams:
                     extra={"event": "slow_stream", "session_id": self.session.id},
                 )
                 stream.close_writer()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                stream.writer = stream.reader = None  # its response ended: the client left
+        rest = self._push_nowait(stream, event)  # (a resume may have attached a new writer meanwhile)
+        if rest is not None:
+            await rest()
+
+    def _unwritten(self, stream: _Stream, event: _Event) -> None:
+        """An event no response is writing: kept for the standalone stream, else left to the store."""
         if stream is not self.standalone:
             # Nobody writes this request's stream: its client left.  Only the event store can
             # bring its events back (a resume replays them); once it is over, let it go.
@@ -448,9 +561,12 @@ class _SessionStreams:
                 self.forget(stream)
             return
         if event[1] or event is _END:
-            stream.pending.append(event)
-            if len(stream.pending) > _PENDING_KEPT:
-                stream.pending.popleft()
+            pending = stream.pending
+            if pending is None:
+                pending = stream.pending = deque()
+            pending.append(event)
+            if len(pending) > _PENDING_KEPT:
+                pending.popleft()
                 log.warning(
                     "session %s: no client reads stream %s; dropped its oldest message",
                     self.session.id,
@@ -558,20 +674,23 @@ class StreamableHTTPTransport(MountedTransport):
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _serve_session(self, session: Session) -> None:
-        """The session task: the server layer plus this session's router."""
+        """The session task: the server layer, its items routed as they are queued (:class:`_SessionStreams`)."""
         limits = self.sessions.limits
         # A session of one request (stateless, or of the modern era) is never resumed.
         store = None if session.stateless else self.event_store
         streams = _SessionStreams(session, store, buffer=min(limits.outbound_buffer, _STREAM_BUFFER), send_timeout=limits.send_timeout)
         self._streams[session.id] = streams
+        session.on_outgoing = streams.route_queued
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(streams.run, name=f"router {session.id[:8]}")
+                streams.nursery = nursery  # (for a router task, when routing has to wait)
                 try:
                     await self._handler(session)
                 finally:
                     streams.handler_done()
         finally:
+            streams.nursery = None
+            session.on_outgoing = None
             streams.close()
             del self._streams[session.id]
             if self.event_store is not None:
@@ -900,7 +1019,7 @@ class StreamableHTTPTransport(MountedTransport):
     async def _write_json(
         self,
         stream: _Stream,
-        events: trio.MemoryReceiveChannel[_Event],
+        events: ChannelReceiver[_Event],
         receive: Receive,
         send: Send,
         headers: list[tuple[bytes, bytes]],
@@ -926,7 +1045,7 @@ class StreamableHTTPTransport(MountedTransport):
     async def _write_deferred(
         self,
         stream: _Stream,
-        events: trio.MemoryReceiveChannel[_Event],
+        events: ChannelReceiver[_Event],
         receive: Receive,
         send: Send,
         headers: list[tuple[bytes, bytes]],
@@ -957,7 +1076,7 @@ class StreamableHTTPTransport(MountedTransport):
     async def _write_events(
         self,
         stream: _Stream,
-        events: trio.MemoryReceiveChannel[_Event],
+        events: ChannelReceiver[_Event],
         receive: Receive,
         send: Send,
         headers: Sequence[tuple[bytes, bytes]],
@@ -1132,7 +1251,7 @@ class _ClientLeft(Exception):
 
 
 async def _next_event(
-    stream: _Stream, events: trio.MemoryReceiveChannel[_Event], receive: Receive, deadline: float = math.inf
+    stream: _Stream, events: ChannelReceiver[_Event], receive: Receive, deadline: float = math.inf
 ) -> _Event | None:
     """A response's next event from the router; ``None`` once ``deadline`` passed without one.
 

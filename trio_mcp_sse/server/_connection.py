@@ -148,16 +148,15 @@ class ServerConnection:
         self.log_level: str | None = server.log_level
         """Threshold for ``notifications/message``; the client moves it with ``logging/setLevel``
         (or, in the modern era, names it per request; ``None``: no log messages)."""
-        self.subscriptions: set[str] = set()
-        """Resource URIs this client subscribed to."""
+        self._subscriptions: set[str] | None = None
         self.state: dict[str, Any] = {}
         """The application's per-session state (``ctx.session_state``): kept across this session's
         requests, cleared when it ends.  Without a session of its own (stateless, 2026-07-28)
         a request is served as a session of one request, so it lasts one request."""
         self._lifespan_context = lifespan_context
         self.closed = False
-        self.ending = trio.Event()
-        """Set when the session drains (its inbound channel ended) or ends: long requests wind down."""
+        self._ending: trio.Event | None = None
+        self._ended = False
         self.modern = False
         """The session serves one request of protocol 2026-07-28 or later (see ``_modern``)."""
         if session.stateless:
@@ -206,6 +205,33 @@ class ServerConnection:
         return None if self._lifespan_context is None else self._lifespan_context()
 
     @property
+    def subscriptions(self) -> set[str]:
+        """Resource URIs this client subscribed to."""
+        subscriptions = self._subscriptions
+        if subscriptions is None:  # made on first use: most sessions never subscribe
+            subscriptions = self._subscriptions = set()
+        return subscriptions
+
+    @subscriptions.setter
+    def subscriptions(self, value: set[str]) -> None:
+        self._subscriptions = value
+
+    @property
+    def ending(self) -> trio.Event:
+        """Set when the session drains (its inbound channel ended) or ends: long requests wind down."""
+        ending = self._ending
+        if ending is None:  # made on first use: only long requests wait for it
+            ending = self._ending = trio.Event()
+            if self._ended:
+                ending.set()
+        return ending
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._ending is not None:
+            self._ending.set()
+
+    @property
     def in_flight(self) -> dict[RequestId, trio.CancelScope]:
         """Client requests being served, by id: the cancel scope of each."""
         return self.rpc.in_flight
@@ -227,10 +253,10 @@ class ServerConnection:
                 # accepted run to completion and answer; the client's answers to our own
                 # requests can no longer arrive, so those fail now instead of timing out.
                 # A request that would run for ever (a listen stream) ends now too.
-                self.ending.set()
+                self._end()
                 self.rpc.close(self.session.close_reason or "session closed")
         finally:
-            self.ending.set()
+            self._end()
             self.closed = True
             self._nursery = None
             unsubscribe()
@@ -498,7 +524,7 @@ class ServerConnection:
     # -- announcements (list_changed, resources/updated) -------------------------------------------
     def _announced(self, data: bytes, uri: str | None) -> None:
         """The catalog's listener: pass on what this client wants to hear."""
-        if not self.initialized or self.modern or (uri is not None and uri not in self.subscriptions):
+        if not self.initialized or self.modern or (uri is not None and uri not in (self._subscriptions or ())):
             return  # (a modern client hears of changes on its subscriptions/listen stream only)
         self.post(data)
 

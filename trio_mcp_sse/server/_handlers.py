@@ -53,7 +53,9 @@ class ConnectionState(Protocol):
     @property
     def tasks(self) -> TaskStore | None: ...
 
-    subscriptions: set[str]
+    @property
+    def subscriptions(self) -> set[str]: ...
+
     log_level: str | None
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast, overload
 
@@ -911,8 +911,10 @@ class _LifespanRun:
             finally:
                 self._sharing = self._idle = None
 
-    async def run_session(self, session: Session) -> None:
-        await self._server._serve_session(session, self)
+    def run_session(self, session: Session) -> Awaitable[None]:
+        """The session handler of this server's apps: the coroutine serving ``session`` (no frame of its own
+        stays with every session)."""
+        return self._server._serve_session(session, self)
 
 
 def _not_an_application(server: MCPServer) -> str:
