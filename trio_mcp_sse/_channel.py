@@ -238,6 +238,19 @@ class ChannelReceiver(trio.abc.ReceiveChannel[T]):
         return _Abort(state, task, receiving=True)
 
     @enable_ki_protection
+    def interrupt(self, error: BaseException) -> None:
+        """Make the task waiting in :meth:`receive`, if any, raise ``error`` instead.
+
+        So a task can wait for an item *or* for something else (its client
+        leaving) without a cancel scope: the other event interrupts the wait.
+        Nothing is taken from the channel.  Not a checkpoint.
+        """
+        state = self._state
+        receivers, state.receivers = state.receivers, None
+        for task in receivers or ():
+            trio.lowlevel.reschedule(task, outcome.Error(error))
+
+    @enable_ki_protection
     async def __anext__(self) -> T:
         """:meth:`receive` for ``async for``, in one coroutine (a waiting reader is one frame smaller)."""
         await trio.lowlevel.checkpoint_if_cancelled()

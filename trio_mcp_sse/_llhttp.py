@@ -53,6 +53,7 @@ from urllib.parse import unquote
 
 import trio
 
+from ._http import DISCONNECT_NOTICE, DisconnectNotice
 from ._hypercorn_patches import _DatePerSecond
 
 __all__ = ["LlhttpConnection", "llhttp_available", "llhttp_connections"]
@@ -227,6 +228,7 @@ class LlhttpConnection:
         "_headers",
         "_idle_since",
         "_in_head",
+        "_notice",
         "_parser",
         "_protocol_error",
         "_queue",
@@ -299,6 +301,7 @@ class LlhttpConnection:
         self._idle_since = trio.current_time()
         self._requests_served = 0
         self._cycle_done = False
+        self._notice: DisconnectNotice | None = None  # the request being served's
         self._ws: Any = None
         self._ws_head: ResponseHead | None = None
         self._ws_live = False  # the WebSocket stream took the connection over
@@ -425,6 +428,7 @@ class LlhttpConnection:
         self._reading = False
         self._wake_app.unpark_all()
         self._wake_runner.unpark_all()
+        self._client_gone()
         if self._ws_live:
             await self._ws_closed()
 
@@ -514,6 +518,9 @@ class LlhttpConnection:
         start = time.time()
         target = request.target
         path, _, query = target.partition(b"?")
+        notice = self._notice = DisconnectNotice()
+        if not self._reading or self._closing:
+            notice.fire()
         try:
             path_text = unquote(path.decode("ascii"))
         except UnicodeDecodeError:
@@ -533,7 +540,7 @@ class LlhttpConnection:
             "client": self.client,
             "server": self.server,
             "state": self.state.copy(),
-            "extensions": {},
+            "extensions": {DISCONNECT_NOTICE: notice},
         }
         if config.server_names:
             host = next((value.decode("latin-1") for name, value in request.headers if name == b"host"), "")
@@ -630,6 +637,7 @@ class LlhttpConnection:
             await config.log.exception("Error in ASGI Framework")
         finally:
             self._cycle_done = True
+            self._notice = None
             self._wake_app.unpark_all()
         await self.context.mark_request()
         if head is None:
@@ -741,6 +749,12 @@ class LlhttpConnection:
         self._wake_reader.unpark_all()
         if self._read_scope is not None:
             self._read_scope.cancel()
+        self._client_gone()
+
+    def _client_gone(self) -> None:
+        """The application's ``receive`` now says ``http.disconnect``: tell a response waiting without it."""
+        if self._notice is not None:
+            self._notice.fire()
 
     async def abort(self) -> None:
         """Close the socket now (the end of a shutdown, or a peer that stopped reading)."""

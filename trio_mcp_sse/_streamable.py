@@ -70,9 +70,11 @@ from ._cors import CorsSettings
 from ._event_store import EventStore, MemoryEventStore, parse_event_id, stores_without_waiting
 from ._host import SessionHost
 from ._http import (
+    DISCONNECT_NOTICE,
     BodyBudget,
     BodyLimits,
     ClientGone,
+    DisconnectNotice,
     HeaderView,
     Outcome,
     RawHeaders,
@@ -1001,13 +1003,16 @@ class StreamableHTTPTransport(MountedTransport):
         self.host.stream_started()
         complete = False
         try:
+            notice = _disconnect_notice(head)
             if as_json:
-                await self._write_json(stream, events, receive, send, response_headers, modern=modern)
+                await self._write_json(stream, events, receive, send, response_headers, modern=modern, notice=notice)
             elif modern:
-                await self._write_deferred(stream, events, receive, send, response_headers)
+                await self._write_deferred(stream, events, receive, send, response_headers, notice)
             else:
                 first = encode_event("", id=priming, retry=self.retry_ms) if priming is not None else b""
-                complete = await self._write_events(stream, events, receive, send, response_headers, first)
+                complete = await self._write_events(
+                    stream, events, receive, send, response_headers, first, notice=notice
+                )
         finally:
             streams.detach(stream, events)
             if complete and streams.store is not None:
@@ -1025,11 +1030,12 @@ class StreamableHTTPTransport(MountedTransport):
         headers: list[tuple[bytes, bytes]],
         *,
         modern: bool = False,
+        notice: DisconnectNotice | None = None,
     ) -> None:
         data = b""
         try:
             while True:
-                event = await _next_event(stream, events, receive)
+                event = await _next_event(stream, events, receive, notice=notice)
                 if event is not None and event[2]:
                     data = event[1]
                     break
@@ -1049,6 +1055,7 @@ class StreamableHTTPTransport(MountedTransport):
         receive: Receive,
         send: Send,
         headers: list[tuple[bytes, bytes]],
+        notice: DisconnectNotice | None = None,
     ) -> None:
         """A modern request's answer: JSON if the response comes first, else an event stream.
 
@@ -1058,7 +1065,7 @@ class StreamableHTTPTransport(MountedTransport):
         """
         wait = self.keepalive_interval if self.keepalive_interval is not None else 15.0
         try:
-            first = await _next_event(stream, events, receive, trio.current_time() + wait)
+            first = await _next_event(stream, events, receive, trio.current_time() + wait, notice)
         except (trio.EndOfChannel, trio.ClosedResourceError):
             await _end_unanswered(send, headers)
             return
@@ -1071,7 +1078,7 @@ class StreamableHTTPTransport(MountedTransport):
                 await _end_unanswered(send, headers)
             return
         frame = b"data: " + first[1] + b"\n\n" if first is not None and first[1] else b""
-        await self._write_events(stream, events, receive, send, headers, frame)
+        await self._write_events(stream, events, receive, send, headers, frame, notice=notice)
 
     async def _write_events(
         self,
@@ -1082,6 +1089,7 @@ class StreamableHTTPTransport(MountedTransport):
         headers: Sequence[tuple[bytes, bytes]],
         first: bytes,
         skip_through: int | None = None,
+        notice: DisconnectNotice | None = None,
     ) -> bool:
         """Write an event stream from ``events`` until its final event (or the session's end).
 
@@ -1097,7 +1105,7 @@ class StreamableHTTPTransport(MountedTransport):
         due = math.inf if keepalive is None else trio.current_time() + keepalive
         while True:
             try:
-                received = await _next_event(stream, events, receive, due)
+                received = await _next_event(stream, events, receive, due, notice)
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 break
             except _ClientLeft:
@@ -1151,7 +1159,7 @@ class StreamableHTTPTransport(MountedTransport):
         events = streams.attach(stream)
         self.host.stream_started()
         try:
-            await self._write_events(stream, events, receive, send, headers, first)
+            await self._write_events(stream, events, receive, send, headers, first, notice=_disconnect_notice(head))
         finally:
             streams.detach(stream, events)
             self.host.stream_ended()
@@ -1217,7 +1225,7 @@ class StreamableHTTPTransport(MountedTransport):
                 complete = stream is None  # it ended: this response carried what is left of it
                 return
             complete = await self._write_events(
-                stream, events, receive, send, headers, first, skip_through=last_seq
+                stream, events, receive, send, headers, first, skip_through=last_seq, notice=_disconnect_notice(head)
             )
         finally:
             if events is not None and stream is not None:
@@ -1251,14 +1259,20 @@ class _ClientLeft(Exception):
 
 
 async def _next_event(
-    stream: _Stream, events: ChannelReceiver[_Event], receive: Receive, deadline: float = math.inf
+    stream: _Stream,
+    events: ChannelReceiver[_Event],
+    receive: Receive,
+    deadline: float = math.inf,
+    notice: DisconnectNotice | None = None,
 ) -> _Event | None:
     """A response's next event from the router; ``None`` once ``deadline`` passed without one.
 
-    One task per response does both waits: while ``events`` is empty it waits
-    for the client's ``http.disconnect`` in a cancel scope that the router
-    cancels when it hands the stream an event (:meth:`_Stream.wake`), so no
-    watcher task is spawned and cancelled per request.  Raises
+    One task per response does both waits, for its next event and for its
+    client leaving, with no watcher task spawned and cancelled per request.
+    With a server's :class:`DisconnectNotice` it waits on ``events`` alone: an
+    event wakes it directly and the notice interrupts the wait.  Without one it
+    waits for the client's ``http.disconnect`` in a cancel scope that the router
+    cancels when it hands the stream an event (:meth:`_Stream.wake`).  Raises
     :class:`_ClientLeft`, or ``EndOfChannel`` when the stream's channel ends.
     """
     while True:
@@ -1268,6 +1282,8 @@ async def _next_event(
             pass
         if deadline != math.inf and trio.current_time() >= deadline:
             return None
+        if notice is not None:
+            return await _next_event_or_notice(events, deadline, notice)
         # No checkpoint since the channel was found empty: no wake-up can have been missed.
         with trio.CancelScope(deadline=deadline) as waiting:
             stream.waiting = waiting
@@ -1278,6 +1294,29 @@ async def _next_event(
             finally:
                 if stream.waiting is waiting:
                     stream.waiting = None
+
+
+async def _next_event_or_notice(events: ChannelReceiver[_Event], deadline: float, notice: DisconnectNotice) -> _Event | None:
+    """:func:`_next_event`'s wait with a disconnect notice: the channel's, which the notice interrupts."""
+    if notice.gone:
+        raise _ClientLeft
+    notice.callback = functools.partial(events.interrupt, _ClientLeft())
+    try:
+        if deadline == math.inf:
+            return await events.receive()
+        with trio.move_on_at(deadline):
+            return await events.receive()
+        return None
+    finally:
+        notice.callback = None
+
+
+def _disconnect_notice(head: RequestHead) -> DisconnectNotice | None:
+    """The server's disconnect notice for this request, if it gives one (``serve``'s HTTP/1.1 layer)."""
+    scope = head.scope
+    extensions = scope.get("extensions") if scope is not None else None
+    notice = extensions.get(DISCONNECT_NOTICE) if extensions else None
+    return notice if isinstance(notice, DisconnectNotice) else None
 
 
 async def _end_unanswered(send: Send, headers: Sequence[tuple[bytes, bytes]]) -> None:
