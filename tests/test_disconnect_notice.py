@@ -58,10 +58,11 @@ class Gated:
 
 
 @asynccontextmanager
-async def served(gated: Gated, http_parser: str) -> AsyncIterator[int]:
+async def served(gated: Gated, http_parser: str, keep_alive_timeout: float = 5) -> AsyncIterator[int]:
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.graceful_timeout = 5
+    config.keep_alive_timeout = keep_alive_timeout
     sockets = config.create_sockets()
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)
@@ -150,6 +151,35 @@ async def test_a_response_ends_when_its_client_leaves_and_the_request_goes_on(
             assert ping.startswith(b"HTTP/1.1 200 ")
             assert b'{"jsonrpc":"2.0","id":8,"result":{}}' in ping
     assert gated.notices and all(notice is (http_parser == "llhttp") for notice in gated.notices)
+
+
+@pytest.mark.parametrize("http_parser", ["llhttp", "h11"])
+async def test_a_connection_read_for_a_waiting_response_keeps_alive_then_times_out(http_parser: str) -> None:
+    """Once a response has had its connection watched, the connection still serves the next request
+    (also pipelined) and still closes after the keep-alive timeout when idle."""
+    gated = Gated("json")
+    gated.gate.set()
+    with trio.fail_after(20):
+        async with served(gated, http_parser, keep_alive_timeout=1) as port:
+            session_id = await open_session(port)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "gated", "arguments": {}}}
+            ping = {"jsonrpc": "2.0", "id": 8, "method": "ping"}
+            await stream.send_all(post(call, session_id) + post(ping, session_id))  # pipelined
+            received = b""
+            while b'"id":8' not in received:
+                received += await stream.receive_some(65536)
+            assert received.count(b"HTTP/1.1 200 ") == 2
+            assert received.index(b'"id":7') < received.index(b'"id":8')
+            assert b'"text":"opened"' in received
+            await stream.send_all(post({"jsonrpc": "2.0", "id": 9, "method": "ping"}, session_id))
+            received = b""
+            while b'"id":9' not in received:
+                received += await stream.receive_some(65536)
+            with trio.fail_after(5):  # idle now: closed after the keep-alive timeout
+                while await stream.receive_some(65536):
+                    pass
+            await stream.aclose()
 
 
 def test_a_notice_fires_once_and_calls_back_only_while_set() -> None:

@@ -543,3 +543,62 @@ async def test_sigterm_drains_sessions_with_and_without_the_patches(flags: tuple
             assert await server.process.wait() == 0
         assert b'"id":1,"result":{"done":"sleep"}' in buffer
         assert "skipped" not in server.log and "Traceback" not in server.log
+
+
+# -- what an llhttp connection holds while a stream waits -------------------------------------------
+def _tasks() -> int:
+    """Every task of this run, counted from the root task through every nursery."""
+    count, nurseries = 0, list(trio.lowlevel.current_root_task().child_nurseries)
+    while nurseries:
+        for task in nurseries.pop().child_tasks:
+            count += 1
+            nurseries.extend(task.child_nurseries)
+    return count
+
+
+async def test_an_llhttp_connection_waiting_for_its_client_is_one_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response waiting in ``receive`` for the client to leave costs its connection one task, reading
+    in the application's ``receive`` (no reader task beside it), and no parser state: llhttp's is made
+    again when bytes arrive."""
+    from trio_mcp_sse._llhttp import llhttp_connections
+
+    with trio.fail_after(20):
+        async with served("llhttp", monkeypatch) as server:
+            before = _tasks()
+            connections = [await Connection.open(server.port) for _ in range(3)]
+            for connection in connections:
+                await connection.send(get("/hold"))
+                await connection._until(b": open\n\n")
+            await trio.testing.wait_all_tasks_blocked()
+            assert _tasks() - before == 3
+            assert [each._parser for each in llhttp_connections() if not each._closing] == [None] * 3
+            for connection in connections:
+                await connection.stream.aclose()
+            await server.state.disconnected.wait()
+            while _tasks() != before:  # (bounded by the fail_after)
+                await trio.sleep(0.01)
+
+
+async def test_llhttp_write_lock_hands_over_in_order_and_a_cancelled_waiter_leaves_the_queue() -> None:
+    from trio_mcp_sse._llhttp import _WriteLock
+
+    lock, order = _WriteLock(), []
+
+    async def writer(name: str, scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            await lock.acquire()
+            order.append(name)
+            lock.release()
+
+    await lock.acquire()  # free: taken at once
+    async with trio.open_nursery() as nursery:
+        cancelled = trio.CancelScope()
+        for name, scope in (("a", None), ("b", cancelled), ("c", None)):
+            nursery.start_soon(writer, name, scope)
+            await trio.testing.wait_all_tasks_blocked()
+        cancelled.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        lock.release()
+    assert order == ["a", "c"]
+    await lock.acquire()  # free again
+    lock.release()

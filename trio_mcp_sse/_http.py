@@ -205,13 +205,25 @@ class DisconnectNotice:
     wait is used.
     """
 
-    __slots__ = ("callback", "gone")
+    __slots__ = ("_watch", "callback", "gone")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Callable[[], None] | None = None) -> None:
         self.gone = False
         """The client has left (the connection was lost or its peer closed it)."""
         self.callback: Callable[[], None] | None = None
         """Called once when the client leaves, if set then (the waiting response's interrupt)."""
+        self._watch = watch
+
+    def watching(self) -> None:
+        """The response is about to wait without ``receive``: the server must now watch the connection.
+
+        A server that reads only when its application asks (``serve``'s does,
+        so that an idle stream costs one task) starts reading for the request
+        here; it is a no-op when the server already reads on its own.
+        """
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch()
 
     def fire(self) -> None:
         """The client left: set :attr:`gone` and run the callback (once; idempotent)."""

@@ -47,7 +47,7 @@ import math
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -61,11 +61,11 @@ __all__ = ["LlhttpConnection", "llhttp_available", "llhttp_connections"]
 log = logging.getLogger("trio_mcp_sse")
 
 _MAX_RECV: Final = 65536
-_BODY_BUFFER: Final = 262144
-"""Bytes of request body held for an application that has not read them yet; reading pauses past it."""
 
 _DISCARD_BYTES: Final = 65536
 """Bytes of an unread request body read and dropped after its answer to keep the connection; past it, closed."""
+_BODY_AHEAD: Final = 256 * 1024
+"""The watcher stops reading while this much of a body waits for the application."""
 
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
@@ -200,6 +200,91 @@ class _Request:
         """The bytes after the head, for a WebSocket upgrade request (None: not one)."""
 
 
+class _Wakeup:
+    """Tasks parked until the next :meth:`unpark_all`: a ``ParkingLot`` without its ``OrderedDict``.
+
+    Why: every connection has one for as long as it lives, and at most the
+    rare second ``receive`` call parks on it; a parking lot costs 240 bytes
+    empty, this 40.  The same semantics: ``park`` is a checkpoint
+    (cancellable while parked).
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] | None = None
+
+    async def park(self) -> None:
+        task = trio.lowlevel.current_task()
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = []
+        tasks.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            waiting = self._tasks
+            if waiting is not None:
+                waiting.remove(task)
+                if not waiting:
+                    self._tasks = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark_all(self) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            self._tasks = None
+            for task in tasks:
+                trio.lowlevel.reschedule(task)
+
+
+class _WriteLock:
+    """A fair lock for a connection's writes: ``trio.Lock``'s hand-over, its waiters in a list made on first contention.
+
+    Why: every connection needs one and nearly never contends for it; a
+    ``trio.Lock`` costs 330 bytes with its parking lot, this 48.  Acquiring
+    a free lock is not a checkpoint (the write that follows is); a waiter is
+    handed the lock by :meth:`release` in arrival order and can be cancelled
+    while it waits.
+    """
+
+    __slots__ = ("_held", "_waiting")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[trio.lowlevel.Task] | None = None
+
+    async def acquire(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        task = trio.lowlevel.current_task()
+        if self._waiting is None:
+            self._waiting = []
+        self._waiting.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            waiting = self._waiting
+            if waiting is not None:
+                waiting.remove(task)
+                if not waiting:
+                    self._waiting = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)  # the lock is ours once rescheduled
+
+    def release(self) -> None:
+        waiting = self._waiting
+        if waiting:
+            task = waiting.pop(0)
+            if not waiting:
+                self._waiting = None
+            trio.lowlevel.reschedule(task)  # still held: handed over
+        else:
+            self._held = False
+
+
 class _ProtocolError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
@@ -215,7 +300,18 @@ def llhttp_connections() -> list[LlhttpConnection]:
 
 
 class LlhttpConnection:
-    """One HTTP/1.1 connection: a reader (this task) and a request runner (one child task)."""
+    """One HTTP/1.1 connection, served by one task: its requests in order, each read as it is needed.
+
+    Bytes are read by the task that needs them: this one for the next
+    request's head, the application's ``receive`` for a body or while it
+    waits for the client to leave.  Nothing reads ahead of what a request
+    needs, so a body the application does not read stays in the socket (the
+    peer's window holds it back).  A waiting event stream is then one task
+    parked in the socket read, not a reader task and a runner task with a
+    nursery between them.  A WebSocket is the one case with two tasks:
+    hypercorn's stream runs the application in a task of its own while this
+    one reads.
+    """
 
     __slots__ = (
         "__weakref__",
@@ -228,10 +324,12 @@ class LlhttpConnection:
         "_headers",
         "_idle_since",
         "_in_head",
+        "_new_parser",
         "_notice",
         "_parser",
         "_protocol_error",
         "_queue",
+        "_read_busy",
         "_read_scope",
         "_reading",
         "_requests_served",
@@ -240,7 +338,7 @@ class LlhttpConnection:
         "_url",
         "_wake_app",
         "_wake_reader",
-        "_wake_runner",
+        "_watcher",
         "_write_lock",
         "_ws",
         "_ws_head",
@@ -288,14 +386,16 @@ class LlhttpConnection:
             self.server = parse_socket_addr(sock.family, sock.getsockname())
             if self.client is not None:
                 self.peer = f"{self.client[0]}:{self.client[1]}"
-        self._parser: Any = httptools.HttpRequestParser(self)
+        self._parser: Any = httptools.HttpRequestParser(self)  # None while an open-ended response streams
+        self._new_parser: Callable[[Any], Any] = httptools.HttpRequestParser
         self._errors: tuple[type[BaseException], ...] = (httptools.HttpParserError,)
         self._upgrade_error: type[BaseException] = httptools.HttpParserUpgrade
         self._queue: list[_Request] = []  # the request being served first; rarely more than one
-        self._wake_runner = trio.lowlevel.ParkingLot()
-        self._wake_reader = trio.lowlevel.ParkingLot()
-        self._wake_app = trio.lowlevel.ParkingLot()
-        self._write_lock = trio.Lock()
+        self._wake_app = _Wakeup()  # receive() calls waiting for the one reading (or for the end)
+        self._read_busy = False  # a task is reading the socket (one at a time)
+        self._wake_reader = _Wakeup()  # the watcher, paused until a request moves on
+        self._watcher: trio.CancelScope | None = None  # the watcher task's scope while it runs
+        self._write_lock = _WriteLock()
         self._reading = True  # False once the peer's side ended (EOF, reset, closed)
         self._closing = False  # True once this side decided to close
         self._idle_since = trio.current_time()
@@ -381,70 +481,112 @@ class LlhttpConnection:
     # -- the connection -----------------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._serve_requests)
-                await self._read()
+            await self._serve_in_order()
         except Exception:
             log.exception("HTTP/1.1 connection from %s failed", self.peer, extra={"event": "connection_failed"})
         finally:
+            if self._watcher is not None:
+                self._watcher.cancel()
             await self._close()
 
-    async def _read(self) -> None:
-        timeout = self.config.keep_alive_timeout
-        read_timeout = self.config.read_timeout
-        stream = self.stream
-        # One scope for all of the reading: whatever cancels it (the keep-alive or read
-        # timeout, a shutdown, a lost connection) ends the reading; its deadline moves.
-        with trio.CancelScope() as scope:
-            self._read_scope = scope
-            try:
-                while not self._closing:
-                    if self._paused():
-                        scope.deadline = math.inf
+    async def _read_or_wait(self, *, idle: bool = False) -> None:
+        """Read once (:meth:`_read_more`), or wait for the task that is reading to finish its read."""
+        if self._read_busy:
+            await self._wake_app.park()
+            return
+        self._read_busy = True
+        try:
+            await self._read_more(idle=idle, scoped=self._watcher is not None)
+        finally:
+            self._read_busy = False
+            self._wake_app.unpark_all()
+            self._wake_reader.unpark_all()
+
+    def watch(self) -> None:
+        """A response waits for something other than ``receive``: from now on a task reads for it.
+
+        The disconnect notice's hook (:class:`DisconnectNotice`).  Reading
+        normally happens in the task that needs the bytes, so a connection is
+        one task; a response that waits on a channel of its own (a Streamable
+        HTTP answer) reads nothing, and its client's leaving would go unseen
+        until the answer is written.  The watcher reads ahead of the
+        application (paused while a pipelined request waits or a body piles up,
+        bounded as every read is), so the notice fires when the client leaves;
+        it then stays for the connection's life, as the reader of a connection
+        that carries such requests.  It runs beside the connection's task, in
+        the nursery that runs the connection, which cancels it at its end.
+        """
+        if self._watcher is not None or self._closing or not self._reading:
+            return
+        nursery = trio.lowlevel.current_task().parent_nursery
+        if nursery is None:
+            return
+        self._watcher = trio.CancelScope()
+        nursery.start_soon(self._watch, self._watcher, name=f"llhttp reader {self.peer}")
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        try:
+            with scope:
+                while self._reading and not self._closing:
+                    queue = self._queue
+                    if self._read_busy or len(queue) > 1 or (queue and (queue[0].body_size > _BODY_AHEAD or queue[0].upgrade is not None)):
                         await self._wake_reader.park()
                         continue
-                    idle = not self._queue and self._ws is None
-                    if idle and self._stop_when_idle:
-                        break
-                    if idle:
-                        scope.deadline = self._idle_since + timeout
-                    else:
-                        scope.deadline = trio.current_time() + read_timeout if read_timeout else math.inf
-                    try:
-                        data = await stream.receive_some(_MAX_RECV)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        break
-                    if not data:
-                        break
-                    if self._ws_live:
-                        await self._ws_data(data)
-                        continue
-                    if not self._feed(data):
-                        break
-                    self._wake_runner.unpark_all()
-                    self._wake_app.unpark_all()
-            finally:
-                self._read_scope = None
-        self._reading = False
-        self._wake_app.unpark_all()
-        self._wake_runner.unpark_all()
-        self._client_gone()
-        if self._ws_live:
-            await self._ws_closed()
+                    await self._read_or_wait(idle=not queue)
+        except Exception:
+            log.exception("HTTP/1.1 connection from %s: its reader failed", self.peer, extra={"event": "connection_failed"})
+            self._reading = False
+            self._wake_app.unpark_all()
+            self._client_gone()
+        finally:
+            if self._watcher is scope:
+                self._watcher = None
 
-    def _paused(self) -> bool:
-        """Stop reading while a pipelined request waits behind the current one, or a body piles up."""
-        if self._ws_live:
-            return False
-        if len(self._queue) > 1:
-            return True
-        if self._queue and self._queue[-1].upgrade is not None:
-            return not self._ws_live  # nothing more is parsed until the WebSocket takes over
-        return bool(self._queue) and self._queue[0].body_size > _BODY_BUFFER
+    async def _read_more(self, *, idle: bool = False, scoped: bool = False) -> None:
+        """Read once and parse what came; at the end of the stream, a timeout or a malformed request, reading ends.
+
+        Reading happens in the task that needs the bytes: this one between
+        requests (``idle``: bounded by the keep-alive timeout, which also bounds
+        a trickled head; cut short by a shutdown), the application's when its
+        ``receive`` needs a body or waits for the client to leave (bounded by
+        ``read_timeout`` when there is one).  A waiting event stream is then
+        this connection's one task parked in the socket read, with no cancel
+        scope of its own unless a timeout needs one; closing the socket (a
+        shutdown's abort) ends the read.  ``scoped``: in a cancel scope anyway
+        (the watcher's reads: the end of a request moves their deadline).
+        """
+        if idle:
+            deadline = self._idle_since + self.config.keep_alive_timeout
+        else:
+            read_timeout = self.config.read_timeout
+            deadline = trio.current_time() + read_timeout if read_timeout else math.inf
+        data = b""
+        try:
+            if deadline == math.inf and not scoped:
+                data = await self.stream.receive_some(_MAX_RECV)
+            else:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    self._read_scope = scope
+                    try:
+                        data = await self.stream.receive_some(_MAX_RECV)
+                    finally:
+                        self._read_scope = None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        if not data or not self._feed(data):
+            self._reading = False
+            self._client_gone()
+        self._wake_app.unpark_all()
+
+    def _at_message_boundary(self) -> bool:
+        """Whether llhttp holds nothing of a message: a new parser would go on exactly where it is."""
+        return not self._in_head and self._current is None and len(self._queue) == 1 and self._queue[0].upgrade is None
 
     def _feed(self, data: bytes) -> bool:
         """Parse ``data``; False when the connection cannot go on (an error was answered or must be)."""
         in_head = self._in_head
+        if self._parser is None:
+            self._parser = self._new_parser(self)
         try:
             self._parser.feed_data(data)
             if self._in_head:
@@ -468,44 +610,35 @@ class LlhttpConnection:
             return False
         return True
 
-    async def _serve_requests(self) -> None:
-        try:
-            await self._serve_in_order()
-        finally:
-            # The reader may be parked (paused) or reading: either way, this connection is done.
-            self._closing = True
-            self._wake_reader.unpark_all()
-            if self._read_scope is not None:
-                self._read_scope.cancel()
-
     async def _serve_in_order(self) -> None:
-        while True:
-            while not self._queue:
-                if self._protocol_error is not None:
-                    await self._answer_protocol_error(self._protocol_error)
+        try:
+            while True:
+                while not self._queue:
+                    if self._protocol_error is not None:
+                        await self._answer_protocol_error(self._protocol_error)
+                        return
+                    if not self._reading or self._closing or self._stop_when_idle:
+                        return
+                    await self._read_or_wait(idle=True)
+                request = self._queue[0]
+                if request.upgrade is not None:
+                    while not request.complete and self._reading and not self._closing:
+                        await self._read_or_wait()
+                    await self._serve_websocket(request)
                     return
-                if not self._reading or self._closing:
+                if self._protocol_error is not None and not request.complete:
+                    await self._answer_protocol_error(self._protocol_error)  # its body was malformed
                     return
-                await self._wake_runner.park()
-            request = self._queue[0]
-            if request.upgrade is not None:
-                while not request.complete and self._reading:
-                    await self._wake_runner.park()
-                await self._serve_websocket(request)
-                return
-            if self._protocol_error is not None and not request.complete:
-                await self._answer_protocol_error(self._protocol_error)  # its body was malformed
-                return
-            keep_going = await self._serve_one(request)
-            self._queue.pop(0)
-            self._idle_since = trio.current_time()
-            if not self._queue and self._read_scope is not None:
-                self._read_scope.deadline = self._idle_since + self.config.keep_alive_timeout
-            self._wake_reader.unpark_all()
-            if not keep_going:
-                self._closing = True
-                await self._close()
-                return
+                keep_going = await self._serve_one(request)
+                self._queue.pop(0)
+                self._idle_since = trio.current_time()
+                if not self._queue and self._read_scope is not None:  # the watcher's read: now an idle one
+                    self._read_scope.deadline = self._idle_since + self.config.keep_alive_timeout
+                self._wake_reader.unpark_all()
+                if not keep_going:
+                    return
+        finally:
+            self._closing = True
 
     async def _serve_one(self, request: _Request) -> bool:
         """Run the application for ``request``; True when the connection can serve the next one."""
@@ -518,7 +651,7 @@ class LlhttpConnection:
         start = time.time()
         target = request.target
         path, _, query = target.partition(b"?")
-        notice = self._notice = DisconnectNotice()
+        notice = self._notice = DisconnectNotice(self.watch)
         if not self._reading or self._closing:
             notice.fire()
         try:
@@ -571,7 +704,11 @@ class LlhttpConnection:
                     return {"type": "http.request", "body": b"", "more_body": False}
                 if self._cycle_done or not self._reading or self._closing:
                     return {"type": "http.disconnect"}
-                await self._wake_app.park()
+                if len(self._queue) > 1:
+                    # A pipelined request waits: nothing more is read until this response is done.
+                    await self._wake_app.park()
+                    continue
+                await self._read_or_wait()  # (or wait for the task that reads)
 
         async def send(message: dict[str, Any]) -> None:
             nonlocal head, response, ended, sent_body, written
@@ -594,6 +731,10 @@ class LlhttpConnection:
                     http11=request.http_version == "1.1",
                     keep_alive=request.keep_alive,
                 )
+                if head.length is None and request.complete and request.keep_alive and self._at_message_boundary():
+                    # A response of open-ended length (an event stream) may last for hours while
+                    # nothing is read: llhttp's state (~0.9 KB) is made again when bytes arrive.
+                    self._parser = None
             elif kind == "http.response.body" and head is not None:
                 body = bytes(message.get("body", b""))
                 more = bool(message.get("more_body", False))
@@ -680,8 +821,7 @@ class LlhttpConnection:
                 discarded += request.body_size
                 request.body.clear()
                 request.body_size = 0
-                self._wake_reader.unpark_all()
-                await self._wake_app.park()
+                await self._read_more()
 
     # -- writing --------------------------------------------------------------------------------------
     def _server_headers(self) -> list[tuple[bytes, bytes]]:
@@ -714,10 +854,7 @@ class LlhttpConnection:
         """Write ``data`` whole, bounded by ``write_timeout``; a failed write ends the connection."""
         if self._closing and not self._reading:
             return
-        try:
-            self._write_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._write_lock.acquire()
+        await self._write_lock.acquire()
         try:
             deadline = trio.current_time() + self.write_timeout if self.write_timeout is not None else math.inf
             # Shielded as hypercorn does (a cancelled request must not tear a response), and bounded.
@@ -745,8 +882,9 @@ class LlhttpConnection:
         self._reading = False
         self._closing = True
         self._wake_app.unpark_all()
-        self._wake_runner.unpark_all()
         self._wake_reader.unpark_all()
+        # A read in a cancel scope ends here; one without (a stream waiting for its client)
+        # ends as the socket fails or is closed.
         if self._read_scope is not None:
             self._read_scope.cancel()
         self._client_gone()
@@ -765,7 +903,6 @@ class LlhttpConnection:
     def stop_when_idle(self) -> None:
         """At shutdown: close now if no request is in progress, else after the current response."""
         self._stop_when_idle = True
-        self._wake_reader.unpark_all()
         if not self._queue and self._ws is None and self._read_scope is not None:
             self._read_scope.cancel()
 
@@ -801,9 +938,29 @@ class LlhttpConnection:
             if request.upgrade:
                 await self._ws.handle(Data(stream_id=1, data=request.upgrade))
             self._ws_live = True
-            self._wake_reader.unpark_all()
+            await self._read_websocket()
         self._closing = True
         await self._close()
+
+    async def _read_websocket(self) -> None:
+        """Feed the WebSocket stream what the peer sends (bounded by ``read_timeout``), then tell it the end."""
+        read_timeout = self.config.read_timeout
+        with trio.CancelScope() as scope:
+            self._read_scope = scope
+            try:
+                while not self._closing:
+                    scope.deadline = trio.current_time() + read_timeout if read_timeout else math.inf
+                    try:
+                        data = await self.stream.receive_some(_MAX_RECV)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        break
+                    if not data:
+                        break
+                    await self._ws_data(data)
+            finally:
+                self._read_scope = None
+        self._reading = False
+        await self._ws_closed()
 
     async def _ws_data(self, data: bytes) -> None:
         from hypercorn.protocol.events import Data
@@ -867,11 +1024,12 @@ def llhttp_connections_installed(enabled: bool) -> Iterator[Callable[[], None]]:
     registry: weakref.WeakSet[Any] | None = _installed.get("connections")
     write_timeout = installed_write_timeout()
 
-    async def connection(app: Any, config: Any, context: Any, state: Any, stream: Any) -> None:
+    def connection(app: Any, config: Any, context: Any, state: Any, stream: Any) -> Awaitable[None]:
+        # Not a coroutine function: the connection's coroutine is returned, not awaited, so
+        # a connection's task keeps one frame less for as long as it lives.
         if not _plain(stream):
-            await stock(app, config, context, state, stream)
-            return
-        await LlhttpConnection(app, config, context, state, stream, write_timeout=write_timeout, registry=registry).run()
+            return stock(app, config, context, state, stream)  # type: ignore[no-any-return]
+        return LlhttpConnection(app, config, context, state, stream, write_timeout=write_timeout, registry=registry).run()
 
     def stop_idle() -> None:
         for each in llhttp_connections():

@@ -22,7 +22,7 @@ from typing import Final
 import trio
 
 from ._http import RawHeaders, Receive, Send
-from ._keepalive import KeepaliveClock, Watched
+from ._keepalive import KeepaliveClock
 from ._session import Session
 from ._sse import encode_message_event
 
@@ -63,18 +63,6 @@ async def pump_events(
     if first_event:
         await send({"type": "http.response.body", "body": first_event, "more_body": True})
     watched = clock.watch(session.wake_writer) if clock is not None else None
-    try:
-        peer_gone = await _pump(session, receive, send, watched)
-    finally:
-        if clock is not None and watched is not None:
-            clock.unwatch(watched)
-    if not peer_gone:
-        # The session ended (handler returned, drained, idle, dropped): end the body cleanly.
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return peer_gone
-
-
-async def _pump(session: Session, receive: Receive, send: Send, watched: Watched | None) -> bool:
     outgoing = session.outgoing
     waiting: trio.CancelScope | None = None
 
@@ -82,7 +70,9 @@ async def _pump(session: Session, receive: Receive, send: Send, watched: Watched
         if waiting is not None:
             waiting.cancel()
 
+    # The loop is here rather than in a helper coroutine: a parked stream keeps one frame less.
     session.on_outgoing = wake
+    peer_gone = True
     try:
         while True:
             frames: list[bytes] = []
@@ -108,20 +98,27 @@ async def _pump(session: Session, receive: Receive, send: Send, watched: Watched
                 try:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 except OSError:  # some servers raise when writing to a closed connection
-                    return True
+                    break
                 del body
                 if watched is not None:
                     watched.last_write = trio.current_time()
                 continue  # more may have been queued meanwhile
             if ended:
-                return False
+                peer_gone = False
+                break
             # Nothing queued: wait for the client (to leave) or for the session (to
             # queue something).  No checkpoint since the channel was found empty,
             # so no wake-up can have been missed.
             with trio.CancelScope() as waiting:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                return True
+                break
             waiting = None
     finally:
         session.on_outgoing = None
+        if clock is not None and watched is not None:
+            clock.unwatch(watched)
+    if not peer_gone:
+        # The session ended (handler returned, drained, idle, dropped): end the body cleanly.
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return peer_gone

@@ -1298,6 +1298,7 @@ async def _next_event(
 
 async def _next_event_or_notice(events: ChannelReceiver[_Event], deadline: float, notice: DisconnectNotice) -> _Event | None:
     """:func:`_next_event`'s wait with a disconnect notice: the channel's, which the notice interrupts."""
+    notice.watching()
     if notice.gone:
         raise _ClientLeft
     notice.callback = functools.partial(events.interrupt, _ClientLeft())
