@@ -10,13 +10,20 @@ One task does both jobs.  While nothing is queued it waits for the ASGI
 server's next event (``http.disconnect`` is the one that matters) inside a
 cancel scope, and the session cancels that scope whenever it queues something
 (``Session.on_outgoing``): a waiting stream costs one parked task instead of
-two.  Queued messages are coalesced into one write.  Keepalives come from a
+two.  Cancelling that wait is costly, though (under ``serve`` the wait is the
+socket read itself, so each cancel also takes the socket out of the poller
+and puts it back), and a busy stream would pay it for every message.  So once
+woken from it a stream waits for its session alone for a second, woken with
+no cancel, and then waits for its client again: a busy stream pays one cancel
+a second, and a client that leaves is seen within about a second.
+Queued messages are coalesced into one write.  Keepalives come from a
 :class:`~trio_mcp_sse._keepalive.KeepaliveClock` shared by every stream: the
 clock queues an empty item, which becomes an SSE comment.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import trio
@@ -34,6 +41,8 @@ STREAM_HEADERS: Final[RawHeaders] = (
     (b"x-accel-buffering", b"no"),  # nginx would otherwise buffer the stream
 )
 KEEPALIVE_FRAME: Final = b": ping\n\n"
+_QUICK_WAIT: Final = 1.0
+"""Seconds, after a wake-up from the wait for the client, during which a stream waits for its session alone."""
 _MAX_COALESCED: Final = 64
 _MAX_COALESCED_BYTES: Final = 256 * 1024
 """Stop coalescing past this: a write handed to the server stays small, so a peer that stops
@@ -65,10 +74,22 @@ async def pump_events(
     watched = clock.watch(session.wake_writer) if clock is not None else None
     outgoing = session.outgoing
     waiting: trio.CancelScope | None = None
+    parked: trio.lowlevel.Task | None = None
+    quick_until = -math.inf
 
     def wake() -> None:
-        if waiting is not None:
+        nonlocal parked
+        task = parked
+        if task is not None:
+            parked = None
+            trio.lowlevel.reschedule(task)
+        elif waiting is not None:
             waiting.cancel()
+
+    def unpark(_: object) -> trio.lowlevel.Abort:
+        nonlocal parked
+        parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     # The loop is here rather than in a helper coroutine: a parked stream keeps one frame less.
     session.on_outgoing = wake
@@ -109,11 +130,20 @@ async def pump_events(
             # Nothing queued: wait for the client (to leave) or for the session (to
             # queue something).  No checkpoint since the channel was found empty,
             # so no wake-up can have been missed.
+            if quick_until > -math.inf:
+                with trio.move_on_at(quick_until) as quick:
+                    parked = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(unpark)
+                parked = None
+                if quick.cancelled_caught:
+                    quick_until = -math.inf  # a quiet stream: watch its client from now on
+                continue
             with trio.CancelScope() as waiting:
                 while (await receive())["type"] != "http.disconnect":
                     pass
                 break
             waiting = None
+            quick_until = trio.current_time() + _QUICK_WAIT  # woken: a busy stream, for now
     finally:
         session.on_outgoing = None
         if clock is not None and watched is not None:
