@@ -16,7 +16,10 @@ machine moves single runs by more than what is measured.
    first and every later request is sent to the second (``loadgen
    --call-port``), so every call is forwarded through Redis to its owner.
    Reported: server CPU per call (each process's share too), redis-server's
-   CPU per call apart, Redis commands per call, p50/p99, ratios against (a).
+   CPU per call apart, Redis commands per call (and of them ``PUBLISH`` and
+   the route script's ``GET`` lookups, from ``INFO commandstats``; the
+   commands that come with time, not calls, per second apart), p50/p99,
+   ratios against (a).
 2. **Throughput.**  ``serve --workers 1`` against ``serve --workers 2
    --broker`` on one port, at loads that saturate one worker.  The machine
    has 2 cores and the load generator and Redis run on them too: the table
@@ -170,7 +173,8 @@ def run_throughput(
                 f"  {transport:10} {setup.key:13} {level:4} sessions: {result['calls_per_s']:6.0f} calls/s "
                 f"p50 {result['p50_ms']:6.2f} ms p99 {result['p99_ms']:7.2f} ms "
                 f"server {result['server_cpu_per_call_us']:5.0f} us/call redis {result['broker_cpu_per_call_us']:4.0f} us/call "
-                f"{result['redis_commands_per_call']:.1f} cmds/call errors {result['errors']}"
+                f"{result['redis_commands_per_call']:.2f} cmds/call ({result.get('redis_publish_per_call', math.nan):.2f} PUBLISH) "
+                f"errors {result['errors']}"
             )
     return out
 
@@ -306,7 +310,19 @@ def render_throughput(results: dict[str, Any], keys: list[str], levels: list[int
             f"redis-server CPU cores used, {sessions(at)}", 2,
             lambda s, at=at: _value(level(s, at), "broker_cpu_s") / _value(level(s, at), "seconds"), compare=False,
         )  # fmt: skip
-        row(f"Redis commands per call, {sessions(at)}", 1, lambda s, at=at: _value(level(s, at), "redis_commands_per_call"), compare=False)
+        row(f"Redis commands per call, {sessions(at)}", 2, lambda s, at=at: _value(level(s, at), "redis_commands_per_call"), compare=False)
+        row(
+            f"... of which PUBLISH, {sessions(at)}", 2,
+            lambda s, at=at: _value(level(s, at), "redis_publish_per_call"), compare=False,
+        )  # fmt: skip
+        row(
+            f"... of which lookups (GET in the route script), {sessions(at)}", 2,
+            lambda s, at=at: _value(level(s, at), "redis_lookups_per_call"), compare=False,
+        )  # fmt: skip
+        row(
+            f"Redis commands per second not caused by calls (heartbeats, refreshes, PINGs), {sessions(at)}", 1,
+            lambda s, at=at: _value(level(s, at), "redis_other_commands_per_s"), compare=False,
+        )  # fmt: skip
     row("errors", 0, lambda s: float(sum(r["errors"] for r in s["throughput"].values())), compare=False)
     return _table(head, rows)
 

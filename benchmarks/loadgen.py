@@ -122,6 +122,22 @@ async def redis_field(port: int | None, section: str, name: str) -> int | None:
     return int(fields[name])
 
 
+async def redis_command_calls(port: int | None) -> dict[str, int] | None:
+    """Calls of each command so far, from Redis's ``INFO commandstats`` (None without ``--redis-port``).
+
+    Commands a script runs count as well (the route script's ``GET`` and
+    ``PUBLISH``), so a lookup shows as its ``GET``.
+    """
+    if port is None:
+        return None
+    fields = await trio.to_thread.run_sync(redis_probe.info, port, "commandstats")
+    calls = {}
+    for name, value in fields.items():
+        stats = dict(part.partition("=")[::2] for part in value.split(","))
+        calls[name.removeprefix("cmdstat_")] = int(stats.get("calls", 0))
+    return calls
+
+
 def client_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -802,6 +818,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
                 callers.start_soon(caller, session, index)
             await trio.sleep(args.warmup)
             commands0 = await redis_field(args.redis_port, "stats", "total_commands_processed")
+            by_name0 = await redis_command_calls(args.redis_port)
             broker0 = broker.cpu_seconds() if broker else 0.0
             each0, client0 = server.cpu_seconds_each(), client_cpu_seconds()
             window.start = time.perf_counter()
@@ -809,6 +826,7 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
             window.end = time.perf_counter()
             each1, client1 = server.cpu_seconds_each(), client_cpu_seconds()
             broker1 = broker.cpu_seconds() if broker else 0.0
+            by_name1 = await redis_command_calls(args.redis_port)
             commands1 = await redis_field(args.redis_port, "stats", "total_commands_processed")
             stop = True
         reconnects = sum(session.posts.reconnects for session in sessions)
@@ -830,6 +848,15 @@ async def scenario_throughput(args: argparse.Namespace, server: ServerProcess, e
         # The probe's own INFO is one of them; the workers' heartbeats are the others not caused by calls.
         extra["redis_commands"] = commands1 - commands0
         extra["redis_commands_per_call"] = (commands1 - commands0) / completed if completed else math.nan
+    if by_name0 is not None and by_name1 is not None:
+        # Per command: what forwarding costs (PUBLISH; GET, the route script's lookup) apart from the
+        # rest, which comes with time, not with calls (heartbeats, refreshes, keep-alive PINGs, INFO).
+        delta = {name: count - by_name0.get(name, 0) for name, count in by_name1.items() if count != by_name0.get(name, 0)}
+        extra["redis_command_calls"] = delta
+        extra["redis_publish_per_call"] = delta.get("publish", 0) / completed if completed else math.nan
+        extra["redis_lookups_per_call"] = delta.get("get", 0) / completed if completed else math.nan
+        others = sum(delta.values()) - delta.get("publish", 0) - 2 * delta.get("get", 0)  # a lookup: EVALSHA + GET
+        extra["redis_other_commands_per_s"] = others / elapsed if elapsed else math.nan
     return {
         "sessions": len(sessions),
         "calls": completed,

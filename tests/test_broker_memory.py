@@ -330,4 +330,4 @@ def test_an_exchange_ending_before_its_owner_took_it_stops_waiting_for_the_ackno
     outgoing = _Outgoing(4)
     outgoing.push(_BROKER_LOST)
     assert outgoing.acked.is_set()
-    assert outgoing.frames_out.receive_nowait() == _BROKER_LOST
+    assert outgoing.receive_nowait() == _BROKER_LOST

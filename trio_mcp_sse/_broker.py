@@ -17,15 +17,25 @@ A request addressed to a session (an HTTP+SSE POST naming its ``session_id``,
 a Streamable HTTP request carrying ``Mcp-Session-Id``) that reaches a worker
 which does not hold the session is *forwarded*: the receiving worker reads
 the body, then sends the whole HTTP exchange (scope, headers, body) to the
-owner's mailbox.  The owner runs it through the same transport code a local
-request would take (admission, authentication, the session's principal, the
-intake) and every ASGI message of its answer travels back: a ``202`` once the
-owner's session accepted the message, or a Streamable HTTP response stream
-with the request's progress, the server's requests to the client and the
-result.  The receiving worker replays them to its client.  Forwarding at the
-HTTP exchange keeps one behaviour for every kind of request (POST, the
-standalone GET stream, ``Last-Event-ID`` resumption, DELETE) with no
-transport-specific relaying, and the event store stays with the session.
+owner's mailbox.  The session's id names its owner (``<worker id>.<random>``,
+:func:`session_owner`, as task ids do), so the forward is one send to that
+mailbox with no lookup; the broker's :meth:`Bus.route` (the ownership key,
+the owner's liveness) decides only when nobody reads that mailbox, or for an
+id that names no worker.  The owner checks, as for a direct request, that it
+holds the session: a forged id gets its unknown-session answer.  The owner
+runs it through the same transport code a local request would take
+(admission, authentication, the session's principal, the intake) and every
+ASGI message of its answer travels back: a ``202`` once the owner's session
+accepted the message, or a Streamable HTTP response stream with the request's
+progress, the server's requests to the client and the result.  The receiving
+worker replays them to its client.  The owner sends as few frames as it can:
+a small answer's start and body go as one frame, which also acknowledges the
+request, and the part of an answer that is not its end is held for up to
+:data:`_LINGER` (or :data:`_HOLD_BYTES`), so that a stream that ends soon
+goes back whole.  Forwarding at the HTTP exchange keeps one behaviour for
+every kind of request (POST, the standalone GET stream, ``Last-Event-ID``
+resumption, DELETE) with no transport-specific relaying, and the event store
+stays with the session.
 
 Tasks (the tasks extension of 2026-07-28) live with the worker that created
 them, too.  Their ids name it (:func:`task_id_prefix`: ``<worker id>.<random>``),
@@ -52,12 +62,14 @@ A :class:`Bus` is one worker's connection to a broker: :class:`MemoryBroker`
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
 import os
 import re
 import secrets
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -80,6 +92,7 @@ from ._http import (
 from ._logs import REFUSAL_LINES_PER_WINDOW, REFUSAL_WINDOW, RateLimiter
 
 __all__ = [
+    "WORKER_TOKEN",
     "Broker",
     "BrokerLink",
     "BrokerSettings",
@@ -93,6 +106,7 @@ __all__ = [
     "encode_frame",
     "scope_from_wire",
     "scope_to_wire",
+    "session_owner",
     "task_id_prefix",
     "task_owner",
 ]
@@ -253,15 +267,19 @@ def scope_from_wire(wire: Mapping[str, Any]) -> Scope:
     }
 
 
-_WORKER_TOKEN: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
-"""A worker id that can stand in a task id (ours are a pid and 12 hex digits): no ``.``, header-safe."""
+WORKER_TOKEN: Final = r"[0-9A-Za-z_-]{1,64}"
+"""A worker id that can stand in a task or session id (ours are a pid and 12 hex digits): no ``.``,
+safe in a header and in a URL's query."""
+_WORKER_TOKEN: Final = re.compile(WORKER_TOKEN)
 
 
 def task_id_prefix(worker_id: str) -> str:
-    """What the ids of the tasks a worker creates start with: its id and a ``.`` (``""`` for an id that cannot).
+    """What the ids of the tasks and sessions a worker creates start with: its id and a ``.`` (``""`` for an
+    id that cannot).
 
-    The rest of a task id is ``secrets.token_urlsafe`` text, which has no
-    ``.``, so :func:`task_owner` reads the owner back unambiguously.
+    The rest of a task id is ``secrets.token_urlsafe`` text, and the rest of a
+    session id 32 hex digits, neither with a ``.``, so :func:`task_owner` and
+    :func:`session_owner` read the owner back unambiguously.
     """
     return f"{worker_id}." if _WORKER_TOKEN.fullmatch(worker_id) else ""
 
@@ -271,6 +289,19 @@ def task_owner(task_id: str | None) -> str | None:
     if task_id is None:
         return None
     owner, dot, rest = task_id.partition(".")
+    if not dot or not rest or _WORKER_TOKEN.fullmatch(owner) is None:
+        return None
+    return owner
+
+
+def session_owner(session_id: str) -> str | None:
+    """The worker a session id names as its owner (``<worker id>.<32 hex digits>``), if it names one.
+
+    Only a hint: a client may send any id, so the worker it names still checks
+    that it holds the session, and an id naming no worker (one issued without a
+    broker, or by an older release) is looked up in the broker.
+    """
+    owner, dot, rest = session_id.partition(".")
     if not dot or not rest or _WORKER_TOKEN.fullmatch(owner) is None:
         return None
     return owner
@@ -354,19 +385,44 @@ def _is_address(value: Any, *, port_required: bool) -> bool:
 
 
 def _checked_scope(wire: Any) -> Scope:
-    """:func:`scope_from_wire` of a request frame's scope, every field of the type ``scope_to_wire`` gives it."""
+    """:func:`scope_from_wire` of a request frame's scope, every field of the type ``scope_to_wire`` gives it.
+
+    One pass over the headers checks and converts them (run for every
+    forwarded request).
+    """
     if not isinstance(wire, dict):
         raise MalformedFrame("request without a scope")
     try:
-        well_typed = (
-            all(isinstance(wire[key], str) for key in (*_SCOPE_TEXT, "raw_path", "query_string"))
-            and isinstance(wire["headers"], list)
-            and all(_is_pair_of_text(pair) for pair in wire["headers"])
-            and _is_address(wire.get("client"), port_required=True)
-            and _is_address(wire.get("server"), port_required=False)
-        )
-        if well_typed:
-            return scope_from_wire(wire)
+        text = [wire[key] for key in _SCOPE_TEXT]
+        raw_path, query_string, pairs = wire["raw_path"], wire["query_string"], wire["headers"]
+        client, server = wire.get("client"), wire.get("server")
+        if (
+            all(type(value) is str for value in text)
+            and type(raw_path) is str
+            and type(query_string) is str
+            and type(pairs) is list
+            and _is_address(client, port_required=True)
+            and _is_address(server, port_required=False)
+        ):
+            headers = []
+            for pair in pairs:
+                if type(pair) is not list or len(pair) != 2:
+                    raise ValueError
+                key, value = pair
+                if type(key) is not str or type(value) is not str:
+                    raise ValueError
+                headers.append((key.encode("latin-1"), value.encode("latin-1")))
+            return {
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.3"},
+                **dict(zip(_SCOPE_TEXT, text, strict=True)),
+                "raw_path": raw_path.encode("latin-1"),
+                "query_string": query_string.encode("latin-1"),
+                "headers": headers,
+                "client": (client[0], client[1]) if client else None,
+                "server": (server[0], server[1]) if server else None,
+                "extensions": {},
+            }
     except (KeyError, ValueError):  # a missing field; text that is not latin-1 (UnicodeEncodeError)
         pass
     raise MalformedFrame("request scope is not an HTTP request's")
@@ -425,6 +481,28 @@ def _parse_frame(frame: bytes) -> _Request | _Disconnect | _Answer:
     return _Answer(exchange, kind, 0, (), body, _more(meta) if kind == _BODY else False)
 
 
+def _has_event_data(chunk: bytes) -> bool:
+    """Does this part of an event stream carry an event with data, or anything else than ``id``, ``retry``
+    and ``event`` fields, comments and blank lines?  (An event without data is not dispatched to the client:
+    it only sets the last event id, or the retry interval.)"""
+    at, size = 0, len(chunk)
+    while at < size:
+        end = chunk.find(b"\n", at)
+        if end < 0:
+            end = size
+        line = chunk[at:end].rstrip(b"\r")
+        at = end + 1
+        if not line or line[:1] == b":":
+            continue
+        name, _, value = line.partition(b":")
+        if name in (b"id", b"retry", b"event"):
+            continue
+        if name == b"data" and value in (b"", b" "):
+            continue
+        return True
+    return False
+
+
 class ForwardTarget(Protocol):
     """A transport the owner can run a forwarded exchange through (its endpoints, no re-forwarding)."""
 
@@ -433,6 +511,19 @@ class ForwardTarget(Protocol):
 
 _ACK_DELAY: Final = 0.2
 """Seconds an owner waits for the answer to start before it acknowledges a forwarded request apart."""
+
+_LINGER: Final = 0.005
+"""Seconds an owner holds the part of an answer that is not its end (a response's headers, events) for what
+follows, so that what comes together goes back as one frame, one ``PUBLISH``; a stream that goes on reaches
+its client at most this much later.  Events with no data (a priming event, a keep-alive comment) are held
+up to the acknowledgement's delay instead: the priming event of a quick call's stream and its result go
+back as one frame."""
+
+_HOLD_BYTES: Final = 65536
+"""Bytes of an answer held at most: more is sent at once (and the transport waits for it)."""
+
+_ACK_TIMER: Final = 0
+_FLUSH_TIMER: Final = 1
 
 # How a forwarded exchange can end before its answer is complete (pushed into its channel, or
 # found out by the receiver): the metric's reason, and the answer if none had started.
@@ -449,12 +540,21 @@ _ENDINGS: Final = {
 
 
 class _Outgoing:
-    """A request this worker forwarded, waiting for its owner's answer (its frames, or one of ``_ENDINGS``)."""
+    """A request this worker forwarded, waiting for its owner's answer (its frames, or one of ``_ENDINGS``).
 
-    __slots__ = ("acked", "frames_in", "frames_out", "overflowed", "owner")
+    The frames wait in a bounded queue of their own (one per forwarded
+    request, so lighter than a memory channel): the mailbox reader pushes,
+    the request's task takes them in order.  Overflowing closes it: what is
+    queued is still taken, then it ends.
+    """
+
+    __slots__ = ("_buffer", "_closed", "_frames", "_lot", "acked", "overflowed", "owner")
 
     def __init__(self, buffer: int) -> None:
-        self.frames_in, self.frames_out = trio.open_memory_channel[bytes | _Answer](buffer)
+        self._buffer = buffer
+        self._frames: deque[bytes | _Answer] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
         self.acked = trio.Event()
         self.owner: str | None = None
         self.overflowed = False
@@ -462,24 +562,53 @@ class _Outgoing:
     def push(self, frame: bytes | _Answer) -> None:
         if isinstance(frame, bytes):
             self.acked.set()  # an ending also ends the wait for the owner to take the request
-        try:
-            self.frames_in.send_nowait(frame)
-        except trio.WouldBlock:
-            self.overflowed = True
-            self.frames_in.close()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+        if self._closed:
+            return
+        if len(self._frames) >= self._buffer:
+            self.overflowed = self._closed = True
+        else:
+            self._frames.append(frame)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def receive_nowait(self) -> bytes | _Answer | None:
+        """The next frame if one is here (None if not)."""
+        return self._frames.popleft() if self._frames else None
+
+    async def receive(self) -> bytes | _Answer:
+        """The next frame; ``trio.EndOfChannel`` once the queue was closed and emptied."""
+        while not self._frames:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        return self._frames.popleft()
 
 
 class _Incoming:
-    """An exchange this worker runs for another worker's client."""
+    """An exchange this worker runs for another worker's client, and what of its answer is held."""
 
-    __slots__ = ("answered", "disconnected", "reply_to")
+    __slots__ = (
+        "answered", "disconnected", "ended", "event_stream", "exchange", "finished", "flush_at", "flushing",
+        "held", "held_bytes", "reply_to", "start",
+    )  # fmt: skip
 
-    def __init__(self, reply_to: str) -> None:
+    def __init__(self, exchange: str, reply_to: str) -> None:
+        self.exchange = exchange
         self.reply_to = reply_to
         self.disconnected = trio.Event()
         self.answered = False
+        """A frame of the answer went out (the first also acknowledges the request)."""
+        self.finished = False
+        """The answer's end was given to :meth:`BrokerLink._flush`: anything sent after it is ignored."""
+        self.ended = False
+        """The exchange's task returned: a timer still set for it does nothing."""
+        self.start: Message | None = None
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self.event_stream = False
+        self.flush_at = math.inf
+        """When what is held goes out at the latest (a timer is set for it)."""
+        self.flushing: trio.Event | None = None
 
 
 class BrokerLink:
@@ -488,7 +617,8 @@ class BrokerLink:
     Created by the :class:`~trio_mcp_sse._host.SessionHost` when it runs (its
     lifespan), and run by it: :meth:`run` owns the nursery of every task this
     needs -- the mailbox reader, the supervisor (liveness, ownership refresh,
-    releases, peers' liveness) and each forwarded exchange it answers.
+    releases, peers' liveness), the timers of the exchanges it answers
+    (acknowledgements, held answers) and each of those exchanges.
     """
 
     def __init__(
@@ -502,6 +632,10 @@ class BrokerLink:
         self.broker = broker
         self.settings = broker.settings
         self.worker_id = worker_id or f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.session_id_prefix = task_id_prefix(self.worker_id)
+        """What the ids of the sessions this worker opens start with: its id, so that a request for one
+        that reaches another worker is sent straight to this one's mailbox (``""``: an id that cannot)."""
+        self._ack_delay = min(self.settings.ack_timeout / 4, _ACK_DELAY)
         self._local_sessions = local_sessions
         self.metrics = metrics
         self._targets: list[ForwardTarget] = []
@@ -511,6 +645,9 @@ class BrokerLink:
         self._incoming: dict[tuple[str, str], _Incoming] = {}
         self._released: set[str] = set()
         self._ids = itertools.count()
+        self._timers: list[tuple[float, int, int, _Incoming]] = []
+        self._timer_ids = itertools.count()
+        self._timer_scope: trio.CancelScope | None = None
         self._bad_frames = RateLimiter(REFUSAL_LINES_PER_WINDOW, REFUSAL_WINDOW)
         self._last_error: BrokerUnavailable | None = None
         self.up = False
@@ -539,6 +676,7 @@ class BrokerLink:
             self._bus = bus
             self._nursery = nursery
             nursery.start_soon(self._read_mailbox, bus, name="broker mailbox")
+            nursery.start_soon(self._run_timers, name="broker exchange timers")
             await nursery.start(self._supervise, bus, name="broker supervisor")
             if not self.joined:
                 log.warning(
@@ -696,12 +834,24 @@ class BrokerLink:
     ) -> None:
         """Answer a request for a session this worker does not hold, through its owner.
 
-        With no owner anywhere, ``local(receive)`` answers it here (an unknown
-        session, in the transport's own words); the body already read is
-        replayed to it.
+        A session id that names its owner (:func:`session_owner`) is sent
+        straight to that worker's mailbox: one send, no lookup.  Only when
+        nobody reads that mailbox, or for an id that names no worker, the
+        broker's :meth:`Bus.route` looks the owner up and tells a live owner
+        that is not reading (``503``) from none (the session is gone).  An id
+        naming this worker is one of its own sessions that has ended (or a
+        forged one): answered here at once.  With no owner anywhere,
+        ``local(receive)`` answers it here (an unknown session, in the
+        transport's own words); the body already read is replayed to it.
         """
+        hint = session_owner(session_id)
+        if hint == self.worker_id:
+            await local(receive)
+            return
 
         async def to_owner(bus: Bus, frame: bytes) -> RouteResult:
+            if hint is not None and await self._call(bus.send(hint, frame)):
+                return RouteResult(hint, True)
             route: RouteResult = await self._call(bus.route(session_id, frame))
             return route
 
@@ -795,7 +945,16 @@ class BrokerLink:
 
         Returns True, having sent nothing, when the owner is gone before its
         answer started and ``local_if_gone``: the caller answers it here.
+
+        Most answers (a ``202``, a short result) are one frame, here already
+        (it acknowledged the request): replayed at once, with no task watching
+        the client, since nothing is left to wait for.
         """
+        waiting = outgoing.receive_nowait()
+        if isinstance(waiting, _Answer) and waiting.kind == _RESPONSE and not waiting.more:
+            await send({"type": "http.response.start", "status": waiting.status, "headers": list(waiting.headers)})
+            await send({"type": "http.response.body", "body": waiting.body, "more_body": False})
+            return False
         started = streaming = complete = answer_here = False
         owner = outgoing.owner
         assert owner is not None
@@ -811,7 +970,14 @@ class BrokerLink:
 
             nursery.start_soon(watch_client)
             ending = _OWNER_GONE  # unless the loop finds out otherwise
-            async for frame in outgoing.frames_out:
+            while True:
+                if waiting is not None:
+                    frame, waiting = waiting, None
+                else:
+                    try:
+                        frame = await outgoing.receive()
+                    except trio.EndOfChannel:
+                        break
                 if isinstance(frame, bytes):
                     ending = frame
                     break
@@ -880,7 +1046,7 @@ class BrokerLink:
                 key = (frame.reply_to, frame.exchange)
                 if key in self._incoming:
                     continue  # a repeated frame: that exchange is running already
-                incoming = _Incoming(frame.reply_to)
+                incoming = _Incoming(frame.exchange, frame.reply_to)
                 self._incoming[key] = incoming
                 assert self._nursery is not None
                 self._nursery.start_soon(
@@ -926,32 +1092,21 @@ class BrokerLink:
         reply_to = incoming.reply_to
         key = (reply_to, exchange_id)
         self.metrics.forwarded_in += 1
+        delay = self._ack_delay
+        # Rounded up to a quarter of the delay: the exchanges of one quarter share one wake-up.
+        when = math.ceil((trio.current_time() + delay) * 4 / delay) * delay / 4
+        self._set_timer(when, _ACK_TIMER, incoming)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._ack_unless_answered, exchange_id, incoming)
-                await self._serve_forwarded(exchange_id, incoming, scope, body)
-                nursery.cancel_scope.cancel()
+            await self._serve_forwarded(exchange_id, incoming, scope, body)
         except Exception:
             log.exception("forwarded request failed", extra={"event": "forward_failed", "worker": reply_to})
             await self._tell(reply_to, {"k": _FAILED, "x": exchange_id})
         finally:
+            incoming.ended = True
             del self._incoming[key]
-
-    async def _ack_unless_answered(self, exchange_id: str, incoming: _Incoming) -> None:
-        """Tell the receiver its request was taken, if the answer itself is not on its way by then.
-
-        Most answers (a ``202``, a short result) start within a millisecond,
-        and their first frame is the receiver's acknowledgement: one message
-        over the broker fewer per forwarded call.
-        """
-        await trio.sleep(min(self.settings.ack_timeout / 4, _ACK_DELAY))
-        if not incoming.answered:
-            await self._tell(incoming.reply_to, {"k": _ACK, "x": exchange_id})
 
     async def _serve_forwarded(self, exchange_id: str, incoming: _Incoming, scope: Scope, body: bytes) -> None:
         reply_to = incoming.reply_to
-        start: Message | None = None
-        finished = False
 
         async def until_disconnected() -> Message:
             await incoming.disconnected.wait()
@@ -960,26 +1115,36 @@ class BrokerLink:
         receive = _replaying(body, until_disconnected)
 
         async def send(message: Message) -> None:
-            nonlocal start, finished
-            if incoming.disconnected.is_set() or finished:
+            if incoming.disconnected.is_set() or incoming.finished:
                 return  # as an HTTP server does once its client is gone
             kind = message["type"]
             if kind == "http.response.start":
-                start = message  # sent with the first body chunk: one frame for a whole small answer
+                incoming.start = message  # sent with the body: one frame for a whole small answer
+                incoming.event_stream = any(
+                    name == b"content-type" and value.startswith(b"text/event-stream")
+                    for name, value in message.get("headers", ())
+                )
                 return
             if kind != "http.response.body":
                 return
-            more = bool(message.get("more_body", False))
             chunk = bytes(message.get("body", b""))
-            if start is not None:
-                meta: dict[str, Any] = {"k": _RESPONSE, "x": exchange_id, "st": start["status"], "h": _headers_to_wire(start.get("headers", ())), "m": more}
-                start = None
-            else:
-                meta = {"k": _BODY, "x": exchange_id, "m": more}
-            finished = not more
-            incoming.answered = True
-            if not await self._tell(reply_to, meta, chunk):
-                incoming.disconnected.set()
+            if not message.get("more_body", False):
+                incoming.finished = True
+                await self._flush(incoming, end=chunk)
+                return
+            if chunk:
+                incoming.held.append(chunk)
+                incoming.held_bytes += len(chunk)
+            if incoming.held_bytes >= _HOLD_BYTES:
+                await self._flush(incoming)
+                return
+            # Events with no data (a priming event's id, a keep-alive comment) change nothing a client
+            # sees until the next event: they wait as long as an acknowledgement would.
+            quiet = incoming.event_stream and not _has_event_data(chunk)
+            when = trio.current_time() + (self._ack_delay if quiet else _LINGER)
+            if when < incoming.flush_at:
+                incoming.flush_at = when
+                self._set_timer(when, _FLUSH_TIMER, incoming)
 
         path = scope["path"]
         for target in self._targets:
@@ -987,8 +1152,76 @@ class BrokerLink:
                 break
         else:
             await send_outcome(send, Outcome.NOT_FOUND)
-        if not finished and not incoming.disconnected.is_set():
+        if not incoming.finished and not incoming.disconnected.is_set():
+            await self._flush(incoming)  # what is held, then: the answer stops short
             await self._tell(reply_to, {"k": _FAILED, "x": exchange_id})
+
+    async def _flush(self, incoming: _Incoming, *, end: bytes | None = None) -> None:
+        """Send what is held of an answer as one frame; with ``end``, that chunk too, as the answer's last frame.
+
+        One flush of an exchange at a time (its frames go out in order): the
+        exchange's own task, and a timer's for what it held too long.
+        """
+        while incoming.flushing is not None:
+            await incoming.flushing.wait()
+        if incoming.disconnected.is_set() or (incoming.ended and end is None):
+            return  # (an exchange that ended has told the receiver so: nothing may follow)
+        start = incoming.start
+        if end is None and start is None and not incoming.held:
+            return  # sent meanwhile
+        chunks = incoming.held
+        if end is not None:
+            chunks.append(end)
+        incoming.start = None
+        incoming.held = []
+        incoming.held_bytes = 0
+        incoming.flush_at = math.inf
+        flushing = incoming.flushing = trio.Event()
+        try:
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            more = end is None
+            meta: dict[str, Any]
+            if start is not None:
+                meta = {"k": _RESPONSE, "x": incoming.exchange, "st": start["status"], "h": _headers_to_wire(start.get("headers", ())), "m": more}
+            else:
+                meta = {"k": _BODY, "x": incoming.exchange, "m": more}
+            incoming.answered = True
+            if not await self._tell(incoming.reply_to, meta, body):
+                incoming.disconnected.set()
+        finally:
+            incoming.flushing = None
+            flushing.set()
+
+    # -- timers of the exchanges this worker answers --------------------------------------------------
+    def _set_timer(self, when: float, kind: int, incoming: _Incoming) -> None:
+        """Call :meth:`_on_timer` for ``incoming`` at ``when`` (one task for every timer, no task per exchange)."""
+        heapq.heappush(self._timers, (when, next(self._timer_ids), kind, incoming))
+        scope = self._timer_scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    async def _run_timers(self) -> None:
+        timers = self._timers
+        while True:
+            with trio.CancelScope(deadline=timers[0][0] if timers else math.inf) as self._timer_scope:
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                _, _, kind, incoming = heapq.heappop(timers)
+                self._on_timer(kind, incoming, now)
+
+    def _on_timer(self, kind: int, incoming: _Incoming, now: float) -> None:
+        """What an answer holds goes out when due; an exchange with no answer yet after :data:`_ACK_DELAY` is
+        acknowledged (with what it holds, or apart: the receiver's ``ack_timeout`` counts from its send)."""
+        nursery = self._nursery
+        if nursery is None or incoming.ended or incoming.disconnected.is_set():
+            return
+        if incoming.start is not None or incoming.held:
+            if (kind == _FLUSH_TIMER and incoming.flush_at <= now) or (kind == _ACK_TIMER and not incoming.answered):
+                nursery.start_soon(self._flush, incoming)
+        elif kind == _ACK_TIMER and not incoming.answered:
+            nursery.start_soon(self._tell, incoming.reply_to, {"k": _ACK, "x": incoming.exchange})
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -1024,6 +1257,8 @@ class MemoryBroker:
         self._killed: set[str] = set()
         self.frames_delivered = 0
         """Frames that reached a mailbox (what a test counts to see what a forward costs)."""
+        self.operations: Counter[str] = Counter()
+        """Calls of each :class:`Bus` method by every worker (what a test counts to see which a forward used)."""
 
     def __repr__(self) -> str:
         return f"MemoryBroker(prefix={self.settings.prefix!r})"
@@ -1081,6 +1316,7 @@ class _MemoryBus:
 
     async def claim(self, session_id: str) -> bool:
         broker = self._broker
+        broker.operations["claim"] += 1
         now = broker._check(self.worker_id)
         cap = broker.settings.max_sessions
         if cap is not None and broker.cluster_sessions() >= cap:
@@ -1098,6 +1334,7 @@ class _MemoryBus:
 
     async def route(self, session_id: str, frame: bytes) -> RouteResult:
         broker = self._broker
+        broker.operations["route"] += 1
         now = broker._check(self.worker_id)
         owner = broker.owner_of(session_id)
         if owner is None:
@@ -1110,11 +1347,13 @@ class _MemoryBus:
         return RouteResult(None, False)
 
     async def send(self, worker_id: str, frame: bytes) -> bool:
+        self._broker.operations["send"] += 1
         self._broker._check(self.worker_id)
         return self._deliver(worker_id, frame)
 
     async def heartbeat(self) -> tuple[bool, int]:
         broker = self._broker
+        broker.operations["heartbeat"] += 1
         now = broker._check(self.worker_id)
         fresh = broker._workers.get(self.worker_id, 0.0) > now
         broker._workers[self.worker_id] = now + broker.settings.worker_ttl
@@ -1122,6 +1361,7 @@ class _MemoryBus:
 
     async def refresh(self, session_ids: Collection[str], released: Collection[str]) -> int:
         broker = self._broker
+        broker.operations["refresh"] += 1
         now = broker._check(self.worker_id)
         for session_id in session_ids:
             broker._owners[session_id] = (self.worker_id, now + broker.settings.session_ttl)
@@ -1135,5 +1375,6 @@ class _MemoryBus:
 
     async def alive(self, worker_ids: Collection[str]) -> set[str]:
         broker = self._broker
+        broker.operations["alive"] += 1
         now = broker._check(self.worker_id)
         return {w for w in worker_ids if broker._workers.get(w, 0.0) > now}

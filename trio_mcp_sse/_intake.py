@@ -351,7 +351,7 @@ def content_type_json() -> Rule:
 
 
 def session_id_in_query(name: bytes = b"session_id") -> Rule:
-    """The session id query parameter missing or not 32 lowercase hex digits: 400."""
+    """The session id query parameter missing or not a session id (:func:`~trio_mcp_sse._session.is_session_id`): 400."""
 
     def rule(head: RequestHead) -> Answer | None:
         session_id = head.query_param(name)

@@ -7,23 +7,30 @@ Keys (every one under ``{prefix}:``, every one with a time to live):
 * ``{prefix}:sessions``: a sorted set of session ids scored by their expiry (ms), for the
   cluster-wide count and cap; its own TTL is ``session_ttl``, pushed on by every refresh.
 
-Mailboxes are pub/sub channels ``{prefix}:mailbox:{worker id}``.  Routing a
-frame to a session's owner is one server-side script (look up the owner,
-check it is alive, publish, drop the key of a dead owner), so a forward costs
+Mailboxes are pub/sub channels ``{prefix}:mailbox:{worker id}``.  A session
+id issued with a broker names its owner (``<worker id>.<random>``, as a task
+id does), so a forward is one ``PUBLISH`` to that mailbox, with no lookup.
+Only when that ``PUBLISH`` reaches no reader, or for an id that names no
+worker, the route script decides (look up the owner, publish, tell a live
+owner that is not reading from a dead one, drop the key of a dead owner), in
 one round trip.  Pub/sub delivers at most once and only to a live reader;
 that is enough because no frame is ever the only record of something a client
 was told succeeded (see :mod:`trio_mcp_sse._broker`).
 
-Runs on coredis, whose client is built on anyio and so runs under ``trio.run``.
+Runs on coredis, whose client is built on anyio and so runs under ``trio.run``;
+the per-request traffic (``PUBLISH``, and the subscription to the worker's own
+mailbox) runs over the lean connections of :mod:`trio_mcp_sse._resp`, set up
+from coredis's reading of the same URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
-import math
 import os
+import random
 import re
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -33,6 +40,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import trio
 
 from ._broker import Broker, BrokerSettings, BrokerUnavailable, Bus, RouteResult
+from ._resp import Publisher, RedisEndpoint, RespError, Subscription
 
 __all__ = [
     "BROKER_ENVIRONMENT_VARIABLE",
@@ -100,6 +108,10 @@ return {existed, redis.call('ZCARD', KEYS[2])}
 """KEYS: worker key, sessions zset.  ARGV: worker ttl (ms).  Returns: did the worker key exist, cluster sessions."""
 
 _SCHEMES: Final = frozenset({"redis", "rediss"})
+
+_RESUBSCRIBE_FIRST: Final = 0.1
+_RESUBSCRIBE_MAX: Final = 1.0
+"""Seconds between attempts to subscribe to the mailbox again: doubling from the first to the most (with jitter)."""
 
 
 def redacted_url(url: str) -> str:
@@ -265,15 +277,7 @@ class RedisBroker:
 
     @asynccontextmanager
     async def connect(self, worker_id: str) -> AsyncIterator[Bus]:
-        import anyio
         import coredis
-        from coredis.exceptions import ConnectionError as RedisConnectionError
-        from coredis.exceptions import RedisError
-        from coredis.retry import (
-            CompositeRetryPolicy,
-            ConstantRetryPolicy,
-            ExponentialBackoffRetryPolicy,
-        )
 
         settings = self.settings
         client = coredis.Redis.from_url(
@@ -282,56 +286,125 @@ class RedisBroker:
             connect_timeout=settings.operation_timeout,
             stream_timeout=None,
         )
-        mailbox = f"{settings.prefix}:mailbox:{worker_id}"
-        resubscribe = CompositeRetryPolicy(
-            ExponentialBackoffRetryPolicy((RedisConnectionError, OSError), retries=None, base_delay=0.1, max_delay=1.0, jitter=True),
-            ConstantRetryPolicy((TimeoutError,), retries=None, delay=0.2),
-        )
-        frames_in, frames_out = trio.open_memory_channel[bytes](1024)
-        subscribed = trio.Event()
+        endpoint = RedisEndpoint.of_pool(client.connection_pool)
+        mailbox = _Mailbox(endpoint, f"{settings.prefix}:mailbox:{worker_id}".encode(), settings)
+        publisher = Publisher(endpoint, write_timeout=settings.operation_timeout)
         async with client, trio.open_nursery() as nursery:
-            bus = _RedisBus(client, settings, worker_id)
-
-            async def read_mailbox() -> None:
-                """The one subscriber of this worker; coredis resubscribes after a reconnect."""
-                while True:
-                    try:
-                        async with client.pubsub(
-                            channels=[mailbox], ignore_subscribe_messages=True, retry_policy=resubscribe
-                        ) as pubsub:
-                            subscribed.set()
-                            async for message in pubsub:
-                                data = message.get("data")
-                                if isinstance(data, bytes):
-                                    await frames_in.send(data)
-                    except* (RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
-                        # (coredis's own clean-up raises ClosedResourceError when cancelled mid-reconnect)
-                        if trio.current_effective_deadline() != -math.inf:  # not merely shutting down
-                            error = group.exceptions[0]
-                            log.warning(
-                                "broker mailbox: %s %s; resubscribing",
-                                type(error).__name__,
-                                error,
-                                extra={"event": "broker_mailbox_error"},
-                            )
-                    await trio.sleep(settings.heartbeat_interval)
-
-            nursery.start_soon(read_mailbox, name="broker mailbox subscriber")
-            with trio.move_on_after(settings.operation_timeout):
-                await subscribed.wait()  # a worker that cannot subscribe yet still serves its own sessions
+            bus = _RedisBus(client, publisher, settings, worker_id)
+            with contextlib.suppress(*_MAILBOX_FAILURES):
+                await mailbox.subscribe()  # a worker that cannot subscribe yet still serves its own sessions
+            nursery.start_soon(mailbox.keep_alive, publisher, name="broker connections keep-alive")
             try:
-                async with frames_out:
-                    bus.mailbox = frames_out
-                    yield bus
+                bus.mailbox = mailbox
+                yield bus
             finally:
                 nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await mailbox.aclose()
+                    await publisher.aclose()
+
+
+_MAILBOX_FAILURES: Final = (OSError, RespError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
+"""What losing the mailbox's connection raises (``ConnectionError`` and ``ProtocolError`` are kinds of ``OSError``)."""
+
+
+class _Mailbox(trio.abc.ReceiveChannel[bytes]):
+    """The frames of one worker's mailbox, read off its subscription by the task that receives them.
+
+    No task in between (a frame reaches the worker's mailbox reader in one
+    wake-up).  A lost connection is logged and the channel subscribed again on
+    the next ``receive``, with backoff; :meth:`keep_alive` sends a ``PING`` over
+    a subscription quiet for a heartbeat and drops it when no answer comes
+    within ``operation_timeout`` (a host or network that vanished without
+    closing the connection).
+    """
+
+    def __init__(self, endpoint: RedisEndpoint, channel: bytes, settings: BrokerSettings) -> None:
+        self._endpoint = endpoint
+        self._channel = channel
+        self._settings = settings
+        self._subscription: Subscription | None = None
+        self._delay = _RESUBSCRIBE_FIRST
+        self._closed = False
+
+    async def subscribe(self) -> None:
+        """Subscribe now, bounded by ``operation_timeout``; raises one of ``_MAILBOX_FAILURES``."""
+        with trio.fail_after(self._settings.operation_timeout):
+            self._subscription = await Subscription.open(self._endpoint, self._channel)
+        self._delay = _RESUBSCRIBE_FIRST
+
+    async def receive(self) -> bytes:
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the mailbox is closed")
+            try:
+                if self._subscription is None:
+                    await self.subscribe()
+                assert self._subscription is not None
+                return await self._subscription.next_message()
+            except _MAILBOX_FAILURES as error:
+                await self._lost(error)
+
+    async def _lost(self, error: BaseException) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.aclose()
+        if self._closed:
+            return
+        if self._delay == _RESUBSCRIBE_FIRST:  # one line per outage, not one per attempt
+            log.warning(
+                "broker mailbox: %s %s; resubscribing",
+                type(error).__name__,
+                error,
+                extra={"event": "broker_mailbox_error"},
+            )
+        await trio.sleep(self._delay * random.uniform(0.5, 1.0))
+        self._delay = min(self._delay * 2, _RESUBSCRIBE_MAX)
+
+    async def keep_alive(self, publisher: Publisher) -> None:
+        """A subscription quiet for a heartbeat is asked for a sign of life; none within operation_timeout ends it.
+
+        The publisher's connection, idle for a heartbeat, is sent a ``PING`` too (so that an idle timeout
+        of Redis or of a firewall between does not close it, and a dead one is replaced before it is needed).
+        """
+        settings = self._settings
+        while True:
+            await trio.sleep(settings.heartbeat_interval)
+            with trio.move_on_after(settings.operation_timeout), contextlib.suppress(*_MAILBOX_FAILURES):
+                await publisher.ping_if_idle(settings.heartbeat_interval)
+            subscription = self._subscription
+            asked = trio.current_time()
+            if subscription is None or asked - subscription.last_received < settings.heartbeat_interval:
+                continue
+            with trio.move_on_after(settings.operation_timeout):
+                with contextlib.suppress(*_MAILBOX_FAILURES):
+                    await subscription.ping()
+                await trio.sleep(settings.operation_timeout)
+            if subscription is self._subscription and subscription.last_received < asked:
+                await subscription.aclose()  # its reader gets ClosedResourceError, logs it and subscribes again
+
+    async def aclose(self) -> None:
+        self._closed = True
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.aclose()
+
+
+def _coredis_failures() -> tuple[type[BaseException], ...]:
+    """What a coredis command raises when Redis did not answer it: its own errors, the socket's, and anyio's
+    for a connection whose tasks were cancelled under it (a worker's shutdown, ``release_closed``)."""
+    import anyio
+    import coredis.exceptions
+
+    return (coredis.exceptions.RedisError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 
 class _RedisBus:
-    def __init__(self, client: Any, settings: BrokerSettings, worker_id: str) -> None:
+    def __init__(self, client: Any, publisher: Publisher, settings: BrokerSettings, worker_id: str) -> None:
         self._client = client
+        self._publisher = publisher
         self.worker_id = worker_id
-        self.mailbox: trio.MemoryReceiveChannel[bytes] | None = None
+        self.mailbox: trio.abc.ReceiveChannel[bytes] | None = None
         prefix = settings.prefix
         self._session_prefix = f"{prefix}:session:"
         self._worker_prefix = f"{prefix}:worker:"
@@ -351,11 +424,9 @@ class _RedisBus:
         return self.mailbox
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        import coredis.exceptions
-
         try:
             return await script(keys=keys, args=args)
-        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+        except _coredis_failures() as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
 
     async def claim(self, session_id: str) -> bool:
@@ -375,13 +446,11 @@ class _RedisBus:
         return RouteResult(owner.decode("utf-8") if isinstance(owner, bytes) else str(owner), bool(reached))
 
     async def send(self, worker_id: str, frame: bytes) -> bool:
-        import coredis.exceptions
-
         try:
-            reached = await self._client.publish(self._mailbox_prefix + worker_id, frame)
-        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+            reached = await self._publisher.publish((self._mailbox_prefix + worker_id).encode(), frame)
+        except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
-        return bool(reached)
+        return reached > 0
 
     async def heartbeat(self) -> tuple[bool, int]:
         existed, sessions = await self._run(self._heartbeat, [self._worker_key, self._sessions_key], [self._worker_ttl_ms])
@@ -397,14 +466,12 @@ class _RedisBus:
         return int(count)
 
     async def alive(self, worker_ids: Collection[str]) -> set[str]:
-        import coredis.exceptions
-
         ids = list(worker_ids)
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 results = [pipe.exists([self._worker_prefix + worker_id]) for worker_id in ids]
             values = [await result for result in results]
-        except (coredis.exceptions.RedisError, ConnectionError, OSError) as error:
+        except _coredis_failures() as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
         return {worker_id for worker_id, exists in zip(ids, values, strict=True) if exists}
 

@@ -59,6 +59,7 @@ from typing import Final, Protocol
 import trio
 
 from ._access_token import AccessToken
+from ._broker import WORKER_TOKEN
 from ._channel import ChannelReceiver, ChannelSender, open_channel
 from ._jsonrpc import InvalidMessage, JSONRPCMessage, RequestId
 from ._metrics import Metrics
@@ -88,16 +89,24 @@ log = logging.getLogger("trio_mcp_sse")
 SESSION_ID_HEX_LENGTH = 32
 
 
-def new_session_id() -> str:
-    """128 bits from the OS CSPRNG, as 32 lowercase hex digits."""
-    return secrets.token_hex(SESSION_ID_HEX_LENGTH // 2)
+def new_session_id(owner_prefix: str = "") -> str:
+    """128 bits from the OS CSPRNG, as 32 lowercase hex digits, after ``owner_prefix``.
+
+    With a broker the prefix is the owning worker's id and a ``.``
+    (:func:`~trio_mcp_sse._broker.task_id_prefix`), so that any worker can send
+    a request for the session straight to its owner; it is a hint, never a
+    secret: the random part alone makes the id unguessable.  Without a broker
+    the prefix is empty and the id is the 32 hex digits alone.
+    """
+    return owner_prefix + secrets.token_hex(SESSION_ID_HEX_LENGTH // 2)
 
 
-_SESSION_ID = re.compile(f"[0-9a-f]{{{SESSION_ID_HEX_LENGTH}}}")
+_SESSION_ID = re.compile(f"(?:{WORKER_TOKEN}\\.)?[0-9a-f]{{{SESSION_ID_HEX_LENGTH}}}")
 
 
 def is_session_id(text: str) -> bool:
-    """Exactly 32 lowercase hex digits (checked on every POST, hence one regex match)."""
+    """32 lowercase hex digits, alone or after a worker id and a ``.`` (checked on every request, hence one
+    regex match)."""
     return _SESSION_ID.fullmatch(text) is not None
 
 
@@ -659,6 +668,9 @@ SessionHandler = Callable[[Session], Awaitable[None]]
 class SessionClaims(Protocol):
     """Where a worker records the sessions it owns, when several workers share them (a broker)."""
 
+    session_id_prefix: str
+    """What the ids of the sessions claimed here start with (the owner's id and a ``.``, or ``""``)."""
+
     async def claim(self, session_id: str) -> bool:
         """Own ``session_id``: False at the cluster-wide cap; raises when the broker does not answer."""
         ...
@@ -862,8 +874,9 @@ class SessionManager:
             raise SessionRefused(refusal)
         if self._nursery is None:
             raise RuntimeError("SessionManager is not running")
+        claims = None if stateless else self.claims
         session = Session(
-            new_session_id(),
+            new_session_id(claims.session_id_prefix if claims is not None else ""),
             principal=principal,
             headers=headers if headers is not None else _NO_HEADERS,
             limits=self.limits,
@@ -872,7 +885,6 @@ class SessionManager:
             budget=self.outbound_budget,
             peer=peer,
         )
-        claims = None if stateless else self.claims
         if claims is not None:
             await self._claim(claims, session.id)
         self._adopt(session)
