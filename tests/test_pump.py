@@ -81,6 +81,46 @@ async def test_a_disconnect_ends_the_pump_and_reports_it() -> None:
     assert all(m.get("more_body", True) for m in wire.sent if m["type"] == "http.response.body")
 
 
+class CountingWire(Wire):
+    """A wire whose ``receive`` counts the waits for the client (under serve: socket reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def receive(self) -> dict[str, Any]:
+        self.waits += 1
+        return await super().receive()
+
+
+async def test_when_the_server_reads_on_demand_a_busy_stream_waits_for_its_client_once_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Messages a tenth of a second apart: one wait for the client per second instead of one per
+    message, and a client that leaves is still seen within about a second."""
+    for reads_on_demand, waits_expected in ((False, 21), (True, 3)):
+        session, wire = new_session(), CountingWire()
+        results: list[bool] = []
+        async with trio.open_nursery() as nursery:
+
+            async def pump() -> None:
+                results.append(
+                    await pump_events(session, wire.receive, wire.send, clock=None, reads_on_demand=reads_on_demand)
+                )
+
+            nursery.start_soon(pump)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(20):  # two seconds of a busy stream
+                assert session.send_nowait(b"{}")
+                await trio.sleep(0.1)
+            assert wire.body == b"event: message\ndata: {}\n\n" * 20
+            assert wire.waits == waits_expected
+            left = trio.current_time()
+            wire.disconnect()
+        assert results == [True]
+        assert trio.current_time() - left <= 1.0
+
+
 async def test_keepalive_comments_come_from_the_shared_clock(autojump_clock: trio.testing.MockClock) -> None:
     session, wire = new_session(), Wire()
     clock = KeepaliveClock(5)

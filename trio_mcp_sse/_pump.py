@@ -10,12 +10,12 @@ One task does both jobs.  While nothing is queued it waits for the ASGI
 server's next event (``http.disconnect`` is the one that matters) inside a
 cancel scope, and the session cancels that scope whenever it queues something
 (``Session.on_outgoing``): a waiting stream costs one parked task instead of
-two.  Cancelling that wait is costly, though (under ``serve`` the wait is the
-socket read itself, so each cancel also takes the socket out of the poller
-and puts it back), and a busy stream would pay it for every message.  So once
-woken from it a stream waits for its session alone for a second, woken with
-no cancel, and then waits for its client again: a busy stream pays one cancel
-a second, and a client that leaves is seen within about a second.
+two.  Under ``serve`` that wait is the socket read itself, and cancelling it
+also takes the socket out of the poller and puts it back, which a busy stream
+would pay for every message.  So there, once woken from it, a stream waits
+for its session alone for a second, woken with no cancel, and then waits for
+its client again: a busy stream pays one cancel a second, and a client that
+leaves is seen within about a second.
 Queued messages are coalesced into one write.  Keepalives come from a
 :class:`~trio_mcp_sse._keepalive.KeepaliveClock` shared by every stream: the
 clock queues an empty item, which becomes an SSE comment.
@@ -57,6 +57,7 @@ async def pump_events(
     clock: KeepaliveClock | None,
     extra_headers: RawHeaders = (),
     first_event: bytes = b"",
+    reads_on_demand: bool = False,
 ) -> bool:
     """Answer ``200`` with an event stream and pump ``session.outgoing`` onto it.
 
@@ -64,6 +65,12 @@ async def pump_events(
     (HTTP+SSE's ``endpoint`` event).  Every outbound item becomes one
     ``event: message`` whatever its ``related_request_id``: one stream carries
     everything.  When the channel ends the body is finished cleanly.
+
+    ``reads_on_demand``: the server reads the connection only when asked, so
+    the wait for the client is the socket read itself (``serve``'s HTTP/1.1
+    layer, which says so with a :class:`~trio_mcp_sse._http.DisconnectNotice`);
+    a busy stream then waits for its session alone for a second at a time (see
+    above).  Elsewhere a stream always waits for both.
 
     Returns whether the client went away (the caller then closes the session).
     """
@@ -143,7 +150,8 @@ async def pump_events(
                     pass
                 break
             waiting = None
-            quick_until = trio.current_time() + _QUICK_WAIT  # woken: a busy stream, for now
+            if reads_on_demand:
+                quick_until = trio.current_time() + _QUICK_WAIT  # woken: a busy stream, for now
     finally:
         session.on_outgoing = None
         if clock is not None and watched is not None:

@@ -30,6 +30,7 @@ from ._broker import Broker
 from ._cors import CorsSettings
 from ._host import SessionHost
 from ._http import (
+    DISCONNECT_NOTICE,
     BodyBudget,
     BodyLimits,
     ClientGone,
@@ -243,6 +244,7 @@ class SseServerTransport(MountedTransport):
                 clock=self.host.keepalive,
                 extra_headers=cors,
                 first_event=encode_event(self.endpoint_for(scope, session), event="endpoint"),
+                reads_on_demand=DISCONNECT_NOTICE in scope.get("extensions", ()),
             )
             if peer_gone:
                 session.close("client disconnected")
