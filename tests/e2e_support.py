@@ -41,6 +41,16 @@ class ServerProcess:
         return self.output.decode("utf-8", "replace")
 
 
+def task_count() -> int:
+    """Every task of this trio run, counted from the root task through every nursery."""
+    count, nurseries = 0, list(trio.lowlevel.current_root_task().child_nurseries)
+    while nurseries:
+        for task in nurseries.pop().child_tasks:
+            count += 1
+            nurseries.extend(task.child_nurseries)
+    return count
+
+
 @asynccontextmanager
 async def running_server(
     argv: Sequence[str],

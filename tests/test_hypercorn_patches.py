@@ -44,7 +44,7 @@ from trio_mcp_sse._hypercorn_patches import (
 from trio_mcp_sse._llhttp import LlhttpConnection
 from trio_mcp_sse._serve import ServeOptions, _parse, serve
 
-from .e2e_support import open_sse, post_json, read_until, running_server
+from .e2e_support import open_sse, post_json, read_until, running_server, task_count
 
 NAMES = [patch.name for patch in PATCHES]
 VARIANTS = ["stock", *NAMES, "all", "llhttp"]
@@ -546,16 +546,6 @@ async def test_sigterm_drains_sessions_with_and_without_the_patches(flags: tuple
 
 
 # -- what an llhttp connection holds while a stream waits -------------------------------------------
-def _tasks() -> int:
-    """Every task of this run, counted from the root task through every nursery."""
-    count, nurseries = 0, list(trio.lowlevel.current_root_task().child_nurseries)
-    while nurseries:
-        for task in nurseries.pop().child_tasks:
-            count += 1
-            nurseries.extend(task.child_nurseries)
-    return count
-
-
 async def test_an_llhttp_connection_waiting_for_its_client_is_one_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """A response waiting in ``receive`` for the client to leave costs its connection one task, reading
     in the application's ``receive`` (no reader task beside it), and no parser state: llhttp's is made
@@ -564,18 +554,18 @@ async def test_an_llhttp_connection_waiting_for_its_client_is_one_task(monkeypat
 
     with trio.fail_after(20):
         async with served("llhttp", monkeypatch) as server:
-            before = _tasks()
+            before = task_count()
             connections = [await Connection.open(server.port) for _ in range(3)]
             for connection in connections:
                 await connection.send(get("/hold"))
                 await connection._until(b": open\n\n")
             await trio.testing.wait_all_tasks_blocked()
-            assert _tasks() - before == 3
+            assert task_count() - before == 3
             assert [each._parser for each in llhttp_connections() if not each._closing] == [None] * 3
             for connection in connections:
                 await connection.stream.aclose()
             await server.state.disconnected.wait()
-            while _tasks() != before:  # (bounded by the fail_after)
+            while task_count() != before:  # (bounded by the fail_after)
                 await trio.sleep(0.01)
 
 

@@ -23,6 +23,8 @@ from trio_mcp_sse.testing import (
     run_asgi_app,
 )
 
+from .e2e_support import task_count
+
 EVENT_ID = re.compile(r"[A-Za-z0-9_-]+\.\d+")
 
 
@@ -466,32 +468,22 @@ async def test_an_idle_session_expires_and_then_is_404(autojump_clock: trio.abc.
         assert response.status == 404
 
 
-def _tasks() -> int:
-    """Every task of this run, counted from the root task through every nursery."""
-    count, nurseries = 0, list(trio.lowlevel.current_root_task().child_nurseries)
-    while nurseries:
-        for task in nurseries.pop().child_tasks:
-            count += 1
-            nurseries.extend(task.child_nurseries)
-    return count
-
-
 async def test_an_idle_session_is_one_task_and_leaves_nothing_once_it_ends(autojump_clock: trio.abc.Clock) -> None:
     """Between requests a session is its own task and nothing else (its messages are routed by
     the tasks that send them); ended by DELETE or by the idle timeout, it leaves nothing behind."""
     async with serving(limits=SessionLimits(idle_timeout=60)) as (http, transport):
-        before = _tasks()
+        before = task_count()
         sessions = [await initialized(http) for _ in range(3)]
         assert (await sessions[0].request("ping"))["result"] == {}
         async with sessions[1].open_post(call(1, "progress", token="p")) as stream:
             await priming(stream)
             *_, answer = await read_messages(stream, 4)  # three progress notifications, the answer
             assert text_of(answer) == "progressed"
-        assert _tasks() - before == 3
+        assert task_count() - before == 3
         assert (await sessions[2].delete()).status == 200
-        assert _tasks() - before == 2
+        assert task_count() - before == 2
         await trio.sleep(61)  # the two others expire
-        assert _tasks() == before
+        assert task_count() == before
         assert len(transport.sessions) == 0
         assert transport._streams == {}
         assert len(transport.event_store) == 0
