@@ -18,6 +18,7 @@ from trio_mcp_sse._resp import (
     RedisEndpoint,
     RespError,
     Subscription,
+    _Connection,
     _Incomplete,
     _parse,
     pack,
@@ -228,10 +229,41 @@ async def test_a_caller_cancelled_while_reading_leaves_the_others_answered_on_th
 
 
 # -- posted PUBLISH: written, not waited for ------------------------------------------------------------------
+def running_posts(publisher: Publisher, nursery: trio.Nursery, after: float = 60) -> None:
+    nursery.start_soon(functools.partial(publisher.run_posts, after=after, read_bound=5))
+
+
+async def test_posts_of_one_round_go_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    original = _Connection.send
+
+    async def counted(self: _Connection, data: bytes) -> None:
+        writes.append(data.count(b"PUBLISH"))
+        await original(self, data)
+
+    monkeypatch.setattr(_Connection, "send", counted)
+    told: list[BaseException | None] = []
+    async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
+        with trio.fail_after(BOUND):
+            for i in range(50):
+                await publisher.post(b"ch", b"%d" % i, told.append)  # (no checkpoint in between)
+            while redis.seen < 50:
+                await trio.sleep(0.01)
+            assert writes == [50]
+            await publisher.post(b"ch", b"next round", told.append)
+            while redis.seen < 51:
+                await trio.sleep(0.01)
+            assert writes == [50, 1]
+        nursery.cancel_scope.cancel()
+    assert told == []
+
+
 async def test_a_posted_publish_is_delivered_and_its_reply_read_with_the_next_callers() -> None:
     """Nobody waits for a posted reply: the next caller's read takes it along, and a reply of 0 is told."""
     told: list[BaseException | None] = []
-    async with stand_in_redis() as (publisher, redis):
+    async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
         with trio.fail_after(BOUND):
             await publisher.post(b"nobody", b"a", told.append)
             await publisher.post(b"ch", b"bb", told.append)
@@ -242,12 +274,13 @@ async def test_a_posted_publish_is_delivered_and_its_reply_read_with_the_next_ca
             assert await publisher.publish(b"ch", b"ccc") == 3
             assert told == [None]  # the reply of 0, read with the publish's own; "bb" reached 1
             assert redis.connections == 1
+        nursery.cancel_scope.cancel()
 
 
-async def test_the_collector_reads_posted_replies_nobody_else_read() -> None:
+async def test_replies_nobody_else_read_are_read_a_moment_later() -> None:
     told: list[BaseException | None] = []
     async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(publisher.collect, after=0.05, read_bound=5))
+        running_posts(publisher, nursery, after=0.05)
         with trio.fail_after(BOUND):
             for i in range(5):
                 await publisher.post(b"nobody" if i % 2 else b"ch", b"x", told.append)
@@ -255,7 +288,7 @@ async def test_the_collector_reads_posted_replies_nobody_else_read() -> None:
                 await trio.sleep(0.01)
             await trio.sleep(0.2)
             assert told == [None, None]
-            await publisher.post(b"ch", b"later", told.append)  # the collector wakes again for a new one
+            await publisher.post(b"ch", b"later", told.append)  # the task wakes again for new ones
             await publisher.post(b"nobody", b"later", told.append)
             while len(told) < 3:
                 await trio.sleep(0.01)
@@ -267,7 +300,7 @@ async def test_the_collector_reads_posted_replies_nobody_else_read() -> None:
 async def test_a_posted_publish_whose_connection_fails_before_its_reply_is_told_the_error() -> None:
     told: list[BaseException | None] = []
     async with stand_in_redis(answer=False) as (publisher, redis), trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(publisher.collect, after=0.01, read_bound=5))
+        running_posts(publisher, nursery, after=0.01)
         with trio.fail_after(BOUND):
             await publisher.post(b"ch", b"x", told.append)
             while redis.seen < 1:
@@ -279,17 +312,25 @@ async def test_a_posted_publish_whose_connection_fails_before_its_reply_is_told_
         nursery.cancel_scope.cancel()
 
 
-async def test_a_post_while_redis_is_down_raises_and_is_never_told(restartable_redis: RedisServer) -> None:
+async def test_a_post_while_redis_is_down_is_told_so_and_the_next_is_sent_once_it_is_back(
+    restartable_redis: RedisServer,
+) -> None:
     publisher = Publisher(endpoint_of(restartable_redis.url), write_timeout=5)
     told: list[BaseException | None] = []
-    with trio.fail_after(BOUND):
-        restartable_redis.stop()
-        with pytest.raises(ConnectionError):
+    async with trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
+        with trio.fail_after(BOUND):
+            restartable_redis.stop()
             await publisher.post(b"test:nobody", b"down", told.append)
-        restartable_redis.start()
-        await publisher.post(b"test:nobody", b"back", told.append)
-        assert await publisher.publish(b"test:nobody", b"read") == 0
-    assert told == [None]  # "back" reached nobody; "down" was never sent
+            while not told:
+                await trio.sleep(0.01)
+            assert len(told) == 1 and isinstance(told[0], ConnectionError)
+            restartable_redis.start()
+            await publisher.post(b"test:nobody", b"back", told.append)
+            await trio.sleep(0.1)
+            assert await publisher.publish(b"test:nobody", b"read") == 0
+            assert told[1:] == [None]  # "back" reached nobody
+        nursery.cancel_scope.cancel()
     await publisher.aclose()
 
 

@@ -80,8 +80,10 @@ import orjson
 import trio
 
 from ._http import (
+    DISCONNECT_NOTICE,
     BodyLimits,
     ClientGone,
+    DisconnectNotice,
     Message,
     Outcome,
     Receive,
@@ -616,13 +618,16 @@ class _Incoming:
 
     __slots__ = (
         "answered", "disconnected", "ended", "event_stream", "exchange", "finished", "flush_at", "flushing",
-        "held", "held_bytes", "reply_to", "start",
+        "held", "held_bytes", "notice", "reply_to", "start",
     )  # fmt: skip
 
     def __init__(self, exchange: str, reply_to: str) -> None:
         self.exchange = exchange
         self.reply_to = reply_to
         self.disconnected = trio.Event()
+        self.notice = DisconnectNotice()
+        """In the exchange's scope: a response waiting for its next message is interrupted by
+        :meth:`disconnect` rather than waiting in ``receive`` under a cancel scope."""
         self.answered = False
         """A frame of the answer went out (the first also acknowledges the request)."""
         self.finished = False
@@ -636,6 +641,11 @@ class _Incoming:
         self.flush_at = math.inf
         """When what is held goes out at the latest (a timer is set for it)."""
         self.flushing: trio.Event | None = None
+
+    def disconnect(self) -> None:
+        """The receiving worker's client is gone (or the exchange's frames can no longer reach it)."""
+        self.disconnected.set()
+        self.notice.fire()
 
 
 class BrokerLink:
@@ -784,7 +794,7 @@ class BrokerLink:
         for outgoing in self._outgoing.values():
             outgoing.push(_BROKER_LOST)
         for incoming in self._incoming.values():
-            incoming.disconnected.set()
+            incoming.disconnect()
 
     # -- sessions -------------------------------------------------------------------------------
     async def claim(self, session_id: str) -> bool:
@@ -846,7 +856,7 @@ class BrokerLink:
                 outgoing.push(_OWNER_GONE)
         for incoming in self._incoming.values():
             if incoming.reply_to in dead:
-                incoming.disconnected.set()
+                incoming.disconnect()
 
     # -- the receiving side -----------------------------------------------------------------------
     async def forward(
@@ -1125,7 +1135,7 @@ class BrokerLink:
             elif isinstance(frame, _Disconnect):
                 found = self._incoming.get((frame.reply_to, frame.exchange))
                 if found is not None:
-                    found.disconnected.set()
+                    found.disconnect()
             else:
                 outgoing = self._outgoing.get(frame.exchange)
                 if outgoing is None:
@@ -1183,6 +1193,7 @@ class BrokerLink:
             return {"type": "http.disconnect"}
 
         receive = _replaying(body, until_disconnected)
+        scope["extensions"][DISCONNECT_NOTICE] = incoming.notice
 
         async def send(message: Message) -> None:
             if incoming.disconnected.is_set() or incoming.finished:
@@ -1259,7 +1270,7 @@ class BrokerLink:
             if not more:
                 await self._tell(incoming.reply_to, meta, body)  # the last: nothing to stop if nobody reads it
             elif not await self._send(incoming.reply_to, meta, body):
-                incoming.disconnected.set()
+                incoming.disconnect()
         finally:
             incoming.flushing = None
             flushing.set()

@@ -114,7 +114,7 @@ _RESUBSCRIBE_FIRST: Final = 0.1
 _RESUBSCRIBE_MAX: Final = 1.0
 """Seconds between attempts to subscribe to the mailbox again: doubling from the first to the most (with jitter)."""
 POSTED_REPLIES_READ_AFTER: Final = 0.05
-"""Seconds a posted ``PUBLISH``'s reply waits for a caller to read it with its own before the collector does:
+"""Seconds a posted ``PUBLISH``'s reply waits for a caller to read it with its own before the publisher's task does:
 how late a forward learns that a hinted mailbox had no reader (then it looks the owner up)."""
 
 
@@ -299,8 +299,8 @@ class RedisBroker:
                 await mailbox.subscribe()  # a worker that cannot subscribe yet still serves its own sessions
             nursery.start_soon(mailbox.keep_alive, publisher, name="broker connections keep-alive")
             nursery.start_soon(
-                functools.partial(publisher.collect, after=POSTED_REPLIES_READ_AFTER, read_bound=settings.operation_timeout),
-                name="broker posted replies",
+                functools.partial(publisher.run_posts, after=POSTED_REPLIES_READ_AFTER, read_bound=settings.operation_timeout),
+                name="broker posts",
             )
             try:
                 bus.mailbox = mailbox

@@ -20,16 +20,19 @@ name), so one URL means one thing for both.  RESP2 only: ``AUTH``, ``CLIENT``,
 Concurrent ``PUBLISH`` calls on one :class:`Publisher` are pipelined with no
 task of its own: one caller writes every command queued meanwhile in one write
 and reads their replies in order, then hands over to a waiting caller.  A
-*posted* ``PUBLISH`` (:meth:`Publisher.post`) is written and not waited for:
-its reply is read with the next caller's, or by :meth:`Publisher.collect`
-a moment later, so that the frames whose reply changes nothing when it is
-as expected (an answer's last frame, a request whose answer will say it
-arrived) cost no wake-up of their own.
+*posted* ``PUBLISH`` (:meth:`Publisher.post`) is not waited for: the
+publisher's task (:meth:`Publisher.run_posts`) writes every one posted in a
+scheduling round in one write, and its reply is read with the next caller's
+or by that task a moment later.  So the frames whose reply changes nothing
+when it is as expected (an answer's last frame, a request whose answer will
+say it arrived) cost no wake-up of their own, and a burst of them one system
+call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 from collections import deque
@@ -341,13 +344,13 @@ class Publisher:
     (the broker's ``operation_timeout``); :meth:`ping_if_idle` keeps an idle
     connection known to be alive.
 
-    :meth:`post` writes a ``PUBLISH`` and returns: its reply is read by the
-    next caller that reads (in the same ``recv`` as its own, most often) or by
-    :meth:`collect`, which whoever owns the publisher runs beside it.  Its
-    outcome is told to its ``undelivered`` callback only when it is not the
-    expected one (nobody read the channel, or the connection failed).  A
-    posted command is not written again on a new connection: it may have
-    reached Redis.
+    :meth:`post` queues a ``PUBLISH`` and returns; :meth:`run_posts`, which
+    whoever owns the publisher runs beside it, writes it, and its reply is
+    read by the next caller that reads (in the same ``recv`` as its own, most
+    often) or by that task.  Its outcome is told to its ``undelivered``
+    callback only when it is not the expected one (nobody read the channel,
+    or the connection failed).  A posted command found unanswered on a
+    connection that failed is not written again: it may have reached Redis.
     """
 
     def __init__(self, endpoint: RedisEndpoint, *, write_timeout: float) -> None:
@@ -362,8 +365,8 @@ class Publisher:
         self._last_used = trio.current_time()
         self._posted: deque[_Call] = deque()
         """Posted calls whose reply may still be owed (the done ones are dropped as found)."""
-        self._collector: trio.Event | None = None
-        """Set when a call is posted while :meth:`collect` waits for one."""
+        self._poster: trio.Event | None = None
+        """Set when a call is posted while :meth:`run_posts` waits."""
 
     async def publish(self, channel: bytes, message: bytes) -> int:
         """How many subscribers got ``message``.  Raises ``ConnectionError`` (Redis unreachable, the connection
@@ -376,24 +379,17 @@ class Publisher:
     async def post(
         self, channel: bytes, message: bytes, undelivered: Callable[[BaseException | None], None]
     ) -> None:
-        """``PUBLISH`` without waiting for the reply; returns once it is written (or queued behind a write).
+        """``PUBLISH`` without waiting: queued for :meth:`run_posts`, which writes it in this scheduling round.
 
         ``undelivered`` is called at most once, later, from whichever task
-        reads the reply: with ``None`` when nobody was subscribed, with the
-        error when the connection failed before the reply came.  It must not
-        block or raise.  When ``post`` itself raises (as :meth:`publish`
-        does), the command was not sent and ``undelivered`` is never called.
+        reads the reply or loses the connection: with ``None`` when nobody was
+        subscribed, with the error when the command could not be written or
+        the connection failed before its reply came.  Nothing is called when
+        it was delivered.  It must not block or raise.
         """
+        if self._closed:
+            raise trio.ClosedResourceError("the broker connection is closed")
         call = _Call(pack(b"PUBLISH", channel, message))
-        self._unwritten.append(call)
-        if not self._busy:
-            try:
-                await self._io(call, written=True)
-            except BaseException:
-                if call in self._unwritten:
-                    self._unwritten.remove(call)
-                raise
-        # (else the caller doing the I/O writes it before it reads on)
 
         def notify(reply: Any) -> None:
             if type(reply) is int:
@@ -405,40 +401,54 @@ class Publisher:
                 undelivered(ProtocolError("PUBLISH answered with something else than an integer"))
 
         call.notify = notify
-        if call.done:  # (only when its connection failed after the write, with the error)
-            call.notify = None
-            notify(call.error if call.error is not None else call.reply)
-            return
+        self._unwritten.append(call)
         self._posted.append(call)
-        if self._collector is not None:
-            self._collector.set()
+        if self._poster is not None:
+            self._poster.set()
 
-    async def collect(self, *, after: float, read_bound: float) -> None:
-        """Read the replies of posted calls that nobody read within ``after`` seconds; runs until cancelled.
+    async def run_posts(self, *, after: float, read_bound: float) -> None:
+        """Write posted commands, and read the replies nobody else read within ``after`` seconds; until cancelled.
 
-        Each read is bounded by ``read_bound`` seconds: replies still missing then are
-        tried again ``after`` later (the connection stays; a caller that
-        waits for its own reply decides whether Redis is lost).  One wake-up
-        per ``after`` at most, and none while nothing is posted.
+        Every command posted while other tasks run goes out in one write
+        when this task next runs (the round after), so a burst of forwards
+        costs one system call, not one each.  Replies are most often read by
+        a caller waiting for its own; what is left is read ``after`` seconds
+        after its write, in one read.  Opening a connection and each read are
+        bounded by ``read_bound`` seconds: a connection that cannot be opened
+        in time fails what waits to be written; replies still missing are
+        tried again later (a caller that waits for its own decides whether
+        Redis is lost).
         """
         posted = self._posted
+        read_at = math.inf
         while True:
             while posted and posted[0].done:
                 posted.popleft()
-            if not posted:
-                self._collector = trio.Event()
-                await self._collector.wait()
-                self._collector = None
+            if self._unwritten and not self._busy:
+                with trio.move_on_after(read_bound) as writing, contextlib.suppress(*_FAILURES):
+                    await self._io(self._unwritten[-1], written=True)  # (failures are told to the callbacks)
+                if writing.cancelled_caught:
+                    await self._lose(trio.TooSlowError(f"no connection within {read_bound:g}s"), None)
+                if posted and read_at == math.inf:
+                    read_at = trio.current_time() + after
                 continue
-            await trio.sleep(after)
+            if not posted:
+                read_at = math.inf
+            elif read_at == math.inf:
+                read_at = trio.current_time() + after
+            self._poster = trio.Event()
+            with trio.move_on_at(read_at):
+                await self._poster.wait()
+            woken = self._poster.is_set()
+            self._poster = None
+            if woken:
+                continue  # new posts: written first
+            read_at = math.inf
             while posted and posted[0].done:
                 posted.popleft()
-            if not posted or self._busy:
-                continue  # (a caller doing the I/O reads them with its own)
-            last = posted[-1]
-            # (a failure fails every call it owed: their callbacks are told)
-            with trio.move_on_after(read_bound), contextlib.suppress(*_FAILURES):
-                await self._io(last, ready=True)
+            if posted and not self._busy:
+                with trio.move_on_after(read_bound), contextlib.suppress(*_FAILURES):
+                    await self._io(posted[-1], ready=True)
 
     async def ping_if_idle(self, idle: float) -> None:
         """``PING`` over the connection if it has been idle ``idle`` seconds (a dead one is dropped)."""
