@@ -95,7 +95,7 @@ async def sse_endpoint(stack: AsyncExitStack, worker: Worker) -> str:
 
 def delta(broker: MemoryBroker, before: dict[str, int]) -> dict[str, int]:
     """Bus calls since ``before``, the periodic ones (heartbeat, refresh, peers' liveness) left out."""
-    return {name: count - before.get(name, 0) for name, count in broker.operations.items() if name in ("route", "send", "claim")
+    return {name: count - before.get(name, 0) for name, count in broker.operations.items() if name in ("route", "send", "post", "claim")
             and count != before.get(name, 0)}  # fmt: skip
 
 
@@ -143,7 +143,7 @@ async def test_a_forward_with_a_hint_makes_no_lookup() -> None:
             forwarded = await other.client.post("/mcp", json=echo_call(2, "hi"), headers=headers)
             assert seen(forwarded) == seen(direct)
             assert forwarded.json() == {"jsonrpc": "2.0", "id": 2, "result": ECHO_HI}
-            assert delta(broker, before) == {"send": 2}  # the request to the owner, its answer back
+            assert delta(broker, before) == {"post": 2}  # the request to the owner, its answer back
             assert broker.frames_delivered - frames == 2
             assert other.link.metrics.forwarded_out == 1 and owner.link.metrics.forwarded_in == 1
 
@@ -159,7 +159,7 @@ async def test_an_sse_post_with_a_hint_makes_no_lookup() -> None:
             response = await other.client.post(endpoint, json={"jsonrpc": "2.0", "id": 5, "method": "ping"},
                                                headers={"content-type": "application/json"})  # fmt: skip
             assert (response.status_code, response.content) == (202, b"")
-            assert delta(broker, before) == {"send": 2}
+            assert delta(broker, before) == {"post": 2}
 
 
 async def test_a_forged_hint_naming_another_live_worker_gets_the_unknown_session_answer() -> None:
@@ -174,7 +174,7 @@ async def test_a_forged_hint_naming_another_live_worker_gets_the_unknown_session
             direct = await second.client.post("/mcp", json=echo_call(2, "x"), headers=headers)
             before = dict(broker.operations)
             forwarded = await first.client.post("/mcp", json=echo_call(2, "x"), headers=headers)
-            assert delta(broker, before) == {"send": 2}  # to the worker the id names; nothing looked up
+            assert delta(broker, before) == {"post": 2}  # to the worker the id names; nothing looked up
             assert seen(forwarded) == seen(direct)
             assert forwarded.status_code == 404
             assert forwarded.json()["error"]["message"] == "Could not find session"
@@ -227,7 +227,7 @@ async def test_a_hint_naming_a_dead_worker_gets_503_then_404(autojump_clock: tri
             before = dict(broker.operations)
             response = await survivor.client.post("/mcp", json=echo_call(2, "x"), headers=headers)
             # The hint's mailbox has no reader: the lookup decides (owner's key, its liveness).
-            assert delta(broker, before) == {"send": 1, "route": 1}
+            assert delta(broker, before) == {"post": 1, "route": 1}
             answers.append(response.status_code)
             if response.status_code == 404:
                 assert seen(response) == seen(unknown)
@@ -267,7 +267,7 @@ async def test_an_id_without_a_hint_still_routes() -> None:
             forwarded = await other.client.post("/mcp", json=echo_call(2, "plain"), headers=headers)
             assert seen(forwarded) == seen(direct)
             assert forwarded.json()["result"]["content"] == [{"type": "text", "text": "plain"}]
-            assert delta(broker, before) == {"route": 1, "send": 1}  # the lookup carries the request
+            assert delta(broker, before) == {"route": 1, "post": 1}  # the lookup carries the request
             assert broker.frames_delivered - frames == 2
 
 
@@ -323,6 +323,32 @@ async def test_on_redis_a_forged_hint_is_the_named_workers_unknown_session(redis
             assert seen(forwarded) == seen(direct)
             assert forwarded.status_code == 404 and forwarded.json()["error"]["message"] == "Could not find session"
             assert (after["publish"] - before["publish"], after["get"] - before["get"]) == (2, 0)
+
+
+async def test_on_redis_a_hint_whose_mailbox_nobody_reads_is_looked_up(redis_url: str) -> None:
+    """Nobody waits for a forward's ``PUBLISH`` reply; when it says nobody read the mailbox, the lookup decides.
+
+    The id names a worker with no mailbox reader (none ever had that id):
+    the broker's 0 is read within moments, the route script finds no owner,
+    and the answer is this worker's own for an unknown session.
+    """
+    with trio.fail_after(BOUND):
+        async with (
+            cluster(RedisBroker(redis_url), 1) as (worker,),
+            coredis.Redis.from_url(redis_url, decode_responses=False) as redis,
+        ):
+            await initialize(worker.client)
+            unknown = await worker.client.post("/mcp", json=echo_call(2, "x"), headers={**HEADERS, "mcp-session-id": "2" * 32})
+            ghost = {**HEADERS, "mcp-session-id": f"4242-{'a' * 12}.{'2' * 32}"}
+            before = await command_calls(redis, "publish", "get")
+            started = trio.current_time()
+            response = await worker.client.post("/mcp", json=echo_call(2, "x"), headers=ghost)
+            took = trio.current_time() - started
+            after = await command_calls(redis, "publish", "get")
+            assert seen(response) == seen(unknown)
+            assert response.status_code == 404
+            assert (after["publish"] - before["publish"], after["get"] - before["get"]) == (1, 1)
+            assert took < worker.link.settings.ack_timeout  # told by the reply, not by the owner's silence
 
 
 async def test_on_redis_a_large_forwarded_call_arrives_whole(redis_url: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import ssl
+from collections.abc import AsyncIterator
 
 import coredis
 import pytest
@@ -16,6 +18,7 @@ from trio_mcp_sse._resp import (
     RedisEndpoint,
     RespError,
     Subscription,
+    _Connection,
     _Incomplete,
     _parse,
     pack,
@@ -223,3 +226,157 @@ async def test_a_caller_cancelled_while_reading_leaves_the_others_answered_on_th
         await publisher.aclose()
     assert replies == {"second": 2, "third": 3}
     assert connections == 1
+
+
+# -- posted PUBLISH: written, not waited for ------------------------------------------------------------------
+def running_posts(publisher: Publisher, nursery: trio.Nursery, after: float = 60) -> None:
+    nursery.start_soon(functools.partial(publisher.run_posts, after=after, read_bound=5))
+
+
+async def test_posts_of_one_round_go_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    original = _Connection.send
+
+    async def counted(self: _Connection, data: bytes) -> None:
+        writes.append(data.count(b"PUBLISH"))
+        await original(self, data)
+
+    monkeypatch.setattr(_Connection, "send", counted)
+    told: list[BaseException | None] = []
+    async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
+        with trio.fail_after(BOUND):
+            for i in range(50):
+                await publisher.post(b"ch", b"%d" % i, told.append)  # (no checkpoint in between)
+            while redis.seen < 50:
+                await trio.sleep(0.01)
+            assert writes == [50]
+            await publisher.post(b"ch", b"next round", told.append)
+            while redis.seen < 51:
+                await trio.sleep(0.01)
+            assert writes == [50, 1]
+        nursery.cancel_scope.cancel()
+    assert told == []
+
+
+async def test_a_posted_publish_is_delivered_and_its_reply_read_with_the_next_callers() -> None:
+    """Nobody waits for a posted reply: the next caller's read takes it along, and a reply of 0 is told."""
+    told: list[BaseException | None] = []
+    async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
+        with trio.fail_after(BOUND):
+            await publisher.post(b"nobody", b"a", told.append)
+            await publisher.post(b"ch", b"bb", told.append)
+            while redis.seen < 2:
+                await trio.sleep(0.01)
+            await trio.sleep(0.05)
+            assert told == []  # replied ("nobody" with 0), but nothing read them
+            assert await publisher.publish(b"ch", b"ccc") == 3
+            assert told == [None]  # the reply of 0, read with the publish's own; "bb" reached 1
+            assert redis.connections == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_replies_nobody_else_read_are_read_a_moment_later() -> None:
+    told: list[BaseException | None] = []
+    async with stand_in_redis() as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery, after=0.05)
+        with trio.fail_after(BOUND):
+            for i in range(5):
+                await publisher.post(b"nobody" if i % 2 else b"ch", b"x", told.append)
+            while len(told) < 2:
+                await trio.sleep(0.01)
+            await trio.sleep(0.2)
+            assert told == [None, None]
+            await publisher.post(b"ch", b"later", told.append)  # the task wakes again for new ones
+            await publisher.post(b"nobody", b"later", told.append)
+            while len(told) < 3:
+                await trio.sleep(0.01)
+            assert told == [None, None, None]
+            assert redis.connections == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_posted_publish_whose_connection_fails_before_its_reply_is_told_the_error() -> None:
+    told: list[BaseException | None] = []
+    async with stand_in_redis(answer=False) as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery, after=0.01)
+        with trio.fail_after(BOUND):
+            await publisher.post(b"ch", b"x", told.append)
+            while redis.seen < 1:
+                await trio.sleep(0.01)
+            redis.hang_up.set()
+            while not told:
+                await trio.sleep(0.01)
+            assert len(told) == 1 and isinstance(told[0], ConnectionError)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_post_while_redis_is_down_is_told_so_and_the_next_is_sent_once_it_is_back(
+    restartable_redis: RedisServer,
+) -> None:
+    publisher = Publisher(endpoint_of(restartable_redis.url), write_timeout=5)
+    told: list[BaseException | None] = []
+    async with trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)
+        with trio.fail_after(BOUND):
+            restartable_redis.stop()
+            await publisher.post(b"test:nobody", b"down", told.append)
+            while not told:
+                await trio.sleep(0.01)
+            assert len(told) == 1 and isinstance(told[0], ConnectionError)
+            restartable_redis.start()
+            await publisher.post(b"test:nobody", b"back", told.append)
+            await trio.sleep(0.1)
+            assert await publisher.publish(b"test:nobody", b"read") == 0
+            assert told[1:] == [None]  # "back" reached nobody
+        nursery.cancel_scope.cancel()
+    await publisher.aclose()
+
+
+class StandIn:
+    """A Redis stand-in: answers each ``PUBLISH`` with its message's length, 0 for the channel ``nobody``."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.seen = 0
+        self.connections = 0
+        self.hang_up = trio.Event()
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        command = re.compile(rb"\*3\r\n\$7\r\nPUBLISH\r\n\$(\d+)\r\n")
+        self.connections += 1
+        buffer = b""
+        async with stream, trio.open_nursery() as nursery:
+
+            async def hang_up() -> None:
+                await self.hang_up.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(hang_up)
+            while data := await stream.receive_some(65536):
+                buffer += data
+                while match := command.match(buffer):
+                    channel_end = match.end() + int(match[1])
+                    length = re.match(rb"\r\n\$(\d+)\r\n", buffer[channel_end:])
+                    if length is None or len(buffer) < channel_end + length.end() + int(length[1]) + 2:
+                        break
+                    channel = buffer[match.end() : channel_end]
+                    buffer = buffer[channel_end + length.end() + int(length[1]) + 2 :]
+                    self.seen += 1
+                    if self.answer:
+                        await stream.send_all(b":%d\r\n" % (0 if channel == b"nobody" else int(length[1])))
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def stand_in_redis(*, answer: bool = True) -> AsyncIterator[tuple[Publisher, StandIn]]:
+    redis = StandIn(answer)
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(functools.partial(trio.serve_tcp, redis.serve, 0, host="127.0.0.1"))
+        publisher = Publisher(RedisEndpoint(host="127.0.0.1", port=listener.socket.getsockname()[1]), write_timeout=5)
+        try:
+            yield publisher, redis
+        finally:
+            await publisher.aclose()
+            nursery.cancel_scope.cancel()

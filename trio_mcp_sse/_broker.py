@@ -62,6 +62,7 @@ A :class:`Bus` is one worker's connection to a broker: :class:`MemoryBroker`
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -79,8 +80,10 @@ import orjson
 import trio
 
 from ._http import (
+    DISCONNECT_NOTICE,
     BodyLimits,
     ClientGone,
+    DisconnectNotice,
     Message,
     Outcome,
     Receive,
@@ -186,6 +189,15 @@ class Bus(Protocol):
     async def send(self, worker_id: str, frame: bytes) -> bool:
         """Send ``frame`` to a worker's mailbox; False when nobody reads it."""
         ...
+
+    # Optional (a Bus without it gets ``send``, awaited, in its place):
+    #
+    # async def post(self, worker_id: str, frame: bytes,
+    #                undelivered: Callable[[BrokerUnavailable | None], None]) -> None:
+    #     Send ``frame`` to a worker's mailbox without waiting to hear that it was read.  Later, and
+    #     at most once, ``undelivered(None)`` if nobody read that mailbox, or ``undelivered(error)``
+    #     if the broker failed before it could tell; nothing when it was read.  Raises
+    #     BrokerUnavailable (and never calls ``undelivered``) when the frame could not be sent.
 
     async def heartbeat(self) -> tuple[bool, int]:
         """Refresh this worker's liveness key.  Returns whether it was still there (False: it expired or the
@@ -548,7 +560,7 @@ class _Outgoing:
     queued is still taken, then it ends.
     """
 
-    __slots__ = ("_buffer", "_closed", "_frames", "_lot", "acked", "overflowed", "owner")
+    __slots__ = ("_buffer", "_closed", "_frames", "_lot", "acked", "overflowed", "owner", "unread")
 
     def __init__(self, buffer: int) -> None:
         self._buffer = buffer
@@ -558,6 +570,23 @@ class _Outgoing:
         self.acked = trio.Event()
         self.owner: str | None = None
         self.overflowed = False
+        self.unread = False
+        """The request was posted to a mailbox nobody read: it is to be sent again, through a lookup."""
+
+    def undelivered(self, error: BrokerUnavailable | None) -> None:
+        """The broker's word on the posted request, when it did not reach its owner (or may not have)."""
+        if self.acked.is_set():
+            return  # answered already: it did reach it
+        if error is None:
+            self.unread = True
+            self.acked.set()
+        else:
+            self.push(_BROKER_LOST)
+
+    def retry(self) -> None:
+        """Wait anew for the owner to take the request (sent again)."""
+        self.unread = False
+        self.acked = trio.Event()
 
     def push(self, frame: bytes | _Answer) -> None:
         if isinstance(frame, bytes):
@@ -589,13 +618,16 @@ class _Incoming:
 
     __slots__ = (
         "answered", "disconnected", "ended", "event_stream", "exchange", "finished", "flush_at", "flushing",
-        "held", "held_bytes", "reply_to", "start",
+        "held", "held_bytes", "notice", "reply_to", "start",
     )  # fmt: skip
 
     def __init__(self, exchange: str, reply_to: str) -> None:
         self.exchange = exchange
         self.reply_to = reply_to
         self.disconnected = trio.Event()
+        self.notice = DisconnectNotice()
+        """In the exchange's scope: a response waiting for its next message is interrupted by
+        :meth:`disconnect` rather than waiting in ``receive`` under a cancel scope."""
         self.answered = False
         """A frame of the answer went out (the first also acknowledges the request)."""
         self.finished = False
@@ -609,6 +641,11 @@ class _Incoming:
         self.flush_at = math.inf
         """When what is held goes out at the latest (a timer is set for it)."""
         self.flushing: trio.Event | None = None
+
+    def disconnect(self) -> None:
+        """The receiving worker's client is gone (or the exchange's frames can no longer reach it)."""
+        self.disconnected.set()
+        self.notice.fire()
 
 
 class BrokerLink:
@@ -757,7 +794,7 @@ class BrokerLink:
         for outgoing in self._outgoing.values():
             outgoing.push(_BROKER_LOST)
         for incoming in self._incoming.values():
-            incoming.disconnected.set()
+            incoming.disconnect()
 
     # -- sessions -------------------------------------------------------------------------------
     async def claim(self, session_id: str) -> bool:
@@ -819,7 +856,7 @@ class BrokerLink:
                 outgoing.push(_OWNER_GONE)
         for incoming in self._incoming.values():
             if incoming.reply_to in dead:
-                incoming.disconnected.set()
+                incoming.disconnect()
 
     # -- the receiving side -----------------------------------------------------------------------
     async def forward(
@@ -834,11 +871,13 @@ class BrokerLink:
     ) -> None:
         """Answer a request for a session this worker does not hold, through its owner.
 
-        A session id that names its owner (:func:`session_owner`) is sent
-        straight to that worker's mailbox: one send, no lookup.  Only when
-        nobody reads that mailbox, or for an id that names no worker, the
-        broker's :meth:`Bus.route` looks the owner up and tells a live owner
-        that is not reading (``503``) from none (the session is gone).  An id
+        A session id that names its owner (:func:`session_owner`) is posted
+        straight to that worker's mailbox: one send, no lookup, and no wait
+        for the broker's reply (the owner's answer says it arrived).  Only
+        when nobody reads that mailbox (which the broker says a moment
+        later), or for an id that names no worker, the broker's
+        :meth:`Bus.route` looks the owner up and tells a live owner that is
+        not reading (``503``) from none (the session is gone).  An id
         naming this worker is one of its own sessions that has ended (or a
         forged one): answered here at once.  With no owner anywhere,
         ``local(receive)`` answers it here (an unknown session, in the
@@ -849,13 +888,13 @@ class BrokerLink:
             await local(receive)
             return
 
-        async def to_owner(bus: Bus, frame: bytes) -> RouteResult:
-            if hint is not None and await self._call(bus.send(hint, frame)):
-                return RouteResult(hint, True)
+        async def look_up(bus: Bus, frame: bytes) -> RouteResult:
             route: RouteResult = await self._call(bus.route(session_id, frame))
             return route
 
-        await self._forward(to_owner, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=False)
+        await self._forward(
+            hint, look_up, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=False
+        )
 
     async def forward_to(
         self,
@@ -869,24 +908,25 @@ class BrokerLink:
     ) -> None:
         """Answer a request through the worker ``worker_id`` (a task's, named by its id), as :meth:`forward` does.
 
-        One send to its mailbox, no lookup.  When nobody reads that mailbox the
+        One post to its mailbox, no lookup.  When nobody reads that mailbox the
         worker's liveness decides: alive (its link is reconnecting) is ``503``,
         as for a session; dead or never known, ``local(receive)`` answers here,
         and so it does if the worker dies before its answer starts: what it
         held died with it, so this worker's "not found" is the answer.
         """
 
-        async def to_worker(bus: Bus, frame: bytes) -> RouteResult:
-            if await self._call(bus.send(worker_id, frame)):
-                return RouteResult(worker_id, True)
+        async def liveness(bus: Bus, frame: bytes) -> RouteResult:
             alive: set[str] = await self._call(bus.alive([worker_id]))
             return RouteResult(worker_id if worker_id in alive else None, False)
 
-        await self._forward(to_worker, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=True)
+        await self._forward(
+            worker_id, liveness, scope, receive, send, body_limits=body_limits, local=local, local_if_gone=True
+        )
 
     async def _forward(
         self,
-        deliver: Callable[[Bus, bytes], Awaitable[RouteResult]],
+        hint: str | None,
+        unread: Callable[[Bus, bytes], Awaitable[RouteResult]],
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -895,7 +935,11 @@ class BrokerLink:
         local: Callable[[Receive], Awaitable[None]],
         local_if_gone: bool,
     ) -> None:
-        """Read the body, ``deliver`` the request frame, relay the answer; one way for every forward."""
+        """Read the body, post the request frame to ``hint``, relay the answer; one way for every forward.
+
+        With no ``hint``, or when nobody read the hinted mailbox, ``unread``
+        decides where the frame goes (it sends it, or says why it cannot).
+        """
         try:
             body = await read_body(receive, body_limits)
         except ClientGone:
@@ -911,22 +955,32 @@ class BrokerLink:
             bus = self._bus
             if bus is None:
                 raise BrokerUnavailable("not connected")
-            route = await deliver(bus, frame)
-            if route.owner is None:
-                await local(_replaying(body, receive))
-                return
-            if not route.reached:
-                self._count("owner_unreachable")
-                await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
-                return
-            outgoing.owner = route.owner
+            if hint is not None:
+                await self._post(bus, hint, frame, outgoing.undelivered)
+                route = RouteResult(hint, True)
+            else:
+                route = await unread(bus, frame)
+            while True:
+                if route.owner is None:
+                    await local(_replaying(body, receive))
+                    return
+                if not route.reached:
+                    self._count("owner_unreachable")
+                    await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
+                    return
+                outgoing.owner = route.owner
+                with trio.move_on_after(self.settings.ack_timeout):
+                    await outgoing.acked.wait()
+                if not outgoing.acked.is_set():
+                    self.metrics.forwarded_out += 1
+                    self._count("owner_silent")
+                    await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
+                    return
+                if not outgoing.unread:
+                    break
+                outgoing.retry()  # (a lookup sends it now, or says it cannot be)
+                route = await unread(bus, frame)
             self.metrics.forwarded_out += 1
-            with trio.move_on_after(self.settings.ack_timeout):
-                await outgoing.acked.wait()
-            if not outgoing.acked.is_set():
-                self._count("owner_silent")
-                await send_outcome(send, Outcome.WORKER_UNAVAILABLE)
-                return
             if await self._relay(exchange_id, outgoing, receive, send, local_if_gone=local_if_gone):
                 await local(_replaying(body, receive))
         except BrokerUnavailable:
@@ -1024,7 +1078,33 @@ class BrokerLink:
             nursery.cancel_scope.cancel()
         return answer_here
 
-    async def _tell(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> bool:
+    async def _post(
+        self, bus: Bus, worker_id: str, frame: bytes, undelivered: Callable[[BrokerUnavailable | None], None]
+    ) -> None:
+        """:meth:`Bus.post` (``send``, awaited, for a bus without it); a later failure marks the broker down."""
+
+        def told(error: BrokerUnavailable | None) -> None:
+            if error is not None:
+                self._last_error = error
+                self._mark(up=False)
+            undelivered(error)
+
+        post = getattr(bus, "post", None)
+        if post is not None:
+            await self._call(post(worker_id, frame, told))
+        elif not await self._call(bus.send(worker_id, frame)):
+            undelivered(None)
+
+    async def _tell(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> None:
+        """Post a frame whose fate changes nothing here (nobody reading it: its exchange is over)."""
+        bus = self._bus
+        if bus is None:
+            return
+        with contextlib.suppress(BrokerUnavailable):
+            await self._post(bus, worker_id, encode_frame(meta, body), _ignore)
+
+    async def _send(self, worker_id: str, meta: Mapping[str, Any], body: bytes = b"") -> bool:
+        """Send a frame and hear whether its worker read it (False too when the broker did not answer)."""
         bus = self._bus
         if bus is None:
             return False
@@ -1055,7 +1135,7 @@ class BrokerLink:
             elif isinstance(frame, _Disconnect):
                 found = self._incoming.get((frame.reply_to, frame.exchange))
                 if found is not None:
-                    found.disconnected.set()
+                    found.disconnect()
             else:
                 outgoing = self._outgoing.get(frame.exchange)
                 if outgoing is None:
@@ -1113,6 +1193,7 @@ class BrokerLink:
             return {"type": "http.disconnect"}
 
         receive = _replaying(body, until_disconnected)
+        scope["extensions"][DISCONNECT_NOTICE] = incoming.notice
 
         async def send(message: Message) -> None:
             if incoming.disconnected.is_set() or incoming.finished:
@@ -1186,8 +1267,10 @@ class BrokerLink:
             else:
                 meta = {"k": _BODY, "x": incoming.exchange, "m": more}
             incoming.answered = True
-            if not await self._tell(incoming.reply_to, meta, body):
-                incoming.disconnected.set()
+            if not more:
+                await self._tell(incoming.reply_to, meta, body)  # the last: nothing to stop if nobody reads it
+            elif not await self._send(incoming.reply_to, meta, body):
+                incoming.disconnect()
         finally:
             incoming.flushing = None
             flushing.set()
@@ -1222,6 +1305,10 @@ class BrokerLink:
                 nursery.start_soon(self._flush, incoming)
         elif kind == _ACK_TIMER and not incoming.answered:
             nursery.start_soon(self._tell, incoming.reply_to, {"k": _ACK, "x": incoming.exchange})
+
+
+def _ignore(error: BrokerUnavailable | None) -> None:
+    pass
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -1350,6 +1437,12 @@ class _MemoryBus:
         self._broker.operations["send"] += 1
         self._broker._check(self.worker_id)
         return self._deliver(worker_id, frame)
+
+    async def post(self, worker_id: str, frame: bytes, undelivered: Callable[[BrokerUnavailable | None], None]) -> None:
+        self._broker.operations["post"] += 1
+        self._broker._check(self.worker_id)
+        if not self._deliver(worker_id, frame):
+            undelivered(None)
 
     async def heartbeat(self) -> tuple[bool, int]:
         broker = self._broker

@@ -28,11 +28,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import logging
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -112,6 +113,9 @@ _SCHEMES: Final = frozenset({"redis", "rediss"})
 _RESUBSCRIBE_FIRST: Final = 0.1
 _RESUBSCRIBE_MAX: Final = 1.0
 """Seconds between attempts to subscribe to the mailbox again: doubling from the first to the most (with jitter)."""
+POSTED_REPLIES_READ_AFTER: Final = 0.05
+"""Seconds a posted ``PUBLISH``'s reply waits for a caller to read it with its own before the publisher's task does:
+how late a forward learns that a hinted mailbox had no reader (then it looks the owner up)."""
 
 
 def redacted_url(url: str) -> str:
@@ -294,6 +298,10 @@ class RedisBroker:
             with contextlib.suppress(*_MAILBOX_FAILURES):
                 await mailbox.subscribe()  # a worker that cannot subscribe yet still serves its own sessions
             nursery.start_soon(mailbox.keep_alive, publisher, name="broker connections keep-alive")
+            nursery.start_soon(
+                functools.partial(publisher.run_posts, after=POSTED_REPLIES_READ_AFTER, read_bound=settings.operation_timeout),
+                name="broker posts",
+            )
             try:
                 bus.mailbox = mailbox
                 yield bus
@@ -451,6 +459,15 @@ class _RedisBus:
         except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
         return reached > 0
+
+    async def post(self, worker_id: str, frame: bytes, undelivered: Callable[[BrokerUnavailable | None], None]) -> None:
+        def told(error: BaseException | None) -> None:
+            undelivered(None if error is None else BrokerUnavailable(f"{type(error).__name__}: {error}"))
+
+        try:
+            await self._publisher.post((self._mailbox_prefix + worker_id).encode(), frame, told)
+        except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
 
     async def heartbeat(self) -> tuple[bool, int]:
         existed, sessions = await self._run(self._heartbeat, [self._worker_key, self._sessions_key], [self._worker_ttl_ms])

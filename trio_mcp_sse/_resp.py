@@ -19,15 +19,24 @@ name), so one URL means one thing for both.  RESP2 only: ``AUTH``, ``CLIENT``,
 
 Concurrent ``PUBLISH`` calls on one :class:`Publisher` are pipelined with no
 task of its own: one caller writes every command queued meanwhile in one write
-and reads their replies in order, then hands over to a waiting caller.
+and reads their replies in order, then hands over to a waiting caller.  A
+*posted* ``PUBLISH`` (:meth:`Publisher.post`) is not waited for: the
+publisher's task (:meth:`Publisher.run_posts`) writes every one posted in a
+scheduling round in one write, and its reply is read with the next caller's
+or by that task a moment later.  So the frames whose reply changes nothing
+when it is as expected (an answer's last frame, a request whose answer will
+say it arrived) cost no wake-up of their own, and a burst of them one system
+call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -214,8 +223,12 @@ class _Connection:
             view = view[sent:]
             await trio.lowlevel.wait_writable(sock)
 
-    async def read(self) -> Any:
-        """The next value Redis sends (at once when it has arrived already)."""
+    async def read(self, *, ready: bool = False) -> Any:
+        """The next value Redis sends (at once when it has arrived already).
+
+        ``ready``: it has most likely arrived (a reply owed for a while): try
+        the socket before waiting for it to be readable.
+        """
         buffer = self._buffer
         while True:
             if buffer:
@@ -226,17 +239,23 @@ class _Connection:
                 else:
                     del buffer[:used]
                     return value
-            data = await self._receive()
+            data = await self._receive(ready)
             if not data:
                 raise ConnectionError("Redis closed the connection")
             self.last_received = trio.current_time()
             buffer += data
 
-    async def _receive(self) -> bytes | bytearray:
+    async def _receive(self, ready: bool = False) -> bytes | bytearray:
         sock = self._sock
         if sock is None:
             assert self._stream is not None
             return await self._stream.receive_some(_CHUNK)
+        if ready:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return sock.recv(_CHUNK)
+            except BlockingIOError:
+                pass
         while True:
             await trio.lowlevel.wait_readable(sock)  # (a checkpoint: cancelled here, nothing is lost)
             try:
@@ -260,7 +279,7 @@ class _Connection:
 class _Call:
     """One command of a :class:`Publisher`: its bytes, then its reply or failure."""
 
-    __slots__ = ("abandoned", "done", "error", "packed", "reply", "waiting")
+    __slots__ = ("abandoned", "done", "error", "notify", "packed", "reply", "waiting")
 
     def __init__(self, packed: bytes) -> None:
         self.packed = packed
@@ -271,18 +290,24 @@ class _Call:
         self.error: BaseException | None = None
         self.waiting: trio.Event | None = None
         """Set when the call is done, or when the connection is free for its caller's turn at the I/O."""
+        self.notify: Callable[[Any], None] | None = None
+        """A posted call's: called with its reply, or its failure, by whoever reads it (nobody waits for it)."""
 
     def resolve(self, reply: Any) -> None:
         self.done = True
         self.reply = reply
         if self.waiting is not None:
             self.waiting.set()
+        if self.notify is not None:
+            self.notify(reply)
 
     def fail(self, error: BaseException) -> None:
         self.done = True
         self.error = error
         if self.waiting is not None:
             self.waiting.set()
+        if self.notify is not None:
+            self.notify(error)
 
     def result(self) -> Any:
         if self.error is not None:
@@ -318,6 +343,14 @@ class Publisher:
     nothing of the batch was answered.  Callers bound the time a call takes
     (the broker's ``operation_timeout``); :meth:`ping_if_idle` keeps an idle
     connection known to be alive.
+
+    :meth:`post` queues a ``PUBLISH`` and returns; :meth:`run_posts`, which
+    whoever owns the publisher runs beside it, writes it, and its reply is
+    read by the next caller that reads (in the same ``recv`` as its own, most
+    often) or by that task.  Its outcome is told to its ``undelivered``
+    callback only when it is not the expected one (nobody read the channel,
+    or the connection failed).  A posted command found unanswered on a
+    connection that failed is not written again: it may have reached Redis.
     """
 
     def __init__(self, endpoint: RedisEndpoint, *, write_timeout: float) -> None:
@@ -330,6 +363,10 @@ class Publisher:
         self._busy = False
         self._closed = False
         self._last_used = trio.current_time()
+        self._posted: deque[_Call] = deque()
+        """Posted calls whose reply may still be owed (the done ones are dropped as found)."""
+        self._poster: trio.Event | None = None
+        """Set when a call is posted while :meth:`run_posts` waits."""
 
     async def publish(self, channel: bytes, message: bytes) -> int:
         """How many subscribers got ``message``.  Raises ``ConnectionError`` (Redis unreachable, the connection
@@ -338,6 +375,80 @@ class Publisher:
         if type(reply) is not int:
             raise ProtocolError("PUBLISH answered with something else than an integer")
         return reply
+
+    async def post(
+        self, channel: bytes, message: bytes, undelivered: Callable[[BaseException | None], None]
+    ) -> None:
+        """``PUBLISH`` without waiting: queued for :meth:`run_posts`, which writes it in this scheduling round.
+
+        ``undelivered`` is called at most once, later, from whichever task
+        reads the reply or loses the connection: with ``None`` when nobody was
+        subscribed, with the error when the command could not be written or
+        the connection failed before its reply came.  Nothing is called when
+        it was delivered.  It must not block or raise.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the broker connection is closed")
+        call = _Call(pack(b"PUBLISH", channel, message))
+
+        def notify(reply: Any) -> None:
+            if type(reply) is int:
+                if reply == 0:
+                    undelivered(None)
+            elif isinstance(reply, BaseException):
+                undelivered(reply)
+            else:
+                undelivered(ProtocolError("PUBLISH answered with something else than an integer"))
+
+        call.notify = notify
+        self._unwritten.append(call)
+        self._posted.append(call)
+        if self._poster is not None:
+            self._poster.set()
+
+    async def run_posts(self, *, after: float, read_bound: float) -> None:
+        """Write posted commands, and read the replies nobody else read within ``after`` seconds; until cancelled.
+
+        Every command posted while other tasks run goes out in one write
+        when this task next runs (the round after), so a burst of forwards
+        costs one system call, not one each.  Replies are most often read by
+        a caller waiting for its own; what is left is read ``after`` seconds
+        after its write, in one read.  Opening a connection and each read are
+        bounded by ``read_bound`` seconds: a connection that cannot be opened
+        in time fails what waits to be written; replies still missing are
+        tried again later (a caller that waits for its own decides whether
+        Redis is lost).
+        """
+        posted = self._posted
+        read_at = math.inf
+        while True:
+            while posted and posted[0].done:
+                posted.popleft()
+            if self._unwritten and not self._busy:
+                with trio.move_on_after(read_bound) as writing, contextlib.suppress(*_FAILURES):
+                    await self._io(self._unwritten[-1], written=True)  # (failures are told to the callbacks)
+                if writing.cancelled_caught:
+                    await self._lose(trio.TooSlowError(f"no connection within {read_bound:g}s"), None)
+                if posted and read_at == math.inf:
+                    read_at = trio.current_time() + after
+                continue
+            if not posted:
+                read_at = math.inf
+            elif read_at == math.inf:
+                read_at = trio.current_time() + after
+            self._poster = trio.Event()
+            with trio.move_on_at(read_at):
+                await self._poster.wait()
+            woken = self._poster.is_set()
+            self._poster = None
+            if woken:
+                continue  # new posts: written first
+            read_at = math.inf
+            while posted and posted[0].done:
+                posted.popleft()
+            if posted and not self._busy:
+                with trio.move_on_after(read_bound), contextlib.suppress(*_FAILURES):
+                    await self._io(posted[-1], ready=True)
 
     async def ping_if_idle(self, idle: float) -> None:
         """``PING`` over the connection if it has been idle ``idle`` seconds (a dead one is dropped)."""
@@ -368,12 +479,18 @@ class Publisher:
             raise
         return call.result()
 
-    async def _io(self, own: _Call) -> None:
-        """Write what is queued, read replies until ``own`` has its own; then hand over."""
+    async def _io(self, own: _Call, *, written: bool = False, ready: bool = False) -> None:
+        """Write what is queued, read replies until ``own`` has its own; then hand over.
+
+        ``written``: return once ``own`` is written (a posted call).  ``ready``:
+        the replies owed have most likely arrived (read before waiting).
+        """
         self._busy = True
         retried = False
         try:
             while not own.done:
+                if written and own not in self._unwritten:
+                    return
                 connection = self._connection
                 reused = connection is not None
                 retryable: list[_Call] | None = None
@@ -391,7 +508,9 @@ class Publisher:
                             await connection.send(b"".join(call.packed for call in batch))
                         if writing.cancelled_caught:
                             raise trio.TooSlowError(f"no room to write within {self._write_timeout:g}s")
-                    reply = await connection.read()
+                        if written:
+                            continue
+                    reply = await connection.read(ready=ready)
                 except _FAILURES as error:
                     stale = isinstance(error, (ConnectionError, trio.BrokenResourceError)) and not isinstance(
                         error, ProtocolError
