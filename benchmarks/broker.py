@@ -285,15 +285,16 @@ def render_throughput(results: dict[str, Any], keys: list[str], levels: list[int
         found: dict[str, Any] = setup["throughput"].get(str(at), {})
         return found
 
-    for name, field, digits in (
-        ("calls/s", "calls_per_s", 0),
-        ("p50 ms", "p50_ms", 2),
-        ("p99 ms", "p99_ms", 2),
-        ("server CPU us/call", "server_cpu_per_call_us", 0),
-        ("redis-server CPU us/call", "broker_cpu_per_call_us", 0),
+    for name, field, digits, compare in (
+        ("calls/s", "calls_per_s", 0, True),
+        ("p50 ms", "p50_ms", 2, True),
+        ("p99 ms", "p99_ms", 2, True),
+        ("server CPU us/call", "server_cpu_per_call_us", 0, True),
+        # (no ratio: without a broker redis-server's CPU is its own idle ticks, not the calls')
+        ("redis-server CPU us/call", "broker_cpu_per_call_us", 0, False),
     ):
         for at in levels:
-            row(f"{name}, {sessions(at)}", digits, lambda s, at=at, field=field: _value(level(s, at), field))
+            row(f"{name}, {sessions(at)}", digits, lambda s, at=at, field=field: _value(level(s, at), field), compare)
     for at in levels:
         row(f"server + redis-server CPU us/call, {sessions(at)}", 0, lambda s, at=at: total_cpu_per_call(level(s, at)))
     if any(level(s, at).get("server_cpu_per_call_us_each") for s in setups for at in levels):
