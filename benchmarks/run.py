@@ -329,10 +329,10 @@ def render_targets(results: dict[str, Any], profile: dict[str, Any]) -> str:
                 TARGETS[target],
                 "KB",
             )
-    ours = [key for key in results if key.startswith("ours")]
-    errors = sum(total_errors(results[key]) for key in ours)
+    our_keys = [key for key in results if key.startswith("ours")]
+    errors = sum(total_errors(results[key]) for key in our_keys)
     lines.append(f"| zero errors (our servers, every scenario) | {errors} | {'yes' if errors == 0 else 'no'} |")
-    references = {key: total_errors(results[key]) for key in results if key not in ours}
+    references = {key: total_errors(results[key]) for key in results if key not in our_keys}
     if any(references.values()):  # the reference servers' own failures: reported, not a target of ours
         failed = ", ".join(f"{key} {count}" for key, count in references.items() if count)
         lines.append(f"| (errors of the reference servers: {failed}) | {sum(references.values())} | - |")
