@@ -380,3 +380,23 @@ async def stand_in_redis(*, answer: bool = True) -> AsyncIterator[tuple[Publishe
         finally:
             await publisher.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_post_queued_behind_a_caller_that_wrote_nothing_more_is_written_when_it_is_done() -> None:
+    """A caller doing the I/O writes what is queued only before it reads on: once it is done, the posts go."""
+    told: list[BaseException | None] = []
+    async with stand_in_redis(answer=False) as (publisher, redis), trio.open_nursery() as nursery:
+        running_posts(publisher, nursery)  # (no timer would write them before a minute)
+        with trio.fail_after(BOUND):
+            with trio.move_on_after(0.2):
+                async with trio.open_nursery() as waiting:
+                    waiting.start_soon(publisher.publish, b"ch", b"waited for")
+                    while redis.seen < 1:
+                        await trio.sleep(0.01)
+                    await publisher.post(b"ch", b"posted meanwhile", told.append)
+                    await trio.sleep(0.05)
+                    assert redis.seen == 1  # the caller reading its reply has not written it yet
+            # The caller was cancelled, with nothing more to read for: the post goes out now.
+            while redis.seen < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()

@@ -194,10 +194,11 @@ class Bus(Protocol):
     #
     # async def post(self, worker_id: str, frame: bytes,
     #                undelivered: Callable[[BrokerUnavailable | None], None]) -> None:
-    #     Send ``frame`` to a worker's mailbox without waiting to hear that it was read.  Later, and
-    #     at most once, ``undelivered(None)`` if nobody read that mailbox, or ``undelivered(error)``
-    #     if the broker failed before it could tell; nothing when it was read.  Raises
-    #     BrokerUnavailable (and never calls ``undelivered``) when the frame could not be sent.
+    #     Send ``frame`` to a worker's mailbox (or queue it to be sent: it should not wait) without
+    #     waiting to hear that it was read.  Later, and at most once, ``undelivered(None)`` if nobody
+    #     read that mailbox, or ``undelivered(error)`` if the broker failed before it could tell;
+    #     nothing when it was read.  Raises BrokerUnavailable (and never calls ``undelivered``) when
+    #     the frame could not be sent.
 
     async def heartbeat(self) -> tuple[bool, int]:
         """Refresh this worker's liveness key.  Returns whether it was still there (False: it expired or the

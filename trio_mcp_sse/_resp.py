@@ -545,11 +545,16 @@ class Publisher:
                 await connection.aclose()
 
     def _hand_over(self) -> None:
-        """Wake the first caller still waiting for a reply, or to have its command written: its turn at the I/O."""
+        """Wake the first caller still waiting for a reply, or to have its command written: its turn at the I/O.
+
+        With none, :meth:`run_posts` writes what was posted meanwhile.
+        """
         for call in (*self._owed, *self._unwritten):
             if not call.done and not call.abandoned and call.waiting is not None:
                 call.waiting.set()
                 return
+        if self._unwritten and self._poster is not None:
+            self._poster.set()
 
     async def aclose(self) -> None:
         self._closed = True
