@@ -56,7 +56,7 @@ from tests.redis_server import RedisServer, find_redis_server_binary
 
 from . import redis_probe
 from .run import RESULTS, environment, loadgen, loadgen_argv, log
-from .servers import ServerSpec, free_port, running
+from .servers import ROOT, ServerSpec, free_port, running
 
 BROKER_ENV = "TRIO_MCP_SSE_BROKER"
 TRANSPORTS = {"sse": "HTTP+SSE", "streamable": "Streamable HTTP, event-stream answers"}
@@ -120,15 +120,16 @@ def workers_joined(redis_port: int) -> int:
 
 
 @contextlib.contextmanager
-def serving(setup: Setup, transport: str, redis: RedisServer) -> Iterator[Served]:
-    """Start ``setup``'s processes on an empty Redis; with a broker, until every worker has joined."""
+def serving(setup: Setup, transport: str, redis: RedisServer, root: Path = ROOT) -> Iterator[Served]:
+    """Start ``setup``'s processes (importing the package from ``root``) on an empty Redis; with a broker,
+    until every worker has joined."""
     redis.flush()
     options = serve_options(setup, redis)
     with contextlib.ExitStack() as stack:
         ports, pids, commands = [], [], []
         for index in range(setup.processes):
             spec = ServerSpec(f"{transport}-{setup.key}-{index}", setup.label, "serve", APPS[transport], options)
-            port, pid, _log = stack.enter_context(running(spec))
+            port, pid, _log = stack.enter_context(running(spec, root=root))
             ports.append(port)
             pids.append(pid)
             commands.append(shlex.join(["python", *spec.argv(port)[1:]]))
@@ -411,6 +412,40 @@ def redis_server() -> Iterator[RedisServer]:
         server.close()
 
 
+def compare_trees(trees: list[Path], transport: str, *, sessions: int, rounds: int, duration: float) -> None:
+    """Forwarded calls' server CPU with each source tree, interleaved (A B A B ...), fresh processes each round.
+
+    What a change to forwarding costs against its parent, measured in one run
+    (the ratio to a direct call moves more between runs than most changes do).
+    """
+    for tree in trees:
+        if not (tree / "trio_mcp_sse").is_dir():
+            raise SystemExit(f"{tree} has no trio_mcp_sse package")
+    found: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
+    options = ("--sessions", str(sessions), "--warmup", "1.0", "--duration", str(duration))
+    with redis_server() as redis:
+        redis_pid = int(redis_probe.info(redis.port, "server")["process_id"])
+        for number in range(rounds):
+            for tree in trees:
+                with serving(FORWARDED, transport, redis, root=tree) as served:
+                    result, _ = measure("throughput", served, transport, redis, redis_pid, *options)
+                found[tree].append(result)
+                log(
+                    f"round {number + 1} {tree}: server {result['server_cpu_per_call_us']:5.0f} us/call "
+                    f"({' + '.join(f'{each:.0f}' for each in result['server_cpu_per_call_us_each'])}), "
+                    f"{result['calls_per_s']:6.0f} calls/s, errors {result['errors']}"
+                )
+    first = statistics.median(r["server_cpu_per_call_us"] for r in found[trees[0]])
+    print(f"\n{TRANSPORTS[transport]}, every call forwarded, {sessions} sessions, {rounds} rounds of {duration:g} s, medians:")
+    for tree, results in found.items():
+        cpu = [r["server_cpu_per_call_us"] for r in results]
+        median = statistics.median(cpu)
+        print(
+            f"  {tree!s:40} server CPU {median:6.0f} us/call ({min(cpu):.0f}-{max(cpu):.0f}) = {median / first:.2f}x first"
+            f" | {statistics.median(r['calls_per_s'] for r in results):6.0f} calls/s | errors {sum(r['errors'] for r in results)}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.broker", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s windows, 1,000 sessions for the memory figure")
@@ -420,9 +455,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per throughput level")
     parser.add_argument("--rounds", type=int, help="rounds of every set-up, interleaved; medians reported")
     parser.add_argument("--render", metavar="JSON", help="print the tables of a saved run and exit")
+    parser.add_argument(
+        "--compare", nargs="+", metavar="DIR",
+        help="the forwarded set-up only, importing the package from each source tree in turn (e.g. "
+        "`git worktree add DIR REV`); medians of --rounds rounds at 20 sessions (or --sessions) and exit",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.render:
         sys.stdout.write(render(json.loads(Path(args.render).read_text())) + "\n")
+        return 0
+    if args.compare:
+        compare_trees(
+            [Path(tree).resolve() for tree in args.compare],
+            "sse" if args.transport == "all" else args.transport,
+            sessions=args.sessions or 20, rounds=args.rounds or 3, duration=args.duration or 4.0,
+        )  # fmt: skip
         return 0
     name = "quick" if args.quick else "full"
     profile = dict(PROFILES[name])
