@@ -494,6 +494,11 @@ def _parse_frame(frame: bytes) -> _Request | _Disconnect | _Answer:
     return _Answer(exchange, kind, 0, (), body, _more(meta) if kind == _BODY else False)
 
 
+def _is_event_stream(headers: Any) -> bool:
+    """Is this answer's content type ``text/event-stream`` (the answer may end at any event)?"""
+    return any(name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
+
+
 def _has_event_data(chunk: bytes) -> bool:
     """Does this part of an event stream carry an event with data, or anything else than ``id``, ``retry``
     and ``event`` fields, comments and blank lines?  (An event without data is not dispatched to the client:
@@ -1050,10 +1055,7 @@ class BrokerLink:
                 if kind == _RESPONSE:
                     started = True
                     headers = list(frame.headers)
-                    streaming = any(
-                        name == b"content-type" and value.startswith(b"text/event-stream")
-                        for name, value in headers
-                    )
+                    streaming = _is_event_stream(headers)
                     await send(
                         {"type": "http.response.start", "status": frame.status, "headers": headers}
                     )
@@ -1202,10 +1204,7 @@ class BrokerLink:
             kind = message["type"]
             if kind == "http.response.start":
                 incoming.start = message  # sent with the body: one frame for a whole small answer
-                incoming.event_stream = any(
-                    name == b"content-type" and value.startswith(b"text/event-stream")
-                    for name, value in message.get("headers", ())
-                )
+                incoming.event_stream = _is_event_stream(message.get("headers", ()))
                 return
             if kind != "http.response.body":
                 return

@@ -295,7 +295,7 @@ class RedisBroker:
         publisher = Publisher(endpoint, write_timeout=settings.operation_timeout)
         async with client, trio.open_nursery() as nursery:
             bus = _RedisBus(client, publisher, settings, worker_id)
-            with contextlib.suppress(*_MAILBOX_FAILURES):
+            with contextlib.suppress(*_CONNECTION_FAILURES):
                 await mailbox.subscribe()  # a worker that cannot subscribe yet still serves its own sessions
             nursery.start_soon(mailbox.keep_alive, publisher, name="broker connections keep-alive")
             nursery.start_soon(
@@ -312,8 +312,9 @@ class RedisBroker:
                     await publisher.aclose()
 
 
-_MAILBOX_FAILURES: Final = (OSError, RespError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
-"""What losing the mailbox's connection raises (``ConnectionError`` and ``ProtocolError`` are kinds of ``OSError``)."""
+_CONNECTION_FAILURES: Final = (OSError, RespError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
+"""What losing one of the broker's own connections (the mailbox's, the publisher's) raises (``ConnectionError``
+and ``ProtocolError`` are kinds of ``OSError``)."""
 
 
 class _Mailbox(trio.abc.ReceiveChannel[bytes]):
@@ -336,7 +337,7 @@ class _Mailbox(trio.abc.ReceiveChannel[bytes]):
         self._closed = False
 
     async def subscribe(self) -> None:
-        """Subscribe now, bounded by ``operation_timeout``; raises one of ``_MAILBOX_FAILURES``."""
+        """Subscribe now, bounded by ``operation_timeout``; raises one of ``_CONNECTION_FAILURES``."""
         with trio.fail_after(self._settings.operation_timeout):
             self._subscription = await Subscription.open(self._endpoint, self._channel)
         self._delay = _RESUBSCRIBE_FIRST
@@ -350,7 +351,7 @@ class _Mailbox(trio.abc.ReceiveChannel[bytes]):
                     await self.subscribe()
                 assert self._subscription is not None
                 return await self._subscription.next_message()
-            except _MAILBOX_FAILURES as error:
+            except _CONNECTION_FAILURES as error:
                 await self._lost(error)
 
     async def _lost(self, error: BaseException) -> None:
@@ -378,14 +379,14 @@ class _Mailbox(trio.abc.ReceiveChannel[bytes]):
         settings = self._settings
         while True:
             await trio.sleep(settings.heartbeat_interval)
-            with trio.move_on_after(settings.operation_timeout), contextlib.suppress(*_MAILBOX_FAILURES):
+            with trio.move_on_after(settings.operation_timeout), contextlib.suppress(*_CONNECTION_FAILURES):
                 await publisher.ping_if_idle(settings.heartbeat_interval)
             subscription = self._subscription
             asked = trio.current_time()
             if subscription is None or asked - subscription.last_received < settings.heartbeat_interval:
                 continue
             with trio.move_on_after(settings.operation_timeout):
-                with contextlib.suppress(*_MAILBOX_FAILURES):
+                with contextlib.suppress(*_CONNECTION_FAILURES):
                     await subscription.ping()
                 await trio.sleep(settings.operation_timeout)
             if subscription is self._subscription and subscription.last_received < asked:
@@ -456,7 +457,7 @@ class _RedisBus:
     async def send(self, worker_id: str, frame: bytes) -> bool:
         try:
             reached = await self._publisher.publish((self._mailbox_prefix + worker_id).encode(), frame)
-        except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        except _CONNECTION_FAILURES as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
         return reached > 0
 
@@ -466,7 +467,7 @@ class _RedisBus:
 
         try:
             await self._publisher.post((self._mailbox_prefix + worker_id).encode(), frame, told)
-        except (OSError, RespError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        except _CONNECTION_FAILURES as error:
             raise BrokerUnavailable(f"{type(error).__name__}: {error}") from None
 
     async def heartbeat(self) -> tuple[bool, int]:

@@ -294,20 +294,19 @@ class _Call:
         """A posted call's: called with its reply, or its failure, by whoever reads it (nobody waits for it)."""
 
     def resolve(self, reply: Any) -> None:
-        self.done = True
         self.reply = reply
-        if self.waiting is not None:
-            self.waiting.set()
-        if self.notify is not None:
-            self.notify(reply)
+        self._done(reply)
 
     def fail(self, error: BaseException) -> None:
-        self.done = True
         self.error = error
+        self._done(error)
+
+    def _done(self, outcome: Any) -> None:
+        self.done = True
         if self.waiting is not None:
             self.waiting.set()
         if self.notify is not None:
-            self.notify(error)
+            self.notify(outcome)
 
     def result(self) -> Any:
         if self.error is not None:
