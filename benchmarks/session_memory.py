@@ -138,11 +138,9 @@ def _where(stat: tracemalloc.StatisticDiff, group: str) -> str:
     return " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.session_memory", description=__doc__.split("\n")[0])
-    parser.add_argument("apps", nargs="*", help=f"from {', '.join(STREAMABLE_APPS)}")
-    parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=25)
+def add_heap_options(parser: argparse.ArgumentParser, *, top: int = 25) -> None:
+    """The options of a heap probe: how many places to list, how to group them, how deep to trace."""
+    parser.add_argument("--top", type=int, default=top)
     parser.add_argument(
         "--group",
         choices=("ours", "lineno", "traceback", "filename"),
@@ -150,11 +148,30 @@ def main(argv: list[str] | None = None) -> int:
         help="ours: by the innermost line of trio_mcp_sse that allocated (needs --frames deep enough)",
     )
     parser.add_argument("--frames", type=int, default=16, help="traceback depth kept (--group ours, traceback)")
+
+
+def start_tracing(args: argparse.Namespace) -> None:
+    tracemalloc.start(args.frames if args.group in ("ours", "traceback") else 1)
+
+
+def write_stats(stats: list[Any], count: int, group: str) -> None:
+    """One line per place that holds at least 8 bytes per session: bytes and blocks per session."""
+    for stat in stats:
+        size, blocks, where = stat if isinstance(stat, tuple) else (stat.size_diff, stat.count_diff, _where(stat, group))
+        if abs(size) >= count * 8:
+            sys.stdout.write(f"  {size / count:8,.0f} B {blocks / count:6.2f} blocks  {where}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.session_memory", description=__doc__.split("\n")[0])
+    parser.add_argument("apps", nargs="*", help=f"from {', '.join(STREAMABLE_APPS)}")
+    parser.add_argument("--sessions", type=int, default=2000)
+    add_heap_options(parser)
     args = parser.parse_args(argv)
     unknown = [name for name in args.apps if name not in STREAMABLE_APPS]
     if unknown:
         parser.error(f"unknown app(s): {', '.join(unknown)}")
-    tracemalloc.start(args.frames if args.group in ("ours", "traceback") else 1)
+    start_tracing(args)
     for name in args.apps or STREAMABLE_APPS:
         result = trio.run(partial(measure, load(name), args.sessions, top=args.top, group=args.group))
         count = result["sessions"]
@@ -164,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({result['total'] / count:,.0f} measured, of which the test client's {result['client_bytes'] / count:,.0f}); "
             f"left after DELETE: {result['left'] / count:,.0f} bytes per session\n"
         )
-        for stat in result["stats"]:
-            size, blocks, where = stat if isinstance(stat, tuple) else (stat.size_diff, stat.count_diff, _where(stat, args.group))
-            if abs(size) >= count * 8:
-                sys.stdout.write(f"  {size / count:8,.0f} B {blocks / count:6.2f} blocks  {where}\n")
+        write_stats(result["stats"], count, args.group)
     return 0
 
 

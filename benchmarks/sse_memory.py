@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .session_memory import _by_our_frame, _where
+from .session_memory import _by_our_frame, add_heap_options, start_tracing, write_stats
 
 _WARM = 20
 
@@ -135,30 +135,20 @@ async def measure(sessions: int, *, top: int, group: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sse_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=30)
-    parser.add_argument(
-        "--group",
-        choices=("ours", "lineno", "traceback", "filename"),
-        default="ours",
-        help="ours: by the innermost line of trio_mcp_sse that allocated (needs --frames deep enough)",
-    )
-    parser.add_argument("--frames", type=int, default=16, help="traceback depth kept (--group ours, traceback)")
+    add_heap_options(parser, top=30)
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client is not None:
         trio.run(_client, args.client, args.sessions)
         return 0
-    tracemalloc.start(args.frames if args.group in ("ours", "traceback") else 1)
+    start_tracing(args)
     result = trio.run(partial(measure, args.sessions, top=args.top, group=args.group))
     count = result["sessions"]
     sys.stdout.write(
         f"HTTP+SSE under serve: {result['total'] / count:,.0f} bytes per idle session on the heap; "
         f"left after close: {result['left'] / count:,.0f} bytes per session\n"
     )
-    for stat in result["stats"]:
-        size, blocks, where = stat if isinstance(stat, tuple) else (stat.size_diff, stat.count_diff, _where(stat, args.group))
-        if abs(size) >= count * 8:
-            sys.stdout.write(f"  {size / count:8,.0f} B {blocks / count:6.2f} blocks  {where}\n")
+    write_stats(result["stats"], count, args.group)
     return 0
 
 
